@@ -1,0 +1,54 @@
+"""The `medivision` command.
+
+Each command lives in its own module of this package and exposes
+`register(subparsers)`, which adds its sub-parser and sets `run(args)` as the
+parser's `func` default. Modules are found automatically, so adding a command
+touches no other file.
+
+Example:
+
+```
+medivision demo
+medivision --help
+```
+"""
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+
+def build_parser():
+    """The argument parser with every command module registered."""
+    parser = argparse.ArgumentParser(
+        prog="medivision",
+        description="MediVision: CNN-LSTM-attention medical image classifier "
+        "with Grad-CAM explanations.",
+    )
+    from medivision_tf import __version__
+
+    parser.add_argument("--version", action="version", version=__version__)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in pkgutil.iter_modules(__path__):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{module.name}").register(subparsers)
+    return parser
+
+
+def main(argv=None):
+    """Entry point of the `medivision` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args) or 0
+    except (ValueError, TypeError, FileNotFoundError) as error:
+        print(f"medivision {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

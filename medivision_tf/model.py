@@ -1,0 +1,443 @@
+"""`build_medivision()`: the hybrid CNN-LSTM-attention classifier.
+
+```
+image (H, W, 1|3), raw 0-255 pixels           layer names
+  -> repeat 1 channel to 3 (if needed)         "to_rgb"
+  -> backbone preprocess_input                 "preprocessing"
+  -> CNN backbone (built flat, by name)        keras.applications layer names
+  -> last feature map (h, w, c)                "feature_map"
+  -> sequence: spatial (h*w, c) | rows (h, w*c) "to_sequence"
+  -> LSTM(return_sequences=True)               "lstm"
+  -> SequenceAttention                         "attention"
+  -> Add([attention output, LSTM output])      "attention_skip"
+  -> GlobalAveragePooling1D -> Dropout         "pool", "dropout"
+  -> Dense(num_classes, softmax | sigmoid)     "predictions"
+  -> class names carried in the config         "class_labels"
+```
+"""
+
+import os
+import urllib.error
+
+import keras
+import numpy as np
+
+from medivision_tf import backbones
+from medivision_tf.layers import BackbonePreprocessing, ClassLabels, SequenceAttention
+
+SEQUENCE_MODES = ("spatial", "rows")
+FEATURE_MAP_LAYER = "feature_map"
+ATTENTION_LAYER = "attention"
+CLASS_LABELS_LAYER = "class_labels"
+_INPUT_LAYERS = ("image", "to_rgb", "preprocessing")
+
+
+def build_medivision(
+    num_classes,
+    *,
+    backbone="efficientnetb0",
+    input_shape=(224, 224, 3),
+    weights="imagenet",
+    sequence="spatial",
+    lstm_units=128,
+    attention_units=64,
+    dropout=0.3,
+    multi_label=False,
+    class_names=None,
+    name="medivision",
+):
+    """Builds a MediVision classifier as a functional `keras.Model`.
+
+    A pretrained CNN backbone's last feature map is read as a sequence of
+    feature vectors, run through an LSTM, re-weighted by an attention layer,
+    merged with the LSTM output by an `Add` skip, pooled and classified. The
+    model takes raw 0-255 pixels: the backbone's preprocessing is inside it.
+
+    Args:
+        num_classes: number of output classes (>= 2 unless `multi_label`).
+        backbone: a name from `medivision_tf.available_backbones()`, e.g.
+            `"efficientnetb0"`, `"resnet50"`, `"densenet121"` or `"smallcnn"`
+            (small, trained from scratch, for inputs from 28x28).
+        input_shape: `(height, width, channels)` with 1 or 3 channels;
+            1-channel images are repeated to RGB inside the model.
+        weights: `"imagenet"` (downloads the pretrained backbone), `None`
+            (random initialization) or the path of a local backbone weights
+            file (e.g. Keras' `*_notop.h5`) for machines without internet.
+        sequence: how the `(h, w, c)` feature map becomes a sequence:
+            `"spatial"` gives `h*w` positions of `c` features, `"rows"` gives
+            `h` rows of `w*c` features.
+        lstm_units: LSTM width.
+        attention_units: width of the attention scoring projection.
+        dropout: dropout rate before the classifier, in `[0, 1)`.
+        multi_label: sigmoid outputs (one independent probability per class)
+            instead of a softmax.
+        class_names: names of the classes (default `class_0`, `class_1`, ...);
+            they are saved with the model.
+        name: the model name.
+
+    Returns:
+        A `keras.Model` mapping `(batch, *input_shape)` images to
+        `(batch, num_classes)` probabilities. It is not compiled.
+
+    Example:
+
+    ```python
+    import numpy as np
+    import medivision_tf
+
+    model = medivision_tf.build_medivision(
+        3, backbone="smallcnn", input_shape=(64, 64, 1), weights=None
+    )
+    probs = model.predict(np.zeros((2, 64, 64, 1)), verbose=0)   # (2, 3)
+    ```
+    """
+    spec = backbones.get_backbone(backbone)
+    input_shape = _check_input_shape(input_shape, spec)
+    _check_arguments(
+        num_classes, sequence, lstm_units, attention_units, dropout, multi_label
+    )
+    class_names = _check_class_names(class_names, num_classes)
+    weights = _check_weights(weights, spec)
+
+    # === Input and preprocessing ===
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = inputs
+    if input_shape[-1] == 1:
+        x = keras.layers.Concatenate(name="to_rgb")([x, x, x])
+    x = BackbonePreprocessing(spec.preprocessing, name="preprocessing")(x)
+
+    # === Backbone ===
+    # Built flat in our graph (input_tensor=) rather than nested as one layer,
+    # so its layers, above all the last feature map, are reachable by name
+    # (tf-keras-vis cannot target a layer inside a nested sub-model).
+    cnn = _build_backbone(spec, x, input_shape[:2] + (3,), weights)
+    features = keras.layers.Identity(name=FEATURE_MAP_LAYER)(cnn.output)
+
+    # === Sequence head ===
+    height, width, channels = features.shape[1:]
+    if sequence == "spatial":
+        x = keras.layers.Reshape((height * width, channels), name="to_sequence")(
+            features
+        )
+    else:
+        x = keras.layers.TimeDistributed(keras.layers.Flatten(), name="to_sequence")(
+            features
+        )
+    lstm_out = keras.layers.LSTM(lstm_units, return_sequences=True, name="lstm")(x)
+    attended, _ = SequenceAttention(attention_units, name=ATTENTION_LAYER)(lstm_out)
+    x = keras.layers.Add(name="attention_skip")([attended, lstm_out])
+    x = keras.layers.GlobalAveragePooling1D(name="pool")(x)
+    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    # float32 outputs keep the probabilities exact under mixed precision.
+    x = keras.layers.Dense(
+        num_classes,
+        activation="sigmoid" if multi_label else "softmax",
+        dtype="float32",
+        name="predictions",
+    )(x)
+    outputs = ClassLabels(
+        class_names, multi_label=multi_label, dtype="float32", name=CLASS_LABELS_LAYER
+    )(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _check_input_shape(input_shape, spec):
+    try:
+        shape = tuple(int(d) for d in input_shape)
+    except (TypeError, ValueError):
+        shape = None
+    if shape is None or len(shape) != 3:
+        raise ValueError(
+            "`input_shape` must be (height, width, channels) with integer sizes. "
+            f"Received: input_shape={input_shape!r}"
+        )
+    if shape[-1] not in (1, 3):
+        raise ValueError(
+            "`input_shape` must have 1 (grayscale) or 3 (RGB) channels. "
+            f"Received: {shape[-1]} channels in input_shape={shape}"
+        )
+    if min(shape[:2]) < spec.min_size:
+        raise ValueError(
+            f"Backbone {spec.name!r} needs inputs of at least "
+            f"{spec.min_size}x{spec.min_size}. Received: input_shape={shape}"
+        )
+    return shape
+
+
+def _check_arguments(num_classes, sequence, lstm_units, attention_units, dropout, multi_label):
+    smallest = 1 if multi_label else 2
+    if not isinstance(num_classes, (int, np.integer)) or num_classes < smallest:
+        raise ValueError(
+            f"`num_classes` must be an integer >= {smallest} "
+            f"({'sigmoid' if multi_label else 'softmax'} output). "
+            f"Received: num_classes={num_classes!r}"
+        )
+    if sequence not in SEQUENCE_MODES:
+        raise ValueError(
+            f"Unknown sequence mode {sequence!r}. Choose one of: "
+            f"{', '.join(SEQUENCE_MODES)}."
+        )
+    for arg, value in (("lstm_units", lstm_units), ("attention_units", attention_units)):
+        if not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(
+                f"`{arg}` must be a positive integer. Received: {arg}={value!r}"
+            )
+    if not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout!r}")
+
+
+def _check_class_names(class_names, num_classes):
+    if class_names is None:
+        return [f"class_{i}" for i in range(num_classes)]
+    class_names = [str(c) for c in class_names]
+    if len(class_names) != num_classes or len(set(class_names)) != num_classes:
+        raise ValueError(
+            f"`class_names` must be {num_classes} distinct names (num_classes). "
+            f"Received: class_names={class_names!r}"
+        )
+    return class_names
+
+
+def _check_weights(weights, spec):
+    if weights is None:
+        return None
+    if weights == "imagenet":
+        if not spec.has_imagenet_weights:
+            raise ValueError(
+                f"Backbone {spec.name!r} has no ImageNet weights. Use "
+                "weights=None or the path of a weights file."
+            )
+        return weights
+    if isinstance(weights, (str, os.PathLike)):
+        path = os.fspath(weights)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"Backbone weights file not found: {path!r}. `weights` must be "
+                '"imagenet", None, or the path of an existing weights file.'
+            )
+        return path
+    raise ValueError(
+        '`weights` must be "imagenet", None, or the path of a weights file. '
+        f"Received: weights={weights!r}"
+    )
+
+
+def _build_backbone(spec, input_tensor, input_shape, weights):
+    build = backbones.constructor(spec)
+    try:
+        return build(
+            include_top=False,
+            weights=weights,
+            input_tensor=input_tensor,
+            input_shape=input_shape,
+        )
+    except Exception as error:  # keras.utils.get_file raises a bare Exception
+        if weights == "imagenet" and _is_download_failure(error):
+            raise ConnectionError(
+                f"Could not download the ImageNet weights of backbone "
+                f"{spec.name!r}: {error}\nOn a machine without internet, fetch "
+                "that file elsewhere (Keras caches it in ~/.keras/models/) and "
+                "pass its path: build_medivision(..., weights='/path/to/"
+                f"{spec.name}_notop.h5'), or use weights=None to train from "
+                "scratch."
+            ) from error
+        raise
+
+
+def _is_download_failure(error):
+    return isinstance(error, (OSError, urllib.error.URLError)) or (
+        "URL fetch failure" in str(error)
+    )
+
+
+def load_model(filepath, compile=True):
+    """Loads a `.keras` MediVision model (safe mode on).
+
+    Importing `medivision_tf` registers the custom layers, so this works in a
+    fresh process.
+
+    Args:
+        filepath: path of a `.keras` file written by `model.save()`.
+        compile: whether to restore the training configuration too.
+
+    Returns:
+        The `keras.Model`.
+
+    Example:
+
+    ```python
+    model.save("medivision.keras")
+    same = medivision_tf.load_model("medivision.keras")
+    ```
+    """
+    path = os.fspath(filepath)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Model file not found: {path!r}")
+    return keras.saving.load_model(path, compile=compile, safe_mode=True)
+
+
+def get_class_names(model):
+    """The class names stored in a MediVision model, in output order."""
+    return list(_layer(model, CLASS_LABELS_LAYER).class_names)
+
+
+def is_multi_label(model):
+    """Whether a MediVision model has independent sigmoid outputs."""
+    return _layer(model, CLASS_LABELS_LAYER).multi_label
+
+
+def backbone_layers(model):
+    """The backbone's layers in a MediVision model, input side first.
+
+    These are the layers between the preprocessing and the `"feature_map"`
+    layer: what `set_backbone_trainable` freezes and unfreezes.
+    """
+    feature_map = _layer(model, FEATURE_MAP_LAYER)
+    upstream = keras.Model(model.inputs, feature_map.output)
+    skip = set(_INPUT_LAYERS) | {FEATURE_MAP_LAYER}
+    return [layer for layer in upstream.layers if layer.name not in skip]
+
+
+def set_backbone_trainable(model, trainable, keep_batchnorm_frozen=True):
+    """Freezes or unfreezes the backbone for transfer learning.
+
+    Recompile the model afterwards for the change to take effect in `fit`.
+
+    Args:
+        model: a model from `build_medivision`.
+        trainable: `False` freezes the whole backbone (train the head only),
+            `True` unfreezes all of it, an integer `n` unfreezes only its top
+            `n` layers (the rest stays frozen).
+        keep_batchnorm_frozen: keep BatchNormalization layers frozen (they then
+            run in inference mode, keeping their pretrained statistics) when
+            unfreezing, as recommended when fine-tuning a pretrained network.
+            Set it to False to train a backbone from scratch.
+
+    Returns:
+        The number of backbone layers left trainable.
+
+    Example:
+
+    ```python
+    set_backbone_trainable(model, False)   # phase 1: head only
+    set_backbone_trainable(model, 20)      # phase 2: top 20 backbone layers
+    ```
+    """
+    layers = backbone_layers(model)
+    if isinstance(trainable, bool):
+        first_trainable = 0 if trainable else len(layers)
+    elif isinstance(trainable, (int, np.integer)) and trainable >= 0:
+        first_trainable = max(len(layers) - int(trainable), 0)
+    else:
+        raise ValueError(
+            "`trainable` must be True, False or a number of top layers >= 0. "
+            f"Received: trainable={trainable!r}"
+        )
+    count = 0
+    for index, layer in enumerate(layers):
+        unfreeze = index >= first_trainable
+        if keep_batchnorm_frozen and isinstance(layer, keras.layers.BatchNormalization):
+            unfreeze = False
+        layer.trainable = unfreeze
+        count += unfreeze
+    return count
+
+
+def calibrate_batchnorm(model, images, batch_size=32, max_batches=None):
+    """Re-estimates the moving statistics of the model's trainable BatchNorm layers.
+
+    After a short training from scratch, BatchNorm's moving averages lag
+    behind the fast-changing weights, so inference mode (what `predict`,
+    exports and Grad-CAM use) can differ from training mode, up to predicting
+    one class for every image. This replaces each moving mean and variance by
+    the average of the batch statistics over `images`, with the weights fixed.
+    Keras has no such step, so it is written here. Frozen BatchNorm layers
+    (pretrained, in inference mode) are left alone.
+
+    Args:
+        model: a Keras model (e.g. from `build_medivision`).
+        images: array `(n, height, width, channels)` of raw pixels, or a
+            `tf.data.Dataset` of images or of `(images, labels)` batches.
+        batch_size: batch size when `images` is an array.
+        max_batches: stop after this many batches (default: all).
+
+    Returns:
+        The number of BatchNorm layers re-estimated.
+
+    Example:
+
+    ```python
+    model.fit(train_images, train_labels, epochs=3)
+    calibrate_batchnorm(model, train_images)
+    ```
+    """
+    layers = [
+        layer
+        for layer in _all_layers(model)
+        if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable
+    ]
+    if not layers:
+        return 0
+    if isinstance(images, np.ndarray):
+        batches = (images[i : i + batch_size] for i in range(0, len(images), batch_size))
+    else:
+        batches = (b[0] if isinstance(b, (tuple, list)) else b for b in images)
+    momenta = [layer.momentum for layer in layers]
+    try:
+        for step, batch in enumerate(batches, start=1):
+            if max_batches is not None and step > max_batches:
+                break
+            # Momentum 1 - 1/step turns the moving average into the plain
+            # mean of the batch statistics seen so far.
+            for layer in layers:
+                layer.momentum = 1.0 - 1.0 / step
+            model(keras.ops.convert_to_tensor(batch, "float32"), training=True)
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
+    return len(layers)
+
+
+def attention_weights(model, images, batch_size=32):
+    """The attention layer's weights over the sequence for each image.
+
+    Args:
+        model: a model from `build_medivision`.
+        images: array of shape `(n, height, width, channels)`, raw 0-255.
+        batch_size: images per forward pass.
+
+    Returns:
+        NumPy array `(n, steps)`; each row sums to 1. Reshape a row to
+        `sequence_grid(model)` to lay it over the feature map.
+    """
+    attention = _layer(model, ATTENTION_LAYER)
+    probe = keras.Model(model.inputs, attention.output[1])
+    return np.asarray(probe.predict(np.asarray(images), batch_size=batch_size, verbose=0))
+
+
+def sequence_grid(model):
+    """`(rows, cols)` grid of the attention sequence over the feature map.
+
+    `"spatial"` models give the feature map's `(h, w)`; `"rows"` models
+    give `(h, 1)` (one weight per feature-map row).
+    """
+    height, width = _layer(model, FEATURE_MAP_LAYER).output.shape[1:3]
+    steps = _layer(model, ATTENTION_LAYER).output[1].shape[1]
+    return (height, width) if steps == height * width else (height, 1)
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):  # a nested model
+            yield from _all_layers(layer)
+
+
+def _layer(model, name):
+    try:
+        return model.get_layer(name)
+    except ValueError as error:
+        raise ValueError(
+            f"Model {model.name!r} has no layer {name!r}: it was not built by "
+            "medivision_tf.build_medivision."
+        ) from error

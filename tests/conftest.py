@@ -1,0 +1,52 @@
+"""Shared fixtures: small synthetic data and a tiny trained MediVision.
+
+Tests use `weights=None`, small inputs and few steps (nothing is downloaded).
+An untrained network gives constant predictions and empty Grad-CAM maps, so
+tests about predictions or maps use `trained_model`, trained a few epochs.
+"""
+
+import keras
+import numpy as np
+import pytest
+
+import medivision_tf
+from medivision_tf.data import make_synthetic_lesions
+
+IMAGE_SIZE = 64
+NUM_CLASSES = 3
+
+
+@pytest.fixture(scope="session")
+def lesion_data():
+    """Train and test splits of 64x64 grayscale synthetic lesions, 3 classes."""
+    return {
+        "train": make_synthetic_lesions(360, IMAGE_SIZE, NUM_CLASSES, seed=10),
+        "test": make_synthetic_lesions(96, IMAGE_SIZE, NUM_CLASSES, seed=11),
+    }
+
+
+@pytest.fixture(scope="session")
+def trained_model(lesion_data):
+    """A smallcnn MediVision trained for a few epochs on `lesion_data`."""
+    keras.utils.set_random_seed(0)
+    train = lesion_data["train"]
+    model = medivision_tf.build_medivision(
+        NUM_CLASSES,
+        backbone="smallcnn",
+        input_shape=(IMAGE_SIZE, IMAGE_SIZE, 1),
+        weights=None,
+        class_names=train.class_names,
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(2e-3),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    model.fit(train.images, train.labels, batch_size=32, epochs=6, verbose=0)
+    medivision_tf.calibrate_batchnorm(model, train.images)
+    return model
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

@@ -1,0 +1,331 @@
+"""build_medivision(): architecture, arguments, weights, freezing, save/load."""
+
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import medivision_tf
+from medivision_tf import backbones
+from medivision_tf.layers import BackbonePreprocessing, SequenceAttention
+
+
+def _images(n=2, size=64, channels=3, seed=0):
+    return np.random.default_rng(seed).uniform(0, 255, (n, size, size, channels)).astype(
+        "float32"
+    )
+
+
+@pytest.mark.parametrize(
+    "backbone, channels",
+    [
+        ("smallcnn", 1),
+        ("efficientnetb0", 3),
+        ("resnet50", 1),
+        ("densenet121", 3),
+        ("mobilenetv3small", 3),
+        ("convnexttiny", 3),
+    ],
+)
+def test_builds_hybrid_architecture(backbone, channels):
+    model = medivision_tf.build_medivision(
+        4, backbone=backbone, input_shape=(64, 64, channels), weights=None
+    )
+    probs = model.predict(_images(channels=channels), verbose=0)
+    assert probs.shape == (2, 4)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+    lstm = model.get_layer("lstm")
+    attention = model.get_layer("attention")
+    skip = model.get_layer("attention_skip")
+    assert isinstance(lstm, keras.layers.LSTM) and lstm.return_sequences
+    assert isinstance(attention, SequenceAttention)
+    assert isinstance(skip, keras.layers.Add)
+    merged = {id(t) for t in skip.input}
+    assert id(attention.output[0]) in merged and id(lstm.output) in merged
+    # The backbone is flat: its last feature map is a layer of the model.
+    feature_map = model.get_layer("feature_map")
+    assert len(feature_map.output.shape) == 4
+    last_backbone_layer = medivision_tf.backbone_layers(model)[-1]
+    assert model.get_layer(last_backbone_layer.name).output is feature_map.input
+
+
+def test_spatial_and_rows_sequences():
+    spatial = medivision_tf.build_medivision(
+        2, backbone="smallcnn", input_shape=(64, 64, 1), weights=None
+    )
+    rows = medivision_tf.build_medivision(
+        2, backbone="smallcnn", input_shape=(64, 64, 1), weights=None, sequence="rows"
+    )
+    # smallcnn: 64x64 -> 8x8x128 feature map.
+    assert spatial.get_layer("to_sequence").output.shape[1:] == (64, 128)
+    assert rows.get_layer("to_sequence").output.shape[1:] == (8, 8 * 128)
+    assert isinstance(rows.get_layer("to_sequence"), keras.layers.TimeDistributed)
+    assert medivision_tf.sequence_grid(spatial) == (8, 8)
+    assert medivision_tf.sequence_grid(rows) == (8, 1)
+
+
+def test_attention_weights_sum_to_one():
+    model = medivision_tf.build_medivision(
+        3, backbone="smallcnn", input_shape=(48, 48, 3), weights=None
+    )
+    weights = medivision_tf.attention_weights(model, _images(5, 48))
+    rows, cols = medivision_tf.sequence_grid(model)
+    assert weights.shape == (5, rows * cols)
+    assert (weights >= 0).all()
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_attention_layer_serializes_and_reweights():
+    layer = SequenceAttention(units=8)
+    sequence = np.random.default_rng(1).normal(size=(2, 5, 4)).astype("float32")
+    weighted, weights = layer(sequence)
+    clone = SequenceAttention.from_config(layer.get_config())
+    assert clone.units == 8
+    # Averaging the re-weighted sequence gives the attention context vector.
+    context = np.einsum("bt,btd->bd", np.asarray(weights), sequence)
+    np.testing.assert_allclose(np.asarray(weighted).mean(axis=1), context, rtol=1e-4, atol=1e-6)
+
+
+def test_multi_label_uses_independent_sigmoids():
+    model = medivision_tf.build_medivision(
+        1, backbone="smallcnn", input_shape=(32, 32, 3), weights=None, multi_label=True
+    )
+    assert model.get_layer("predictions").activation is keras.activations.sigmoid
+    assert medivision_tf.is_multi_label(model)
+    probs = model.predict(_images(3, 32), verbose=0)
+    assert probs.shape == (3, 1) and ((probs > 0) & (probs < 1)).all()
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"num_classes": 1}, "num_classes"),
+        ({"num_classes": 0, "multi_label": True}, "num_classes"),
+        ({"input_shape": (64, 64, 2)}, "2 channels"),
+        ({"input_shape": (64, 64, 4)}, "4 channels"),
+        ({"input_shape": (64, 64)}, "input_shape"),
+        ({"input_shape": (20, 64, 3)}, "at least 28x28"),
+        ({"sequence": "columns"}, "Unknown sequence mode 'columns'"),
+        ({"backbone": "resnet5"}, "Unknown backbone 'resnet5'. Choose one of: "),
+        ({"dropout": 1.5}, "dropout=1.5"),
+        ({"lstm_units": 0}, "lstm_units=0"),
+        ({"attention_units": -2}, "attention_units=-2"),
+        ({"class_names": ["a", "b"]}, "class_names"),
+        ({"weights": 3}, "weights=3"),
+        ({"weights": "imagenet"}, "has no ImageNet weights"),
+    ],
+)
+def test_bad_arguments_raise_value_error(kwargs, message):
+    arguments = {
+        "num_classes": 3,
+        "backbone": "smallcnn",
+        "input_shape": (64, 64, 3),
+        "weights": None,
+        **kwargs,
+    }
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        medivision_tf.build_medivision(arguments.pop("num_classes"), **arguments)
+
+
+def test_unknown_backbone_lists_valid_names():
+    with pytest.raises(ValueError) as error:
+        medivision_tf.build_medivision(2, backbone="resnet5", weights=None)
+    for name in ("efficientnetb0", "resnet50", "densenet121", "smallcnn", "xception"):
+        assert name in str(error.value)
+
+
+def test_input_smaller_than_backbone_accepts():
+    with pytest.raises(ValueError, match=r"'xception' needs inputs of at least 71x71"):
+        medivision_tf.build_medivision(
+            2, backbone="xception", input_shape=(64, 64, 3), weights=None
+        )
+
+
+def test_missing_weights_file():
+    with pytest.raises(FileNotFoundError, match="no/such/file.h5"):
+        medivision_tf.build_medivision(
+            2, backbone="mobilenetv2", input_shape=(64, 64, 3), weights="no/such/file.h5"
+        )
+
+
+def test_registry_covers_required_families():
+    names = set(medivision_tf.available_backbones())
+    required = (
+        [f"efficientnetb{i}" for i in range(8)]
+        + ["efficientnetv2b0", "efficientnetv2s", "resnet50", "resnet101", "resnet152"]
+        + ["resnet50v2", "resnet101v2", "resnet152v2", "densenet121", "densenet169"]
+        + ["densenet201", "mobilenetv2", "mobilenetv3small", "mobilenetv3large"]
+        + ["vgg16", "vgg19", "inceptionv3", "xception", "convnexttiny", "smallcnn"]
+    )
+    assert set(required) <= names
+    for name in names:
+        spec = backbones.get_backbone(name)
+        assert callable(backbones.constructor(spec))
+
+
+@pytest.mark.parametrize("name", sorted(set(s.preprocessing for s in backbones.BACKBONES.values()) - {"unit"}))
+def test_preprocessing_layer_matches_keras_preprocess_input(name):
+    pixels = _images(2, 8)
+    expected = getattr(keras.applications, name).preprocess_input(pixels.copy())
+    actual = BackbonePreprocessing(name)(tf.constant(pixels))
+    np.testing.assert_allclose(np.asarray(actual), expected, rtol=1e-5, atol=1e-4)
+
+
+def test_imagenet_download_failure_says_how_to_pass_a_local_file(monkeypatch, tmp_path):
+    calls = []
+
+    def offline(*args, **kwargs):
+        calls.append(args[0] if args else kwargs)
+        raise urllib.error.URLError("network is unreachable (faked)")
+
+    # Only the network call is faked: Keras' real download path runs.
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    with pytest.raises(ConnectionError) as error:
+        medivision_tf.build_medivision(
+            2, backbone="mobilenetv2", input_shape=(96, 96, 3), weights="imagenet"
+        )
+    assert calls, "the download was never attempted"
+    message = str(error.value)
+    assert "mobilenetv2" in message and "weights='/path/to/" in message
+    assert "network is unreachable (faked)" in message
+
+
+def test_local_weights_file_is_loaded(tmp_path):
+    source = keras.applications.MobileNetV2(
+        include_top=False, weights=None, input_shape=(64, 64, 3)
+    )
+    path = str(tmp_path / "mobilenetv2_notop.weights.h5")
+    source.save_weights(path)
+    model = medivision_tf.build_medivision(
+        2, backbone="mobilenetv2", input_shape=(64, 64, 3), weights=path
+    )
+    loaded = [layer for layer in medivision_tf.backbone_layers(model) if layer.weights]
+    reference = [layer for layer in source.layers if layer.weights]
+    assert len(loaded) == len(reference)
+    for ours, theirs in zip(loaded, reference):
+        for a, b in zip(ours.get_weights(), theirs.get_weights()):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_freeze_and_unfreeze_backbone():
+    model = medivision_tf.build_medivision(
+        2, backbone="smallcnn", input_shape=(32, 32, 3), weights=None
+    )
+    layers = medivision_tf.backbone_layers(model)
+    assert [l.name for l in layers][0] == "smallcnn_conv1"
+    assert layers[-1].name == "smallcnn_top_activation"
+    head_weights = len(model.get_layer("lstm").trainable_weights)
+
+    assert medivision_tf.set_backbone_trainable(model, False) == 0
+    assert not any(layer.trainable_weights for layer in layers)
+    assert len(model.get_layer("lstm").trainable_weights) == head_weights
+
+    medivision_tf.set_backbone_trainable(model, 4)
+    trainable = [l.name for l in layers if l.trainable]
+    # The top 4 layers: pool3, conv4, norm4 (BatchNorm, kept frozen), top_activation.
+    assert trainable == ["smallcnn_pool3", "smallcnn_conv4", "smallcnn_top_activation"]
+
+    medivision_tf.set_backbone_trainable(model, True, keep_batchnorm_frozen=False)
+    assert all(layer.trainable for layer in layers)
+    with pytest.raises(ValueError, match="trainable=-1"):
+        medivision_tf.set_backbone_trainable(model, -1)
+
+
+def test_frozen_backbone_does_not_change_in_training():
+    model = medivision_tf.build_medivision(
+        2, backbone="smallcnn", input_shape=(32, 32, 1), weights=None
+    )
+    medivision_tf.set_backbone_trainable(model, False)
+    before = model.get_layer("smallcnn_conv1").get_weights()[0].copy()
+    head_before = model.get_layer("predictions").get_weights()[0].copy()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(_images(8, 32, 1), np.array([0, 1] * 4), epochs=1, verbose=0)
+    np.testing.assert_array_equal(model.get_layer("smallcnn_conv1").get_weights()[0], before)
+    assert not np.array_equal(model.get_layer("predictions").get_weights()[0], head_before)
+
+
+def test_keras_round_trip_same_process_and_fresh_process(tmp_path):
+    model = medivision_tf.build_medivision(
+        3,
+        backbone="smallcnn",
+        input_shape=(48, 48, 1),
+        weights=None,
+        class_names=["normal", "benign", "malignant"],
+        sequence="rows",
+    )
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    images = _images(4, 48, 1)
+    expected = model.predict(images, verbose=0)
+    path = str(tmp_path / "medivision.keras")
+    model.save(path)
+
+    loaded = medivision_tf.load_model(path)
+    np.testing.assert_array_equal(loaded.predict(images, verbose=0), expected)
+    assert medivision_tf.get_class_names(loaded) == ["normal", "benign", "malignant"]
+
+    np.save(tmp_path / "images.npy", images)
+    script = (
+        "import json, sys, numpy as np, keras, medivision_tf\n"
+        f"model = keras.saving.load_model({path!r}, safe_mode=True)\n"
+        f"probs = model.predict(np.load({str(tmp_path / 'images.npy')!r}), verbose=0)\n"
+        f"np.save({str(tmp_path / 'fresh.npy')!r}, probs)\n"
+        "print(json.dumps(medivision_tf.get_class_names(model)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == [
+        "normal",
+        "benign",
+        "malignant",
+    ]
+    np.testing.assert_array_equal(np.load(tmp_path / "fresh.npy"), expected)
+
+
+def test_load_model_missing_file():
+    with pytest.raises(FileNotFoundError, match="missing.keras"):
+        medivision_tf.load_model("missing.keras")
+
+
+def test_gradients_reach_the_feature_map_by_name(trained_model, lesion_data):
+    # What Grad-CAM needs: d(class score)/d(feature map) through the head.
+    feature_map = trained_model.get_layer("feature_map")
+    probe = keras.Model(trained_model.inputs, [feature_map.output, trained_model.output])
+    images = tf.constant(lesion_data["test"].images[:4], tf.float32)
+    with tf.GradientTape() as tape:
+        maps, probs = probe(images)
+        score = tf.reduce_sum(probs[:, 0])
+    grads = tape.gradient(score, maps)
+    assert grads is not None and float(tf.reduce_max(tf.abs(grads))) > 0
+
+
+def test_short_training_learns(trained_model, lesion_data):
+    test = lesion_data["test"]
+    accuracy = np.mean(trained_model.predict(test.images, verbose=0).argmax(1) == test.labels)
+    assert accuracy >= 0.75, f"held-out accuracy {accuracy:.2f} (chance is 0.33)"
+
+
+def test_calibrate_batchnorm_matches_inference_to_training_statistics(lesion_data):
+    keras.utils.set_random_seed(1)
+    train = lesion_data["train"]
+    model = medivision_tf.build_medivision(
+        3, backbone="smallcnn", input_shape=(64, 64, 1), weights=None
+    )
+    model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy")
+    model.fit(train.images[:128], train.labels[:128], epochs=1, verbose=0)
+    assert medivision_tf.calibrate_batchnorm(model, train.images, batch_size=64) == 4
+    norm = model.get_layer("smallcnn_norm1")
+    conv = keras.Model(model.inputs, model.get_layer("smallcnn_conv1").output)
+    activations = np.asarray(conv.predict(train.images, verbose=0))
+    np.testing.assert_allclose(norm.moving_mean, activations.mean(axis=(0, 1, 2)), rtol=0.05, atol=1e-3)
+    assert norm.momentum == 0.9  # restored
