@@ -14,6 +14,7 @@ from medivision_tf.model import (
     attention_weights,
     backbone_layers,
     build_medivision,
+    build_pooling_baseline,
     calibrate_batchnorm,
     get_class_names,
     is_multi_label,

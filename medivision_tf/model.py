@@ -99,19 +99,8 @@ def build_medivision(
     class_names = _check_class_names(class_names, num_classes)
     weights = _check_weights(weights, spec)
 
-    # === Input and preprocessing ===
-    inputs = keras.Input(shape=input_shape, name="image")
-    x = inputs
-    if input_shape[-1] == 1:
-        x = keras.layers.Concatenate(name="to_rgb")([x, x, x])
-    x = BackbonePreprocessing(spec.preprocessing, name="preprocessing")(x)
-
-    # === Backbone ===
-    # Built flat in our graph (input_tensor=) rather than nested as one layer,
-    # so its layers, above all the last feature map, are reachable by name
-    # (tf-keras-vis cannot target a layer inside a nested sub-model).
-    cnn = _build_backbone(spec, x, input_shape[:2] + (3,), weights)
-    features = keras.layers.Identity(name=FEATURE_MAP_LAYER)(cnn.output)
+    # === Backbone (raw pixels in, last feature map out) ===
+    inputs, features = _backbone_graph(spec, input_shape, weights)
 
     # === Sequence head ===
     height, width, channels = features.shape[1:]
@@ -127,6 +116,64 @@ def build_medivision(
     attended, _ = SequenceAttention(attention_units, name=ATTENTION_LAYER)(lstm_out)
     x = keras.layers.Add(name="attention_skip")([attended, lstm_out])
     x = keras.layers.GlobalAveragePooling1D(name="pool")(x)
+
+    # === Classifier ===
+    outputs = _classifier(x, num_classes, dropout, multi_label, class_names)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def build_pooling_baseline(
+    num_classes,
+    *,
+    backbone="efficientnetb0",
+    input_shape=(224, 224, 3),
+    weights="imagenet",
+    dropout=0.3,
+    multi_label=False,
+    class_names=None,
+    name="pooling_baseline",
+):
+    """The same backbone with a plain pooling head, for comparisons.
+
+    Identical to `build_medivision` up to the `"feature_map"` layer, then
+    `GlobalAveragePooling2D -> Dropout -> Dense`: the usual transfer-learning
+    classifier, which the benchmarks measure MediVision against. Arguments
+    mean the same as in `build_medivision`.
+
+    Example:
+
+    ```python
+    baseline = build_pooling_baseline(3, backbone="smallcnn",
+                                      input_shape=(64, 64, 1), weights=None)
+    ```
+    """
+    spec = backbones.get_backbone(backbone)
+    input_shape = _check_input_shape(input_shape, spec)
+    _check_arguments(num_classes, "spatial", 1, 1, dropout, multi_label)
+    class_names = _check_class_names(class_names, num_classes)
+    weights = _check_weights(weights, spec)
+    inputs, features = _backbone_graph(spec, input_shape, weights)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(features)
+    outputs = _classifier(x, num_classes, dropout, multi_label, class_names)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _backbone_graph(spec, input_shape, weights):
+    """Input layer -> RGB -> preprocessing -> backbone -> "feature_map"."""
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = inputs
+    if input_shape[-1] == 1:
+        x = keras.layers.Concatenate(name="to_rgb")([x, x, x])
+    x = BackbonePreprocessing(spec.preprocessing, name="preprocessing")(x)
+    # Built flat in our graph (input_tensor=) rather than nested as one layer,
+    # so its layers, above all the last feature map, are reachable by name
+    # (tf-keras-vis cannot target a layer inside a nested sub-model).
+    cnn = _build_backbone(spec, x, input_shape[:2] + (3,), weights)
+    return inputs, keras.layers.Identity(name=FEATURE_MAP_LAYER)(cnn.output)
+
+
+def _classifier(x, num_classes, dropout, multi_label, class_names):
+    """Dropout -> Dense(softmax | sigmoid) -> class names layer."""
     x = keras.layers.Dropout(dropout, name="dropout")(x)
     # float32 outputs keep the probabilities exact under mixed precision.
     x = keras.layers.Dense(
@@ -135,10 +182,9 @@ def build_medivision(
         dtype="float32",
         name="predictions",
     )(x)
-    outputs = ClassLabels(
+    return ClassLabels(
         class_names, multi_label=multi_label, dtype="float32", name=CLASS_LABELS_LAYER
     )(x)
-    return keras.Model(inputs, outputs, name=name)
 
 
 def _check_input_shape(input_shape, spec):

@@ -329,3 +329,15 @@ def test_calibrate_batchnorm_matches_inference_to_training_statistics(lesion_dat
     activations = np.asarray(conv.predict(train.images, verbose=0))
     np.testing.assert_allclose(norm.moving_mean, activations.mean(axis=(0, 1, 2)), rtol=0.05, atol=1e-3)
     assert norm.momentum == 0.9  # restored
+
+
+def test_pooling_baseline_shares_the_backbone_but_not_the_head():
+    baseline = medivision_tf.build_pooling_baseline(
+        3, backbone="smallcnn", input_shape=(48, 48, 1), weights=None, class_names="abc"
+    )
+    names = {layer.name for layer in baseline.layers}
+    assert {"feature_map", "smallcnn_conv4", "predictions", "class_labels"} <= names
+    assert not names & {"lstm", "attention", "attention_skip"}
+    probs = baseline.predict(_images(2, 48, 1), verbose=0)
+    assert probs.shape == (2, 3)
+    assert medivision_tf.get_class_names(baseline) == ["a", "b", "c"]
