@@ -1,0 +1,410 @@
+"""SavedModel export in TF Serving's layout, with three serving signatures.
+
+`export_saved_model(model, "saved_models/NAME")` writes
+`saved_models/NAME/VERSION/` (the next integer version unless one is given), a
+SavedModel that TF Serving, KServe and `tf.saved_model.load` read without Keras
+or this package. Its signatures:
+
+| signature         | inputs                                   | outputs                                         |
+|-------------------|------------------------------------------|-------------------------------------------------|
+| `serving_default` | `image` float32 `(batch, H, W, C)`, 0-255 | `probabilities` `(batch, classes)`              |
+| `predict_images`  | `image_bytes` string `(batch,)` JPEG/PNG/BMP/GIF | `probabilities`, `class_index` int64, `class_name` string |
+| `explain`         | `image` float32 `(batch, H, W, C)`, 0-255 | `probabilities`, `class_index`, `heatmap` `(batch, H, W)` in [0, 1] (Grad-CAM of the top class) |
+
+`predict_images` decodes and resizes inside the graph (any image size, gray or
+color), so a client sends the file bytes as TF Serving's REST API expects them:
+`{"instances": [{"b64": "<base64 of the PNG>"}], "signature_name":
+"predict_images"}`.
+
+What a client needs besides the graph is stored in the export, readable without
+Keras:
+- `assets.extra/medivision.json`: class names, input shape, multi-label flag,
+  signature names (plain JSON: no TensorFlow needed); `assets.extra/labels.txt`
+  has one class name per line. `assets.extra/` is the SavedModel folder meant
+  for files that sit beside the graph without being loaded by it.
+- on the object loaded by `tf.saved_model.load`: `loaded.class_names[0]`
+  (string tensor) and `loaded.input_shape[0]` (int32 `[H, W, C]`).
+
+Example:
+
+```python
+import numpy as np
+import tensorflow as tf
+import medivision_tf
+from medivision_tf.export import export_saved_model, read_export_metadata
+
+model = medivision_tf.build_medivision(
+    3, backbone="smallcnn", input_shape=(64, 64, 1), weights=None
+)
+path = export_saved_model(model, "saved_models/lesions")   # saved_models/lesions/1
+loaded = tf.saved_model.load(path)
+out = loaded.signatures["serving_default"](image=tf.zeros((2, 64, 64, 1)))
+out["probabilities"].shape                                  # (2, 3)
+read_export_metadata("saved_models/lesions")["class_names"]  # ['class_0', ...]
+```
+"""
+
+import json
+import os
+import re
+import shlex
+import shutil
+import uuid
+from typing import NamedTuple
+
+import keras
+import tensorflow as tf
+
+from medivision_tf.model import FEATURE_MAP_LAYER, get_class_names, is_multi_label
+
+SIGNATURES = ("serving_default", "predict_images", "explain")
+METADATA_DIR = "assets.extra"
+METADATA_FILE = "medivision.json"
+LABELS_FILE = "labels.txt"
+_VERSION_DIR = re.compile(r"^[0-9]+$")
+
+
+def export_saved_model(model, export_dir, version=None, *, overwrite=False, verbose=False):
+    """Exports a MediVision model as a SavedModel in TF Serving's layout.
+
+    The SavedModel is written to `export_dir/VERSION/` (first to a hidden
+    temporary folder, then renamed, so a TF Serving instance watching
+    `export_dir` never loads a half-written version).
+
+    Args:
+        model: a model from `medivision_tf.build_medivision` (one image input
+            `(H, W, C)` of raw 0-255 pixels, a `"class_labels"` output layer
+            and a `"feature_map"` layer for Grad-CAM).
+        export_dir: the model's base folder, e.g. `"saved_models/lesions"`;
+            its last part is the model name TF Serving serves it under.
+        version: a positive integer; `None` takes the next one (1 + the
+            largest existing version, 1 for a new folder).
+        overwrite: replace `export_dir/version` if it exists (otherwise an
+            existing version is an error).
+        verbose: print the endpoints (Keras' `ExportArchive` listing).
+
+    Returns:
+        The path of the written version folder, e.g. `"saved_models/lesions/2"`.
+
+    Raises:
+        ValueError: `version` is not a positive integer, or the model lacks
+            an image input / the layers named above.
+        FileExistsError: the version folder exists and `overwrite` is False.
+
+    Example:
+
+    ```python
+    path = export_saved_model(model, "saved_models/lesions")            # .../1
+    path = export_saved_model(model, "saved_models/lesions")            # .../2
+    path = export_saved_model(model, "saved_models/lesions", version=10)
+    ```
+    """
+    export_dir = os.fspath(export_dir)
+    if os.path.exists(export_dir) and not os.path.isdir(export_dir):
+        raise ValueError(
+            f"`export_dir` must be a folder (TF Serving's model base path). "
+            f"Received the file: {export_dir!r}"
+        )
+    input_shape, class_names = _check_model(model)
+    if version is None:
+        version = next_version(export_dir)
+    version = _check_version(version)
+    target = os.path.join(export_dir, str(version))
+    if os.path.exists(target) and not overwrite:
+        raise FileExistsError(
+            f"Version {version} already exists: {target!r}. Pass another "
+            "`version`, version=None for the next one, or overwrite=True."
+        )
+
+    archive = _build_archive(model, input_shape, class_names)
+    os.makedirs(export_dir, exist_ok=True)
+    staging = os.path.join(export_dir, f".tmp-{version}-{uuid.uuid4().hex[:8]}")
+    try:
+        archive.write_out(staging, verbose=verbose)
+        _write_metadata(staging, model, input_shape, class_names, version)
+        if os.path.exists(target):
+            shutil.rmtree(target)
+        os.rename(staging, target)
+    finally:
+        if os.path.exists(staging):
+            shutil.rmtree(staging)
+    return target
+
+
+def _check_model(model):
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            f"`model` must be a keras.Model from build_medivision. Received: "
+            f"{type(model).__name__}"
+        )
+    if len(model.inputs) != 1 or len(model.inputs[0].shape) != 4:
+        raise ValueError(
+            "`model` must have one image input of shape (batch, height, width, "
+            f"channels). Received inputs: {[tuple(t.shape) for t in model.inputs]}"
+        )
+    input_shape = tuple(model.inputs[0].shape[1:])
+    if None in input_shape or input_shape[-1] not in (1, 3):
+        raise ValueError(
+            "`model` needs a fixed (height, width, 1 | 3) input to be served. "
+            f"Received input shape: {input_shape}"
+        )
+    layer_names = {layer.name for layer in model.layers}
+    missing = {"class_labels", FEATURE_MAP_LAYER} - layer_names
+    if missing:
+        raise ValueError(
+            f"`model` lacks the layers {sorted(missing)} that a MediVision "
+            "model has (class names and Grad-CAM target). Build it with "
+            "medivision_tf.build_medivision."
+        )
+    return tuple(int(d) for d in input_shape), get_class_names(model)
+
+
+def _check_version(version):
+    if isinstance(version, bool) or not isinstance(version, int):
+        try:
+            if isinstance(version, str) and _VERSION_DIR.match(version):
+                version = int(version)
+            else:
+                raise ValueError
+        except ValueError:
+            raise ValueError(
+                "`version` must be a positive integer (TF Serving version "
+                f"folder) or None for the next one. Received: version={version!r}"
+            ) from None
+    if version < 1:
+        raise ValueError(
+            f"`version` must be a positive integer. Received: version={version!r}"
+        )
+    return version
+
+
+def existing_versions(export_dir):
+    """The integer versions present under `export_dir`, ascending.
+
+    Only folders named by digits and holding a `saved_model.pb` count, as in
+    TF Serving.
+
+    Example:
+
+    ```python
+    existing_versions("saved_models/lesions")   # [1, 2]
+    ```
+    """
+    export_dir = os.fspath(export_dir)
+    if not os.path.isdir(export_dir):
+        return []
+    return sorted(
+        int(entry)
+        for entry in os.listdir(export_dir)
+        if _VERSION_DIR.match(entry)
+        and os.path.isfile(os.path.join(export_dir, entry, "saved_model.pb"))
+    )
+
+
+def next_version(export_dir):
+    """1 + the largest version under `export_dir` (1 when there is none)."""
+    versions = existing_versions(export_dir)
+    # Also skip digit folders without a saved_model.pb (e.g. a copy in
+    # progress): never write into them.
+    taken = [
+        int(entry)
+        for entry in (os.listdir(export_dir) if os.path.isdir(export_dir) else [])
+        if _VERSION_DIR.match(entry)
+    ]
+    return max(versions + taken, default=0) + 1
+
+
+def latest_version_path(path):
+    """The newest version folder of a TF Serving model base path.
+
+    Args:
+        path: `export_dir` holding integer version folders, or one version
+            folder itself (returned as is).
+
+    Returns:
+        The path of the version folder with the largest number.
+
+    Raises:
+        FileNotFoundError: `path` holds no SavedModel version.
+
+    Example:
+
+    ```python
+    latest_version_path("saved_models/lesions")   # "saved_models/lesions/2"
+    ```
+    """
+    path = os.fspath(path)
+    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return path
+    versions = existing_versions(path)
+    if not versions:
+        raise FileNotFoundError(
+            f"No SavedModel version under {path!r}: expected folders named by "
+            "integers (1, 2, ...) holding saved_model.pb, as written by "
+            "`medivision export` / export_saved_model."
+        )
+    return os.path.join(path, str(versions[-1]))
+
+
+def read_export_metadata(path):
+    """Reads an export's class names, input shape and signatures (plain JSON).
+
+    Needs neither Keras nor TensorFlow: it reads
+    `VERSION/assets.extra/medivision.json`.
+
+    Args:
+        path: a model base path (its newest version is read) or a version
+            folder.
+
+    Returns:
+        A dict with `class_names`, `input_shape` (`[H, W, C]`),
+        `multi_label`, `signatures`, `version`, `model_name`.
+
+    Example:
+
+    ```python
+    read_export_metadata("saved_models/lesions")["input_shape"]   # [64, 64, 1]
+    ```
+    """
+    version_dir = latest_version_path(path)
+    metadata_path = os.path.join(version_dir, METADATA_DIR, METADATA_FILE)
+    if not os.path.isfile(metadata_path):
+        raise FileNotFoundError(
+            f"{metadata_path!r} not found: {version_dir!r} was not written by "
+            "medivision_tf.export.export_saved_model."
+        )
+    with open(metadata_path) as f:
+        return json.load(f)
+
+
+def _build_archive(model, input_shape, class_names):
+    """The three endpoints, written with Keras' `ExportArchive`.
+
+    Why `ExportArchive` and not a hand-made `tf.Module` + `tf.saved_model.save`:
+    it is Keras' own SavedModel writer (what `model.export` uses): it tracks
+    the Keras 3 variables the endpoints use, turns each endpoint into a
+    `tf.function` with a fixed input signature, and registers each under its
+    own signature key, so `saved_model_cli` shows exactly these three clean
+    signatures with named inputs and dict outputs. The endpoints themselves are
+    plain TF ops around the model call, so image decoding and Grad-CAM live in
+    the graph.
+    """
+    height, width, channels = input_shape
+    names = tf.constant(class_names, dtype=tf.string)
+    image_spec = tf.TensorSpec((None, height, width, channels), tf.float32, name="image")
+    bytes_spec = tf.TensorSpec((None,), tf.string, name="image_bytes")
+
+    def top_class(probabilities):
+        return tf.argmax(probabilities, axis=-1, output_type=tf.int64)
+
+    def serving_default(image):
+        return {"probabilities": model(image, training=False)}
+
+    def decode(encoded):
+        # decode_image handles JPEG, PNG, BMP and (first frame of) GIF;
+        # channels= converts color <-> gray, dtype=uint8 rescales 16-bit PNGs.
+        image = tf.io.decode_image(
+            encoded, channels=channels, dtype=tf.uint8, expand_animations=False
+        )
+        image = tf.image.resize(tf.cast(image, tf.float32), (height, width))
+        return tf.ensure_shape(image, (height, width, channels))
+
+    def predict_images(image_bytes):
+        images = tf.map_fn(
+            decode,
+            image_bytes,
+            fn_output_signature=tf.TensorSpec((height, width, channels), tf.float32),
+        )
+        probabilities = model(images, training=False)
+        index = top_class(probabilities)
+        return {
+            "probabilities": probabilities,
+            "class_index": index,
+            "class_name": tf.gather(names, index),
+        }
+
+    def explain(image):
+        from medivision_tf.explain import gradcam_heatmaps
+
+        probabilities = model(image, training=False)
+        index = top_class(probabilities)
+        heatmap = gradcam_heatmaps(
+            model, image, class_index=index, layer_name=FEATURE_MAP_LAYER
+        )
+        return {"probabilities": probabilities, "class_index": index, "heatmap": heatmap}
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serving_default", serving_default, [image_spec])
+    archive.add_endpoint("predict_images", predict_images, [bytes_spec])
+    archive.add_endpoint("explain", explain, [image_spec])
+    # Readable on the loaded object without Keras: loaded.class_names[0].
+    archive.add_variable_collection(
+        "class_names", [tf.Variable(names, trainable=False, name="class_names")]
+    )
+    archive.add_variable_collection(
+        "input_shape",
+        [tf.Variable(list(input_shape), dtype=tf.int32, trainable=False, name="input_shape")],
+    )
+    return archive
+
+
+def _write_metadata(version_dir, model, input_shape, class_names, version):
+    folder = os.path.join(version_dir, METADATA_DIR)
+    os.makedirs(folder, exist_ok=True)
+    metadata = {
+        "model_name": os.path.basename(os.path.dirname(os.path.abspath(version_dir))),
+        "version": version,
+        "class_names": list(class_names),
+        "input_shape": list(input_shape),
+        "input_range": [0, 255],
+        "multi_label": bool(is_multi_label(model)),
+        "signatures": list(SIGNATURES),
+        "keras_model_name": model.name,
+    }
+    with open(os.path.join(folder, METADATA_FILE), "w") as f:
+        json.dump(metadata, f, indent=2)
+    with open(os.path.join(folder, LABELS_FILE), "w") as f:
+        f.write("".join(f"{name}\n" for name in class_names))
+
+
+class ServingExport(NamedTuple):
+    """What `export_for_serving` wrote and how to serve it."""
+
+    path: str
+    version: int
+    model_name: str
+    serve_command: str
+
+
+def export_for_serving(model, name="medivision", export_root="saved_models", port=8501):
+    """Exports `model` to `export_root/name/NEXT_VERSION` and says how to serve it.
+
+    Meant for the end of a training run (e.g. `medivision demo`): print
+    `result.serve_command` for the user.
+
+    Args:
+        model: a model from `build_medivision`.
+        name: the model name (folder under `export_root`, URL path part).
+        export_root: parent of the model folders.
+        port: port shown in the serving command.
+
+    Returns:
+        A `ServingExport(path, version, model_name, serve_command)`.
+
+    Example:
+
+    ```python
+    result = export_for_serving(model, "lesions")
+    print(f"SavedModel: {result.path}\\nServe it: {result.serve_command}")
+    ```
+    """
+    if not isinstance(name, str) or not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", name):
+        raise ValueError(
+            "`name` must be a model name of letters, digits, '_', '.', '-' "
+            f"(it becomes a URL path part). Received: name={name!r}"
+        )
+    base = os.path.join(os.fspath(export_root), name)
+    path = export_saved_model(model, base)
+    command = f"medivision serve {shlex.quote(base)} --port {int(port)}"
+    return ServingExport(path, int(os.path.basename(path)), name, command)
