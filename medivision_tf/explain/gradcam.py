@@ -1,0 +1,129 @@
+"""Native batched Grad-CAM: one `tf.GradientTape` pass inside a `tf.function`.
+
+It gives the same maps as tf-keras-vis' `Gradcam` (gradients of the class
+probability, averaged over the feature map, weight its channels; ReLU;
+upsampling; per-image min-max scaling), but for a whole batch in one graph
+and from TensorFlow ops only, so it can be traced into an exported
+SavedModel signature.
+"""
+
+import weakref
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from medivision_tf.explain import _inputs
+from medivision_tf.model import FEATURE_MAP_LAYER
+
+# model -> {layer name: traced function}; weak so models can be freed.
+_GRAPHS = weakref.WeakKeyDictionary()
+
+
+def gradcam_heatmaps(model, images, class_index=None, layer_name=FEATURE_MAP_LAYER):
+    """Grad-CAM maps for a batch, computed in one graph.
+
+    For each image, the gradient of the chosen class's output with respect to
+    the feature map of `layer_name` is averaged over the map's positions to
+    weight its channels; the weighted sum, through a ReLU, is resized
+    (bilinear) to the image and scaled to [0, 1].
+
+    Built from TensorFlow ops only: call it eagerly or inside a `tf.function`
+    (e.g. an exported serving signature, with a dynamic batch size). Images
+    whose size or channel count differ from the model input are resized /
+    converted first, and the maps are returned at the size of `images`.
+
+    Args:
+        model: a model from `medivision_tf.build_medivision` (or any Keras
+            functional model with a single image input).
+        images: `(batch, height, width, channels)` raw 0-255 pixels, NumPy or
+            tensor, any float or integer dtype.
+        class_index: None for each image's top class, an integer for the
+            same class for every image, or a `(batch,)` integer vector. Out of
+            range values raise `ValueError` (or, for a tensor inside a graph,
+            `tf.errors.InvalidArgumentError` when run).
+        layer_name: the layer whose output is explained; default
+            `"feature_map"`, the backbone's last convolutional feature map.
+
+    Returns:
+        float32 `tf.Tensor` `(batch, height, width)` with values in [0, 1].
+
+    Raises:
+        ValueError: unknown layer (the message lists the valid ones) or class
+            index out of range.
+
+    Example:
+
+    ```python
+    import numpy as np
+    import medivision_tf
+    from medivision_tf.explain import gradcam_heatmaps
+
+    model = medivision_tf.build_medivision(
+        3, backbone="smallcnn", input_shape=(64, 64, 1), weights=None
+    )
+    maps = gradcam_heatmaps(model, np.zeros((2, 64, 64, 1)), class_index=1)
+    maps.shape   # TensorShape([2, 64, 64])
+    ```
+    """
+    _inputs.check_layer(model, layer_name)
+    images = tf.convert_to_tensor(images)
+    if images.shape.rank == 3:
+        images = images[..., None]
+    if images.shape.rank != 4:
+        raise ValueError(
+            "`images` must be a batch (batch, height, width, channels). "
+            f"Received shape: {images.shape}"
+        )
+    num_classes = model.outputs[0].shape[-1]
+    if class_index is None:
+        indices = tf.constant(-1, tf.int32)  # -1: each image's top class
+    elif tf.is_tensor(class_index):
+        indices = tf.cast(class_index, tf.int32)
+        if tf.executing_eagerly():
+            _inputs.check_class_index(
+                indices.numpy(), int(tf.shape(images)[0]), num_classes
+            )
+    elif np.ndim(class_index) == 0:
+        indices = tf.constant(_inputs.check_class_index(class_index, 1, num_classes)[0])
+    else:
+        batch = images.shape[0] if images.shape[0] is not None else len(class_index)
+        indices = tf.constant(_inputs.check_class_index(class_index, batch, num_classes))
+    return _graph(model, layer_name)(images, indices)
+
+
+def _graph(model, layer_name):
+    graphs = _GRAPHS.setdefault(model, {})
+    if layer_name not in graphs:
+        graphs[layer_name] = _build_graph(model, layer_name)
+    return graphs[layer_name]
+
+
+def _build_graph(model, layer_name):
+    probe = keras.Model(
+        model.inputs, [model.get_layer(layer_name).output, model.outputs[0]]
+    )
+    num_classes = model.outputs[0].shape[-1]
+
+    @tf.function(reduce_retracing=True)
+    def heatmaps(images, class_index):
+        size = tf.shape(images)[1:3]
+        inputs = _inputs.fit_to_model(images, model)
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(inputs)
+            features, probabilities = probe(inputs, training=False)
+            batch = tf.shape(probabilities)[0]
+            top = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+            index = tf.where(
+                class_index < 0, top, tf.broadcast_to(class_index, [batch])
+            )
+            tf.debugging.assert_less(
+                index, num_classes, message="class_index out of range"
+            )
+            scores = tf.gather(probabilities, index, axis=1, batch_dims=1)
+        grads = tape.gradient(scores, features)
+        weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+        cam = tf.nn.relu(tf.reduce_sum(features * weights, axis=-1))
+        return _inputs.upsample_and_normalize(cam, size)
+
+    return heatmaps

@@ -1,0 +1,162 @@
+"""Class activation maps through tf-keras-vis, and attention maps.
+
+`explain()` runs one of `METHODS` on a batch and returns NumPy maps in
+[0, 1] at the images' size. The CAM methods are tf-keras-vis' own classes
+(`Gradcam`, `GradcamPlusPlus`, `Scorecam`, `Layercam`) asked for the map at
+the feature-map resolution (`expand_cam=False`); every method's map is then
+upsampled the same way (`_inputs.upsample_and_normalize`, bilinear with
+half-pixel centers), so methods differ only in how they weight the feature
+map, and a feature-map cell lands on the pixels it covers.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tf_keras_vis.gradcam import Gradcam
+from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
+from tf_keras_vis.layercam import Layercam
+from tf_keras_vis.scorecam import Scorecam
+from tf_keras_vis.utils.scores import CategoricalScore
+
+from medivision_tf.explain import _inputs
+from medivision_tf.model import attention_weights, sequence_grid
+
+_CAM_CLASSES = {
+    "gradcam": Gradcam,
+    "gradcam++": GradcamPlusPlus,
+    "scorecam": Scorecam,
+    "layercam": Layercam,
+}
+METHODS = (*_CAM_CLASSES, "attention")
+"""Names `explain()` accepts: the tf-keras-vis CAMs and `"attention"`."""
+
+
+def explain(
+    model,
+    images,
+    method="gradcam",
+    class_index=None,
+    layer_name=None,
+    batch_size=32,
+    scorecam_max_n=None,
+):
+    """Explanation maps for a batch of images, one method at a time.
+
+    Args:
+        model: a model from `medivision_tf.build_medivision`.
+        images: `(n, height, width[, channels])` raw 0-255 pixels. Images of
+            another size (or channel count) than the model's input are resized
+            (converted) first; maps come back at the size of `images`.
+        method: one of `METHODS`: `"gradcam"`, `"gradcam++"`, `"scorecam"`,
+            `"layercam"` (tf-keras-vis) or `"attention"` (the attention
+            layer's weights, no gradient; `class_index` and `layer_name` do
+            not apply).
+        class_index: None for each image's predicted (top) class, an integer
+            for the same class for all images, or one integer per image.
+        layer_name: the layer to explain; default `"feature_map"`, the
+            backbone's last convolutional feature map. Any layer with a
+            `(batch, h, w, c)` output may be named.
+        batch_size: images per pass.
+        scorecam_max_n: Score-CAM only: use only the `N` channels of largest
+            variance (tf-keras-vis' Faster Score-CAM); None uses all.
+
+    Returns:
+        float32 NumPy array `(n, height, width)` with values in [0, 1].
+
+    Raises:
+        ValueError: unknown method or layer (the message lists the valid
+            ones), class index out of range, or malformed images.
+
+    Example:
+
+    ```python
+    from medivision_tf.data import make_synthetic_lesions
+    from medivision_tf.explain import explain
+
+    data = make_synthetic_lesions(4, 64, 3, seed=1)
+    maps = explain(model, data.images, method="gradcam++")   # (4, 64, 64)
+    ```
+    """
+    if method not in METHODS:
+        raise ValueError(
+            f"Unknown explanation method {method!r}. Choose one of: "
+            f"{', '.join(METHODS)}."
+        )
+    batch = _inputs.to_batch(images)
+    if method == "attention":
+        return attention_maps(model, batch, batch_size=batch_size)
+    layer = _inputs.check_layer(model, layer_name)
+    num_classes = model.outputs[0].shape[-1]
+    indices = _inputs.check_class_index(class_index, len(batch), num_classes)
+    maps = []
+    for start in range(0, len(batch), batch_size):
+        chunk = _inputs.fit_to_model(batch[start : start + batch_size], model)
+        chunk_indices = None if indices is None else indices[start : start + batch_size]
+        maps.append(
+            _cam(model, chunk, method, chunk_indices, layer.name, scorecam_max_n)
+        )
+    cams = np.concatenate(maps)
+    return _inputs.upsample_and_normalize(cams, batch.shape[1:3]).numpy()
+
+
+def attention_maps(model, images, batch_size=32):
+    """The attention layer's weights laid over the images.
+
+    `medivision_tf.attention_weights` gives one weight per position of the
+    LSTM's sequence; they are reshaped to `medivision_tf.sequence_grid`
+    (the feature map's `(h, w)` for `"spatial"` models, `(h, 1)` rows for
+    `"rows"` models), upsampled bilinearly to the image and scaled to [0, 1].
+    No gradient is needed.
+
+    Args:
+        model: a model from `medivision_tf.build_medivision`.
+        images: `(n, height, width[, channels])` raw 0-255 pixels (resized
+            to the model's input if needed; maps come back at this size).
+        batch_size: images per forward pass.
+
+    Returns:
+        float32 NumPy array `(n, height, width)` in [0, 1].
+
+    Example:
+
+    ```python
+    maps = attention_maps(model, data.images)   # (n, 64, 64)
+    ```
+    """
+    batch = _inputs.to_batch(images)
+    inputs = _inputs.fit_to_model(batch, model).numpy()
+    weights = attention_weights(model, inputs, batch_size=batch_size)
+    grid = weights.reshape((len(batch), *sequence_grid(model)))
+    return _inputs.upsample_and_normalize(grid, batch.shape[1:3]).numpy()
+
+
+def _cam(model, images, method, class_index, layer_name, scorecam_max_n):
+    """One tf-keras-vis CAM at the feature-map resolution, `(n, h, w)`."""
+    if class_index is None:
+        probabilities = model(images, training=False)
+        class_index = np.argmax(keras.ops.convert_to_numpy(probabilities), axis=-1)
+    visualizer = _CAM_CLASSES[method](_quiet(model), clone=False)
+    options = dict(
+        penultimate_layer=layer_name,
+        # The named layer itself, not the nearest Conv2D below it.
+        seek_penultimate_conv_layer=False,
+        expand_cam=False,
+        normalize_cam=False,
+    )
+    if method == "scorecam":
+        options.update(batch_size=64, max_N=scorecam_max_n)
+    score = CategoricalScore([int(i) for i in class_index])
+    cam = visualizer(score, tf.convert_to_tensor(images), **options)
+    return np.asarray(cam, dtype="float32").reshape((len(images), *cam.shape[-2:]))
+
+
+def _quiet(model):
+    """A view of `model` whose `predict` prints no progress bar.
+
+    tf-keras-vis' Score-CAM calls `model.predict` on the masked images with
+    Keras' default verbosity; the view shares the model's layers and weights.
+    """
+    view = keras.Model(model.inputs, model.outputs, name=model.name)
+    predict = view.predict
+    view.predict = lambda *args, **kwargs: predict(*args, verbose=0, **kwargs)
+    return view

@@ -1,0 +1,178 @@
+"""Heatmap overlays and grid PNGs (OpenCV)."""
+
+import os
+
+import cv2
+import numpy as np
+
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+_BOX_COLOR = (0, 255, 0)  # RGB green
+_TEXT_COLOR = (255, 255, 255)
+
+
+def _as_rgb_uint8(image):
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[-1] == 4:
+        image = image[..., :3]
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=-1)
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(
+            "`image` must be (height, width) or (height, width, 1|3|4) pixels. "
+            f"Received shape: {np.shape(image)}"
+        )
+    return np.clip(image, 0, 255).astype("uint8")
+
+
+def overlay(image, heatmap, alpha=0.45, colormap=cv2.COLORMAP_JET):
+    """Blends a heatmap, colored with an OpenCV colormap, over an image.
+
+    Args:
+        image: `(height, width[, 1|3])` raw 0-255 pixels (gray or RGB).
+        heatmap: `(h, w)` values in [0, 1]; resized (bilinear) to the image
+            if its size differs.
+        alpha: weight of the colored heatmap, in [0, 1].
+        colormap: an OpenCV colormap id (`cv2.COLORMAP_*`).
+
+    Returns:
+        uint8 RGB array `(height, width, 3)`.
+
+    Example:
+
+    ```python
+    rgb = overlay(data.images[0], maps[0])
+    save_png("overlay.png", rgb)
+    ```
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"`alpha` must be in [0, 1]. Received: alpha={alpha!r}")
+    rgb = _as_rgb_uint8(image)
+    heatmap = np.asarray(heatmap, dtype="float32")
+    if heatmap.ndim != 2:
+        raise ValueError(
+            f"`heatmap` must be 2-D (height, width). Received shape: {heatmap.shape}"
+        )
+    if heatmap.shape != rgb.shape[:2]:
+        heatmap = cv2.resize(
+            heatmap, rgb.shape[1::-1], interpolation=cv2.INTER_LINEAR
+        )
+    levels = np.uint8(np.round(255 * np.clip(heatmap, 0.0, 1.0)))
+    colored = cv2.cvtColor(cv2.applyColorMap(levels, colormap), cv2.COLOR_BGR2RGB)
+    return cv2.addWeighted(colored, alpha, rgb, 1.0 - alpha, 0.0)
+
+
+def save_png(path, rgb):
+    """Writes an RGB (or gray) uint8 image as PNG; returns `path`."""
+    rgb = _as_rgb_uint8(rgb)
+    folder = os.path.dirname(os.fspath(path))
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    if not cv2.imwrite(os.fspath(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"Could not write PNG {os.fspath(path)!r}")
+    return path
+
+
+def prediction_captions(probabilities, class_names, labels=None):
+    """One caption per image: predicted class and its probability
+    (and the true class when `labels` is given)."""
+    probabilities = np.asarray(probabilities)
+    top = probabilities.argmax(axis=1)
+    captions = [
+        f"{class_names[i]} p={probabilities[n, i]:.2f}" for n, i in enumerate(top)
+    ]
+    if labels is not None:
+        captions = [
+            f"{caption} (true: {class_names[int(label)]})"
+            for caption, label in zip(captions, labels)
+        ]
+    return captions
+
+
+def save_explanation_grid(
+    path,
+    images,
+    maps,
+    captions=None,
+    boxes=None,
+    tile_size=128,
+    alpha=0.45,
+    colormap=cv2.COLORMAP_JET,
+):
+    """Writes one PNG: a row per image, the image then one overlay per map.
+
+    Args:
+        path: the PNG file to write (folders are created).
+        images: `(n, height, width[, channels])` raw 0-255 pixels.
+        maps: dict `{column title: (n, height, width) maps in [0, 1]}`, e.g.
+            `{"gradcam": ..., "attention": ...}`; one column each.
+        captions: one string per image, written above its row (e.g. from
+            `prediction_captions`: predicted class and probability).
+        boxes: optional `(n, 4)` `[y_min, x_min, y_max, x_max]` boxes drawn
+            in green on every tile.
+        tile_size: side of each (square) tile in pixels; images are scaled.
+        alpha: heatmap weight in the overlays.
+        colormap: OpenCV colormap of the overlays.
+
+    Returns:
+        `path`.
+
+    Example:
+
+    ```python
+    save_explanation_grid(
+        "grid.png", x, {"gradcam": cams, "attention": att},
+        captions=prediction_captions(model.predict(x), class_names),
+    )
+    ```
+    """
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[..., None]
+    if not isinstance(maps, dict) or not maps:
+        raise ValueError(
+            "`maps` must be a non-empty dict {column title: (n, h, w) maps}. "
+            f"Received: {type(maps).__name__}"
+        )
+    for title, column in maps.items():
+        if np.shape(column)[:1] != (len(images),):
+            raise ValueError(
+                f"maps[{title!r}] has shape {np.shape(column)}; expected "
+                f"{len(images)} maps, one per image."
+            )
+    if captions is not None and len(captions) != len(images):
+        raise ValueError(
+            f"{len(captions)} captions for {len(images)} images: pass one per image."
+        )
+    titles = ["image", *maps]
+    header, strip = 22, 18 if captions is not None else 0
+    rows = []
+    for n, image in enumerate(images):
+        tiles = [_as_rgb_uint8(image)]
+        tiles += [overlay(image, maps[t][n], alpha, colormap) for t in maps]
+        scale = (tile_size / image.shape[1], tile_size / image.shape[0])
+        tiles = [
+            cv2.resize(tile, (tile_size, tile_size), interpolation=cv2.INTER_NEAREST)
+            for tile in tiles
+        ]
+        if boxes is not None:
+            y0, x0, y1, x1 = np.asarray(boxes[n], dtype="float64")
+            corner0 = (int(x0 * scale[0]), int(y0 * scale[1]))
+            corner1 = (int(x1 * scale[0]) - 1, int(y1 * scale[1]) - 1)
+            for tile in tiles:
+                cv2.rectangle(tile, corner0, corner1, _BOX_COLOR, 1)
+        row = np.concatenate(tiles, axis=1)
+        if captions is not None:
+            band = np.zeros((strip, row.shape[1], 3), "uint8")
+            _text(band, str(captions[n]), (4, strip - 5))
+            row = np.concatenate([band, row], axis=0)
+        rows.append(row)
+    top = np.zeros((header, tile_size * len(titles), 3), "uint8")
+    for i, title in enumerate(titles):
+        _text(top, title, (i * tile_size + 4, header - 6), scale=0.5)
+    return save_png(path, np.concatenate([top, *rows], axis=0))
+
+
+def _text(canvas, text, origin, scale=0.4):
+    cv2.putText(canvas, text, origin, _FONT, scale, _TEXT_COLOR, 1, cv2.LINE_AA)
