@@ -1,0 +1,220 @@
+"""export_saved_model: TF Serving layout, signatures, parity with Keras, CLI."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import medivision_tf
+from medivision_tf.export import (
+    existing_versions,
+    export_for_serving,
+    export_saved_model,
+    latest_version_path,
+    read_export_metadata,
+)
+
+SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+
+
+@pytest.fixture(scope="module")
+def export_path(trained_model, tmp_path_factory):
+    return export_saved_model(trained_model, tmp_path_factory.mktemp("exp") / "lesions")
+
+
+@pytest.fixture(scope="module")
+def loaded(export_path):
+    return tf.saved_model.load(export_path)
+
+
+@pytest.fixture(scope="module")
+def test_images(lesion_data):
+    return lesion_data["test"].images[:6].astype("float32")
+
+
+def test_writes_tf_serving_layout(export_path, trained_model):
+    base = os.path.dirname(export_path)
+    assert os.path.basename(export_path) == "1"
+    assert sorted(os.listdir(export_path)) == sorted(
+        ["assets", "assets.extra", "fingerprint.pb", "saved_model.pb", "variables"]
+    )
+    assert [e for e in os.listdir(base) if e.startswith(".")] == []  # no staging left
+    assert existing_versions(base) == [1]
+    assert latest_version_path(base) == export_path
+    metadata = read_export_metadata(base)
+    assert metadata["class_names"] == medivision_tf.get_class_names(trained_model)
+    assert metadata["input_shape"] == [64, 64, 1]
+    assert metadata["signatures"] == ["serving_default", "predict_images", "explain"]
+    with open(os.path.join(export_path, "assets.extra", "labels.txt")) as f:
+        assert f.read().split() == metadata["class_names"]
+
+
+def test_versions_next_explicit_and_existing(trained_model, tmp_path):
+    base = tmp_path / "lesions"
+    os.makedirs(base / "1")
+    os.makedirs(base / "3")  # digit folders are never written into
+    assert export_saved_model(trained_model, base) == os.path.join(base, "4")
+    assert existing_versions(base) == [4]  # only folders holding a SavedModel
+    assert export_saved_model(trained_model, base, version=2) == os.path.join(base, "2")
+    with pytest.raises(FileExistsError, match="Version 2 already exists"):
+        export_saved_model(trained_model, base, version=2)
+    assert latest_version_path(base) == os.path.join(base, "4")
+
+
+@pytest.mark.parametrize("version", [0, -3, "v1", 1.5, True])
+def test_rejects_bad_versions(trained_model, tmp_path, version):
+    with pytest.raises(ValueError, match=re.escape(f"version={version!r}")):
+        export_saved_model(trained_model, tmp_path / "m", version=version)
+
+
+def test_rejects_models_without_medivision_layers(tmp_path):
+    plain = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match=r"lacks the layers \['class_labels', 'feature_map'\]"):
+        export_saved_model(plain, tmp_path / "m")
+    with pytest.raises(TypeError, match="Received: str"):
+        export_saved_model("model.keras", tmp_path / "m")
+    with pytest.raises(FileNotFoundError, match="No SavedModel version"):
+        latest_version_path(tmp_path)
+
+
+def test_saved_model_cli_shows_the_signatures(export_path):
+    result = subprocess.run(
+        [SAVED_MODEL_CLI, "show", "--dir", export_path, "--all"],
+        capture_output=True, text=True, timeout=120, check=True,
+    )
+    blocks = {
+        m.group(1): m.group(2)
+        for m in re.finditer(
+            r"signature_def\['(\w+)'\]:\n(.*?)Method name is: (?:\S*)", result.stdout, re.S
+        )
+    }
+    assert {"serving_default", "predict_images", "explain"} <= set(blocks)
+
+    def tensor(block, kind, name):
+        m = re.search(
+            rf"{kind}\['{name}'\] tensor_info:\n\s+dtype: (\w+)\n\s+shape: (\([^)]*\))", block
+        )
+        assert m, f"{kind}['{name}'] missing in:\n{block}"
+        return m.group(1), m.group(2)
+
+    serving = blocks["serving_default"]
+    assert tensor(serving, "inputs", "image") == ("DT_FLOAT", "(-1, 64, 64, 1)")
+    assert tensor(serving, "outputs", "probabilities") == ("DT_FLOAT", "(-1, 3)")
+    images = blocks["predict_images"]
+    assert tensor(images, "inputs", "image_bytes") == ("DT_STRING", "(-1)")
+    assert tensor(images, "outputs", "class_index") == ("DT_INT64", "(-1)")
+    assert tensor(images, "outputs", "class_name") == ("DT_STRING", "(-1)")
+    assert tensor(images, "outputs", "probabilities") == ("DT_FLOAT", "(-1, 3)")
+    explain = blocks["explain"]
+    assert tensor(explain, "inputs", "image") == ("DT_FLOAT", "(-1, 64, 64, 1)")
+    assert tensor(explain, "outputs", "heatmap") == ("DT_FLOAT", "(-1, 64, 64)")
+    assert result.stdout.count("Method name is: tensorflow/serving/predict") >= 3
+
+
+def test_serving_default_matches_keras(loaded, trained_model, test_images):
+    expected = trained_model.predict(test_images, verbose=0)
+    for batch in (test_images[:1], test_images):  # any batch size
+        out = loaded.signatures["serving_default"](image=tf.constant(batch))
+        np.testing.assert_allclose(out["probabilities"].numpy(), expected[: len(batch)], atol=1e-5)
+    # The predictions are not all one class (a constant model would pass trivially).
+    assert len(set(expected.argmax(axis=1))) > 1
+
+
+def test_predict_images_decodes_and_resizes_in_graph(loaded, trained_model, test_images):
+    names = medivision_tf.get_class_names(trained_model)
+    png = [tf.io.encode_png(image.astype("uint8")).numpy() for image in test_images]
+    out = loaded.signatures["predict_images"](image_bytes=tf.constant(png))
+    expected = trained_model.predict(test_images, verbose=0)
+    np.testing.assert_allclose(out["probabilities"].numpy(), expected, atol=1e-5)
+    np.testing.assert_array_equal(out["class_index"].numpy(), expected.argmax(axis=1))
+    assert [n.decode() for n in out["class_name"].numpy()] == [
+        names[i] for i in expected.argmax(axis=1)
+    ]
+
+    # Another size, RGB, JPEG: converted to 64x64 gray inside the graph.
+    big = tf.image.resize(test_images[:2], (96, 80)).numpy().round()
+    rgb = [tf.io.encode_png(np.repeat(i, 3, -1).astype("uint8")).numpy() for i in big]
+    out = loaded.signatures["predict_images"](image_bytes=tf.constant(rgb))
+    reference = trained_model.predict(tf.image.resize(big, (64, 64)), verbose=0)
+    np.testing.assert_allclose(out["probabilities"].numpy(), reference, atol=2e-2)
+    jpeg = [tf.io.encode_jpeg(i.astype("uint8"), quality=95).numpy() for i in test_images[:2]]
+    out = loaded.signatures["predict_images"](image_bytes=tf.constant(jpeg))
+    assert out["probabilities"].shape == (2, 3)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Unknown image file format"):
+        loaded.signatures["predict_images"](image_bytes=tf.constant([b"not an image"]))
+
+
+def test_explain_gives_batched_gradcam(loaded, trained_model, test_images):
+    from medivision_tf.explain import gradcam_heatmaps
+
+    out = loaded.signatures["explain"](image=tf.constant(test_images))
+    probabilities = trained_model.predict(test_images, verbose=0)
+    np.testing.assert_allclose(out["probabilities"].numpy(), probabilities, atol=1e-5)
+    np.testing.assert_array_equal(out["class_index"].numpy(), probabilities.argmax(axis=1))
+    heatmap = out["heatmap"].numpy()
+    assert heatmap.shape == (6, 64, 64)
+    assert heatmap.min() >= 0 and heatmap.max() <= 1 and heatmap.max() > 0.5
+    eager = gradcam_heatmaps(trained_model, test_images, class_index=probabilities.argmax(axis=1))
+    np.testing.assert_allclose(heatmap, eager.numpy(), atol=1e-4)
+
+
+def test_export_is_usable_without_keras(export_path, trained_model, test_images, tmp_path):
+    np.save(tmp_path / "x.npy", test_images[:2])
+    script = f"""
+import json, sys
+sys.modules["keras"] = None          # importing Keras would fail
+import numpy as np, tensorflow as tf
+with open({os.path.join(export_path, "assets.extra", "medivision.json")!r}) as f:
+    meta = json.load(f)
+loaded = tf.saved_model.load({export_path!r})
+out = loaded.signatures["serving_default"](image=tf.constant(np.load({str(tmp_path / "x.npy")!r})))
+print(json.dumps({{
+    "json_names": meta["class_names"],
+    "variable_names": [n.decode() for n in loaded.class_names[0].numpy()],
+    "input_shape": loaded.input_shape[0].numpy().tolist(),
+    "probabilities": out["probabilities"].numpy().tolist(),
+}}))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    names = medivision_tf.get_class_names(trained_model)
+    assert report["json_names"] == names == report["variable_names"]
+    assert report["input_shape"] == [64, 64, 1]
+    np.testing.assert_allclose(
+        report["probabilities"], trained_model.predict(test_images[:2], verbose=0), atol=1e-5
+    )
+
+
+def test_export_for_serving_returns_path_and_command(trained_model, tmp_path):
+    result = export_for_serving(trained_model, "lesions", export_root=tmp_path)
+    assert result.path == os.path.join(tmp_path, "lesions", "1") and result.version == 1
+    assert result.serve_command == f"medivision serve {tmp_path / 'lesions'} --port 8501"
+    with pytest.raises(ValueError, match="Received: name='my model'"):
+        export_for_serving(trained_model, "my model", export_root=tmp_path)
+
+
+def test_cli_export(trained_model, tmp_path):
+    model_path = tmp_path / "model.keras"
+    trained_model.save(model_path)
+    command = [sys.executable, "-m", "medivision_tf", "export", str(model_path)]
+    result = subprocess.run(
+        command + [str(tmp_path / "out" / "lesions"), "--version", "3"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert os.path.isfile(tmp_path / "out" / "lesions" / "3" / "saved_model.pb")
+    assert f"Serve it: medivision serve {tmp_path / 'out' / 'lesions'}" in result.stdout
+    missing = subprocess.run(
+        [sys.executable, "-m", "medivision_tf", "export", str(tmp_path / "nope.keras"), "x"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert missing.returncode == 2 and "nope.keras" in missing.stderr
