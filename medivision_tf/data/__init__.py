@@ -1,5 +1,56 @@
-"""Data sources, tf.data pipelines and synthetic lesion data."""
+"""Data sources, tf.data pipelines, splits, scans, the paper's datasets and
+synthetic lesion data.
 
+Example:
+
+```python
+from medivision_tf import data
+
+table = data.from_directory("chest_xray/")           # or from_csv / from_npz
+table, report = data.scan(table)                      # skip bad files
+train, val, test = data.split_table(table, seed=0, group_column=None)
+train_ds = data.make_dataset(train, image_size=224, training=True)
+val_ds = data.make_dataset(val, image_size=224)
+weights = data.class_weights(train)
+```
+"""
+
+from medivision_tf.data.datasets import (
+    PAPER_DATASETS,
+    DatasetSpec,
+    available_datasets,
+    datasets_table,
+    get_dataset,
+    load_prepared,
+    prepare_dataset,
+)
+from medivision_tf.data.decode import (
+    decode_image,
+    load_image,
+    read_dicom,
+    read_tiff,
+    resize_image,
+    sniff_format,
+)
+from medivision_tf.data.pipeline import (
+    DEFAULT_AUGMENTATION,
+    as_table,
+    augmentation_layers,
+    make_dataset,
+)
+from medivision_tf.data.scan import REASONS, scan
+from medivision_tf.data.sources import (
+    IMAGE_EXTENSIONS,
+    class_names_of,
+    from_csv,
+    from_dicom,
+    from_directory,
+    from_npz,
+    from_numpy,
+    is_multi_label,
+    list_images,
+)
+from medivision_tf.data.splits import by_split, class_weights, kfold, split_table, summarize
 from medivision_tf.data.synthetic import (
     LESION_PATTERNS,
     SyntheticLesions,

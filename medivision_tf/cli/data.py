@@ -1,0 +1,107 @@
+"""`medivision datasets`, `medivision prepare NAME DIR` and `medivision scan`.
+
+Example:
+
+```
+medivision datasets                       # the paper's ten datasets
+medivision datasets retinal_oct           # one dataset: source, classes, layout
+medivision prepare retinal_oct downloads/OCT2017 --out data/oct
+medivision scan data/oct/manifest.csv --report bad.csv
+```
+"""
+
+import os
+
+
+def register(subparsers):
+    listing = subparsers.add_parser(
+        "datasets",
+        help="list the paper's ten datasets (source, classes, layout)",
+        description="Lists the registered public datasets of the paper, or shows "
+        "one dataset's source, classes and expected folder layout.",
+    )
+    listing.add_argument("name", nargs="?", help="show the details of this dataset")
+    listing.set_defaults(func=run_datasets)
+
+    prepare = subparsers.add_parser(
+        "prepare",
+        help="turn a downloaded paper dataset into class folders + manifest.csv",
+        description="Reads a downloaded, unzipped paper dataset from DIR and writes "
+        "OUT/CLASS/... plus OUT/manifest.csv (nothing is downloaded).",
+    )
+    prepare.add_argument("name", metavar="NAME", help="dataset name (see `medivision datasets`)")
+    prepare.add_argument("source", metavar="DIR", help="the downloaded, unzipped folder")
+    prepare.add_argument("--out", default=None, help="output folder (default: data/NAME)")
+    prepare.add_argument(
+        "--mode",
+        choices=("copy", "hardlink", "symlink"),
+        default="copy",
+        help="how files are placed (default: copy)",
+    )
+    prepare.add_argument("--quiet", action="store_true", help="no progress bar")
+    prepare.set_defaults(func=run_prepare)
+
+    scan = subparsers.add_parser(
+        "scan",
+        help="find corrupt, empty, non-image or unlabelled files before training",
+        description="Checks every image of a class-folder tree, a CSV/manifest or an "
+        ".npz file, and lists the unusable ones with the reason.",
+    )
+    scan.add_argument("source", metavar="SOURCE", help="folder, .csv or .npz")
+    scan.add_argument("--root", default=None, help="folder CSV paths are relative to")
+    scan.add_argument("--report", default=None, help="write the report to this CSV")
+    scan.add_argument("--strict", action="store_true", help="exit with an error if any file is bad")
+    scan.add_argument("--quiet", action="store_true", help="no progress bar")
+    scan.set_defaults(func=run_scan)
+
+
+def run_datasets(args):
+    from medivision_tf.data import datasets
+
+    if args.name:
+        spec = datasets.get_dataset(args.name)
+        print(f"{spec.name}: {spec.title}")
+        print(f"  modality: {spec.modality}")
+        print(f"  source:   {spec.source}")
+        print(f"  classes:  {', '.join(spec.classes)}")
+        if spec.group_pattern:
+            print(f"  patient ids from file names: {spec.group_pattern}")
+        print("  expected layout:")
+        for line in spec.layout.splitlines():
+            print(f"    {line}")
+        return 0
+    table = datasets.datasets_table()
+    width = max(len(n) for n in table["name"])
+    for row in table.itertuples():
+        print(f"{row.name:<{width}}  {row.num_classes} classes  {row.modality:<28}  {row.source}")
+        print(f"{'':<{width}}  {row.classes}")
+    print("\nPrepare one with: medivision prepare NAME DOWNLOADED_DIR --out OUT")
+    return 0
+
+
+def run_prepare(args):
+    from medivision_tf.data import datasets, splits
+
+    spec = datasets.get_dataset(args.name)
+    out = args.out or os.path.join("data", spec.name)
+    table = datasets.prepare_dataset(spec.name, args.source, out, mode=args.mode, verbose=not args.quiet)
+    print(f"Prepared {len(table)} images of {spec.name} in {os.path.abspath(out)}")
+    print(splits.summarize(table).to_string(index=False))
+    if table.attrs.get("skipped_files"):
+        print(f"Skipped {table.attrs['skipped_files']} files outside the class folders.")
+    print(f"Manifest: {os.path.join(os.path.abspath(out), datasets.MANIFEST)}")
+    return 0
+
+
+def run_scan(args):
+    from medivision_tf.data import pipeline, scan
+
+    table = pipeline.as_table(args.source, root=args.root)
+    clean, report = scan.scan(table, strict=args.strict, verbose=not args.quiet)
+    print(f"{len(clean)} usable, {len(report)} skipped of {len(table)} samples")
+    if len(report):
+        print(report[["path", "reason", "detail"]].to_string(index=False))
+    if args.report:
+        report.to_csv(args.report, index=False)
+        print(f"Report: {args.report}")
+    return 0

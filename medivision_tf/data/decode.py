@@ -1,0 +1,412 @@
+"""Decoding image files into float32 0-255 pixels, inside the tf.data graph.
+
+TensorFlow decodes JPEG, PNG (8- and 16-bit), BMP, GIF and WebP in the graph.
+TIFF (OpenCV/tifffile) and DICOM (pydicom, with the modality's rescale and
+window applied) go through `tf.numpy_function`. The format is sniffed from the
+file's first bytes, not its extension, so a mislabelled file still decodes.
+
+Every decoder returns `float32` pixels in `[0, 255]` with the requested number
+of channels: grayscale is repeated to RGB, RGB is averaged to grayscale
+(`tf.image.rgb_to_grayscale`), an alpha channel is dropped. 16-bit images are
+scaled to 0-255 (`bit_depth_16="scale"`: divide by 257, or `"minmax"`: stretch
+each image's own min..max, useful for 12-bit data stored in 16-bit files).
+
+Example:
+
+```python
+import numpy as np, cv2, tempfile, os
+from medivision_tf.data import decode
+
+path = os.path.join(tempfile.mkdtemp(), "x.png")
+cv2.imwrite(path, np.full((40, 60), 1000, "uint16"))     # 16-bit grayscale
+image = decode.load_image(path, channels=3)              # (40, 60, 3) float32
+small = decode.resize_image(image, (32, 32), mode="pad") # (32, 32, 3)
+```
+"""
+
+import io
+
+import numpy as np
+import tensorflow as tf
+
+RESIZE_MODES = ("pad", "stretch", "crop")
+BIT_DEPTH_16_MODES = ("scale", "minmax")
+DICOM_WINDOWS = ("auto", "minmax")
+# Formats TensorFlow decodes in the graph, and the ones we read in Python.
+TF_FORMATS = ("jpeg", "png", "bmp", "gif", "webp")
+PYTHON_FORMATS = ("tiff", "dicom")
+
+_KIND_TF, _KIND_PNG16, _KIND_TIFF, _KIND_DICOM = 0, 1, 2, 3
+
+
+def sniff_format(data):
+    """The image format of a file's first bytes (Python, for scans and tools).
+
+    Args:
+        data: the file's bytes (at least its first 132 bytes).
+
+    Returns:
+        One of `"jpeg"`, `"png"`, `"bmp"`, `"gif"`, `"webp"`, `"tiff"`,
+        `"dicom"`, or None when the bytes are not an image we can decode.
+    """
+    if data[:3] == b"\xff\xd8\xff":
+        return "jpeg"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    if data[:2] == b"BM":
+        return "bmp"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "tiff"
+    if data[128:132] == b"DICM":
+        return "dicom"
+    return None
+
+
+def read_dicom(source, window="auto"):
+    """Reads a DICOM image as a radiologist would see it, as uint8.
+
+    The modality LUT (Rescale Slope/Intercept, e.g. CT Hounsfield units) is
+    applied, then the VOI LUT: with `window="auto"` the file's own Window
+    Center/Width (or VOI LUT sequence), falling back to the image's min..max;
+    with `window=(center, width)` that window (e.g. `(40, 400)` for CT soft
+    tissue, `(-600, 1500)` for lung); with `window="minmax"` the image's own
+    min..max range.
+    MONOCHROME1 images (white = low) are inverted. Multi-frame files give
+    their first frame.
+
+    Args:
+        source: a file path, or the file's bytes.
+        window: `"auto"`, `"minmax"` or a `(center, width)` pair.
+
+    Returns:
+        `(H, W)` uint8 array for grayscale, `(H, W, 3)` for color DICOM.
+
+    Raises:
+        ValueError: the data is not a readable DICOM image, or `window` is
+            not one of the allowed values.
+
+    Example:
+
+    ```python
+    image = read_dicom("scan.dcm", window=(40, 400))   # CT soft-tissue window
+    ```
+    """
+    import pydicom
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    window = _check_window(window)
+    if isinstance(source, (bytes, bytearray)):
+        source = io.BytesIO(source)
+    try:
+        dataset = pydicom.dcmread(source, force=True)
+        pixels = dataset.pixel_array
+    except Exception as error:  # pydicom raises many types for bad files
+        raise ValueError(f"Unreadable DICOM ({type(error).__name__}: {error})") from error
+    if getattr(dataset, "NumberOfFrames", 1) not in (None, 1) and pixels.ndim >= 3:
+        if not (pixels.ndim == 3 and pixels.shape[-1] in (3, 4)):
+            pixels = pixels[0]
+    photometric = str(getattr(dataset, "PhotometricInterpretation", "MONOCHROME2"))
+    if pixels.ndim == 3:  # color (RGB/YBR converted by pydicom): no windowing
+        return _to_uint8(pixels, "minmax" if pixels.dtype != np.uint8 else "scale")
+    values = apply_modality_lut(pixels, dataset).astype("float64")
+    if window == "auto" and "WindowCenter" in dataset and "WindowWidth" in dataset:
+        window = (_first(dataset.WindowCenter), _first(dataset.WindowWidth))
+        if window[1] <= 0:
+            window = None
+    elif window == "auto" and "VOILUTSequence" in dataset:
+        values = apply_voi_lut(values, dataset).astype("float64")
+    if isinstance(window, tuple):
+        center, width = window
+        low, high = center - width / 2.0, center + width / 2.0
+    else:
+        low, high = float(values.min()), float(values.max())
+    scaled = _window(values, low, high)
+    if photometric == "MONOCHROME1":
+        scaled = 255 - scaled
+    return scaled
+
+
+def _first(value):
+    """A DICOM value that may be multi-valued (several windows): the first."""
+    try:
+        return float(value)
+    except TypeError:
+        return float(value[0])
+
+
+def _window(values, low, high):
+    if high <= low:
+        return np.zeros(values.shape, "uint8")
+    scaled = (values - low) / (high - low) * 255.0
+    return np.clip(np.round(scaled), 0, 255).astype("uint8")
+
+
+def _check_window(window):
+    if isinstance(window, str) and window in DICOM_WINDOWS:
+        return window
+    try:
+        center, width = (float(v) for v in window)
+    except (TypeError, ValueError):
+        center = width = None
+    if width is None or width <= 0:
+        raise ValueError(
+            '`window` must be "auto", "minmax" or (center, width) with width > 0. '
+            f"Received: window={window!r}"
+        )
+    return (center, width)
+
+
+def _to_uint8(pixels, bit_depth_16="scale"):
+    """Any integer/float array to uint8 0-255."""
+    if pixels.dtype == np.uint8:
+        return pixels
+    if pixels.dtype == np.uint16 and bit_depth_16 == "scale":
+        return np.round(pixels / 257.0).astype("uint8")
+    values = pixels.astype("float64")
+    return _window(values, float(values.min()), float(values.max()))
+
+
+def read_tiff(source, bit_depth_16="scale"):
+    """Reads a TIFF file (first page) as uint8 `(H, W)` or `(H, W, C)` RGB(A).
+
+    tifffile reads it (any compression it supports); OpenCV is the fallback.
+    16-bit pages follow `bit_depth_16`; float pages are stretched min..max.
+
+    Args:
+        source: a file path, or the file's bytes.
+        bit_depth_16: `"scale"` (divide by 257) or `"minmax"`.
+
+    Raises:
+        ValueError: neither tifffile nor OpenCV can read it.
+    """
+    import tifffile
+
+    data = source if isinstance(source, (bytes, bytearray)) else open(source, "rb").read()
+    try:
+        pixels = tifffile.imread(io.BytesIO(data), key=0)
+    except Exception as first_error:
+        import cv2
+
+        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if pixels is None:
+            raise ValueError(
+                f"Unreadable TIFF ({type(first_error).__name__}: {first_error})"
+            ) from first_error
+        if pixels.ndim == 3:  # OpenCV gives BGR(A)
+            pixels = pixels[..., [2, 1, 0, 3][: pixels.shape[-1]]]
+    if pixels.ndim == 3 and pixels.shape[-1] not in (1, 2, 3, 4):
+        pixels = pixels[0]  # (pages/samples, H, W) planar layouts
+    return _to_uint8(np.asarray(pixels), bit_depth_16)
+
+
+def _python_decode(data, kind, window, bit_depth_16):
+    data = bytes(data)
+    kind = int(kind)
+    if kind == _KIND_DICOM:
+        center, width = float(window[0]), float(window[1])
+        mode = "auto" if width == -1 else "minmax" if width == -2 else (center, width)
+        pixels = read_dicom(data, window=mode)
+    else:
+        pixels = read_tiff(data, bit_depth_16=bit_depth_16.decode())
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    return pixels.astype("float32")
+
+
+def _window_tensor(window):
+    window = _check_window(window)
+    if window == "auto":
+        return tf.constant([0.0, -1.0])
+    if window == "minmax":
+        return tf.constant([0.0, -2.0])
+    return tf.constant(window, tf.float32)
+
+
+def _sniff_kind(contents):
+    length = tf.strings.length(contents)
+    head8 = tf.strings.substr(contents, 0, tf.minimum(8, length))
+    head4 = tf.strings.substr(contents, 0, tf.minimum(4, length))
+    is_tiff = tf.reduce_any(
+        tf.equal(head4, tf.constant([b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"]))
+    )
+    is_dicom = tf.cond(
+        length >= 132,
+        lambda: tf.equal(tf.strings.substr(contents, 128, 4), b"DICM"),
+        lambda: tf.constant(False),
+    )
+    is_png16 = tf.cond(
+        length >= 25,
+        lambda: tf.logical_and(
+            tf.equal(head8, b"\x89PNG\r\n\x1a\n"),
+            tf.equal(tf.strings.substr(contents, 24, 1), b"\x10"),
+        ),
+        lambda: tf.constant(False),
+    )
+    return tf.case(
+        [
+            (is_tiff, lambda: tf.constant(_KIND_TIFF)),
+            (is_dicom, lambda: tf.constant(_KIND_DICOM)),
+            (is_png16, lambda: tf.constant(_KIND_PNG16)),
+        ],
+        default=lambda: tf.constant(_KIND_TF),
+    )
+
+
+def decode_image(contents, channels=3, dicom_window="auto", bit_depth_16="scale"):
+    """Decodes one encoded image (a scalar string tensor) in the graph.
+
+    Args:
+        contents: scalar `tf.string`, the bytes of a JPEG, PNG (8/16-bit),
+            BMP, GIF (first frame), WebP, TIFF or DICOM file.
+        channels: 1 (grayscale) or 3 (RGB) output channels.
+        dicom_window: see `read_dicom`: `"auto"`, `"minmax"` or `(center, width)`.
+        bit_depth_16: `"scale"` or `"minmax"` for 16-bit PNG/TIFF.
+
+    Returns:
+        float32 tensor `(H, W, channels)` with values in `[0, 255]`.
+
+    Raises:
+        tf.errors.InvalidArgumentError (when run): the bytes are not a
+            decodable image. `medivision_tf.data.scan` finds such files
+            before training.
+    """
+    channels = _check_channels(channels)
+    if bit_depth_16 not in BIT_DEPTH_16_MODES:
+        raise ValueError(
+            f"Unknown bit_depth_16 {bit_depth_16!r}. Choose one of: "
+            f"{', '.join(BIT_DEPTH_16_MODES)}."
+        )
+    window = _window_tensor(dicom_window)
+    kind = _sniff_kind(contents)
+
+    def tf_decode():
+        image = tf.io.decode_image(contents, channels=0, expand_animations=False)
+        return tf.cast(image, tf.float32)
+
+    def png16_decode():
+        image = tf.cast(tf.io.decode_png(contents, channels=0, dtype=tf.uint16), tf.float32)
+        if bit_depth_16 == "minmax":
+            low, high = tf.reduce_min(image), tf.reduce_max(image)
+            return tf.math.divide_no_nan(image - low, high - low) * 255.0
+        return image / 257.0
+
+    def python_decode():
+        image = tf.numpy_function(
+            _python_decode,
+            [contents, kind, window, bit_depth_16],
+            tf.float32,
+            stateful=False,
+        )
+        image.set_shape([None, None, None])
+        return image
+
+    image = tf.switch_case(
+        kind,
+        branch_fns={
+            _KIND_TF: tf_decode,
+            _KIND_PNG16: png16_decode,
+            _KIND_TIFF: python_decode,
+            _KIND_DICOM: python_decode,
+        },
+    )
+    return to_channels(image, channels)
+
+
+def to_channels(image, channels):
+    """Drops alpha and converts an `(H, W, 1|2|3|4)` image to `channels`."""
+    count = tf.shape(image)[-1]
+    image = image[..., : tf.where(count % 2 == 0, count - 1, count)]  # drop alpha
+    if channels == 3:
+        image = tf.cond(
+            tf.shape(image)[-1] == 1, lambda: tf.tile(image, [1, 1, 3]), lambda: image
+        )
+    else:
+        image = tf.cond(
+            tf.shape(image)[-1] == 3,
+            lambda: tf.image.rgb_to_grayscale(image),
+            lambda: image,
+        )
+    image.set_shape([None, None, channels])
+    return image
+
+
+def load_image(path, channels=3, dicom_window="auto", bit_depth_16="scale"):
+    """Reads and decodes one image file (graph- or eager-mode).
+
+    Args:
+        path: file path (str or scalar string tensor).
+        channels, dicom_window, bit_depth_16: see `decode_image`.
+
+    Returns:
+        float32 `(H, W, channels)`, values in `[0, 255]`.
+    """
+    return decode_image(tf.io.read_file(path), channels, dicom_window, bit_depth_16)
+
+
+def resize_image(image, size, mode="pad", interpolation="bilinear", antialias=False):
+    """Resizes `(H, W, C)` or `(batch, H, W, C)` images to `size`.
+
+    Args:
+        image: float tensor.
+        size: `(height, width)`.
+        mode: `"pad"` keeps the aspect ratio and pads with black (nothing of
+            the image is lost: the safe choice for medical images),
+            `"stretch"` resizes to `size` ignoring the aspect ratio, `"crop"`
+            keeps the aspect ratio and crops the center.
+        interpolation: a `tf.image.ResizeMethod` name (`"bilinear"`, `"area"`,
+            `"bicubic"`, `"nearest"`, ...).
+        antialias: low-pass filter when downsampling (sharper small images,
+            slower).
+
+    Returns:
+        float32 tensor with spatial size `size`.
+    """
+    height, width = _check_size(size)
+    if mode not in RESIZE_MODES:
+        raise ValueError(
+            f"Unknown resize mode {mode!r}. Choose one of: {', '.join(RESIZE_MODES)}."
+        )
+    if mode == "pad":
+        return tf.image.resize_with_pad(
+            image, height, width, method=interpolation, antialias=antialias
+        )
+    if mode == "crop":
+        shape = tf.shape(image)
+        in_h, in_w = shape[-3], shape[-2]
+        scale = tf.minimum(
+            tf.cast(in_h, tf.float32) / height, tf.cast(in_w, tf.float32) / width
+        )
+        crop_h = tf.maximum(1, tf.cast(tf.round(scale * height), tf.int32))
+        crop_w = tf.maximum(1, tf.cast(tf.round(scale * width), tf.int32))
+        image = tf.image.crop_to_bounding_box(
+            image, (in_h - crop_h) // 2, (in_w - crop_w) // 2,
+            tf.minimum(crop_h, in_h), tf.minimum(crop_w, in_w),
+        )
+    return tf.image.resize(image, (height, width), method=interpolation, antialias=antialias)
+
+
+def _check_size(size):
+    if isinstance(size, (int, np.integer)):
+        size = (size, size)
+    try:
+        height, width = (int(s) for s in size)
+    except (TypeError, ValueError):
+        height = width = 0
+    if height < 1 or width < 1:
+        raise ValueError(
+            "`image_size` must be an int or (height, width) of positive integers. "
+            f"Received: image_size={size!r}"
+        )
+    return height, width
+
+
+def _check_channels(channels):
+    if channels not in (1, 3):
+        raise ValueError(
+            f"`channels` must be 1 (grayscale) or 3 (RGB). Received: channels={channels!r}"
+        )
+    return channels

@@ -1,0 +1,552 @@
+"""Sources: what a user has on disk, turned into one *sample table*.
+
+A sample table is a pandas DataFrame, one row per image:
+
+| column       | meaning                                                       |
+|--------------|---------------------------------------------------------------|
+| `path`       | absolute file path (array sources: a provenance string)       |
+| `label`      | int class id (single-label tables; -1 = unknown label)        |
+| `labels`     | tuple of int class ids (multi-label tables, instead of label) |
+| `class_name` | the class name (multi-label: names joined with `"|"`)         |
+| `group`      | optional patient/study id; splits never divide a group        |
+| `split`      | optional `"train"`, `"val"` or `"test"`                       |
+| `image`      | array sources only: the uint8 `(H, W, C)` pixels              |
+
+`table.attrs` carries `class_names` (list, index = class id; sorted unless
+you pass your own order), `multi_label` (bool) and `root` (the folder paths
+must stay inside, or None). Read them with `class_names_of(table)` and
+`is_multi_label(table)`, which also work when pandas dropped the attrs.
+
+Example:
+
+```python
+import numpy as np
+from medivision_tf.data import from_numpy, class_names_of
+
+table = from_numpy(np.zeros((4, 28, 28), "uint8"), [0, 1, 1, 0],
+                   class_names=["normal", "tumor"])
+class_names_of(table)       # ['normal', 'tumor']
+table[["label", "class_name"]]
+```
+"""
+
+import fnmatch
+import os
+import re
+
+import numpy as np
+import pandas as pd
+
+IMAGE_EXTENSIONS = (
+    ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".dcm", ".dicom",
+)
+DICOM_EXTENSIONS = (".dcm", ".dicom", "")
+SPLIT_ALIASES = {
+    "train": "train", "training": "train",
+    "val": "val", "valid": "val", "validation": "val", "dev": "val",
+    "test": "test", "testing": "test",
+}
+SPLITS = ("train", "val", "test")
+_PATH_COLUMNS = ("path", "image_path", "filepath", "file_path", "filename", "file", "image", "image_id", "id")
+_LABEL_COLUMNS = ("label", "class", "class_name", "diagnosis", "target", "labels")
+
+
+def class_names_of(table):
+    """The class names of a sample table (index = class id).
+
+    Reads `table.attrs["class_names"]`; if pandas dropped the attrs, rebuilds
+    them from the `label`/`class_name` columns.
+    """
+    names = table.attrs.get("class_names")
+    if names is not None:
+        return list(names)
+    if "label" in table and "class_name" in table:
+        known = table[table["label"] >= 0]
+        pairs = dict(zip(known["label"].astype(int), known["class_name"].astype(str)))
+        if pairs:
+            return [pairs.get(i, f"class_{i}") for i in range(max(pairs) + 1)]
+    raise ValueError(
+        "The table has no class names: expected table.attrs['class_names'] or "
+        f"'label' and 'class_name' columns. Received columns: {list(table.columns)}"
+    )
+
+
+def is_multi_label(table):
+    """Whether a sample table is multi-label (a `labels` column of id tuples)."""
+    return bool(table.attrs.get("multi_label", "labels" in table and "label" not in table))
+
+
+def with_attrs(table, like):
+    """`table` with `like`'s attrs (pandas may drop them in some operations)."""
+    table.attrs.update({k: v for k, v in like.attrs.items()})
+    return table
+
+
+def _finish(table, class_names, root=None, multi_label=False, **extra):
+    table = table.reset_index(drop=True)
+    table.attrs["class_names"] = list(class_names)
+    table.attrs["multi_label"] = bool(multi_label)
+    table.attrs["root"] = None if root is None else os.path.abspath(str(root))
+    table.attrs.update(extra)
+    return table
+
+
+def _split_name(folder):
+    return SPLIT_ALIASES.get(folder.strip().lower())
+
+
+def _subdirs(folder):
+    return sorted(
+        entry.name
+        for entry in os.scandir(folder)
+        if entry.is_dir() and not entry.name.startswith((".", "__"))
+    )
+
+
+def _check_dir(root, arg="root"):
+    if not isinstance(root, (str, os.PathLike)):
+        raise TypeError(f"`{arg}` must be a folder path. Received: {arg}={root!r}")
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"No such folder: {arg}={os.fspath(root)!r}")
+    return os.path.abspath(os.fspath(root))
+
+
+def _has_extension(name, extensions):
+    lower = name.lower()
+    base, ext = os.path.splitext(lower)
+    if ext in extensions:
+        return True
+    return "" in extensions and ext == "" and not lower.startswith(".")
+
+
+def list_images(folder, extensions=IMAGE_EXTENSIONS, exclude=()):
+    """Image files under `folder` (recursive, sorted, hidden files skipped).
+
+    Args:
+        folder: the folder to walk.
+        extensions: lower-case extensions to keep (`""` keeps files without
+            one, e.g. DICOM files named by UID).
+        exclude: glob patterns of file names to skip, e.g. `("*_mask*",)`.
+    """
+    extensions = tuple(e.lower() for e in extensions)
+    found = []
+    for current, dirs, files in os.walk(folder, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "__")))
+        for name in sorted(files):
+            if name.startswith(".") or not _has_extension(name, extensions):
+                continue
+            if any(fnmatch.fnmatch(name, pattern) for pattern in exclude):
+                continue
+            found.append(os.path.join(current, name))
+    return found
+
+
+def from_directory(
+    root,
+    *,
+    class_names=None,
+    extensions=IMAGE_EXTENSIONS,
+    exclude=(),
+    group_pattern=None,
+):
+    """A sample table from a folder per class (the usual Kaggle layout).
+
+    Two layouts are recognized:
+
+    ```
+    root/CLASS/[...]/image.png              one folder per class
+    root/train|val|test/CLASS/image.png     already split (also "training",
+                                            "valid", "validation", "testing")
+    ```
+    In the second, the table gets a `split` column. Class ids follow
+    `class_names` (default: the sorted folder names).
+
+    Args:
+        root: the top folder.
+        class_names: the class folders to use, in class-id order (default:
+            every sub-folder, sorted). A listed class without a folder or
+            without images is an error.
+        extensions: file extensions to keep (lower case).
+        exclude: glob patterns of file names to skip (e.g. `"*_mask.png"`).
+        group_pattern: a regular expression whose first group, searched in
+            the file name, is the patient id (`group` column), e.g.
+            `r"^[A-Z]+-(\\d+)-"` for `CNV-1016042-1.jpeg`.
+
+    Returns:
+        The sample table (see module docstring).
+
+    Raises:
+        FileNotFoundError: `root` is not a folder.
+        ValueError: no class folders, or a class with no images.
+
+    Example:
+
+    ```python
+    from medivision_tf.data import make_synthetic_lesions, from_directory
+    import tempfile
+
+    root = tempfile.mkdtemp()
+    make_synthetic_lesions(6, 32, 3).to_directory(root)
+    table = from_directory(root)
+    table.attrs["class_names"]   # ['calcification_cluster', 'ring_lesion', 'solid_nodule']
+    ```
+    """
+    root = _check_dir(root)
+    top = _subdirs(root)
+    split_folders = {name: _split_name(name) for name in top}
+    presplit = bool(top) and all(split_folders.values())
+    if presplit:
+        parts = [(split_folders[name], os.path.join(root, name)) for name in top]
+    else:
+        parts = [(None, root)]
+    found_classes = sorted({c for _, folder in parts for c in _subdirs(folder)})
+    if not found_classes:
+        raise ValueError(
+            f"No class folders under {root!r}: expected root/CLASS/image files"
+            " or root/train|val|test/CLASS/image files."
+        )
+    if class_names is None:
+        class_names = found_classes
+    else:
+        class_names = [str(c) for c in class_names]
+        missing = [c for c in class_names if c not in found_classes]
+        if missing:
+            raise ValueError(
+                f"Class folders {missing} not found under {root!r}. "
+                f"Found: {found_classes}"
+            )
+    pattern = re.compile(group_pattern) if group_pattern else None
+    rows = []
+    for split, folder in parts:
+        for label, name in enumerate(class_names):
+            class_dir = os.path.join(folder, name)
+            if not os.path.isdir(class_dir):
+                continue
+            for path in list_images(class_dir, extensions, exclude):
+                row = {"path": path, "label": label, "class_name": name}
+                if pattern is not None:
+                    match = pattern.search(os.path.basename(path))
+                    row["group"] = match.group(1) if match else os.path.basename(path)
+                if split is not None:
+                    row["split"] = split
+                rows.append(row)
+    table = pd.DataFrame(rows, columns=["path", "label", "class_name"])
+    if rows:
+        table = pd.DataFrame(rows)
+    counts = table["label"].value_counts()
+    empty = [name for i, name in enumerate(class_names) if counts.get(i, 0) == 0]
+    if empty:
+        raise ValueError(
+            f"Class folders with no images (extensions {list(extensions)}): "
+            f"{empty} under {root!r}."
+        )
+    table["label"] = table["label"].astype("int32")
+    return _finish(table, class_names, root)
+
+
+def from_dicom(root, *, class_names=None, window="auto", exclude=(), group_pattern=None):
+    """A sample table of DICOM files in a folder per class.
+
+    Files ending in `.dcm`/`.dicom` or with no extension are taken; they are
+    decoded with pydicom (`read_dicom`) with the modality rescale and the
+    window applied. The window travels in `table.attrs["dicom_window"]` and
+    `make_dataset` uses it.
+
+    Args:
+        root: `root/CLASS/*.dcm` (or pre-split `root/train/CLASS/*.dcm`).
+        class_names, exclude, group_pattern: as in `from_directory`.
+        window: `"auto"` (the file's Window Center/Width), `"minmax"`, or
+            `(center, width)`, e.g. `(40, 400)` for CT soft tissue.
+
+    Example:
+
+    ```python
+    table = from_dicom("ct_scans/", window=(-600, 1500))   # lung window
+    ```
+    """
+    from medivision_tf.data.decode import _check_window
+
+    window = _check_window(window)
+    table = from_directory(
+        root,
+        class_names=class_names,
+        extensions=DICOM_EXTENSIONS,
+        exclude=exclude,
+        group_pattern=group_pattern,
+    )
+    table.attrs["dicom_window"] = window
+    return table
+
+
+def _pick_column(frame, wanted, candidates, arg):
+    if wanted is not None:
+        if wanted not in frame:
+            raise ValueError(
+                f"Column {wanted!r} (`{arg}`) not in the table. "
+                f"Columns: {list(frame.columns)}"
+            )
+        return wanted
+    for name in candidates:
+        if name in frame:
+            return name
+    raise ValueError(
+        f"No `{arg}` column found: pass {arg}=... . Tried {list(candidates)}; "
+        f"columns: {list(frame.columns)}"
+    )
+
+
+def from_csv(
+    path_or_frame,
+    root=None,
+    *,
+    path_column=None,
+    label_column=None,
+    label_columns=None,
+    label_separator=None,
+    group_column=None,
+    split_column=None,
+    class_names=None,
+    extension="",
+):
+    """A sample table from a CSV file or DataFrame naming images and labels.
+
+    Single-label: one label column with class names or integer ids.
+    Multi-label: several 0/1 columns (`label_columns=[...]`, one per class,
+    class ids in that order) or one column of separated names
+    (`label_separator="|"`, class names sorted); the table then has a
+    `labels` column of class-id tuples instead of `label`.
+
+    Paths are relative to `root`. Rows with paths that resolve outside
+    `root` are kept but flagged by `scan` and refused by `make_dataset`;
+    labels not in `class_names` get `label = -1` and are reported by `scan`.
+
+    Args:
+        path_or_frame: a CSV file path or a pandas DataFrame.
+        root: folder the paths are relative to (default: the CSV's folder, or
+            the current folder for a DataFrame).
+        path_column: column of image paths (default: the first of `path`,
+            `image_path`, `filepath`, `filename`, `file`, `image`, `id`).
+        label_column: single-label column (default: the first of `label`,
+            `class`, `class_name`, `diagnosis`, `target`).
+        label_columns: multi-hot columns, one per class (multi-label).
+        label_separator: multi-label names in one column, e.g. `"|"`.
+        group_column: patient/study id column, copied to `group`.
+        split_column: column with train/val/test values, copied to `split`.
+        class_names: class order (default: sorted names, or `"0".."k-1"`
+            for integer labels).
+        extension: appended to every path, e.g. `".png"` for APTOS's ids.
+
+    Returns:
+        The sample table (see module docstring).
+
+    Example:
+
+    ```python
+    import pandas as pd
+    frame = pd.DataFrame({"file": ["a.png", "b.png"], "finding": ["mass", "normal"]})
+    table = from_csv(frame, root="/data/xrays", path_column="file",
+                     label_column="finding")
+    ```
+    """
+    if isinstance(path_or_frame, pd.DataFrame):
+        frame = path_or_frame.copy()
+        default_root = os.getcwd()
+    elif isinstance(path_or_frame, (str, os.PathLike)):
+        if not os.path.isfile(path_or_frame):
+            raise FileNotFoundError(f"No such CSV file: {os.fspath(path_or_frame)!r}")
+        frame = pd.read_csv(path_or_frame, dtype=str, keep_default_na=False)
+        default_root = os.path.dirname(os.path.abspath(path_or_frame))
+    else:
+        raise TypeError(
+            "`path_or_frame` must be a CSV path or a pandas DataFrame. "
+            f"Received: {type(path_or_frame).__name__}"
+        )
+    root = os.path.abspath(os.fspath(root if root is not None else default_root))
+    path_column = _pick_column(frame, path_column, _PATH_COLUMNS, "path_column")
+    raw_paths = frame[path_column].fillna("").astype(str).str.strip() + extension
+    paths = [
+        os.path.normpath(p if os.path.isabs(p) else os.path.join(root, p)) if p else ""
+        for p in raw_paths
+    ]
+    table = pd.DataFrame({"path": paths})
+    multi = label_columns is not None or label_separator is not None
+    if label_columns is not None:
+        label_columns = list(label_columns)
+        for column in label_columns:
+            _pick_column(frame, column, (), "label_columns")
+        names = [str(c) for c in (class_names or label_columns)]
+        hot = frame[label_columns].apply(pd.to_numeric, errors="coerce").fillna(0)
+        table["labels"] = [tuple(int(i) for i in np.flatnonzero(row > 0)) for row in hot.values]
+    elif label_separator is not None:
+        column = _pick_column(frame, label_column, _LABEL_COLUMNS, "label_column")
+        items = [
+            [s.strip() for s in str(value).split(label_separator) if s.strip()]
+            if not pd.isna(value) else []
+            for value in frame[column]
+        ]
+        names = [str(c) for c in class_names] if class_names else sorted({s for i in items for s in i})
+        index = {name: i for i, name in enumerate(names)}
+        table["labels"] = [tuple(sorted(index.get(s, -1) for s in i)) for i in items]
+        unknown = [", ".join(s for s in i if s not in index) for i in items]
+        table["unknown_label"] = unknown
+    else:
+        column = _pick_column(frame, label_column, _LABEL_COLUMNS, "label_column")
+        values = frame[column].fillna("").astype(str).str.strip()
+        numeric = pd.to_numeric(values, errors="coerce")
+        integer = numeric.notna().all() and (numeric == numeric.round()).all()
+        if class_names is not None:
+            names = [str(c) for c in class_names]
+        elif integer:
+            names = [str(i) for i in range(int(numeric.max()) + 1)] if len(values) else []
+        else:
+            names = sorted(set(values) - {""})
+        index = {name: i for i, name in enumerate(names)}
+        labels = []
+        for value, number in zip(values, numeric):
+            if value in index:
+                labels.append(index[value])
+            elif class_names is None and integer and 0 <= number < len(names):
+                labels.append(int(number))
+            else:
+                labels.append(-1)
+        table["label"] = np.asarray(labels, "int32")
+        table["class_name"] = [
+            names[i] if i >= 0 else str(v) for i, v in zip(labels, values)
+        ]
+    if multi:
+        table["class_name"] = [
+            "|".join(names[i] for i in ids if i >= 0) for ids in table["labels"]
+        ]
+    if group_column is not None:
+        _pick_column(frame, group_column, (), "group_column")
+        table["group"] = frame[group_column].astype(str).values
+    if split_column is not None:
+        _pick_column(frame, split_column, (), "split_column")
+        splits = frame[split_column].astype(str).str.strip().str.lower()
+        table["split"] = [SPLIT_ALIASES.get(s, s) for s in splits]
+    if table.empty:
+        raise ValueError(f"The CSV/DataFrame has no rows: {path_or_frame!r}"[:300])
+    return _finish(table, names, root, multi_label=multi)
+
+
+def _images_to_uint8(images):
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
+        raise ValueError(
+            "`images` must be (N, H, W) or (N, H, W, 1|3|4). "
+            f"Received shape: {images.shape}"
+        )
+    if images.dtype == np.uint8:
+        return images
+    if images.dtype == np.uint16:
+        return np.round(images / 257.0).astype("uint8")
+    values = images.astype("float32")
+    if values.size and values.max() <= 1.0:
+        values = values * 255.0
+    return np.clip(np.round(values), 0, 255).astype("uint8")
+
+
+def from_numpy(images, labels, *, class_names=None, split=None, name="array"):
+    """A sample table from in-memory arrays (MedMNIST-style).
+
+    Args:
+        images: `(N, H, W)` or `(N, H, W, C)` array. uint8 is kept; uint16 is
+            divided by 257; floats with max <= 1 are multiplied by 255.
+        labels: `(N,)` or `(N, 1)` class ids (single-label), or `(N, K)` 0/1
+            multi-hot with K > 1 (multi-label).
+        class_names: names per class id (default `"0"`, `"1"`, ...).
+        split: optional split name for every row.
+        name: prefix of the provenance strings in the `path` column.
+
+    Returns:
+        A sample table whose `image` column holds each image.
+
+    Example:
+
+    ```python
+    import numpy as np
+    table = from_numpy(np.zeros((3, 28, 28), "uint8"), [[0], [1], [2]])
+    ```
+    """
+    images = _images_to_uint8(images)
+    labels = np.asarray(labels)
+    if len(labels) != len(images):
+        raise ValueError(
+            f"`images` and `labels` differ in length: {len(images)} vs {len(labels)}."
+        )
+    multi = labels.ndim == 2 and labels.shape[1] > 1
+    table = pd.DataFrame({"path": [f"{name}[{i}]" for i in range(len(images))]})
+    table["image"] = list(images)
+    if multi:
+        count = labels.shape[1]
+        table["labels"] = [tuple(int(i) for i in np.flatnonzero(row)) for row in labels]
+    else:
+        flat = labels.reshape(len(labels)).astype("int64")
+        count = int(flat.max()) + 1 if len(flat) else 0
+        table["label"] = flat.astype("int32")
+    names = [str(c) for c in class_names] if class_names is not None else [str(i) for i in range(count)]
+    if len(names) < count:
+        raise ValueError(
+            f"`class_names` has {len(names)} names but labels go up to {count - 1}. "
+            f"Received: class_names={class_names!r}"
+        )
+    if multi:
+        table["class_name"] = ["|".join(names[i] for i in ids) for ids in table["labels"]]
+    else:
+        table["class_name"] = [names[i] if 0 <= i < len(names) else str(i) for i in table["label"]]
+        table.loc[(table["label"] < 0) | (table["label"] >= len(names)), "label"] = -1
+    if split is not None:
+        table["split"] = split
+    return _finish(table, names, None, multi_label=multi)
+
+
+def from_npz(path, *, class_names=None):
+    """A sample table from a `.npz` file in the MedMNIST layout.
+
+    Keys `train_images`/`train_labels`, `val_images`/`val_labels`,
+    `test_images`/`test_labels` give a table with a `split` column; plain
+    `images`/`labels` (or `x`/`y`) give one without.
+
+    Args:
+        path: the `.npz` file.
+        class_names: names per class id (MedMNIST's `INFO[flag]["label"]`
+            values, in id order), default `"0"`, `"1"`, ...
+
+    Example:
+
+    ```python
+    table = from_npz("pathmnist.npz")      # 3 splits, 9 classes
+    table["split"].value_counts()
+    ```
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No such .npz file: {os.fspath(path)!r}")
+    with np.load(path, allow_pickle=False) as data:
+        keys = set(data.files)
+        pairs = [(s, f"{s}_images", f"{s}_labels") for s in SPLITS]
+        pairs = [p for p in pairs if p[1] in keys and p[2] in keys]
+        if not pairs:
+            for x, y in (("images", "labels"), ("x", "y")):
+                if x in keys and y in keys:
+                    pairs = [(None, x, y)]
+                    break
+        if not pairs:
+            raise ValueError(
+                f"{os.fspath(path)!r} has none of the MedMNIST keys "
+                "(train_images/train_labels, val_..., test_...) nor images/labels. "
+                f"Keys: {sorted(keys)}"
+            )
+        arrays = [(s, data[x], data[y]) for s, x, y in pairs]
+    all_labels = np.concatenate([np.asarray(y).reshape(len(y), -1) for _, _, y in arrays])
+    multi = all_labels.shape[1] > 1
+    count = all_labels.shape[1] if multi else int(all_labels.max()) + 1
+    names = class_names if class_names is not None else [str(i) for i in range(count)]
+    base = os.path.basename(os.fspath(path))
+    tables = [
+        from_numpy(x, y, class_names=names, split=s, name=f"{base}#{s or 'images'}")
+        for s, x, y in arrays
+    ]
+    table = pd.concat(tables, ignore_index=True)
+    return _finish(table, [str(n) for n in names], None, multi_label=multi)
