@@ -561,12 +561,12 @@ def evaluate_model(model, data, labels=None, class_names=None, out_dir=None, *,
         data_classes = data.attrs.get("class_names")
         if class_names is None and data_classes:
             class_names = list(data_classes)
-        from medivision_tf import data as data_lib
+        from medivision_tf.data.pipeline import make_dataset
 
         height, width, channels = model.input_shape[1:]
-        data = data_lib.make_dataset(
-            data, image_size=height, channels=channels, batch_size=batch_size, shuffle=False,
-            augment=False,
+        data = make_dataset(
+            data, image_size=(height, width), channels=channels, batch_size=batch_size,
+            training=False, shuffle=False, augment=False,
         )
     if class_names is not None:
         from medivision_tf.training import check_class_names

@@ -52,6 +52,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from medivision_tf import backbones
 from medivision_tf.model import build_medivision, calibrate_batchnorm, set_backbone_trainable
 
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
@@ -235,6 +236,12 @@ class TrainConfig:
             )
         if isinstance(self.weights, str) and self.weights.lower() == "none":
             object.__setattr__(self, "weights", None)
+        spec = backbones.get_backbone(self.backbone)
+        if self.weights == "imagenet" and not spec.has_imagenet_weights:
+            raise ValueError(
+                f"Config key 'weights': backbone {self.backbone!r} has no ImageNet "
+                "weights. Use weights=None (from scratch) or a weights file path."
+            )
 
     @classmethod
     def from_dict(cls, values):
@@ -750,52 +757,61 @@ def check_class_names(model_classes, data_classes, what="dataset"):
 def load_source(config):
     """Reads `config.source` with `medivision_tf.data` and splits it.
 
+    A table with a `split` column (train/val/test folders, MedMNIST `.npz`,
+    prepared datasets) keeps its split; otherwise it is split by
+    `medivision_tf.data.splits.split_table` with `val_split`, `test_split`,
+    `seed` (and its `group` column, so no patient spans two splits).
+
     Returns:
         `(splits, class_names)`: `splits` maps "train", "val", "test" to
-        sample tables (the test table may be empty).
+        sample tables (val and test may be empty).
     """
-    from medivision_tf import data as data_lib
+    from medivision_tf.data.pipeline import as_table
+    from medivision_tf.data.sources import class_names_of, is_multi_label, with_attrs
 
-    source = config.source
-    if source is None:
+    if config.source is None:
         raise ValueError("No training data: set the config key 'source' or pass train_data.")
-    table = data_lib.read_source(source) if hasattr(data_lib, "read_source") else _read_table(data_lib, source)
-    class_names = list(table.attrs.get("class_names") or sorted(table["class_name"].unique()))
-    if "split" in table.columns and table["split"].notna().any():
-        splits = {name: table[table["split"] == name] for name in ("train", "val", "test")}
+    table = as_table(config.source)
+    class_names = class_names_of(table)
+    if is_multi_label(table) != config.multi_label:
+        raise ValueError(
+            f"Source {config.source!r} is {'multi' if is_multi_label(table) else 'single'}"
+            f"-label but the config has multi_label={config.multi_label}."
+        )
+    if "split" in table.columns and table["split"].notna().all():
+        splits = {name: with_attrs(table[table["split"] == name], table)
+                  for name in ("train", "val", "test")}
     else:
-        train_t, val_t, test_t = data_lib.split_table(
+        try:
+            from medivision_tf.data.splits import split_table
+        except ImportError as error:
+            raise ValueError(
+                f"Source {config.source!r} has no train/val/test split and "
+                "medivision_tf.data.splits is not available to make one."
+            ) from error
+        parts = split_table(
             table, val=config.val_split, test=config.test_split, seed=config.seed,
             group_column="group" if "group" in table.columns else None,
         )
-        splits = {"train": train_t, "val": val_t, "test": test_t}
-    for part in splits.values():
-        part.attrs["class_names"] = class_names
+        if isinstance(parts, pd.DataFrame):  # one table with a split column
+            parts = [parts[parts["split"] == name] for name in ("train", "val", "test")]
+        splits = {name: with_attrs(part, table) for name, part in zip(("train", "val", "test"), parts)}
+    if splits["train"].empty:
+        raise ValueError(f"Source {config.source!r} has no training images.")
     return splits, class_names
 
 
-def _read_table(data_lib, source):
-    path = os.fspath(source)
-    if os.path.isdir(path):
-        return data_lib.from_directory(path)
-    if path.endswith(".csv"):
-        return data_lib.from_csv(path)
-    if path.endswith(".npz"):
-        return data_lib.from_npz(path)
-    raise ValueError(
-        f"Cannot read training source {path!r}: expected an image folder, a .csv or a .npz file."
-    )
-
-
 def table_dataset(table, config, *, training, batch_size):
-    """A batched dataset of (images, labels) from a sample table."""
-    from medivision_tf import data as data_lib
+    """A batched dataset of (images, labels) from a sample table
+    (`medivision_tf.data.pipeline.make_dataset` with the config's options)."""
+    from medivision_tf.data.pipeline import make_dataset
 
-    return data_lib.make_dataset(
+    return make_dataset(
         table,
         image_size=config.image_size,
         channels=config.channels,
         batch_size=batch_size,
+        training=training,
         shuffle=training,
         seed=config.seed,
         augment=config.augment and training,
@@ -923,7 +939,7 @@ def train(
             table_dataset(splits["val"], config, training=False, batch_size=global_batch)
             if len(splits["val"]) else None
         )
-        label_source = (None, splits["train"]["label"].to_numpy())
+        label_source = (None, splits["train"]["label"].to_numpy() if "label" in splits["train"] else None)
     else:
         train_ds, val_ds, label_source = train_data, val_data, train_data
     train_ds = _as_dataset(train_ds, global_batch, num_classes, config.multi_label,
@@ -1004,6 +1020,9 @@ def train(
     os.replace(partial, model_path)
     state["complete"] = True
     _write_json_atomic(state_path, state)
+    shutil.rmtree(os.path.join(work_dir, "backup"), ignore_errors=True)
+    if os.path.exists(phase1_weights):
+        os.remove(phase1_weights)
     if not is_chief:
         model_path = os.path.join(run_dir, "model.keras")
     say(f"Trained {len(history)} epoch(s); model written to {model_path}")
@@ -1088,7 +1107,11 @@ def _claim_run_dir(run_dir, config):
     """Writes config.json, or checks that a resumed run uses the same config."""
     path = os.path.join(run_dir, "config.json")
     previous = _read_json(path)
-    if previous is not None:
+    started = any(
+        os.path.exists(os.path.join(run_dir, name))
+        for name in ("state.json", "history.csv", "backup")
+    )
+    if previous is not None and started:
         state = _read_json(os.path.join(run_dir, "state.json")) or {}
         if state.get("complete"):
             raise ValueError(
