@@ -1,0 +1,210 @@
+"""`medivision serve`: a real KServe server on 127.0.0.1 speaking TF Serving's REST API."""
+
+import base64
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import medivision_tf
+from medivision_tf.export import export_saved_model
+from medivision_tf.serving import run_load_test
+
+HOST = "127.0.0.1"
+MAX_BATCH = 16
+MAX_BODY_MB = 2
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(trained_model, tmp_path_factory):
+    """A `medivision serve` subprocess; always terminated at the end."""
+    root = tmp_path_factory.mktemp("serving")
+    base = root / "lesions"
+    first = export_saved_model(trained_model, base)
+    shutil.copytree(first, base / "2")  # the newest version must be served
+    port = _free_port()
+    log_path = root / "server.log"
+    log = open(log_path, "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "medivision_tf", "serve", str(base), "--port", str(port),
+         "--max-batch-size", str(MAX_BATCH), "--max-body-mb", str(MAX_BODY_MB)],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://{HOST}:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"server exited ({process.returncode}):\n{log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/v1/models/lesions", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"server not ready in 180 s:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield {"url": url, "port": port, "process": process, "log": log_path}
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=20)
+        log.close()
+
+
+def _post(server, body, model="lesions", raw=None):
+    data = raw if raw is not None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        f"{server['url']}/v1/models/{model}:predict", data=data,
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def _get(server, path):
+    try:
+        with urllib.request.urlopen(server["url"] + path, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def _b64_png(image):
+    return {"b64": base64.b64encode(tf.io.encode_png(image.astype("uint8")).numpy()).decode()}
+
+
+@pytest.fixture(scope="module")
+def images(lesion_data):
+    return lesion_data["test"].images[:4]
+
+
+def test_binds_loopback_and_reports_tf_serving_status(server):
+    assert f"Uvicorn running on http://127.0.0.1:{server['port']}" in server["log"].read_text()
+    status, body = _get(server, "/v1/models/lesions")
+    assert status == 200 and body["ready"] is True
+    assert body["model_version_status"][0] == {
+        "version": "2", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}
+    }
+    status, meta = _get(server, "/v1/models/lesions/metadata")
+    assert status == 200 and meta["model_spec"]["version"] == "2"
+    signatures = meta["metadata"]["signature_def"]["signature_def"]
+    assert set(signatures) == {"serving_default", "predict_images", "explain"}
+    assert signatures["predict_images"]["inputs"]["image_bytes"]["dtype"] == "DT_STRING"
+    assert meta["medivision"]["input_shape"] == [64, 64, 1]
+    status, body = _get(server, "/v1/models/nope")
+    assert status == 404 and "'nope' not found" in body["error"]
+
+
+def test_predict_row_and_columnar_match_keras(server, trained_model, images):
+    expected = trained_model.predict(images, verbose=0)
+    status, body = _post(server, {"instances": images.tolist()})
+    assert status == 200
+    np.testing.assert_allclose(body["predictions"], expected, atol=1e-5)
+    status, body = _post(server, {"inputs": {"image": images.tolist()}})
+    assert status == 200
+    np.testing.assert_allclose(body["outputs"], expected, atol=1e-5)
+
+
+def test_predict_images_with_b64_png(server, trained_model, images):
+    expected = trained_model.predict(images, verbose=0)
+    names = medivision_tf.get_class_names(trained_model)
+    body = {"signature_name": "predict_images", "instances": [_b64_png(i) for i in images]}
+    status, answer = _post(server, body)
+    assert status == 200, answer
+    rows = answer["predictions"]
+    np.testing.assert_allclose([r["probabilities"] for r in rows], expected, atol=1e-5)
+    assert [r["class_index"] for r in rows] == expected.argmax(axis=1).tolist()
+    assert [r["class_name"] for r in rows] == [names[i] for i in expected.argmax(axis=1)]
+
+
+def test_explain_signature_over_rest(server, trained_model, images):
+    status, answer = _post(server, {"signature_name": "explain", "inputs": images[:2].tolist()})
+    assert status == 200, answer
+    heatmap = np.array(answer["outputs"]["heatmap"])
+    assert heatmap.shape == (2, 64, 64) and 0 <= heatmap.min() and heatmap.max() <= 1
+    np.testing.assert_allclose(
+        answer["outputs"]["probabilities"], trained_model.predict(images[:2], verbose=0), atol=1e-5
+    )
+
+
+def _bad_requests():
+    zero = [[[0]] * 64] * 64
+    return {
+        "wrong shape": ({"instances": [[[[0.0]] * 64] * 32]}, 400, "Wrong shape"),
+        "ragged": ({"instances": [zero, [[0.0]]]}, 400, "ragged"),
+        "wrong dtype": ({"instances": [[[["x"]] * 64] * 64]}, 400, "not float32"),
+        "b64 for floats": ({"instances": [{"b64": "AAAA"}]}, 400, "only for string"),
+        "not base64": (
+            {"signature_name": "predict_images", "instances": [{"b64": "%%%"}]},
+            400, "not valid base64",
+        ),
+        "not an image": (
+            {"signature_name": "predict_images",
+             "instances": [{"b64": base64.b64encode(b"hello").decode()}]},
+            400, "Unknown image file format",
+        ),
+        "number for bytes": (
+            {"signature_name": "predict_images", "instances": [3]}, 400, "must be {\"b64\""
+        ),
+        "too many instances": (
+            {"instances": [zero] * (MAX_BATCH + 1)}, 400, f"received {MAX_BATCH + 1}, at most",
+        ),
+        "empty": ({"instances": []}, 400, "no instances"),
+        "unknown signature": (
+            {"signature_name": "train", "instances": [zero]}, 400, "Unknown signature_name 'train'",
+        ),
+        "both formats": ({"instances": [zero], "inputs": [zero]}, 400, "exactly one of"),
+        "not json": (b"{instances: [", 400, "Unrecognized request format"),  # KServe's message
+        "oversized body": (b" " * (MAX_BODY_MB * 1024 * 1024 + 1), 413, "too large"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_bad_requests()))
+def test_malformed_requests_get_4xx_and_server_keeps_serving(server, images, case):
+    body, code, message = _bad_requests()[case]
+    raw = body if isinstance(body, bytes) else None
+    status, answer = _post(server, body, raw=raw)
+    assert status == code, answer
+    assert message in answer["error"]
+    status, answer = _post(server, {"instances": images[:1].tolist()})
+    assert status == 200 and len(answer["predictions"]) == 1
+
+
+def test_unknown_model_is_404(server, images):
+    status, answer = _post(server, {"instances": images[:1].tolist()}, model="other")
+    assert status == 404 and "other" in answer["error"]
+
+
+def test_bounded_load_test_has_no_errors(server, images):
+    bodies = [{"instances": [image.tolist()]} for image in images]
+    bodies.append({"signature_name": "predict_images", "instances": [_b64_png(images[0])]})
+    stats = run_load_test(
+        HOST, server["port"], "/v1/models/lesions:predict", bodies, total=500, concurrency=8
+    )
+    print(f"\nload test: {json.dumps(stats)}")
+    assert stats["requests"] == 500 and stats["errors"] == 0, stats["error_samples"]
+    assert 0 < stats["p50_ms"] <= stats["p90_ms"] <= stats["p99_ms"] <= stats["max_ms"]
+    assert server["process"].poll() is None
