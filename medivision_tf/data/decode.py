@@ -204,26 +204,16 @@ def read_tiff(source, bit_depth_16="scale"):
 
 
 def _python_decode(data, kind, window, bit_depth_16):
-    data = bytes(data)
-    kind = int(kind)
-    if kind == _KIND_DICOM:
-        center, width = float(window[0]), float(window[1])
-        mode = "auto" if width == -1 else "minmax" if width == -2 else (center, width)
-        pixels = read_dicom(data, window=mode)
+    """Decodes TIFF/DICOM bytes in Python (called through tf.numpy_function)."""
+    if isinstance(data, np.ndarray):
+        data = data.item()
+    if int(kind) == _KIND_DICOM:
+        pixels = read_dicom(bytes(data), window=window)
     else:
-        pixels = read_tiff(data, bit_depth_16=bit_depth_16.decode())
+        pixels = read_tiff(bytes(data), bit_depth_16=bit_depth_16)
     if pixels.ndim == 2:
         pixels = pixels[..., None]
     return pixels.astype("float32")
-
-
-def _window_tensor(window):
-    window = _check_window(window)
-    if window == "auto":
-        return tf.constant([0.0, -1.0])
-    if window == "minmax":
-        return tf.constant([0.0, -2.0])
-    return tf.constant(window, tf.float32)
 
 
 def _sniff_kind(contents):
@@ -280,7 +270,7 @@ def decode_image(contents, channels=3, dicom_window="auto", bit_depth_16="scale"
             f"Unknown bit_depth_16 {bit_depth_16!r}. Choose one of: "
             f"{', '.join(BIT_DEPTH_16_MODES)}."
         )
-    window = _window_tensor(dicom_window)
+    window = _check_window(dicom_window)
     kind = _sniff_kind(contents)
 
     def tf_decode():
@@ -296,8 +286,8 @@ def decode_image(contents, channels=3, dicom_window="auto", bit_depth_16="scale"
 
     def python_decode():
         image = tf.numpy_function(
-            _python_decode,
-            [contents, kind, window, bit_depth_16],
+            lambda data, kind: _python_decode(data, kind, window, bit_depth_16),
+            [contents, kind],
             tf.float32,
             stateful=False,
         )
@@ -318,6 +308,15 @@ def decode_image(contents, channels=3, dicom_window="auto", bit_depth_16="scale"
 
 def to_channels(image, channels):
     """Drops alpha and converts an `(H, W, 1|2|3|4)` image to `channels`."""
+    static = image.shape[-1]
+    if static is not None:  # known channel count: plain Python branches
+        if static in (2, 4):
+            image = image[..., : static - 1]
+        if channels == 3 and image.shape[-1] == 1:
+            image = tf.tile(image, [1, 1, 3])
+        elif channels == 1 and image.shape[-1] == 3:
+            image = tf.image.rgb_to_grayscale(image)
+        return image
     count = tf.shape(image)[-1]
     image = image[..., : tf.where(count % 2 == 0, count - 1, count)]  # drop alpha
     if channels == 3:

@@ -40,7 +40,7 @@ import pandas as pd
 IMAGE_EXTENSIONS = (
     ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".dcm", ".dicom",
 )
-DICOM_EXTENSIONS = (".dcm", ".dicom", "")
+DICOM_EXTENSIONS = (".dcm", ".dicom")
 SPLIT_ALIASES = {
     "train": "train", "training": "train",
     "val": "val", "valid": "val", "validation": "val", "dev": "val",
@@ -113,10 +113,18 @@ def _check_dir(root, arg="root"):
 
 def _has_extension(name, extensions):
     lower = name.lower()
-    base, ext = os.path.splitext(lower)
-    if ext in extensions:
-        return True
-    return "" in extensions and ext == "" and not lower.startswith(".")
+    if lower.startswith("."):
+        return False
+    return "*" in extensions or os.path.splitext(lower)[1] in extensions
+
+
+def is_dicom_file(path):
+    """Whether a file carries the DICOM preamble ("DICM" at byte 128)."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(132)[128:132] == b"DICM"
+    except OSError:
+        return False
 
 
 def list_images(folder, extensions=IMAGE_EXTENSIONS, exclude=()):
@@ -124,8 +132,7 @@ def list_images(folder, extensions=IMAGE_EXTENSIONS, exclude=()):
 
     Args:
         folder: the folder to walk.
-        extensions: lower-case extensions to keep (`""` keeps files without
-            one, e.g. DICOM files named by UID).
+        extensions: lower-case extensions to keep (`"*"`: every file).
         exclude: glob patterns of file names to skip, e.g. `("*_mask*",)`.
     """
     extensions = tuple(e.lower() for e in extensions)
@@ -148,6 +155,7 @@ def from_directory(
     extensions=IMAGE_EXTENSIONS,
     exclude=(),
     group_pattern=None,
+    predicate=None,
 ):
     """A sample table from a folder per class (the usual Kaggle layout).
 
@@ -171,6 +179,7 @@ def from_directory(
         group_pattern: a regular expression whose first group, searched in
             the file name, is the patient id (`group` column), e.g.
             `r"^[A-Z]+-(\\d+)-"` for `CNV-1016042-1.jpeg`.
+        predicate: optional `f(path) -> bool` keeping only some files.
 
     Returns:
         The sample table (see module docstring).
@@ -223,6 +232,8 @@ def from_directory(
             if not os.path.isdir(class_dir):
                 continue
             for path in list_images(class_dir, extensions, exclude):
+                if predicate is not None and not predicate(path):
+                    continue
                 row = {"path": path, "label": label, "class_name": name}
                 if pattern is not None:
                     match = pattern.search(os.path.basename(path))
@@ -247,7 +258,8 @@ def from_directory(
 def from_dicom(root, *, class_names=None, window="auto", exclude=(), group_pattern=None):
     """A sample table of DICOM files in a folder per class.
 
-    Files ending in `.dcm`/`.dicom` or with no extension are taken; they are
+    Files ending in `.dcm`/`.dicom`, and files of any name that carry the
+    DICOM preamble (e.g. named by their UID, `1.2.840....`), are taken; they are
     decoded with pydicom (`read_dicom`) with the modality rescale and the
     window applied. The window travels in `table.attrs["dicom_window"]` and
     `make_dataset` uses it.
@@ -270,9 +282,10 @@ def from_dicom(root, *, class_names=None, window="auto", exclude=(), group_patte
     table = from_directory(
         root,
         class_names=class_names,
-        extensions=DICOM_EXTENSIONS,
+        extensions=("*",),
         exclude=exclude,
         group_pattern=group_pattern,
+        predicate=lambda p: p.lower().endswith(DICOM_EXTENSIONS) or is_dicom_file(p),
     )
     table.attrs["dicom_window"] = window
     return table
