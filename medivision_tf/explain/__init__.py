@@ -15,6 +15,8 @@
   against known lesion boxes.
 - `explain_report(model, images, labels, boxes, out_dir)`: all of the above
   on held-out images: a grid PNG, a JSON file and per-method scores.
+- `read_image(path)`, `explain_images(model, images, out_dir, method=...)`:
+  what `medivision explain` runs on image files (overlays + grid PNGs).
 
 The target layer defaults to `"feature_map"`, the backbone's last
 convolutional feature map in every `build_medivision` model; any layer with
@@ -45,6 +47,7 @@ from medivision_tf.explain.faithfulness import (
     map_correlation,
     pointing_game,
 )
+from medivision_tf.explain.files import explain_images, read_image
 from medivision_tf.explain.gradcam import gradcam_heatmaps
 from medivision_tf.explain.methods import METHODS, attention_maps, explain
 from medivision_tf.explain.overlays import (
@@ -61,12 +64,14 @@ __all__ = [
     "box_area_share",
     "energy_in_box",
     "explain",
+    "explain_images",
     "explain_report",
     "gradcam_heatmaps",
     "map_correlation",
     "overlay",
     "pointing_game",
     "prediction_captions",
+    "read_image",
     "save_explanation_grid",
     "save_png",
     "spatial_layer_names",

@@ -76,13 +76,13 @@ def to_batch(images):
 
 
 def fit_to_model(images, model):
-    """Resizes and converts a batch to the model's input size and channels.
+    """Converts a batch to the model's input channels and size.
 
-    Images of the wrong size are resized, not rejected: bilinear resizing of
-    the whole image (no crop, no padding), as `tf.image.resize` and Keras'
-    image-loading utilities do. RGB is converted to gray for 1-channel models
-    and gray is repeated for 3-channel models. Pure TF ops: safe inside a
-    `tf.function`.
+    Images of another size are resized, not rejected, like the data pipeline
+    does by default (`medivision_tf.data.decode.resize_image(mode="pad")`,
+    i.e. `tf.image.resize_with_pad`): bilinear, aspect ratio kept, black
+    padding. RGB is converted to gray for 1-channel models (and gray
+    repeated for 3-channel ones). Pure TF ops: safe inside a `tf.function`.
 
     Args:
         images: float tensor `(n, h, w, c)` with a known channel count.
@@ -98,9 +98,42 @@ def fit_to_model(images, model):
             images = tf.image.rgb_to_grayscale(images)
         else:
             images = tf.image.grayscale_to_rgb(images)
-    if images.shape[1] != height or images.shape[2] != width:
-        images = tf.image.resize(images, (height, width), method="bilinear")
-    return images
+    if _same_size(images.shape[1:3], (height, width)):
+        return images
+    return tf.image.resize_with_pad(images, height, width, method="bilinear")
+
+
+def maps_to_images(cams, image_size, model):
+    """Feature-map-level maps `(n, h, w)` -> `(n, *image_size)` in [0, 1].
+
+    When the images had the model's size, this is one bilinear upsampling;
+    otherwise the maps are upsampled to the model's input, the padded
+    letterbox of `fit_to_model` is cut away and the rest resized to the
+    original images. Pure TF ops.
+    """
+    height, width = model_image_shape(model)[:2]
+    if _same_size(image_size, (height, width)):
+        return upsample_and_normalize(cams, (height, width))
+    top, left, inner_h, inner_w = _letterbox(image_size, (height, width))
+    full = tf.image.resize(tf.cast(cams, tf.float32)[..., None], (height, width))
+    inner = full[:, top : top + inner_h, left : left + inner_w, 0]
+    return upsample_and_normalize(inner, image_size)
+
+
+def _same_size(size, model_size):
+    return all(isinstance(s, int) for s in size) and tuple(size) == tuple(model_size)
+
+
+def _letterbox(image_size, model_size):
+    """`(top, left, height, width)` of the image inside the padded model
+    input, computed as `tf.image.resize_with_pad` does."""
+    in_h, in_w = (tf.cast(s, tf.float32) for s in image_size)
+    out_h, out_w = (float(s) for s in model_size)
+    ratio = tf.maximum(in_w / out_w, in_h / out_h)
+    inner_h, inner_w = in_h / ratio, in_w / ratio
+    top = tf.maximum(0, tf.cast(tf.floor((out_h - inner_h) / 2), tf.int32))
+    left = tf.maximum(0, tf.cast(tf.floor((out_w - inner_w) / 2), tf.int32))
+    return top, left, tf.cast(inner_h, tf.int32), tf.cast(inner_w, tf.int32)
 
 
 def upsample_and_normalize(maps, size):
@@ -108,8 +141,7 @@ def upsample_and_normalize(maps, size):
 
     Bilinear with half-pixel centers (`tf.image.resize`), so a feature-map
     cell lands on the image pixels it covers. The scaling does not depend on
-    the map's magnitude; a constant map becomes zeros.
-    Pure TF ops.
+    the map's magnitude; a constant map becomes zeros. Pure TF ops.
     """
     maps = tf.cast(maps, tf.float32)[..., None]
     maps = tf.image.resize(maps, size, method="bilinear")[..., 0]

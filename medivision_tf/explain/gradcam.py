@@ -89,7 +89,10 @@ def gradcam_heatmaps(model, images, class_index=None, layer_name=FEATURE_MAP_LAY
     else:
         batch = images.shape[0] if images.shape[0] is not None else len(class_index)
         indices = tf.constant(_inputs.check_class_index(class_index, batch, num_classes))
-    return _graph(model, layer_name)(images, indices)
+    size = [images.shape[i] or tf.shape(images)[i] for i in (1, 2)]
+    inputs = _inputs.fit_to_model(images, model)
+    cams = _graph(model, layer_name)(inputs, indices)
+    return _inputs.maps_to_images(cams, size, model)
 
 
 def _graph(model, layer_name):
@@ -100,15 +103,17 @@ def _graph(model, layer_name):
 
 
 def _build_graph(model, layer_name):
+    """The traced Grad-CAM of one layer, at the feature map's resolution."""
     probe = keras.Model(
         model.inputs, [model.get_layer(layer_name).output, model.outputs[0]]
     )
     num_classes = model.outputs[0].shape[-1]
+    image_spec = tf.TensorSpec((None, *_inputs.model_image_shape(model)), tf.float32)
+    # class_index: a scalar (-1: each image's top class) or one per image.
+    index_spec = tf.TensorSpec(None, tf.int32)
 
-    @tf.function(reduce_retracing=True)
-    def heatmaps(images, class_index):
-        size = tf.shape(images)[1:3]
-        inputs = _inputs.fit_to_model(images, model)
+    @tf.function(input_signature=[image_spec, index_spec])
+    def cams(inputs, class_index):
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(inputs)
             features, probabilities = probe(inputs, training=False)
@@ -123,7 +128,6 @@ def _build_graph(model, layer_name):
             scores = tf.gather(probabilities, index, axis=1, batch_dims=1)
         grads = tape.gradient(scores, features)
         weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
-        cam = tf.nn.relu(tf.reduce_sum(features * weights, axis=-1))
-        return _inputs.upsample_and_normalize(cam, size)
+        return tf.nn.relu(tf.reduce_sum(features * weights, axis=-1))
 
-    return heatmaps
+    return cams

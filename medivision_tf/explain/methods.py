@@ -4,7 +4,7 @@
 [0, 1] at the images' size. The CAM methods are tf-keras-vis' own classes
 (`Gradcam`, `GradcamPlusPlus`, `Scorecam`, `Layercam`) asked for the map at
 the feature-map resolution (`expand_cam=False`); every method's map is then
-upsampled the same way (`_inputs.upsample_and_normalize`, bilinear with
+upsampled the same way (`_inputs.maps_to_images`, bilinear with
 half-pixel centers), so methods differ only in how they weight the feature
 map, and a feature-map cell lands on the pixels it covers.
 """
@@ -46,7 +46,8 @@ def explain(
         model: a model from `medivision_tf.build_medivision`.
         images: `(n, height, width[, channels])` raw 0-255 pixels. Images of
             another size (or channel count) than the model's input are resized
-            (converted) first; maps come back at the size of `images`.
+            like the data pipeline does (aspect ratio kept, padded) or
+            converted first; maps come back at the size of `images`.
         method: one of `METHODS`: `"gradcam"`, `"gradcam++"`, `"scorecam"`,
             `"layercam"` (tf-keras-vis) or `"attention"` (the attention
             layer's weights, no gradient; `class_index` and `layer_name` do
@@ -96,7 +97,7 @@ def explain(
             _cam(model, chunk, method, chunk_indices, layer.name, scorecam_max_n)
         )
     cams = np.concatenate(maps)
-    return _inputs.upsample_and_normalize(cams, batch.shape[1:3]).numpy()
+    return _inputs.maps_to_images(cams, batch.shape[1:3], model).numpy()
 
 
 def attention_maps(model, images, batch_size=32):
@@ -127,7 +128,7 @@ def attention_maps(model, images, batch_size=32):
     inputs = _inputs.fit_to_model(batch, model).numpy()
     weights = attention_weights(model, inputs, batch_size=batch_size)
     grid = weights.reshape((len(batch), *sequence_grid(model)))
-    return _inputs.upsample_and_normalize(grid, batch.shape[1:3]).numpy()
+    return _inputs.maps_to_images(grid, batch.shape[1:3], model).numpy()
 
 
 def _cam(model, images, method, class_index, layer_name, scorecam_max_n):

@@ -104,9 +104,11 @@ def save_explanation_grid(
 
     Args:
         path: the PNG file to write (folders are created).
-        images: `(n, height, width[, channels])` raw 0-255 pixels.
-        maps: dict `{column title: (n, height, width) maps in [0, 1]}`, e.g.
-            `{"gradcam": ..., "attention": ...}`; one column each.
+        images: `(n, height, width[, channels])` raw 0-255 pixels, or a list
+            of images of different sizes (each tile is scaled to a square).
+        maps: dict `{column title: (n, height, width) maps in [0, 1]}` (or
+            lists of maps), e.g. `{"gradcam": ..., "attention": ...}`; one
+            column each.
         captions: one string per image, written above its row (e.g. from
             `prediction_captions`: predicted class and probability).
         boxes: optional `(n, 4)` `[y_min, x_min, y_max, x_max]` boxes drawn
@@ -127,19 +129,19 @@ def save_explanation_grid(
     )
     ```
     """
-    images = np.asarray(images)
-    if images.ndim == 3:
-        images = images[..., None]
+    if isinstance(images, np.ndarray) and images.ndim == 3:
+        images = images[..., None]  # a batch of 2-D grayscale images
+    images = [np.asarray(image) for image in images]
     if not isinstance(maps, dict) or not maps:
         raise ValueError(
             "`maps` must be a non-empty dict {column title: (n, h, w) maps}. "
             f"Received: {type(maps).__name__}"
         )
     for title, column in maps.items():
-        if np.shape(column)[:1] != (len(images),):
+        if len(column) != len(images):
             raise ValueError(
-                f"maps[{title!r}] has shape {np.shape(column)}; expected "
-                f"{len(images)} maps, one per image."
+                f"maps[{title!r}] has {len(column)} maps; expected "
+                f"{len(images)}, one per image."
             )
     if captions is not None and len(captions) != len(images):
         raise ValueError(
