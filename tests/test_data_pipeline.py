@@ -1,0 +1,123 @@
+"""make_dataset: shapes and dtypes, seeded determinism, augmentation only
+when asked, caching, and argument errors."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from medivision_tf import data
+
+
+@pytest.fixture(scope="module")
+def lesion_table(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lesions")
+    data.make_synthetic_lesions(24, 40, 3, seed=3).to_directory(str(root))
+    return data.from_directory(root)
+
+
+def first_batch(dataset):
+    images, labels = next(iter(dataset))
+    return images.numpy(), labels.numpy()
+
+
+def test_batches_are_raw_float_pixels_with_int_labels(lesion_table):
+    dataset = data.make_dataset(lesion_table, image_size=(32, 48), batch_size=8)
+    assert dataset.class_names == lesion_table.attrs["class_names"]
+    assert dataset.element_spec[0].shape.as_list() == [None, 32, 48, 3]
+    assert dataset.element_spec[1].dtype == tf.int32
+    images, labels = first_batch(dataset)
+    assert images.dtype == np.float32 and images.max() > 100 and images.min() >= 0
+    # Not training: no shuffle, no augmentation -> table order and exact pixels.
+    np.testing.assert_array_equal(labels, lesion_table["label"][:8])
+    again, _ = first_batch(data.make_dataset(lesion_table, image_size=(32, 48), batch_size=8))
+    np.testing.assert_array_equal(images, again)
+    gray, _ = first_batch(data.make_dataset(lesion_table, image_size=32, channels=1))
+    assert gray.shape == (24, 32, 32, 1)
+
+
+def test_same_seed_same_first_batch_and_other_seed_differs(lesion_table):
+    def run(seed, **options):
+        return first_batch(
+            data.make_dataset(lesion_table, image_size=32, batch_size=6, training=True,
+                              seed=seed, **options)
+        )
+
+    images_a, labels_a = run(7)
+    images_b, labels_b = run(7)
+    np.testing.assert_array_equal(labels_a, labels_b)
+    np.testing.assert_array_equal(images_a, images_b)
+    images_c, labels_c = run(8)
+    assert not np.array_equal(images_a, images_c) or not np.array_equal(labels_a, labels_c)
+    cached_a, cached_labels = run(7, cache=True)
+    np.testing.assert_array_equal(cached_a, run(7, cache=True)[0])
+    assert sorted(cached_labels) != [] and cached_a.shape == images_a.shape
+
+
+def test_epochs_reshuffle_and_cover_every_sample(lesion_table):
+    dataset = data.make_dataset(lesion_table, image_size=32, batch_size=24, training=True,
+                                augment=False)
+    first = next(iter(dataset))[0].numpy()
+    second = next(iter(dataset))[0].numpy()
+    assert not np.array_equal(first, second)  # a new order each epoch
+    plain = next(iter(data.make_dataset(lesion_table, image_size=32, batch_size=24)))[0].numpy()
+    key = lambda batch: sorted(float(x) for x in batch.reshape(len(batch), -1).sum(1))
+    assert key(first) == key(second) == key(plain)  # same images, no augmentation
+
+
+def test_augmentation_defaults_configurable_and_off(lesion_table):
+    layers = data.augmentation_layers()
+    names = [type(layer).__name__ for layer in layers.layers]
+    assert names == ["RandomFlip", "RandomRotation", "RandomZoom", "RandomContrast",
+                     "RandomBrightness"]
+    fewer = data.augmentation_layers(flip=None, zoom=0, brightness=None)
+    assert [type(layer).__name__ for layer in fewer.layers] == ["RandomRotation", "RandomContrast"]
+    plain = first_batch(data.make_dataset(lesion_table, image_size=32, batch_size=24))[0]
+    augmented = first_batch(
+        data.make_dataset(lesion_table, image_size=32, batch_size=24, augment=True, shuffle=False)
+    )[0]
+    assert not np.allclose(plain, augmented)
+    flipped = first_batch(
+        data.make_dataset(lesion_table, image_size=32, batch_size=24, shuffle=False,
+                          augment=data.augmentation_layers(
+                              flip="horizontal", rotation=0, zoom=0, contrast=0, brightness=0))
+    )[0]
+    for image, original in zip(flipped, plain):  # only flips: each image is one of two
+        assert np.array_equal(image, original) or np.array_equal(image, original[:, ::-1])
+    with pytest.raises(ValueError, match="Unknown augmentation options.*shear"):
+        data.make_dataset(lesion_table, augment={"shear": 0.2})
+
+
+def test_cache_in_memory_and_on_disk_give_the_same_images(lesion_table, tmp_path):
+    plain = first_batch(data.make_dataset(lesion_table, image_size=32, batch_size=24))[0]
+    for cache in ("memory", str(tmp_path / "cache")):
+        dataset = data.make_dataset(lesion_table, image_size=32, batch_size=24, cache=cache)
+        for _ in range(2):  # the second epoch reads the cache
+            np.testing.assert_array_equal(first_batch(dataset)[0], plain)
+    assert any(p.name.startswith("cache") for p in tmp_path.iterdir())
+
+
+def test_split_argument_and_training_inference(lesion_table):
+    train, val, test = data.split_table(lesion_table, val=0.25, test=0.25, seed=0)
+    table = __import__("pandas").concat([train, val, test])
+    table.attrs.update(lesion_table.attrs)
+    dataset = data.make_dataset(table, split="val", image_size=32, batch_size=64)
+    images, labels = first_batch(dataset)
+    assert len(labels) == len(val)
+    np.testing.assert_array_equal(labels, val["label"])  # val: not shuffled
+
+
+def test_arrays_source_and_argument_errors():
+    images = np.random.default_rng(0).integers(0, 255, (10, 28, 28), dtype="uint8")
+    dataset = data.make_dataset((images, np.arange(10) % 2), image_size=28, batch_size=5)
+    batch, labels = first_batch(dataset)
+    np.testing.assert_array_equal(batch[..., 1], images[:5])
+    with pytest.raises(ValueError, match="resize mode 'squash'"):
+        data.make_dataset((images, np.arange(10) % 2), resize="squash")
+    with pytest.raises(ValueError, match="channels=4"):
+        data.make_dataset((images, np.arange(10) % 2), channels=4)
+    with pytest.raises(ValueError, match="image_size=.*-3"):
+        data.make_dataset((images, np.arange(10) % 2), image_size=(-3, 4))
+    with pytest.raises(ValueError, match="batch_size"):
+        data.make_dataset((images, np.arange(10) % 2), batch_size=0)
+    with pytest.raises(TypeError, match="int"):
+        data.make_dataset(42)
