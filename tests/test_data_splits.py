@@ -1,0 +1,88 @@
+"""Stratified and group splits, k-fold, class weights: seeded and leak-free."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from medivision_tf import data
+
+
+def table_with_patients(count=120, patients=30, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = np.array([0] * 80 + [1] * 30 + [2] * 10)[:count]
+    table = data.from_numpy(np.zeros((count, 4, 4), "uint8"), labels, class_names=["a", "b", "c"])
+    table["group"] = [f"patient{p}" for p in rng.integers(0, patients, count)]
+    return table
+
+
+def test_split_table_is_stratified_and_seeded():
+    table = table_with_patients()
+    train, val, test = data.split_table(table, val=0.2, test=0.2, seed=1)
+    assert (len(train), len(val), len(test)) == (72, 24, 24)
+    for part in (train, val, test):
+        shares = part["label"].value_counts(normalize=True).sort_index().to_numpy()
+        np.testing.assert_allclose(shares, [80 / 120, 30 / 120, 10 / 120], atol=0.05)
+        assert part.attrs["class_names"] == ["a", "b", "c"]
+    assert set(train["split"]) == {"train"} and set(test["split"]) == {"test"}
+    paths = [set(p["path"]) for p in (train, val, test)]
+    assert not (paths[0] & paths[1] or paths[0] & paths[2] or paths[1] & paths[2])
+    again = data.split_table(table, val=0.2, test=0.2, seed=1)
+    assert [list(p["path"]) for p in again] == [list(p["path"]) for p in (train, val, test)]
+    other = data.split_table(table, val=0.2, test=0.2, seed=2)
+    assert list(other[2]["path"]) != list(test["path"])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_group_split_never_leaks_a_patient(seed):
+    table = table_with_patients(seed=seed)
+    train, val, test = data.split_table(table, val=0.15, test=0.2, seed=seed, group_column="group")
+    groups = [set(p["group"]) for p in (train, val, test)]
+    assert not (groups[0] & groups[1] or groups[0] & groups[2] or groups[1] & groups[2])
+    assert len(train) + len(val) + len(test) == len(table)
+    assert len(val) > 0 and len(test) > 0
+    assert 0.08 < len(test) / len(table) < 0.35  # approximate with whole patients
+
+
+def test_kfold_covers_every_sample_once_and_respects_groups():
+    table = table_with_patients()
+    folds = data.kfold(table, k=4, seed=0)
+    held = np.concatenate([val["path"].to_numpy() for _, val in folds])
+    assert sorted(held) == sorted(table["path"])
+    for train, val in folds:
+        assert not set(train["path"]) & set(val["path"])
+        assert val["label"].value_counts()[2] in (2, 3)  # stratified: 10 / 4
+    grouped = data.kfold(table, k=5, seed=0, group_column="group")
+    for train, val in grouped:
+        assert not set(train["group"]) & set(val["group"])
+    assert [list(v["path"]) for _, v in data.kfold(table, k=4, seed=0)] == [
+        list(v["path"]) for _, v in folds
+    ]
+    with pytest.raises(ValueError, match="k=1"):
+        data.kfold(table, k=1)
+
+
+def test_class_weights_balance_the_classes():
+    table = table_with_patients()
+    weights = data.class_weights(table)
+    assert weights == pytest.approx({0: 120 / (3 * 80), 1: 120 / (3 * 30), 2: 120 / (3 * 10)})
+    counts = table["label"].value_counts()
+    assert sum(weights[c] * counts[c] for c in weights) == pytest.approx(len(table))
+    multi = data.from_numpy(np.zeros((4, 4, 4), "uint8"),
+                            np.array([[1, 0], [1, 1], [1, 0], [1, 0]]))
+    assert data.class_weights(multi) == pytest.approx({0: 4 / (2 * 4), 1: 4 / (2 * 1)})
+    missing = data.from_numpy(np.zeros((3, 4, 4), "uint8"), [0, 0, 0], class_names=["a", "b"])
+    with pytest.raises(ValueError, match=r"no samples.*\['b'\]"):
+        data.class_weights(missing)
+
+
+def test_split_arguments_are_checked():
+    table = table_with_patients()
+    with pytest.raises(ValueError, match="val=1.5"):
+        data.split_table(table, val=1.5)
+    with pytest.raises(ValueError, match="below 1"):
+        data.split_table(table, val=0.6, test=0.5)
+    with pytest.raises(ValueError, match="'patient'.*Columns"):
+        data.split_table(table, group_column="patient")
+    summary = data.summarize(table)
+    assert summary.set_index("class_name")["images"].to_dict() == {"a": 80, "b": 30, "c": 10}
+    assert isinstance(summary, pd.DataFrame)
