@@ -347,9 +347,13 @@ def _tf_config_cluster():
 
 
 def _tpu_resolver():
-    """A connected TPUClusterResolver, or None when there is no TPU."""
+    """A connected TPUClusterResolver, or None when there is no TPU.
+
+    Physical devices only: listing logical ones would start the TF context,
+    after which MultiWorkerMirroredStrategy can no longer be set up.
+    """
     if not (
-        tf.config.list_logical_devices("TPU")
+        tf.config.list_physical_devices("TPU")
         or os.environ.get("TPU_NAME")
         or os.environ.get("COLAB_TPU_ADDR")
     ):
@@ -857,6 +861,7 @@ def train(
     class_names=None,
     run_dir="runs/train",
     strategy=None,
+    callbacks=(),
     verbose=1,
     **overrides,
 ):
@@ -878,6 +883,7 @@ def train(
         class_names: class names for `train_data` (default from `source`).
         run_dir: the run folder (created; see the module docstring).
         strategy: a `tf.distribute.Strategy` (default: `config.strategy`).
+        callbacks: extra Keras callbacks for both phases.
         verbose: Keras progress bars (1), one line per epoch (2) or none (0).
         **overrides: config keys to change.
 
@@ -976,7 +982,7 @@ def train(
     phase1_weights = os.path.join(work_dir, "phase1.weights.h5")
     total_epochs = config.epochs + config.fine_tune_epochs
     fit_kwargs = dict(
-        validation_data=val_ds, class_weight=class_weight,
+        validation_data=val_ds, class_weight=class_weight, extra_callbacks=list(callbacks),
         steps_per_epoch=config.steps_per_epoch, verbose=verbose if is_chief else 0,
     )
 
@@ -990,7 +996,8 @@ def train(
         say(f"Phase 1: {config.epochs} epoch(s), backbone "
             f"{'frozen' if config.freeze_backbone else 'trainable'}, "
             f"learning rate {config.learning_rate}.")
-        _fit(model, train_ds, config, work_dir, 1, 0, config.epochs, fit_kwargs, val_ds, is_chief)
+        _fit(model, train_ds, config, work_dir, 1, 0, config.epochs, fit_kwargs, val_ds,
+             is_chief, strategy)
         _save_weights_atomic(model, phase1_weights)
         state["phase1_complete"] = True
         _write_json_atomic(state_path, state)
@@ -1008,7 +1015,7 @@ def train(
         say(f"Phase 2: {config.fine_tune_epochs} epoch(s), {count} backbone layer(s) "
             f"trainable, learning rate {config.fine_tune_learning_rate}.")
         _fit(model, train_ds, config, work_dir, 2, config.epochs, total_epochs,
-             fit_kwargs, val_ds, is_chief)
+             fit_kwargs, val_ds, is_chief, strategy)
         shutil.rmtree(os.path.join(work_dir, "backup", "phase2"), ignore_errors=True)
 
     if config.calibrate_batchnorm:
@@ -1054,8 +1061,13 @@ def _compile(model, config, strategy, learning_rate, steps, epochs, num_classes)
 
 
 def _fit(model, train_ds, config, run_dir, phase, initial_epoch, epochs, fit_kwargs,
-         val_ds, is_chief):
+         val_ds, is_chief, strategy):
+    fit_kwargs = dict(fit_kwargs)
+    extra = fit_kwargs.pop("extra_callbacks", [])
     callbacks = make_callbacks(config, run_dir, phase, val_ds is not None, is_chief)
+    callbacks = callbacks[:-1] + extra + callbacks[-1:]
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        _patch_for_multi_worker(model, train_ds)
     model.fit(train_ds, epochs=epochs, initial_epoch=initial_epoch, callbacks=callbacks,
               **fit_kwargs)
     nan_at = callbacks[0].nan_at
@@ -1074,6 +1086,42 @@ def _fit(model, train_ds, config, run_dir, phase, initial_epoch, epochs, fit_kwa
             f"{config.fine_tune_learning_rate}) or check the data for bad values; "
             "start the new run in another folder."
         )
+
+
+def _patch_for_multi_worker(model, train_ds):
+    """Works around two Keras 3 (TF backend) bugs with MultiWorkerMirroredStrategy.
+
+    1. Before training, Keras builds the model symbolically from the first
+       distributed batch, averaged with `strategy.reduce("MEAN", (images,
+       labels))`; MultiWorkerMirroredStrategy's `reduce` does not take a
+       nested structure ("Attempt to convert a value (PerReplica...) to a
+       Tensor"). The build only needs shapes and dtypes: it gets one plain
+       batch of the undistributed dataset instead.
+    2. Keras averages each step's logs across workers with
+       `strategy.reduce("MEAN", v, axis=0)`, which fails on scalar logs
+       ("Invalid reduction dimension 0 for input with 0 dimensions").
+       `train_step`/`test_step` (the documented hooks for customizing `fit`)
+       return each log as a 1-element vector, so that reduction concatenates
+       the workers' values and averages them: the global mean.
+    """
+    build = type(model)._maybe_symbolic_build
+    sample = next(iter(train_ds.take(1)))
+
+    def maybe_symbolic_build(iterator=None, data_batch=None):
+        return build(model, data_batch=sample if data_batch is None else data_batch)
+
+    def vector_logs(step):
+        def wrapped(data):
+            logs = step(data)
+            return {k: tf.reshape(v, [1]) if tf.is_tensor(v) and v.shape.rank == 0 else v
+                    for k, v in logs.items()}
+        return wrapped
+
+    model._maybe_symbolic_build = maybe_symbolic_build
+    model.train_step = vector_logs(type(model).train_step.__get__(model))
+    model.test_step = vector_logs(type(model).test_step.__get__(model))
+    # Compiled step functions are cached on the model: rebuild them.
+    model.train_function = model.test_function = None
 
 
 def _save_weights_atomic(model, path):
