@@ -208,3 +208,43 @@ def test_bounded_load_test_has_no_errors(server, images):
     assert stats["requests"] == 500 and stats["errors"] == 0, stats["error_samples"]
     assert 0 < stats["p50_ms"] <= stats["p90_ms"] <= stats["p99_ms"] <= stats["max_ms"]
     assert server["process"].poll() is None
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_docs_curl_requests_work_against_the_server(server, tmp_path):
+    with open(os.path.join(REPO, "docs", "serving.md")) as f:
+        docs = f.read()
+    make_image = next(line for line in docs.splitlines() if line.startswith("python -c"))
+    curls = [
+        line for line in docs.splitlines()
+        if line.startswith("curl -s") and "localhost:8501" in line
+    ]
+    assert len(curls) == 5
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    for command in [make_image] + curls:
+        command = command.replace("localhost:8501", f"{HOST}:{server['port']}")
+        result = subprocess.run(
+            ["bash", "-c", command], cwd=tmp_path, env=env,
+            capture_output=True, text=True, timeout=120,
+        )
+        assert result.returncode == 0, (command, result.stderr[-2000:])
+        if command.startswith("curl"):
+            answer = json.loads(result.stdout)
+            assert "error" not in answer, (command, answer)
+            assert answer.get("predictions") or answer.get("outputs") or answer.get(
+                "model_version_status") or answer.get("metadata"), answer
+
+
+def test_kserve_manifest_serves_the_export_with_tf_serving():
+    import yaml
+
+    with open(os.path.join(REPO, "deploy", "kserve-inferenceservice.yaml")) as f:
+        manifest = yaml.safe_load(f)
+    assert manifest["apiVersion"] == "serving.kserve.io/v1beta1"
+    assert manifest["kind"] == "InferenceService"
+    model = manifest["spec"]["predictor"]["model"]
+    assert model["modelFormat"]["name"] == "tensorflow"
+    assert model["protocolVersion"] == "v1"
+    assert model["storageUri"].endswith("saved_models/lesions")
