@@ -94,10 +94,11 @@ def run_prepare(args):
 
 
 def run_scan(args):
-    from medivision_tf.data import pipeline, scan
+    from medivision_tf.data.pipeline import as_table
+    from medivision_tf.data.scan import scan
 
-    table = pipeline.as_table(args.source, root=args.root)
-    clean, report = scan.scan(table, strict=args.strict, verbose=not args.quiet)
+    table = as_table(args.source, root=args.root)
+    clean, report = scan(table, strict=args.strict, verbose=not args.quiet)
     print(f"{len(clean)} usable, {len(report)} skipped of {len(table)} samples")
     if len(report):
         print(report[["path", "reason", "detail"]].to_string(index=False))
