@@ -984,6 +984,7 @@ def train(
     fit_kwargs = dict(
         validation_data=val_ds, class_weight=class_weight, extra_callbacks=list(callbacks),
         steps_per_epoch=config.steps_per_epoch, verbose=verbose if is_chief else 0,
+        shuffle=False,  # the dataset is already shuffled (seeded)
     )
 
     # === Phase 1: the head (backbone frozen) ===

@@ -1,0 +1,255 @@
+"""training.py: config checks, two-phase training, losses, NaN stop, strategies."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import medivision_tf
+from medivision_tf import training
+from medivision_tf.data import make_synthetic_lesions
+from medivision_tf.evaluation import evaluate_model
+from medivision_tf.training import TrainConfig, train
+
+SIZE = 48
+
+
+def _config(**changes):
+    values = dict(
+        backbone="smallcnn", weights=None, image_size=SIZE, channels=1, batch_size=32,
+        epochs=1, fine_tune_epochs=0, tensorboard=False, lstm_units=32, attention_units=16,
+    )
+    values.update(changes)
+    return values
+
+
+@pytest.fixture(scope="module")
+def small_data():
+    return {
+        "train": make_synthetic_lesions(300, SIZE, 3, seed=20),
+        "test": make_synthetic_lesions(90, SIZE, 3, seed=21),
+    }
+
+
+# === Config ===
+
+
+def test_unknown_config_key_is_refused_by_name(tmp_path):
+    with pytest.raises(ValueError, match=r"Unknown config key\(s\) 'learnin_rate'"):
+        TrainConfig.from_dict({"learnin_rate": 0.1})
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps({"epochs": 2, "colour": "red"}))
+    with pytest.raises(ValueError, match="'colour'"):
+        TrainConfig.from_json(path)
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("epochs", "3", "Config key 'epochs' must be int"),
+        ("learning_rate", "fast", "Config key 'learning_rate' must be float"),
+        ("multi_label", 1, "Config key 'multi_label' must be bool"),
+        ("fine_tune_layers", 2.5, "Config key 'fine_tune_layers' must be int or null"),
+        ("batch_size", True, "Config key 'batch_size' must be int"),
+    ],
+)
+def test_wrong_type_is_refused_naming_the_key(key, value, message):
+    with pytest.raises(TypeError, match=message):
+        TrainConfig.from_dict({key: value})
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"strategy": "gpu"}, "Config key 'strategy': unknown value 'gpu'"),
+        ({"loss": "hinge"}, "Config key 'loss'"),
+        ({"label_smoothing": 1.5}, "label_smoothing=1.5"),
+        ({"reduce_lr_patience": 2, "lr_schedule": "cosine"}, "reduce_lr_patience"),
+        ({"backbone": "smallcnn", "weights": "imagenet"}, "Config key 'weights'"),
+        ({"backbone": "resnet5"}, "Unknown backbone 'resnet5'"),
+    ],
+)
+def test_bad_values_are_refused(changes, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig.from_dict(changes)
+
+
+def test_config_round_trips_through_json_and_ints_are_floats(tmp_path):
+    config = TrainConfig.from_dict({"learning_rate": 1, "weights": "none"})
+    assert config.learning_rate == 1.0 and isinstance(config.learning_rate, float)
+    assert config.weights is None
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(config.to_dict()))
+    assert TrainConfig.from_json(path) == config
+    assert training.load_config(str(path), epochs=7).epochs == 7
+
+
+def test_rerun_with_another_config_is_refused(tmp_path, small_data):
+    data = small_data["train"]
+    args = dict(train_data=(data.images[:64], data.labels[:64]), class_names=data.class_names,
+                run_dir=tmp_path, verbose=0)
+    train(_config(steps_per_epoch=1), **args)
+    with pytest.raises(ValueError, match="already holds a finished run"):
+        train(_config(steps_per_epoch=1), **args)
+    (tmp_path / "state.json").write_text("{}")  # pretend it was interrupted
+    with pytest.raises(ValueError, match="keys epochs differ"):
+        train(_config(steps_per_epoch=1, epochs=2), **args)
+
+
+# === Two-phase training ===
+
+
+def test_two_phase_training_improves_accuracy(tmp_path, small_data):
+    train_data, test = small_data["train"], small_data["test"]
+    common = dict(train_data=(train_data.images, train_data.labels),
+                  val_data=(test.images[:30], test.labels[:30]),
+                  class_names=train_data.class_names, verbose=0)
+    config = _config(epochs=2, fine_tune_epochs=3, learning_rate=3e-3,
+                     fine_tune_learning_rate=2e-3)
+    head_only = train(config, fine_tune_epochs=0, run_dir=tmp_path / "head", **common)
+    both = train(config, run_dir=tmp_path / "both", **common)
+
+    def accuracy(model):
+        return float(np.mean(model.predict(test.images, verbose=0).argmax(1) == test.labels))
+
+    before, after = accuracy(head_only.model), accuracy(both.model)
+    print(f"held-out accuracy: phase 1 only {before:.3f}, after phase 2 {after:.3f}")
+    assert after >= before + 0.15, (before, after)
+    assert after >= 0.6
+    assert both.epochs == 5 and list(both.history["epoch"]) == [0, 1, 2, 3, 4]
+    assert head_only.epochs == 2
+    saved = json.loads((tmp_path / "both" / "config.json").read_text())
+    assert saved["fine_tune_epochs"] == 3 and saved["backbone"] == "smallcnn"
+    loaded = medivision_tf.load_model(both.model_path)
+    np.testing.assert_allclose(loaded.predict(test.images[:4], verbose=0),
+                               both.model.predict(test.images[:4], verbose=0), rtol=1e-5)
+    assert medivision_tf.get_class_names(loaded) == list(train_data.class_names)
+    assert os.path.isfile(both.best_path)
+    assert not [f for _, _, files in os.walk(tmp_path) for f in files if ".partial" in f]
+
+
+def test_phase_one_freezes_backbone_and_phase_two_unfreezes_top_layers(tmp_path, small_data):
+    data = small_data["train"]
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            conv = self.model.get_layer("smallcnn_conv1")
+            top = self.model.get_layer("smallcnn_conv4")
+            seen.append((epoch, conv.trainable, top.trainable,
+                         float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))))
+
+    train(_config(epochs=1, fine_tune_epochs=1, fine_tune_layers=3, steps_per_epoch=1,
+                  learning_rate=1e-3, fine_tune_learning_rate=1e-4),
+          train_data=(data.images[:64], data.labels[:64]), class_names=data.class_names,
+          run_dir=tmp_path, callbacks=[Record()], verbose=0)
+    assert seen[0][:3] == (0, False, False) and seen[0][3] == pytest.approx(1e-3)
+    assert seen[1][:3] == (1, False, True) and seen[1][3] == pytest.approx(1e-4)
+
+
+def test_losses_optimizers_schedules_and_class_weights(tmp_path, small_data):
+    config = TrainConfig.from_dict(_config(loss="focal", focal_gamma=2.0, label_smoothing=0.1))
+    loss = training.make_loss(config)
+    assert isinstance(loss, keras.losses.CategoricalFocalCrossentropy)
+    assert loss.gamma == 2.0 and loss.label_smoothing == 0.1
+    multi = TrainConfig.from_dict(_config(multi_label=True))
+    assert isinstance(training.make_loss(multi), keras.losses.BinaryCrossentropy)
+    optimizer = training.make_optimizer(
+        TrainConfig.from_dict(_config(optimizer="adamw", lr_schedule="cosine", weight_decay=1e-4)),
+        1e-3, steps_per_epoch=10, epochs=2,
+    )
+    assert isinstance(optimizer, keras.optimizers.AdamW)
+    assert isinstance(optimizer.learning_rate if not callable(optimizer._learning_rate) else
+                      optimizer._learning_rate, keras.optimizers.schedules.CosineDecay)
+    weights = training.balanced_class_weights([0, 0, 0, 1, 1, 2], 4)
+    assert weights == pytest.approx({0: 6 / 9, 1: 1.0, 2: 2.0, 3: 1.0})
+
+    # An imbalanced run with all of them trains end to end.
+    data = small_data["train"]
+    keep = np.flatnonzero((data.labels != 2) | (np.arange(len(data)) % 4 == 0))
+    result = train(
+        _config(loss="focal", label_smoothing=0.1, class_weight="balanced", optimizer="adamw",
+                weight_decay=1e-4, lr_schedule="cosine", early_stopping_patience=2),
+        train_data=(data.images[keep], data.labels[keep]), class_names=data.class_names,
+        val_data=(data.images[:32], data.labels[:32]), run_dir=tmp_path, verbose=0,
+    )
+    assert np.isfinite(result.history["loss"]).all()
+
+
+def test_multi_label_training(tmp_path, small_data):
+    data = small_data["train"]
+    hot = np.eye(3, dtype="float32")[data.labels]
+    hot[::3, 0] = 1.0  # some images have two findings
+    result = train(_config(multi_label=True, steps_per_epoch=3),
+                   train_data=(data.images[:96], hot[:96]), class_names=data.class_names,
+                   run_dir=tmp_path, verbose=0)
+    assert medivision_tf.is_multi_label(result.model)
+    assert "auc" in result.history.columns
+    probs = result.model.predict(data.images[:4], verbose=0)
+    assert probs.shape == (4, 3) and not np.allclose(probs.sum(1), 1.0)
+
+
+def test_nan_loss_stops_with_clear_message_and_keeps_last_good_checkpoint(tmp_path, small_data):
+    data = small_data["train"]
+
+    class PoisonWeights(keras.callbacks.Callback):
+        """From the second epoch on, the classifier weights are NaN."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                layer = self.model.get_layer("predictions")
+                layer.set_weights([np.full_like(w, np.nan) for w in layer.get_weights()])
+
+    with pytest.raises(FloatingPointError) as error:
+        train(_config(epochs=3, steps_per_epoch=2),
+              train_data=(data.images[:64], data.labels[:64]), class_names=data.class_names,
+              val_data=(data.images[64:96], data.labels[64:96]), run_dir=tmp_path,
+              callbacks=[PoisonWeights()], verbose=0)
+    message = str(error.value)
+    assert "loss became nan at epoch 2, batch 1" in message
+    best = tmp_path / "checkpoints" / "best.keras"
+    assert f"last good checkpoint is kept: {best}" in message
+    model = medivision_tf.load_model(str(best))
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+    # The backup holds the last good epoch too, never the NaN one.
+    metadata = json.loads((tmp_path / "backup" / "phase1" / "training_metadata.json").read_text())
+    assert metadata["epoch"] == 1
+    assert not (tmp_path / "model.keras").exists()
+
+
+def test_mixed_precision_keeps_float32_outputs(tmp_path, small_data):
+    data = small_data["train"]
+    result = train(_config(mixed_precision="mixed_bfloat16", steps_per_epoch=1),
+                   train_data=(data.images[:32], data.labels[:32]), class_names=data.class_names,
+                   run_dir=tmp_path, verbose=0)
+    model = result.model
+    assert model.get_layer("lstm").dtype_policy.name == "mixed_bfloat16"
+    assert model.get_layer("predictions").dtype_policy.name == "float32"
+    assert model.output.dtype == "float32"
+    assert keras.config.dtype_policy().name == "float32"  # restored
+
+
+def test_choose_strategy(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert training.choose_strategy("auto") is tf.distribute.get_strategy()
+    assert training.choose_precision("auto", tf.distribute.get_strategy()) == "float32"
+    assert training.choose_precision("mixed_float16", None) == "mixed_float16"
+    with pytest.raises(ValueError, match="Unknown strategy 'gpus'"):
+        training.choose_strategy("gpus")
+    with pytest.raises(ValueError, match="strategy='multi_worker' needs TF_CONFIG"):
+        training.choose_strategy("multi_worker")
+    one_worker = {"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 0}}
+    monkeypatch.setenv("TF_CONFIG", json.dumps(one_worker))
+    assert training._tf_config_cluster() is None  # a single task is no cluster
+
+
+def test_dataset_whose_classes_do_not_match_the_model_is_refused(trained_model, lesion_data):
+    test = lesion_data["test"]
+    names = list(test.class_names)
+    with pytest.raises(ValueError, match="do not match the model's classes"):
+        evaluate_model(trained_model, test.images, test.labels, names[::-1])
+    with pytest.raises(ValueError, match="do not match"):
+        training.check_class_names(names, names[:2])
