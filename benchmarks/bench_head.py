@@ -28,7 +28,7 @@ def settings(quick):
         )
     return dict(
         backbones=["mobilenetv2", "efficientnetb0"], sizes=[128, 224],
-        batch_size=16, warmup=2, rounds=4, steps=3,
+        batch_size=16, warmup=2, rounds=3, steps=3,
     )
 
 
