@@ -109,7 +109,7 @@ def run_benchmark(name, quick, workdir, timeout=1800):
             results = json.load(f)
     if results is None:
         results = last_json_object(stdout)
-    status = "ok" if returncode == 0 and results is not None else "failed"
+    status = "ok" if returncode == 0 else "failed"
     print(stdout.rstrip(), flush=True)
     if status != "ok":
         print(f"!! {name} failed (exit {returncode}):\n{stderr[-3000:]}", flush=True)
@@ -119,9 +119,15 @@ def run_benchmark(name, quick, workdir, timeout=1800):
         "wall_s": round(wall, 1),
         "returncode": returncode,
         "results": results,
-        "stdout_tail": stdout[-4000:],
+        "stdout_tail": _without_log_lines(stdout)[-4000:],
         "stderr_tail": "" if status == "ok" else stderr[-4000:],
     }
+
+
+def _without_log_lines(text):
+    """`text` without TensorFlow/absl log lines (they start with I0000 etc.)."""
+    prefixes = ("I0000", "W0000", "E0000", "WARNING: All log messages")
+    return "\n".join(l for l in text.splitlines() if not l.startswith(prefixes))
 
 
 def render_markdown(results):
@@ -163,12 +169,17 @@ def render_markdown(results):
         if entry["status"] == "missing":
             lines.append(f"`{entry['script']}` is not present yet.")
             continue
-        lines.append(f"`{entry['script']}` ({entry['status']}, {entry['wall_s']:.0f} s)")
+        status = "ok" if entry.get("returncode") == 0 else "failed"
+        lines.append(f"`{entry['script']}` ({status}, {entry['wall_s']:.0f} s)")
         lines.append("")
         if entry["results"] is None:
-            lines += ["No results. End of its output:", "", "```",
-                      (entry.get("stderr_tail") or entry.get("stdout_tail") or "").strip()[-1500:],
-                      "```"]
+            if status == "ok":  # a script that prints a table but writes no JSON
+                output = _without_log_lines(entry.get("stdout_tail") or "").strip()
+                lines += ["Its output:", "", "```", output[-3000:], "```"]
+            else:
+                output = entry.get("stderr_tail") or entry.get("stdout_tail") or ""
+                lines += ["Failed. End of its output:", "", "```",
+                          _without_log_lines(output).strip()[-1500:], "```"]
             continue
         lines.append(_render_section(entry))
     return "\n".join(lines) + "\n"
@@ -192,9 +203,20 @@ def main(argv=None):
     parser.add_argument("--skip-external", action="store_true",
                         help="run only this package's own benchmarks, not "
                         f"{', '.join(EXTERNAL_BENCHMARKS)}")
+    parser.add_argument("--render-only", action="store_true",
+                        help="only rewrite latest.md from the latest.json in --out-dir")
     parser.add_argument("--out-dir", default=os.path.join(common.BENCH_DIR, "results"),
                         help="where latest.json and latest.md go (default: benchmarks/results)")
     args = parser.parse_args(argv)
+    json_path = os.path.join(args.out_dir, "latest.json")
+    md_path = os.path.join(args.out_dir, "latest.md")
+    if args.render_only:
+        with open(json_path) as f:
+            results = json.load(f)
+        with open(md_path, "w") as f:
+            f.write(render_markdown(results))
+        print(f"Wrote {md_path} from {json_path}.")
+        return 0
     names = list(OWN_BENCHMARKS if args.skip_external else ALL_BENCHMARKS)
     if args.only:
         wanted = [n.strip() for n in args.only.split(",") if n.strip()]
@@ -222,8 +244,6 @@ def main(argv=None):
         "benchmarks": benchmarks,
     }
     os.makedirs(args.out_dir, exist_ok=True)
-    json_path = os.path.join(args.out_dir, "latest.json")
-    md_path = os.path.join(args.out_dir, "latest.md")
     common.write_results(results, json_path)
     with open(md_path, "w") as f:
         f.write(render_markdown(results))

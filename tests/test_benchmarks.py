@@ -1,0 +1,106 @@
+"""Benchmark code paths on tiny settings (`--quick`): no timing is asserted.
+
+`run_all.py --quick` runs as a user runs it (a subprocess) on the cheapest
+benchmarks; the collection of other engineers' scripts and the Markdown
+rendering are checked in process with stand-in scripts (no TensorFlow).
+The remaining scripts' quick modes (settings, memory, digits) take a minute
+or more each on a shared 2-core machine: run them with
+`python benchmarks/run_all.py --quick`.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+BENCH_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+sys.path.insert(0, BENCH_DIR)
+
+import run_all  # noqa: E402  (benchmarks/ is not a package)
+
+
+def test_run_all_quick_writes_json_and_markdown(tmp_path):
+    command = [
+        sys.executable, os.path.join(BENCH_DIR, "run_all.py"), "--quick",
+        "--only", "head,flops", "--out-dir", str(tmp_path),
+    ]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+
+    results = json.loads((tmp_path / "latest.json").read_text())
+    assert results["quick"] is True
+    for key in ("cpu_model", "cores", "tensorflow", "keras", "date", "bf16_hardware"):
+        assert key in results["machine"], key
+    assert set(results["benchmarks"]) == {"head", "flops"}
+
+    head = results["benchmarks"]["head"]["results"]
+    (row,) = head["rows"]
+    for key in ("medivision_images_per_s", "baseline_images_per_s", "overhead_percent"):
+        assert row[key] > -100, key
+    flops = results["benchmarks"]["flops"]["results"]
+    medivision, baseline = flops["rows"]
+    # The LSTM-attention head adds arithmetic; the profiler sees it (unrolled LSTM).
+    assert medivision["forward_flops_per_image"] > baseline["forward_flops_per_image"] > 0
+    assert medivision["training_flops_per_image_profiled"] > medivision["forward_flops_per_image"]
+    assert 0 < flops["matmul_float32_flops_per_s"]["peak"]
+
+    markdown = (tmp_path / "latest.md").read_text()
+    assert markdown.startswith("# MediVision-TF benchmark results")
+    for heading in ("## Machine", "## Training throughput", "## FLOPs per image"):
+        assert heading in markdown
+    assert "head overhead" in markdown and "of matmul peak" in markdown
+    assert markdown == run_all.render_markdown(results)
+
+
+@pytest.fixture
+def fake_benchmarks(tmp_path, monkeypatch):
+    """Stand-in scripts: one prints a JSON line, one only text, one is absent."""
+    (tmp_path / "bench_prints_json.py").write_text(
+        "import json\nprint('table')\nprint(json.dumps({'ratio': 1.5}))\n"
+    )
+    (tmp_path / "bench_prints_text.py").write_text("print('pipeline 120 images/s')\n")
+    (tmp_path / "bench_crashes.py").write_text("raise SystemExit('broken')\n")
+    monkeypatch.setattr(run_all.common, "BENCH_DIR", str(tmp_path))
+    monkeypatch.setattr(run_all, "ALL_BENCHMARKS", {
+        "json": ("bench_prints_json.py", "Prints JSON"),
+        "text": ("bench_prints_text.py", "Prints text"),
+        "crash": ("bench_crashes.py", "Crashes"),
+        "absent": ("bench_absent.py", "Not written yet"),
+    })
+    return tmp_path
+
+
+def test_other_scripts_are_collected_whatever_they_print(fake_benchmarks):
+    entries = {
+        name: run_all.run_benchmark(name, quick=True, workdir=str(fake_benchmarks))
+        for name in run_all.ALL_BENCHMARKS
+    }
+    assert entries["json"]["status"] == "ok"
+    assert entries["json"]["results"] == {"ratio": 1.5}
+    assert entries["text"]["status"] == "ok" and entries["text"]["results"] is None
+    assert entries["crash"]["status"] == "failed"
+    assert entries["absent"]["status"] == "missing"
+
+    results = {
+        "quick": True,
+        "wall_s": 1.0,
+        "machine": {
+            "cpu_model": "test CPU", "cores": 2, "bf16_hardware": False, "amx": False,
+            "tensorflow": "x", "keras": "x", "scikit_learn": "x", "python": "3",
+            "load_average_1_5_15": [0.0, 0.0, 0.0], "date": "today", "simd": [],
+        },
+        "benchmarks": entries,
+    }
+    markdown = run_all.render_markdown(results)
+    assert '"ratio": 1.5' in markdown  # no render_table: shown as JSON
+    assert "pipeline 120 images/s" in markdown
+    assert "broken" in markdown
+    assert "`benchmarks/bench_absent.py` is not present yet." in markdown
+
+
+def test_unknown_benchmark_name_is_rejected(capsys):
+    with pytest.raises(SystemExit):
+        run_all.main(["--only", "head,warp_drive"])
+    assert "warp_drive" in capsys.readouterr().err
