@@ -218,3 +218,32 @@ def test_cli_export(trained_model, tmp_path):
         capture_output=True, text=True, timeout=300,
     )
     assert missing.returncode == 2 and "nope.keras" in missing.stderr
+
+
+@pytest.mark.parametrize("quantization, atol", [("float16", 5e-3), ("dynamic", 3e-2)])
+def test_tflite_matches_keras(trained_model, test_images, tmp_path, quantization, atol):
+    from medivision_tf.export import export_tflite
+
+    path = export_tflite(trained_model, tmp_path / "lesions.tflite", quantization=quantization)
+    float32_size = 4 * trained_model.count_params()
+    assert os.path.getsize(path) < 0.6 * float32_size  # the weights really are smaller
+    with open(tmp_path / "lesions.labels.txt") as f:
+        assert f.read().split() == medivision_tf.get_class_names(trained_model)
+    interpreter = tf.lite.Interpreter(model_path=path)
+    interpreter.allocate_tensors()
+    source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    outputs = []
+    for image in test_images:
+        interpreter.set_tensor(source["index"], image[None])
+        interpreter.invoke()
+        outputs.append(interpreter.get_tensor(target["index"])[0])
+    expected = trained_model.predict(test_images, verbose=0)
+    np.testing.assert_allclose(outputs, expected, atol=atol)
+    np.testing.assert_array_equal(np.argmax(outputs, axis=1), expected.argmax(axis=1))
+
+
+def test_tflite_rejects_unknown_quantization(trained_model, tmp_path):
+    from medivision_tf.export import export_tflite
+
+    with pytest.raises(ValueError, match="Unknown quantization 'int4'"):
+        export_tflite(trained_model, tmp_path / "m.tflite", quantization="int4")
