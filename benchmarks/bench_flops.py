@@ -38,7 +38,7 @@ def settings(quick):
         )
     return dict(
         backbones=["mobilenetv2"], size=224, batch_size=16, inference_batch_size=32,
-        warmup=2, rounds=3, steps=2, matmul_n=2048, matmul_repeats=10,
+        warmup=2, rounds=5, steps=1, matmul_n=2048, matmul_repeats=10,
     )
 
 

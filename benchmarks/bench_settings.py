@@ -48,7 +48,7 @@ def settings(quick):
         )
     return dict(
         backbone="mobilenetv2", size=224, batch_size=16, inference_batch_size=32,
-        warmup=2, rounds=3, steps=2,
+        warmup=2, rounds=6, steps=1,
     )
 
 
