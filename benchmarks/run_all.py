@@ -187,6 +187,8 @@ def render_markdown(results):
 
 def _render_section(entry):
     module_name = os.path.splitext(os.path.basename(entry["script"]))[0]
+    if common.BENCH_DIR not in sys.path:  # render_markdown called from elsewhere
+        sys.path.insert(0, common.BENCH_DIR)
     try:
         module = importlib.import_module(module_name)
         return module.render_table(entry["results"])
