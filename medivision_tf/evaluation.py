@@ -33,7 +33,6 @@ import json
 import math
 import os
 
-import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf

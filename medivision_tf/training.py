@@ -42,7 +42,6 @@ result.model_path              # runs/example/model.keras
 import contextlib
 import dataclasses
 import json
-import math
 import os
 import shutil
 import typing
@@ -770,12 +769,11 @@ def load_source(config):
         `(splits, class_names)`: `splits` maps "train", "val", "test" to
         sample tables (val and test may be empty).
     """
-    from medivision_tf.data.pipeline import as_table
     from medivision_tf.data.sources import class_names_of, is_multi_label, with_attrs
 
     if config.source is None:
         raise ValueError("No training data: set the config key 'source' or pass train_data.")
-    table = as_table(config.source)
+    table = read_table(config.source)
     class_names = class_names_of(table)
     if is_multi_label(table) != config.multi_label:
         raise ValueError(
@@ -803,6 +801,20 @@ def load_source(config):
     if splits["train"].empty:
         raise ValueError(f"Source {config.source!r} has no training images.")
     return splits, class_names
+
+
+def read_table(source):
+    """A sample table from a source path: a folder prepared by
+    `medivision_tf.data.datasets.prepare_dataset` (read from its manifest, so
+    its split and patient groups are kept), else `pipeline.as_table`."""
+    from medivision_tf.data.pipeline import as_table
+
+    path = os.fspath(source)
+    if os.path.isfile(os.path.join(path, "manifest.csv")):
+        from medivision_tf.data.datasets import load_prepared
+
+        return load_prepared(path)
+    return as_table(path)
 
 
 def table_dataset(table, config, *, training, batch_size):

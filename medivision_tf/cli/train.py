@@ -154,12 +154,12 @@ def run_train(args):
 
 def run_evaluate(args):
     import medivision_tf
-    from medivision_tf.data.pipeline import as_table
     from medivision_tf.data.sources import with_attrs
     from medivision_tf.evaluation import evaluate_model
+    from medivision_tf.training import read_table
 
     model = medivision_tf.load_model(args.model, compile=False)
-    table = as_table(args.source)
+    table = read_table(args.source)
     if args.split is not None:
         if "split" not in table.columns:
             raise ValueError(f"--split {args.split} given but {args.source!r} has no split column.")
