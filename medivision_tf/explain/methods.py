@@ -9,6 +9,8 @@ half-pixel centers), so methods differ only in how they weight the feature
 map, and a feature-map cell lands on the pixels it covers.
 """
 
+import weakref
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -29,6 +31,8 @@ _CAM_CLASSES = {
 }
 METHODS = (*_CAM_CLASSES, "attention")
 """Names `explain()` accepts: the tf-keras-vis CAMs and `"attention"`."""
+
+_QUIET_VIEWS = weakref.WeakKeyDictionary()
 
 
 def explain(
@@ -156,8 +160,11 @@ def _quiet(model):
 
     tf-keras-vis' Score-CAM calls `model.predict` on the masked images with
     Keras' default verbosity; the view shares the model's layers and weights.
+    It is kept per model, so its predict function is traced once, not per call.
     """
-    view = keras.Model(model.inputs, model.outputs, name=model.name)
-    predict = view.predict
-    view.predict = lambda *args, **kwargs: predict(*args, verbose=0, **kwargs)
-    return view
+    if model not in _QUIET_VIEWS:
+        view = keras.Model(model.inputs, model.outputs, name=model.name)
+        predict = view.predict
+        view.predict = lambda *args, **kwargs: predict(*args, verbose=0, **kwargs)
+        _QUIET_VIEWS[model] = view
+    return _QUIET_VIEWS[model]
