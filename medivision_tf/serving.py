@@ -168,19 +168,11 @@ class SavedModelPredictor(kserve.Model):
 
     async def predict(self, payload, headers=None):
         """Runs one TF Serving REST predict request; returns the response dict."""
-        signature_name, inputs, row_format = self._parse(payload)
-        fn = self.signatures[signature_name]
+        # Parsing JSON lists into arrays and running the graph both take
+        # time: do them in KServe's thread pool (TF releases the GIL) so the
+        # event loop keeps answering other requests meanwhile.
         loop = asyncio.get_running_loop()
-        try:
-            # TF releases the GIL: run in KServe's thread pool so that the
-            # event loop keeps answering other requests meanwhile.
-            outputs = await loop.run_in_executor(None, lambda: fn(**inputs))
-        except tf.errors.InvalidArgumentError as error:
-            message = _op_error_reason(error.message)
-            raise InvalidInput(
-                f"Signature {signature_name!r} rejected the input: {message}"
-            ) from None
-        outputs = {key: _to_json(value.numpy()) for key, value in outputs.items()}
+        outputs, row_format = await loop.run_in_executor(None, self._run, payload)
         if row_format:
             if len(outputs) == 1:
                 return {"predictions": next(iter(outputs.values()))}
@@ -193,6 +185,17 @@ class SavedModelPredictor(kserve.Model):
         if len(outputs) == 1:
             return {"outputs": next(iter(outputs.values()))}
         return {"outputs": outputs}
+
+    def _run(self, payload):
+        signature_name, inputs, row_format = self._parse(payload)
+        try:
+            outputs = self.signatures[signature_name](**inputs)
+        except tf.errors.InvalidArgumentError as error:
+            message = _op_error_reason(error.message)
+            raise InvalidInput(
+                f"Signature {signature_name!r} rejected the input: {message}"
+            ) from None
+        return {key: _to_json(value.numpy()) for key, value in outputs.items()}, row_format
 
     def _parse(self, payload):
         if isinstance(payload, (bytes, str)):
@@ -437,6 +440,7 @@ class _BodySizeLimit:
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await self._drain(receive, 4 * self.max_bytes)
             return await self._reject(send, int(length))
         # Chunked or unknown length: read up to the limit, then replay.
         chunks, size, more = [], 0, True
@@ -448,6 +452,8 @@ class _BodySizeLimit:
             size += len(chunks[-1])
             more = message.get("more_body", False)
             if size > self.max_bytes:
+                if more:
+                    await self._drain(receive, 4 * self.max_bytes)
                 return await self._reject(send, size)
         body = b"".join(chunks)
         sent = False
@@ -460,6 +466,20 @@ class _BodySizeLimit:
             return await receive()
 
         return await self.app(scope, replay, send)
+
+    @staticmethod
+    async def _drain(receive, limit):
+        # Read (and drop, without keeping it) the rest of the body before
+        # answering, so the client gets the 413 instead of a broken pipe;
+        # past `limit` bytes the answer goes out anyway.
+        seen = 0
+        while seen <= limit:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            seen += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
 
     async def _reject(self, send, size):
         content = json.dumps(
