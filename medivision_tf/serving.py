@@ -9,6 +9,7 @@ Serving's REST API. The same requests work against `tensorflow/serving`:
 GET  /v1/models/lesions                    version status (TF Serving format)
 GET  /v1/models/lesions/metadata           signature defs (TF Serving format)
 POST /v1/models/lesions:predict            {"instances": [...]}  -> {"predictions": [...]}
+POST /v1/models/lesions/versions/2:predict (the served version only)
                                            {"inputs": ...}       -> {"outputs": ...}
                                            "signature_name": "predict_images" | "explain"
                                            {"b64": "..."} for image bytes
@@ -364,7 +365,7 @@ def _signature_defs(version_dir):
         proto.ParseFromString(f.read())
     graph = next(g for g in proto.meta_graphs if "serve" in g.meta_info_def.tags)
     return {
-        key: json_format.MessageToDict(value)
+        key: json_format.MessageToDict(value, preserving_proto_field_name=True)
         for key, value in graph.signature_def.items()
         if not key.startswith("__")
     }
@@ -565,6 +566,7 @@ def serve(
 
 
 def _add_tf_serving_routes(app, predictors):
+    from fastapi import Request
     from fastapi.responses import JSONResponse
 
     def find(model_name):
@@ -587,11 +589,32 @@ def _add_tf_serving_routes(app, predictors):
         predictor, error = find(model_name)
         return error or predictor.metadata_response()
 
+    async def versioned_predict(model_name: str, version: str, request: Request):
+        # TF Serving's /v1/models/NAME/versions/N:predict, for the served N.
+        predictor, error = find(model_name)
+        if error:
+            return error
+        if version != str(predictor.version):
+            return JSONResponse(
+                status_code=404,
+                content={
+                    "error": f"Version {version!r} of model {model_name!r} is not "
+                    f"served; this server serves version {predictor.version}."
+                },
+            )
+        try:
+            return await predictor.predict(await request.body())
+        except InvalidInput as invalid:
+            return JSONResponse(status_code=400, content={"error": str(invalid)})
+
     # Added before KServe registers its own routes at start, so these answer
     # GET /v1/models/NAME in TF Serving's format (KServe's "name" and "ready"
     # fields are kept in it).
     app.add_api_route("/v1/models/{model_name}", model_status, methods=["GET"])
     app.add_api_route("/v1/models/{model_name}/metadata", model_metadata, methods=["GET"])
+    app.add_api_route(
+        "/v1/models/{model_name}/versions/{version}:predict", versioned_predict, methods=["POST"]
+    )
 
 
 def run_load_test(host, port, path, bodies, total=500, concurrency=8, timeout=30.0):

@@ -113,6 +113,9 @@ def test_binds_loopback_and_reports_tf_serving_status(server):
     signatures = meta["metadata"]["signature_def"]["signature_def"]
     assert set(signatures) == {"serving_default", "predict_images", "explain"}
     assert signatures["predict_images"]["inputs"]["image_bytes"]["dtype"] == "DT_STRING"
+    assert signatures["serving_default"]["method_name"] == "tensorflow/serving/predict"
+    dims = signatures["serving_default"]["inputs"]["image"]["tensor_shape"]["dim"]
+    assert [d["size"] for d in dims] == ["-1", "64", "64", "1"]
     assert meta["medivision"]["input_shape"] == [64, 64, 1]
     status, body = _get(server, "/v1/models/nope")
     assert status == 404 and "'nope' not found" in body["error"]
@@ -196,6 +199,28 @@ def test_malformed_requests_get_4xx_and_server_keeps_serving(server, images, cas
 def test_unknown_model_is_404(server, images):
     status, answer = _post(server, {"instances": images[:1].tolist()}, model="other")
     assert status == 404 and "other" in answer["error"]
+
+
+def test_versioned_predict_route(server, trained_model, images):
+    body = {"instances": images[:2].tolist()}
+    status, answer = _post(server, body, model="lesions/versions/2")
+    assert status == 200
+    np.testing.assert_allclose(
+        answer["predictions"], trained_model.predict(images[:2], verbose=0), atol=1e-5
+    )
+    status, answer = _post(server, body, model="lesions/versions/1")
+    assert status == 404 and "serves version 2" in answer["error"]
+    status, answer = _post(server, {"instances": [[1]]}, model="lesions/versions/2")
+    assert status == 400 and "Wrong shape" in answer["error"]
+
+
+def test_serve_cli_reports_a_missing_export(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "medivision_tf", "serve", str(tmp_path / "none"), "--port", "1"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 2
+    assert "No SavedModel version under" in result.stderr and "none" in result.stderr
 
 
 def test_bounded_load_test_has_no_errors(server, images):
