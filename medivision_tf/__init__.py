@@ -23,4 +23,12 @@ from medivision_tf.model import (
     set_backbone_trainable,
 )
 
+# The pipeline stages, importable as medivision_tf.data, .training, ...
+# (`serving` is left out: it needs the optional kserve dependency).
+from medivision_tf import data, evaluation, explain, export, training
+from medivision_tf.evaluation import evaluate_model
+from medivision_tf.export import export_saved_model, export_tflite, read_export_metadata
+from medivision_tf.prediction import predict_files
+from medivision_tf.training import TrainConfig, train
+
 __version__ = "0.1.0"

@@ -2,8 +2,10 @@
 
 The main job on its embedded default: no download, a few minutes on a CPU.
 It generates synthetic lesion images, trains a MediVision with the
-from-scratch `smallcnn` backbone, reports held-out accuracy and writes a run
-folder.
+from-scratch `smallcnn` backbone, evaluates it on held-out images (metrics
+and plots), explains some of them with Grad-CAM and attention maps (scored
+against the known lesion boxes), writes everything into a run folder and
+exports the model as a SavedModel ready for TF Serving.
 
 Example:
 
@@ -20,13 +22,7 @@ import datetime
 import json
 import os
 
-import keras
-import numpy as np
-import pandas as pd
-import tensorflow as tf
-
 from medivision_tf.data.synthetic import make_synthetic_lesions
-from medivision_tf.model import build_medivision, calibrate_batchnorm
 
 
 @dataclasses.dataclass
@@ -43,6 +39,7 @@ class DemoConfig:
         epochs: training epochs.
         batch_size: images per step.
         learning_rate: Adam learning rate.
+        num_explained: held-out images explained and scored (pointing game).
         seed: seed of the data, the weights and the shuffling.
     """
 
@@ -55,20 +52,36 @@ class DemoConfig:
     epochs: int = 12
     batch_size: int = 32
     learning_rate: float = 2e-3
+    num_explained: int = 100
     seed: int = 0
 
 
-def run_demo(out_dir="runs", verbose=1, **overrides):
+def run_demo(out_dir="runs", export_root="saved_models", verbose=1, **overrides):
     """Runs the demo and returns its results.
+
+    Trains with `medivision_tf.training.train`, evaluates the held-out split
+    with `medivision_tf.evaluation.evaluate_model` (metrics JSON/CSV and PNG
+    plots), explains a few held-out images with Grad-CAM and attention maps,
+    scoring them with the pointing game on the known lesion boxes.
 
     Args:
         out_dir: parent folder of the run folder (`out_dir/demo-<timestamp>`).
+        export_root: where the SavedModel export lands, in TF Serving's layout
+            (`export_root/lesions/VERSION/`).
         verbose: 1 shows Keras progress bars and messages, 0 is silent.
         **overrides: fields of `DemoConfig` to change (e.g. `epochs=2`).
 
     Returns:
-        A dict with `test_accuracy`, `run_dir`, `model_path` and the config.
+        A dict with `test_accuracy`, `pointing_game` (Grad-CAM hit rate),
+        `run_dir`, `model_path`, `saved_model` (the export), `serve_command`
+        and the evaluation summary.
     """
+    # Imported here: the stages import this package's model and data modules.
+    from medivision_tf.evaluation import evaluate_model
+    from medivision_tf.explain import explain_report
+    from medivision_tf.export import export_for_serving
+    from medivision_tf.training import train
+
     unknown = set(overrides) - {f.name for f in dataclasses.fields(DemoConfig)}
     if unknown:
         raise ValueError(
@@ -77,7 +90,6 @@ def run_demo(out_dir="runs", verbose=1, **overrides):
         )
     config = DemoConfig(**overrides)
     run_dir = _new_run_dir(out_dir)
-    keras.utils.set_random_seed(config.seed)
 
     def say(message):
         if verbose:
@@ -93,65 +105,80 @@ def run_demo(out_dir="runs", verbose=1, **overrides):
             (("train", config.num_train), ("val", config.num_val), ("test", config.num_test))
         )
     }
-    class_names = splits["train"].class_names
+    class_names = list(splits["train"].class_names)
+    with open(os.path.join(run_dir, "demo_config.json"), "w") as f:
+        json.dump(dataclasses.asdict(config), f, indent=2)
 
-    model = build_medivision(
-        config.num_classes,
-        backbone=config.backbone,
-        input_shape=(config.image_size, config.image_size, 1),
-        weights=None,
-        class_names=class_names,
-    )
-    model.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    model_path = os.path.join(run_dir, "model.keras")
     say(f"Training MediVision ({config.backbone} backbone) for {config.epochs} epochs...")
-    model.fit(
-        _dataset(splits["train"], config.batch_size, shuffle_seed=config.seed),
-        validation_data=_dataset(splits["val"], config.batch_size),
-        epochs=config.epochs,
-        callbacks=[keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"))],
+    result = train(
+        dict(
+            backbone=config.backbone,
+            weights=None,
+            image_size=config.image_size,
+            channels=1,
+            epochs=config.epochs,
+            fine_tune_epochs=0,  # the backbone trains from scratch, unfrozen
+            freeze_backbone=False,
+            learning_rate=config.learning_rate,
+            batch_size=config.batch_size,
+            monitor="val_accuracy",
+            tensorboard=False,
+            seed=config.seed,
+        ),
+        train_data=(splits["train"].images, splits["train"].labels),
+        val_data=(splits["val"].images, splits["val"].labels),
+        class_names=class_names,
+        run_dir=run_dir,
         verbose=verbose,
     )
-    # A short from-scratch training leaves BatchNorm's moving averages behind
-    # the weights; re-estimate them so inference matches what was learned.
-    calibrate_batchnorm(model, splits["train"].images, config.batch_size)
-    model.save(model_path)
-    probabilities = model.predict(splits["test"].images, verbose=0)
-    predictions = probabilities.argmax(axis=1)
-    test_accuracy = float(np.mean(predictions == splits["test"].labels))
+    model = result.model
+
+    test = splits["test"]
+    say("Evaluating on the held-out images...")
+    report = evaluate_model(
+        model,
+        test.images,
+        test.labels,
+        class_names,
+        out_dir=os.path.join(run_dir, "evaluation"),
+        history_csv=os.path.join(run_dir, "history.csv"),
+        batch_size=config.batch_size,
+    )
+    say("Explaining held-out images (Grad-CAM, attention)...")
+    count = min(config.num_explained, len(test))
+    explanations = explain_report(
+        model,
+        test.images[:count],
+        test.labels[:count],
+        test.boxes[:count],
+        os.path.join(run_dir, "explanations"),
+        methods=("gradcam", "gradcam++", "attention"),
+    )
+
+    served = export_for_serving(model, name="lesions", export_root=export_root)
 
     results = {
-        "test_accuracy": test_accuracy,
-        "num_test": int(len(splits["test"])),
-        "class_names": list(class_names),
+        "test_accuracy": float(report.summary["accuracy"]),
+        "pointing_game": float(explanations["methods"]["gradcam"]["pointing_game"]),
+        "pointing_game_chance": float(explanations["chance"]["pointing_game"]),
+        "explanations": explanations["methods"],
+        "evaluation": report.summary,
+        "num_test": int(len(test)),
+        "class_names": class_names,
         "run_dir": run_dir,
-        "model_path": model_path,
+        "model_path": result.model_path,
+        "saved_model": served.path,
+        "serve_command": served.serve_command,
     }
-    with open(os.path.join(run_dir, "config.json"), "w") as f:
-        json.dump(dataclasses.asdict(config), f, indent=2)
-    with open(os.path.join(run_dir, "metrics.json"), "w") as f:
-        json.dump(results, f, indent=2)
-    pd.DataFrame(
-        {
-            "label": splits["test"].labels,
-            "prediction": predictions,
-            "probability": probabilities.max(axis=1),
-        }
-    ).to_csv(os.path.join(run_dir, "test_predictions.csv"), index=False)
-    say(f"Held-out accuracy: {test_accuracy:.3f} on {len(splits['test'])} images")
+    with open(os.path.join(run_dir, "demo_results.json"), "w") as f:
+        json.dump(results, f, indent=2, default=float)
+    say(f"Held-out accuracy: {results['test_accuracy']:.3f} on {len(test)} images")
+    say(f"Grad-CAM pointing game: {results['pointing_game']:.3f} on {count} images "
+        f"(chance {results['pointing_game_chance']:.3f})")
+    say(f"SavedModel for TF Serving: {served.path}")
+    say(f"Serve it (needs the 'serve' extra): {served.serve_command}")
     say(f"Results written to {run_dir}")
     return results
-
-
-def _dataset(data, batch_size, shuffle_seed=None):
-    dataset = tf.data.Dataset.from_tensor_slices((data.images, data.labels))
-    if shuffle_seed is not None:
-        dataset = dataset.shuffle(len(data), seed=shuffle_seed)
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def _new_run_dir(out_dir):

@@ -13,6 +13,11 @@ def register(subparsers):
         "on the CPU, prints held-out accuracy and writes a run folder.",
     )
     parser.add_argument("--out", default="runs", help="parent folder of the run folder")
+    parser.add_argument(
+        "--export-root",
+        default="saved_models",
+        help="where the SavedModel export lands (EXPORT_ROOT/lesions/VERSION)",
+    )
     for field in dataclasses.fields(DemoConfig):
         parser.add_argument(
             f"--{field.name.replace('_', '-')}",
@@ -28,5 +33,10 @@ def run(args):
     from medivision_tf.demo import DemoConfig, run_demo
 
     settings = {f.name: getattr(args, f.name) for f in dataclasses.fields(DemoConfig)}
-    run_demo(out_dir=args.out, verbose=0 if args.quiet else 1, **settings)
+    run_demo(
+        out_dir=args.out,
+        export_root=args.export_root,
+        verbose=0 if args.quiet else 1,
+        **settings,
+    )
     return 0
