@@ -59,6 +59,7 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 
+from medivision_tf.data.decode import resize_image
 from medivision_tf.model import FEATURE_MAP_LAYER, get_class_names, is_multi_label
 
 SIGNATURES = ("serving_default", "predict_images", "explain")
@@ -310,7 +311,9 @@ def _build_archive(model, input_shape, class_names):
         image = tf.io.decode_image(
             encoded, channels=channels, dtype=tf.uint8, expand_animations=False
         )
-        image = tf.image.resize(tf.cast(image, tf.float32), (height, width))
+        # Resized exactly as the training pipeline does by default (aspect
+        # kept, black padding), so served images look like the training ones.
+        image = resize_image(tf.cast(image, tf.float32), (height, width), mode="pad")
         return tf.ensure_shape(image, (height, width, channels))
 
     def predict_images(image_bytes):

@@ -137,11 +137,12 @@ def test_predict_images_decodes_and_resizes_in_graph(loaded, trained_model, test
         names[i] for i in expected.argmax(axis=1)
     ]
 
-    # Another size, RGB, JPEG: converted to 64x64 gray inside the graph.
+    # Another size, RGB, JPEG: converted to 64x64 gray inside the graph,
+    # letterboxed (aspect kept) like the training pipeline's default.
     big = tf.image.resize(test_images[:2], (96, 80)).numpy().round()
     rgb = [tf.io.encode_png(np.repeat(i, 3, -1).astype("uint8")).numpy() for i in big]
     out = loaded.signatures["predict_images"](image_bytes=tf.constant(rgb))
-    reference = trained_model.predict(tf.image.resize(big, (64, 64)), verbose=0)
+    reference = trained_model.predict(tf.image.resize_with_pad(big, 64, 64), verbose=0)
     np.testing.assert_allclose(out["probabilities"].numpy(), reference, atol=2e-2)
     jpeg = [tf.io.encode_jpeg(i.astype("uint8"), quality=95).numpy() for i in test_images[:2]]
     out = loaded.signatures["predict_images"](image_bytes=tf.constant(jpeg))

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from medivision_tf.data.decode import resize_image
 from medivision_tf.model import FEATURE_MAP_LAYER
 
 
@@ -100,7 +101,7 @@ def fit_to_model(images, model):
             images = tf.image.grayscale_to_rgb(images)
     if _same_size(images.shape[1:3], (height, width)):
         return images
-    return tf.image.resize_with_pad(images, height, width, method="bilinear")
+    return resize_image(images, (height, width), mode="pad")
 
 
 def maps_to_images(cams, image_size, model):
