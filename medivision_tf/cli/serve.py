@@ -9,6 +9,7 @@ medivision serve saved_models/lesions --port 8501
 """
 
 import os
+import sys
 
 
 def register(subparsers):
@@ -64,7 +65,11 @@ def run_export(args):
 
 
 def run_serve(args):
-    from medivision_tf.serving import serve
+    try:
+        from medivision_tf.serving import serve
+    except ImportError as error:  # kserve is the optional 'serve' extra
+        print(f"medivision serve: error: {error}", file=sys.stderr)
+        return 2
 
     serve(
         args.model_dir,
