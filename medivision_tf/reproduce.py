@@ -337,6 +337,8 @@ def reproduce(data_root, out_dir="runs/reproduce", *, datasets=None, config=None
                 print(f"{name} failed: {row['error']}", flush=True)
         rows.append(row)
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    for column in ("num_train", "num_val", "num_test", "epochs"):
+        frame[column] = frame[column].astype("Int64")  # integers with gaps
     frame.attrs.update(
         settings=config.to_dict(),
         machine=_machine(),
@@ -358,8 +360,10 @@ def reproduce(data_root, out_dir="runs/reproduce", *, datasets=None, config=None
 
 
 def _cell(value):
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
         return ""
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
     if isinstance(value, (float, np.floating)):
         return f"{value:.4f}"
     return str(value).replace("|", "\\|").replace("\n", " ")
@@ -417,7 +421,10 @@ def render_table(frame):
         cells = [row["dataset"], row["status"]]
         cells += [row[c] for c in ("accuracy", "precision_macro", "recall_macro", "f1_macro")]
         cells += [row.get(f"paper_{m}", PAPER_NOT_KNOWN) for m in METRICS]
-        cells += [row.get("num_test"), note]
+        test_images = row.get("num_test")
+        if isinstance(test_images, float) and test_images.is_integer():
+            test_images = int(test_images)  # read back from the CSV
+        cells += [test_images, note]
         lines.append("| " + " | ".join(_cell(v) for v in cells) + " |")
     ok = frame[frame["status"] == "ok"]
     lines.append("")
@@ -470,25 +477,27 @@ def plot_accuracy(frame, path):
     ours = [float(a) if s == "ok" else 0.0 for a, s in zip(frame["accuracy"], frame["status"])]
     paper = [v if isinstance(v, (int, float)) and not isinstance(v, bool) else 0.0
              for v in frame["paper_accuracy"]]
-    figure = Figure(figsize=(max(6.0, 0.9 * len(names) + 2), 4.5), dpi=100)
+    figure = Figure(figsize=(max(7.0, 0.9 * len(names) + 4), 4.5), dpi=100)
     axes = figure.add_subplot()
     width = 0.4
-    axes.bar(x - width / 2, ours, width, label="ours (test accuracy)", color="#3b75af")
-    axes.bar(x + width / 2, paper, width, label="paper (per dataset)", color="#ef8636")
+    shift = -width / 2 if any(paper) else 0.0  # ours alone: centred on its tick
+    axes.bar(x + shift, ours, width, label="ours (test accuracy)", color="#3b75af")
+    if any(paper):
+        axes.bar(x + width / 2, paper, width, label="paper (per dataset)", color="#ef8636")
     axes.axhline(PAPER_OVERALL["accuracy_above"], color="#ef8636", linestyle="--", linewidth=1,
                  label=f"paper: >{PAPER_OVERALL['accuracy_above']:.0%} on every dataset")
     axes.axhline(PAPER_OVERALL["accuracy_peak"], color="#ef8636", linestyle=":", linewidth=1,
                  label=f"paper: peak {PAPER_OVERALL['accuracy_peak']:.0%}")
     for i, (status, value) in enumerate(zip(frame["status"], ours)):
         text = f"{value:.2f}" if status == "ok" else status
-        axes.text(i - width / 2, (value if status == "ok" else 0) + 0.01, text,
+        axes.text(i + shift, (value if status == "ok" else 0) + 0.01, text,
                   ha="center", va="bottom", fontsize=7, rotation=90 if status != "ok" else 0)
     axes.set_xticks(x)
     axes.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
     axes.set_ylim(0, 1.1)
     axes.set_ylabel("accuracy")
     axes.set_title("MediVision: our test accuracy vs the paper")
-    axes.legend(fontsize=7, loc="lower right")
+    axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     figure.savefig(path)

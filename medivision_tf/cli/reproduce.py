@@ -50,7 +50,8 @@ def register(subparsers):
     for name, hint, metavar, text in FLAGS:
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_flag_type(name, hint),
                             default=argparse.SUPPRESS, metavar=metavar, help=text)
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no per-epoch lines (default: one line per epoch)")
     parser.set_defaults(func=run_reproduce)
 
 
