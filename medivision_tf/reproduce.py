@@ -28,7 +28,8 @@ of one registry dataset (e.g. `data_root/oct/` prepared from `retinal_oct`).
 A dataset whose training or evaluation fails is reported with its error and
 the others go on; datasets not found are listed with the `medivision prepare`
 command that makes them. Rerunning with the same `out_dir` and settings
-resumes interrupted trainings (see `medivision_tf.training.train`).
+resumes interrupted trainings (see `medivision_tf.training.train`) and
+re-evaluates finished ones without training them again.
 
 Example:
 
@@ -90,7 +91,7 @@ SUMMARY_KEYS = {
 COLUMNS = (
     "dataset", "title", "status", "accuracy", "precision_macro", "recall_macro", "f1_macro",
     "paper_accuracy", "paper_precision", "paper_recall", "paper_f1",
-    "num_train", "num_val", "num_test", "epochs", "train_seconds",
+    "num_train", "num_val", "num_test", "epochs", "train_seconds", "reused",
     "data_dir", "run_dir", "error", "prepare_command",
 )
 TABLE_CSV = "reproduce_table.csv"
@@ -224,6 +225,33 @@ def _base_row(name):
     return row
 
 
+def _finished_model(run_dir, config):
+    """`run_dir/model.keras` when `run_dir` holds a finished run of `config`, else None.
+
+    Raises:
+        ValueError: the finished run used another config (the keys are named).
+    """
+    def read(name):
+        path = os.path.join(run_dir, name)
+        if not os.path.isfile(path):
+            return None
+        with open(path) as f:
+            return json.load(f)
+
+    state, previous = read("state.json"), read("config.json")
+    model_path = os.path.join(run_dir, "model.keras")
+    if not (state and state.get("complete") and previous and os.path.isfile(model_path)):
+        return None
+    current = json.loads(json.dumps(config.to_dict()))
+    changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+    if changed:
+        raise ValueError(
+            f"Run folder {run_dir!r} holds a finished run with another config (keys "
+            f"{', '.join(changed)} differ). Choose another --out folder or remove it."
+        )
+    return model_path
+
+
 def _run_one(name, folder, config, out_dir, verbose):
     """Trains and evaluates one dataset; fills a row (raises on failure)."""
     import keras
@@ -244,15 +272,25 @@ def _run_one(name, folder, config, out_dir, verbose):
             f"test_split={dataset_config.test_split}"
         )
     keras.backend.clear_session()
-    start = time.perf_counter()
-    result = train(dataset_config, run_dir=run_dir, verbose=verbose)
-    row["train_seconds"] = round(time.perf_counter() - start, 2)
-    row["epochs"] = result.epochs
-    history_csv = os.path.join(result.run_dir, "history.csv")
-    if os.path.exists(history_csv):
-        plot_history(history_csv, os.path.join(result.run_dir, "training_curves.png"))
+    history_csv = os.path.join(run_dir, "history.csv")
+    finished = _finished_model(run_dir, dataset_config)
+    if finished:  # an earlier reproduce trained it with these settings: evaluate only
+        from medivision_tf.model import load_model
+
+        model = load_model(finished, compile=False)
+        test_data = splits["test"]
+        epochs = len(pd.read_csv(history_csv)) if os.path.exists(history_csv) else None
+        row.update(reused=True, epochs=epochs)
+    else:
+        start = time.perf_counter()
+        result = train(dataset_config, run_dir=run_dir, verbose=verbose)
+        model, test_data = result.model, result.test_data
+        row.update(reused=False, epochs=result.epochs,
+                   train_seconds=round(time.perf_counter() - start, 2))
+        if os.path.exists(history_csv):
+            plot_history(history_csv, os.path.join(run_dir, "training_curves.png"))
     report = evaluate_model(
-        result.model, result.test_data, out_dir=os.path.join(result.run_dir, "evaluation"),
+        model, test_data, out_dir=os.path.join(run_dir, "evaluation"),
         batch_size=dataset_config.batch_size,
     )
     for column, key in SUMMARY_KEYS.items():
@@ -272,8 +310,11 @@ def reproduce(data_root, out_dir="runs/reproduce", *, datasets=None, config=None
     evaluated on its test split by `medivision_tf.evaluation.evaluate_model`
     (`out_dir/NAME/evaluation/`). A failure is recorded in the row's `error`
     column (the traceback in `out_dir/NAME/error.txt`) and the next dataset
-    goes on. Writes `reproduce_table.csv`, `reproduce_table.md` and
-    `reproduce_accuracy.png` into `out_dir`.
+    goes on. A run folder that already holds a finished run with the same
+    settings is not trained again: its model is evaluated (`reused` is True),
+    so adding a dataset later trains only that one. Writes
+    `reproduce_table.csv`, `reproduce_table.md` and `reproduce_accuracy.png`
+    into `out_dir`.
 
     Args:
         data_root: folder holding the prepared datasets (`data_root/NAME/manifest.csv`).

@@ -147,6 +147,22 @@ def test_api_table_rows_metrics_and_files(api_run, data_root):
     _png_ok(out / rp.CHART_PNG)
 
 
+def test_rerun_reuses_finished_runs(api_run, data_root):
+    frame, out = api_run
+    before = frame.set_index("dataset").loc["chest_xray_pneumonia"]
+    again = rp.reproduce(data_root, out, datasets=["chest_xray_pneumonia"], config=CONFIG,
+                         verbose=0, **SETTINGS).set_index("dataset").loc["chest_xray_pneumonia"]
+    assert again["status"] == "ok" and bool(again["reused"]) and not bool(before["reused"])
+    assert again["epochs"] == 2 and pd.isna(again["train_seconds"])
+    for column in METRIC_KEYS:
+        assert again[column] == pytest.approx(before[column], abs=1e-6)
+    # Other settings in the same folder are refused, naming the keys, in the table.
+    changed = rp.reproduce(data_root, out, datasets="chest_xray_pneumonia", config=CONFIG,
+                           verbose=0, **{**SETTINGS, "epochs": 3})
+    assert changed["status"].tolist() == ["failed"]
+    assert "epochs" in changed["error"].iloc[0] and "another config" in changed["error"].iloc[0]
+
+
 def test_cli_subset(data_root, tmp_path):
     config = tmp_path / "train.json"
     config.write_text(json.dumps(CONFIG))
