@@ -119,7 +119,8 @@ def test_api_table_rows_metrics_and_files(api_run, data_root):
         assert row["epochs"] == 2 and pd.isna(row["error"])
         assert os.path.isfile(os.path.join(row["run_dir"], "model.keras"))
     # The pre-split dataset keeps its own split; kidney_ct is split by the config.
-    assert ok.loc["chest_xray_pneumonia", ["num_train", "num_val", "num_test"]].tolist() == [48, 12, 16]
+    counts = ok.loc["chest_xray_pneumonia", ["num_train", "num_val", "num_test"]].tolist()
+    assert counts == [48, 12, 16]
     assert ok.loc["kidney_ct", "num_test"] == 12
     assert ok.loc["kidney_ct", "data_dir"].endswith(os.sep + "kidney")
 
