@@ -225,39 +225,12 @@ def _base_row(name):
     return row
 
 
-def _finished_model(run_dir, config):
-    """`run_dir/model.keras` when `run_dir` holds a finished run of `config`, else None.
-
-    Raises:
-        ValueError: the finished run used another config (the keys are named).
-    """
-    def read(name):
-        path = os.path.join(run_dir, name)
-        if not os.path.isfile(path):
-            return None
-        with open(path) as f:
-            return json.load(f)
-
-    state, previous = read("state.json"), read("config.json")
-    model_path = os.path.join(run_dir, "model.keras")
-    if not (state and state.get("complete") and previous and os.path.isfile(model_path)):
-        return None
-    current = json.loads(json.dumps(config.to_dict()))
-    changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
-    if changed:
-        raise ValueError(
-            f"Run folder {run_dir!r} holds a finished run with another config (keys "
-            f"{', '.join(changed)} differ). Choose another --out folder or remove it."
-        )
-    return model_path
-
-
 def _run_one(name, folder, config, out_dir, verbose):
     """Trains and evaluates one dataset; fills a row (raises on failure)."""
     import keras
 
     from medivision_tf.evaluation import evaluate_model, plot_history
-    from medivision_tf.training import load_source, train
+    from medivision_tf.training import finished_run, load_source, train
 
     run_dir = os.path.join(out_dir, name)
     row = {"data_dir": os.path.abspath(folder), "run_dir": os.path.abspath(run_dir)}
@@ -273,7 +246,7 @@ def _run_one(name, folder, config, out_dir, verbose):
         )
     keras.backend.clear_session()
     history_csv = os.path.join(run_dir, "history.csv")
-    finished = _finished_model(run_dir, dataset_config)
+    finished = finished_run(run_dir, dataset_config)
     if finished:  # an earlier reproduce trained it with these settings: evaluate only
         from medivision_tf.model import load_model
 

@@ -1164,6 +1164,43 @@ def _read_json(path):
         return json.load(f)
 
 
+def _changed_keys(previous, config):
+    """Config keys whose values differ between a saved config.json and `config`."""
+    current = json.loads(json.dumps(config.to_dict()))
+    return sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+
+
+def finished_run(run_dir, config):
+    """The model of a finished run of `config` in `run_dir`, or None.
+
+    `train` refuses a folder that holds a finished run; callers that want to
+    reuse such a run (e.g. `medivision reproduce` run again) ask here first.
+
+    Args:
+        run_dir: a run folder.
+        config: the `TrainConfig` the run should have used.
+
+    Returns:
+        The path of `run_dir/model.keras`, or None when the run is missing or
+        unfinished.
+
+    Raises:
+        ValueError: the finished run used another config (the keys are named).
+    """
+    state = _read_json(os.path.join(run_dir, "state.json"))
+    previous = _read_json(os.path.join(run_dir, "config.json"))
+    model_path = os.path.join(run_dir, "model.keras")
+    if not (state and state.get("complete") and previous and os.path.isfile(model_path)):
+        return None
+    changed = _changed_keys(previous, config)
+    if changed:
+        raise ValueError(
+            f"Run folder {run_dir!r} holds a finished run with another config (keys "
+            f"{', '.join(changed)} differ). Choose another folder or remove it."
+        )
+    return model_path
+
+
 def _claim_run_dir(run_dir, config):
     """Writes config.json, or checks that a resumed run uses the same config."""
     path = os.path.join(run_dir, "config.json")
@@ -1178,8 +1215,7 @@ def _claim_run_dir(run_dir, config):
             raise ValueError(
                 f"Run folder {run_dir!r} already holds a finished run. Choose another folder."
             )
-        current = json.loads(json.dumps(config.to_dict()))
-        changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+        changed = _changed_keys(previous, config)
         if changed:
             raise ValueError(
                 f"Run folder {run_dir!r} holds an interrupted run with another config "
