@@ -28,7 +28,7 @@ def settings(quick):
         )
     return dict(
         backbones=["mobilenetv2", "efficientnetb0"], sizes=[128, 224],
-        batch_size=16, warmup=2, rounds=8, steps=1,
+        batch_size=16, warmup=2, rounds=10, steps=1,
     )
 
 

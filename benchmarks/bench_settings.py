@@ -13,7 +13,9 @@ Variants of the same MediVision model (same backbone, same weights):
 The in-process variants are timed in alternating blocks (training steps, then
 inference batches) and compared by per-block ratios. Before any training step,
 each variant's predictions are compared with the float32 reference (largest
-absolute probability difference and top-1 agreement), so a setting only
+absolute probability difference and top-1 agreement; BatchNorm statistics are
+estimated on random images first so that the random-weight model's outputs
+differ from image to image), so a setting only
 counts as "fastest correct" if its outputs agree.
 
 bfloat16 only pays off where the CPU computes in it (AVX512_BF16 or AMX);
@@ -61,6 +63,11 @@ def build_variants(names, backbone, size, num_classes=4):
     keras.utils.set_random_seed(0)
     options = dict(backbone=backbone, input_shape=(size, size, 3), weights=None)
     reference = medivision_tf.build_medivision(num_classes, **options)
+    # Random weights with fresh BatchNorm statistics (mean 0, variance 1) can
+    # give the same output for every image in inference mode, which would make
+    # the agreement check below vacuous: estimate the statistics first.
+    probe, _ = common.random_images(32, options["input_shape"][0], seed=2)
+    medivision_tf.calibrate_batchnorm(reference, probe)
     weights = reference.get_weights()
     models = {}
     for name in names:
