@@ -3,8 +3,11 @@
 Example:
 
 ```
-medivision explain runs/demo-.../model.keras scan1.png scan2.png --method gradcam++ --out heatmaps
+medivision explain runs/demo-.../model.keras scan1.png scan2.dcm --method gradcam++ --out heatmaps
 ```
+
+Files are decoded by the data layer (`medivision_tf.data.decode`), as in
+training and `medivision predict`: DICOM and 16-bit TIFF/PNG included.
 """
 
 import os
@@ -22,7 +25,7 @@ def register(subparsers):
         "prediction and probability), and prints one line per image.",
     )
     parser.add_argument("model", help="path of a .keras MediVision model")
-    parser.add_argument("images", nargs="+", help="image files (PNG, JPEG, BMP, TIFF...)")
+    parser.add_argument("images", nargs="+", help="image files (PNG, JPEG, BMP, GIF, WebP, TIFF, DICOM)")
     parser.add_argument(
         "--method", default="gradcam", choices=METHODS,
         help="explanation method (default: gradcam)",
@@ -48,7 +51,8 @@ def run(args):
         raise ValueError(f"--batch-size must be >= 1. Received: {args.batch_size}")
     model = load_model(args.model, compile=False)
     class_index = _class_index(args.target_class, get_class_names(model))
-    images = [read_image(path) for path in args.images]
+    channels = int(model.inputs[0].shape[-1])  # decoded as the model sees them
+    images = [read_image(path, channels=channels) for path in args.images]
     names = _unique_stems(args.images)
     rows = explain_images(
         model, images, args.out, method=args.method, names=names,

@@ -2,11 +2,12 @@
 
 import os
 
-import cv2
 import numpy as np
+import tensorflow as tf
 
-from medivision_tf.explain import _inputs
-from medivision_tf.explain.methods import METHODS, attention_maps, explain
+from medivision_tf.data.decode import load_image
+from medivision_tf.explain import _cache, _inputs
+from medivision_tf.explain.methods import METHODS, explain, weights_to_maps
 from medivision_tf.explain.overlays import (
     overlay,
     prediction_captions,
@@ -16,31 +17,48 @@ from medivision_tf.explain.overlays import (
 from medivision_tf.model import get_class_names
 
 
-def read_image(path):
-    """Reads an image file (PNG, JPEG, BMP, TIFF, ... via OpenCV) as raw
-    0-255 pixels: `(h, w, 1)` gray or `(h, w, 3)` RGB, float32. 16-bit images
-    are scaled to 0-255, an alpha channel is dropped.
+def read_image(path, channels=3, dicom_window="auto"):
+    """Reads an image file as raw 0-255 pixels, decoded by the data layer.
+
+    The same decoding as training (`medivision_tf.data.decode.load_image`):
+    PNG (8/16-bit), JPEG, BMP, GIF, WebP, TIFF and DICOM (the modality's
+    rescale and window applied), the format sniffed from the file's bytes.
+    16-bit images are scaled to 0-255, an alpha channel is dropped. The image
+    keeps its own size (explanations are drawn at it).
+
+    Args:
+        path: the image file.
+        channels: 1 (grayscale) or 3 (RGB); pass the model's input channels
+            (`model.inputs[0].shape[-1]`) to see the image as the model does.
+        dicom_window: DICOM only: `"auto"` (the file's window),
+            `"minmax"` or `(center, width)`; see
+            `medivision_tf.data.decode.read_dicom`.
+
+    Returns:
+        float32 NumPy array `(height, width, channels)` in [0, 255].
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: OpenCV cannot decode it.
+        ValueError: the file is not an image the data layer decodes.
+
+    Example:
+
+    ```python
+    image = read_image("scan.dcm", channels=1)   # (512, 512, 1)
+    ```
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Image file not found: {path!r}")
-    image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    if image is None:
+    try:
+        image = load_image(path, channels=channels, dicom_window=dicom_window)
+        return np.asarray(image, dtype="float32")
+    except (tf.errors.OpError, ValueError) as error:
+        reason = getattr(error, "message", str(error)).strip().splitlines()
         raise ValueError(
-            f"Could not decode image {path!r}: not an image format OpenCV reads "
-            "(PNG, JPEG, BMP, TIFF, ...)."
-        )
-    scale = 257.0 if image.dtype == np.uint16 else 1.0
-    image = image.astype("float32") / scale
-    if image.ndim == 2:
-        return image[..., None]
-    if image.shape[-1] == 4:
-        image = image[..., :3]
-    return image[..., ::-1].copy()  # BGR -> RGB
+            f"Could not decode image {path!r}: not a PNG, JPEG, BMP, GIF, WebP, "
+            f"TIFF or DICOM image ({reason[-1] if reason else type(error).__name__})."
+        ) from None
 
 
 def explain_images(
@@ -78,7 +96,7 @@ def explain_images(
     Example:
 
     ```python
-    images = [read_image(p) for p in ["a.png", "b.png"]]
+    images = [read_image(p, channels=1) for p in ["a.png", "b.dcm"]]
     rows = explain_images(model, images, "out", method="gradcam++")
     ```
     """
@@ -123,7 +141,12 @@ def explain_images(
 
 
 def _explain_mixed_sizes(model, batch, method, class_index, layer_name):
-    """Runs each group of same-shaped images together; keeps the order."""
+    """Runs each group of same-shaped images together; keeps the order.
+
+    Per group, one cached forward pass gives the probabilities and the
+    attention weights; the predicted classes are handed to the CAM, so the
+    CAM does not run its own prediction pass.
+    """
     maps = [None] * len(batch)
     attention = [None] * len(batch)
     probabilities = [None] * len(batch)
@@ -132,14 +155,18 @@ def _explain_mixed_sizes(model, batch, method, class_index, layer_name):
         groups.setdefault(image.shape, []).append(i)
     for indices in groups.values():
         images = np.stack([batch[i] for i in indices])
-        group_maps = explain(
-            model, images, method=method, class_index=class_index, layer_name=layer_name
+        size = images.shape[1:3]
+        group_probs, weights = _cache.probe_outputs(
+            model, _inputs.fit_to_model(images, model)
         )
-        group_attention = (
-            group_maps if method == "attention" else attention_maps(model, images)
-        )
-        inputs = _inputs.fit_to_model(images, model)
-        group_probs = np.asarray(model(inputs, training=False))
+        group_attention = weights_to_maps(model, weights, size)
+        if method == "attention":
+            group_maps = group_attention
+        else:
+            targets = group_probs.argmax(axis=-1) if class_index is None else class_index
+            group_maps = explain(
+                model, images, method=method, class_index=targets, layer_name=layer_name
+            )
         for j, i in enumerate(indices):
             maps[i], attention[i] = group_maps[j], group_attention[j]
             probabilities[i] = group_probs[j]

@@ -7,17 +7,12 @@ and from TensorFlow ops only, so it can be traced into an exported
 SavedModel signature.
 """
 
-import weakref
-
 import keras
 import numpy as np
 import tensorflow as tf
 
-from medivision_tf.explain import _inputs
+from medivision_tf.explain import _cache, _inputs
 from medivision_tf.model import FEATURE_MAP_LAYER
-
-# model -> {layer name: traced function}; weak so models can be freed.
-_GRAPHS = weakref.WeakKeyDictionary()
 
 
 def gradcam_heatmaps(model, images, class_index=None, layer_name=FEATURE_MAP_LAYER):
@@ -66,6 +61,23 @@ def gradcam_heatmaps(model, images, class_index=None, layer_name=FEATURE_MAP_LAY
     maps.shape   # TensorShape([2, 64, 64])
     ```
     """
+    return gradcam_and_probabilities(model, images, class_index, layer_name)[0]
+
+
+def gradcam_and_probabilities(
+    model, images, class_index=None, layer_name=FEATURE_MAP_LAYER
+):
+    """Grad-CAM maps plus the forward pass they were computed from.
+
+    The same single pass as `gradcam_heatmaps` (same arguments), also
+    returning what it computes on the way: the model's probabilities and the
+    class each map explains. The exported `explain` signature uses it, so a
+    request runs the model once.
+
+    Returns:
+        `(heatmaps, probabilities, class_index)`: float32 `(batch, height,
+        width)` in [0, 1], float32 `(batch, classes)`, int32 `(batch,)`.
+    """
     _inputs.check_layer(model, layer_name)
     images = tf.convert_to_tensor(images)
     if images.shape.rank == 3:
@@ -91,19 +103,19 @@ def gradcam_heatmaps(model, images, class_index=None, layer_name=FEATURE_MAP_LAY
         indices = tf.constant(_inputs.check_class_index(class_index, batch, num_classes))
     size = [images.shape[i] or tf.shape(images)[i] for i in (1, 2)]
     inputs = _inputs.fit_to_model(images, model)
-    cams = _graph(model, layer_name)(inputs, indices)
-    return _inputs.maps_to_images(cams, size, model)
-
-
-def _graph(model, layer_name):
-    graphs = _GRAPHS.setdefault(model, {})
-    if layer_name not in graphs:
-        graphs[layer_name] = _build_graph(model, layer_name)
-    return graphs[layer_name]
+    graph = _cache.cached(
+        model, ("gradcam", layer_name), lambda: _build_graph(model, layer_name)
+    )
+    cams, probabilities, index = graph(inputs, indices)
+    return _inputs.maps_to_images(cams, size, model), probabilities, index
 
 
 def _build_graph(model, layer_name):
-    """The traced Grad-CAM of one layer, at the feature map's resolution."""
+    """The traced Grad-CAM of one layer, at the feature map's resolution.
+
+    The traced function returns `(cams, probabilities, class_index)`: the
+    probabilities and chosen classes come from the same forward pass.
+    """
     probe = keras.Model(
         model.inputs, [model.get_layer(layer_name).output, model.outputs[0]]
     )
@@ -128,6 +140,7 @@ def _build_graph(model, layer_name):
             scores = tf.gather(probabilities, index, axis=1, batch_dims=1)
         grads = tape.gradient(scores, features)
         weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
-        return tf.nn.relu(tf.reduce_sum(features * weights, axis=-1))
+        cams = tf.nn.relu(tf.reduce_sum(features * weights, axis=-1))
+        return cams, probabilities, index
 
     return cams

@@ -1,38 +1,36 @@
-"""Class activation maps through tf-keras-vis, and attention maps.
+"""Class activation maps and attention maps.
 
 `explain()` runs one of `METHODS` on a batch and returns NumPy maps in
-[0, 1] at the images' size. The CAM methods are tf-keras-vis' own classes
-(`Gradcam`, `GradcamPlusPlus`, `Scorecam`, `Layercam`) asked for the map at
-the feature-map resolution (`expand_cam=False`); every method's map is then
-upsampled the same way (`_inputs.maps_to_images`, bilinear with
-half-pixel centers), so methods differ only in how they weight the feature
-map, and a feature-map cell lands on the pixels it covers.
+[0, 1] at the images' size. Grad-CAM is the native batched one
+(`gradcam_heatmaps`: one graph, identical to tf-keras-vis' `Gradcam` to
+~1e-5, tested). Grad-CAM++, Score-CAM and LayerCAM are tf-keras-vis' own
+classes (`GradcamPlusPlus`, `Scorecam`, `Layercam`) asked for the map at the
+feature-map resolution (`expand_cam=False`); every method's map is then
+upsampled the same way (`_inputs.maps_to_images`, bilinear with half-pixel
+centers), so methods differ only in how they weight the feature map, and a
+feature-map cell lands on the pixels it covers.
 """
-
-import weakref
 
 import keras
 import numpy as np
 import tensorflow as tf
-from tf_keras_vis.gradcam import Gradcam
 from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
 from tf_keras_vis.layercam import Layercam
 from tf_keras_vis.scorecam import Scorecam
 from tf_keras_vis.utils.scores import CategoricalScore
 
-from medivision_tf.explain import _inputs
-from medivision_tf.model import attention_weights, sequence_grid
+from medivision_tf.explain import _cache, _inputs
+from medivision_tf.explain.gradcam import gradcam_heatmaps
+from medivision_tf.model import sequence_grid
 
+# tf-keras-vis classes of the CAMs not computed natively.
 _CAM_CLASSES = {
-    "gradcam": Gradcam,
     "gradcam++": GradcamPlusPlus,
     "scorecam": Scorecam,
     "layercam": Layercam,
 }
-METHODS = (*_CAM_CLASSES, "attention")
-"""Names `explain()` accepts: the tf-keras-vis CAMs and `"attention"`."""
-
-_QUIET_VIEWS = weakref.WeakKeyDictionary()
+METHODS = ("gradcam", *_CAM_CLASSES, "attention")
+"""Names `explain()` accepts: the Grad-CAM family and `"attention"`."""
 
 
 def explain(
@@ -52,8 +50,9 @@ def explain(
             another size (or channel count) than the model's input are resized
             like the data pipeline does (aspect ratio kept, padded) or
             converted first; maps come back at the size of `images`.
-        method: one of `METHODS`: `"gradcam"`, `"gradcam++"`, `"scorecam"`,
-            `"layercam"` (tf-keras-vis) or `"attention"` (the attention
+        method: one of `METHODS`: `"gradcam"` (native, `gradcam_heatmaps`),
+            `"gradcam++"`, `"scorecam"`, `"layercam"` (tf-keras-vis) or
+            `"attention"` (the attention
             layer's weights, no gradient; `class_index` and `layer_name` do
             not apply).
         class_index: None for each image's predicted (top) class, an integer
@@ -94,6 +93,15 @@ def explain(
     num_classes = model.outputs[0].shape[-1]
     indices = _inputs.check_class_index(class_index, len(batch), num_classes)
     maps = []
+    if method == "gradcam":
+        for start in range(0, len(batch), batch_size):
+            chunk_indices = None if indices is None else indices[start : start + batch_size]
+            maps.append(
+                gradcam_heatmaps(
+                    model, batch[start : start + batch_size], chunk_indices, layer.name
+                ).numpy()
+            )
+        return np.concatenate(maps)
     for start in range(0, len(batch), batch_size):
         chunk = _inputs.fit_to_model(batch[start : start + batch_size], model)
         chunk_indices = None if indices is None else indices[start : start + batch_size]
@@ -107,8 +115,9 @@ def explain(
 def attention_maps(model, images, batch_size=32):
     """The attention layer's weights laid over the images.
 
-    `medivision_tf.attention_weights` gives one weight per position of the
-    LSTM's sequence; they are reshaped to `medivision_tf.sequence_grid`
+    The attention layer gives one weight per position of the LSTM's sequence
+    (what `medivision_tf.attention_weights` returns; here read by the
+    explanation module's cached forward pass); they are reshaped to `medivision_tf.sequence_grid`
     (the feature map's `(h, w)` for `"spatial"` models, `(h, 1)` rows for
     `"rows"` models), upsampled bilinearly to the image and scaled to [0, 1].
     No gradient is needed.
@@ -129,17 +138,22 @@ def attention_maps(model, images, batch_size=32):
     ```
     """
     batch = _inputs.to_batch(images)
-    inputs = _inputs.fit_to_model(batch, model).numpy()
-    weights = attention_weights(model, inputs, batch_size=batch_size)
-    grid = weights.reshape((len(batch), *sequence_grid(model)))
-    return _inputs.maps_to_images(grid, batch.shape[1:3], model).numpy()
+    inputs = _inputs.fit_to_model(batch, model)
+    _, weights = _cache.probe_outputs(model, inputs, batch_size=batch_size)
+    return weights_to_maps(model, weights, batch.shape[1:3])
+
+
+def weights_to_maps(model, weights, image_size):
+    """Attention weights `(n, steps)` -> maps `(n, *image_size)` in [0, 1]."""
+    grid = np.reshape(weights, (len(weights), *sequence_grid(model)))
+    return _inputs.maps_to_images(grid, image_size, model).numpy()
 
 
 def _cam(model, images, method, class_index, layer_name, scorecam_max_n):
     """One tf-keras-vis CAM at the feature-map resolution, `(n, h, w)`."""
     if class_index is None:
-        probabilities = model(images, training=False)
-        class_index = np.argmax(keras.ops.convert_to_numpy(probabilities), axis=-1)
+        probabilities, _ = _cache.probe_outputs(model, images)
+        class_index = np.argmax(probabilities, axis=-1)
     visualizer = _CAM_CLASSES[method](_quiet(model), clone=False)
     options = dict(
         penultimate_layer=layer_name,
@@ -160,11 +174,14 @@ def _quiet(model):
 
     tf-keras-vis' Score-CAM calls `model.predict` on the masked images with
     Keras' default verbosity; the view shares the model's layers and weights.
-    It is kept per model, so its predict function is traced once, not per call.
+    It is kept per model (`_cache`), so its predict function is traced once,
+    not per call.
     """
-    if model not in _QUIET_VIEWS:
+
+    def build():
         view = keras.Model(model.inputs, model.outputs, name=model.name)
         predict = view.predict
         view.predict = lambda *args, **kwargs: predict(*args, verbose=0, **kwargs)
-        _QUIET_VIEWS[model] = view
-    return _QUIET_VIEWS[model]
+        return view
+
+    return _cache.cached(model, ("quiet",), build)
