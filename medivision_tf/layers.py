@@ -10,6 +10,7 @@ Keras has no layer for these three jobs, so they are written here:
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 from medivision_tf.backbones import PREPROCESSING_MODES, preprocess_function
@@ -49,11 +50,11 @@ class SequenceAttention(keras.layers.Layer):
 
     def __init__(self, units=64, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(units, int) or units < 1:
+        if not isinstance(units, (int, np.integer)) or isinstance(units, bool) or units < 1:
             raise ValueError(
                 f"`units` must be a positive integer. Received: units={units!r}"
             )
-        self.units = units
+        self.units = int(units)
 
     def build(self, input_shape):
         if len(input_shape) != 3:

@@ -93,8 +93,10 @@ def build_medivision(
     """
     spec = backbones.get_backbone(backbone)
     input_shape = _check_input_shape(input_shape, spec)
-    _check_arguments(
-        num_classes, sequence, lstm_units, attention_units, dropout, multi_label
+    _check_head(num_classes, dropout, multi_label)
+    _check_sequence_head(sequence, lstm_units, attention_units)
+    num_classes, lstm_units, attention_units = (
+        int(n) for n in (num_classes, lstm_units, attention_units)
     )
     class_names = _check_class_names(class_names, num_classes)
     weights = _check_weights(weights, spec)
@@ -149,7 +151,8 @@ def build_pooling_baseline(
     """
     spec = backbones.get_backbone(backbone)
     input_shape = _check_input_shape(input_shape, spec)
-    _check_arguments(num_classes, "spatial", 1, 1, dropout, multi_label)
+    _check_head(num_classes, dropout, multi_label)
+    num_classes = int(num_classes)
     class_names = _check_class_names(class_names, num_classes)
     weights = _check_weights(weights, spec)
     inputs, features = _backbone_graph(spec, input_shape, weights)
@@ -210,26 +213,33 @@ def _check_input_shape(input_shape, spec):
     return shape
 
 
-def _check_arguments(num_classes, sequence, lstm_units, attention_units, dropout, multi_label):
+def _check_head(num_classes, dropout, multi_label):
     smallest = 1 if multi_label else 2
-    if not isinstance(num_classes, (int, np.integer)) or num_classes < smallest:
+    if not _is_int(num_classes) or num_classes < smallest:
         raise ValueError(
             f"`num_classes` must be an integer >= {smallest} "
             f"({'sigmoid' if multi_label else 'softmax'} output). "
             f"Received: num_classes={num_classes!r}"
         )
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout!r}")
+
+
+def _check_sequence_head(sequence, lstm_units, attention_units):
     if sequence not in SEQUENCE_MODES:
         raise ValueError(
             f"Unknown sequence mode {sequence!r}. Choose one of: "
             f"{', '.join(SEQUENCE_MODES)}."
         )
     for arg, value in (("lstm_units", lstm_units), ("attention_units", attention_units)):
-        if not isinstance(value, (int, np.integer)) or value < 1:
+        if not _is_int(value) or value < 1:
             raise ValueError(
                 f"`{arg}` must be a positive integer. Received: {arg}={value!r}"
             )
-    if not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout!r}")
+
+
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def _check_class_names(class_names, num_classes):
@@ -325,6 +335,33 @@ def load_model(filepath, compile=True):
 def get_class_names(model):
     """The class names stored in a MediVision model, in output order."""
     return list(_layer(model, CLASS_LABELS_LAYER).class_names)
+
+
+def check_class_names(model_classes, data_classes, what="dataset"):
+    """Refuses data whose classes differ from the model's (names and order).
+
+    Args:
+        model_classes: the model's class names, in output order (e.g.
+            `get_class_names(model)`).
+        data_classes: the data's class names, in label-id order.
+        what: how the error message calls the data (e.g. `"dataset"`).
+
+    Raises:
+        ValueError: the names or their order differ (both lists are shown).
+
+    Example:
+
+    ```python
+    check_class_names(get_class_names(model), table.attrs["class_names"])
+    ```
+    """
+    model_classes = [str(c) for c in model_classes]
+    data_classes = [str(c) for c in data_classes]
+    if model_classes != data_classes:
+        raise ValueError(
+            f"The {what}'s classes {data_classes} do not match the model's classes "
+            f"{model_classes} (same names in the same order are needed)."
+        )
 
 
 def is_multi_label(model):

@@ -341,3 +341,14 @@ def test_pooling_baseline_shares_the_backbone_but_not_the_head():
     probs = baseline.predict(_images(2, 48, 1), verbose=0)
     assert probs.shape == (2, 3)
     assert medivision_tf.get_class_names(baseline) == ["a", "b", "c"]
+
+
+def test_numpy_integer_sizes_are_accepted():
+    model = medivision_tf.build_medivision(
+        np.int64(2), backbone="smallcnn", input_shape=(32, 32, 1), weights=None,
+        lstm_units=np.int32(8), attention_units=np.int64(4),
+    )
+    assert model.get_layer("attention").units == 4
+    assert model.get_layer("attention").get_config()["units"] == 4
+    with pytest.raises(ValueError, match="num_classes=True"):
+        medivision_tf.build_medivision(True, backbone="smallcnn", weights=None)
