@@ -21,16 +21,21 @@ from medivision_tf.data.datasets import (
     available_datasets,
     datasets_table,
     get_dataset,
+    is_prepared,
     load_prepared,
     prepare_dataset,
 )
 from medivision_tf.data.decode import (
+    check_window,
     decode_image,
+    finish_image,
     load_image,
+    load_images,
     read_dicom,
     read_tiff,
     resize_image,
     sniff_format,
+    to_channels,
 )
 from medivision_tf.data.pipeline import (
     DEFAULT_AUGMENTATION,
@@ -38,7 +43,7 @@ from medivision_tf.data.pipeline import (
     augmentation_layers,
     make_dataset,
 )
-from medivision_tf.data.scan import REASONS, scan
+from medivision_tf.data.scan import REASONS, check_file, scan
 from medivision_tf.data.sources import (
     IMAGE_EXTENSIONS,
     class_names_of,
@@ -47,8 +52,10 @@ from medivision_tf.data.sources import (
     from_directory,
     from_npz,
     from_numpy,
+    inside_root,
     is_multi_label,
     list_images,
+    with_attrs,
 )
 from medivision_tf.data.splits import by_split, class_weights, kfold, split_table, summarize
 from medivision_tf.data.synthetic import (

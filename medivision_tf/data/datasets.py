@@ -14,16 +14,17 @@ original relative path. Nothing is downloaded: fetch the data from the
 source (e.g. `kaggle datasets download -d ...`) and unzip it first.
 
 Class ids are the sorted canonical class names, so `from_directory(out)` and
-`from_csv(out/manifest.csv)` agree.
+`load_prepared(out)` agree; `make_dataset(out)`, `scan` and
+`medivision scan out` read the manifest (keeping split and group).
 
 Example:
 
 ```python
-from medivision_tf.data import available_datasets, prepare_dataset, from_csv
+from medivision_tf.data import available_datasets, prepare_dataset, load_prepared
 
 available_datasets()[:2]           # ['alzheimer_mri', 'blood_cells']
 table = prepare_dataset("brain_tumor_mri", "downloads/brain-tumor-mri", "data/brain")
-table = from_csv("data/brain/manifest.csv")     # later runs
+table = load_prepared("data/brain")              # later runs
 ```
 """
 
@@ -470,13 +471,43 @@ def prepare_dataset(name, source_dir, out_dir, *, mode="copy", verbose=True):
     return table
 
 
+def is_prepared(folder):
+    """Whether `folder` was written by `prepare_dataset`: it holds a
+    `manifest.csv` with `path` and `class_name` columns."""
+    manifest = os.path.join(os.fspath(folder), MANIFEST)
+    if not os.path.isfile(manifest):
+        return False
+    try:
+        header = pd.read_csv(manifest, nrows=0).columns
+    except (ValueError, OSError):  # empty or unreadable file
+        return False
+    return {"path", "class_name"} <= set(header)
+
+
 def load_prepared(out_dir, name=None):
     """The sample table of a folder written by `prepare_dataset`.
+
+    `make_dataset`, `scan`, `as_table` and `medivision scan` call it for a
+    folder holding `manifest.csv` (or that file's path), so the dataset's
+    `split` and patient `group` columns are kept.
 
     Args:
         out_dir: the prepared folder (holding `manifest.csv`).
         name: the dataset name, to use its class order (default: the
             manifest's sorted class names, which is the same order).
+
+    Returns:
+        The sample table, paths absolute under `out_dir` (its root).
+
+    Raises:
+        FileNotFoundError: no `manifest.csv` in `out_dir`.
+
+    Example:
+
+    ```python
+    table = load_prepared("data/oct")
+    train, val, test = by_split(table)
+    ```
     """
     manifest = os.path.join(out_dir, MANIFEST)
     if not os.path.isfile(manifest):

@@ -25,6 +25,8 @@ small = decode.resize_image(image, (32, 32), mode="pad") # (32, 32, 3)
 """
 
 import io
+import os
+import re
 
 import numpy as np
 import tensorflow as tf
@@ -98,7 +100,7 @@ def read_dicom(source, window="auto"):
     import pydicom
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
-    window = _check_window(window)
+    window = check_window(window)
     if isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(source)
     try:
@@ -145,7 +147,25 @@ def _window(values, low, high):
     return np.clip(np.round(scaled), 0, 255).astype("uint8")
 
 
-def _check_window(window):
+def check_window(window):
+    """Validates a DICOM window; returns it normalized.
+
+    Args:
+        window: `"auto"`, `"minmax"` or a `(center, width)` pair with
+            width > 0.
+
+    Returns:
+        The string unchanged, or `(center, width)` as a tuple of floats.
+
+    Raises:
+        ValueError: any other value.
+
+    Example:
+
+    ```python
+    check_window([40, 400])    # (40.0, 400.0)
+    ```
+    """
     if isinstance(window, str) and window in DICOM_WINDOWS:
         return window
     try:
@@ -185,7 +205,11 @@ def read_tiff(source, bit_depth_16="scale"):
     """
     import tifffile
 
-    data = source if isinstance(source, (bytes, bytearray)) else open(source, "rb").read()
+    if isinstance(source, (bytes, bytearray)):
+        data = source
+    else:
+        with open(source, "rb") as handle:
+            data = handle.read()
     try:
         pixels = tifffile.imread(io.BytesIO(data), key=0)
     except Exception as first_error:
@@ -264,13 +288,13 @@ def decode_image(contents, channels=3, dicom_window="auto", bit_depth_16="scale"
             decodable image. `medivision_tf.data.scan` finds such files
             before training.
     """
-    channels = _check_channels(channels)
+    channels = check_channels(channels)
     if bit_depth_16 not in BIT_DEPTH_16_MODES:
         raise ValueError(
             f"Unknown bit_depth_16 {bit_depth_16!r}. Choose one of: "
             f"{', '.join(BIT_DEPTH_16_MODES)}."
         )
-    window = _check_window(dicom_window)
+    window = check_window(dicom_window)
     kind = _sniff_kind(contents)
 
     def tf_decode():
@@ -307,13 +331,33 @@ def decode_image(contents, channels=3, dicom_window="auto", bit_depth_16="scale"
 
 
 def to_channels(image, channels):
-    """Drops alpha and converts an `(H, W, 1|2|3|4)` image to `channels`."""
+    """Drops alpha and converts an image to 1 (gray) or 3 (RGB) channels.
+
+    Gray is repeated to RGB; RGB becomes gray with `tf.image.rgb_to_grayscale`
+    (ITU-R 601 weights); a second or fourth channel (alpha) is dropped. Works
+    in the graph, also when the channel count is only known at run time.
+
+    Args:
+        image: float tensor `(H, W, 1|2|3|4)` or `(batch, H, W, 1|2|3|4)`.
+        channels: 1 or 3, the channels wanted.
+
+    Returns:
+        The image with `channels` channels, same dtype and spatial shape.
+
+    Example:
+
+    ```python
+    rgb = to_channels(tf.zeros((8, 8, 1)), 3)     # (8, 8, 3)
+    gray = to_channels(tf.zeros((8, 8, 4)), 1)    # RGBA -> (8, 8, 1)
+    ```
+    """
+    channels = check_channels(channels)
     static = image.shape[-1]
     if static is not None:  # known channel count: plain Python branches
         if static in (2, 4):
             image = image[..., : static - 1]
         if channels == 3 and image.shape[-1] == 1:
-            image = tf.tile(image, [1, 1, 3])
+            image = tf.concat([image] * 3, axis=-1)
         elif channels == 1 and image.shape[-1] == 3:
             image = tf.image.rgb_to_grayscale(image)
         return image
@@ -321,7 +365,7 @@ def to_channels(image, channels):
     image = image[..., : tf.where(count % 2 == 0, count - 1, count)]  # drop alpha
     if channels == 3:
         image = tf.cond(
-            tf.shape(image)[-1] == 1, lambda: tf.tile(image, [1, 1, 3]), lambda: image
+            tf.shape(image)[-1] == 1, lambda: tf.concat([image] * 3, axis=-1), lambda: image
         )
     else:
         image = tf.cond(
@@ -329,7 +373,8 @@ def to_channels(image, channels):
             lambda: tf.image.rgb_to_grayscale(image),
             lambda: image,
         )
-    image.set_shape([None, None, channels])
+    if image.shape.rank is not None:
+        image.set_shape(image.shape[:-1].concatenate([channels]))
     return image
 
 
@@ -364,7 +409,7 @@ def resize_image(image, size, mode="pad", interpolation="bilinear", antialias=Fa
     Returns:
         float32 tensor with spatial size `size`.
     """
-    height, width = _check_size(size)
+    height, width = check_size(size)
     if mode not in RESIZE_MODES:
         raise ValueError(
             f"Unknown resize mode {mode!r}. Choose one of: {', '.join(RESIZE_MODES)}."
@@ -388,7 +433,163 @@ def resize_image(image, size, mode="pad", interpolation="bilinear", antialias=Fa
     return tf.image.resize(image, (height, width), method=interpolation, antialias=antialias)
 
 
-def _check_size(size):
+def finish_image(
+    image,
+    size,
+    channels=3,
+    resize="pad",
+    interpolation="bilinear",
+    antialias=False,
+    dtype=tf.float32,
+):
+    """A decoded image as the model gets it: channels, size, 0-255 integers.
+
+    The one definition of what `make_dataset` does after decoding (and what
+    prediction, explanation and export should do with their images):
+    `to_channels`, then `resize_image`, then round and clip to `[0, 255]`.
+    Graph-safe: call it inside `tf.data` maps and `tf.function`s.
+
+    Args:
+        image: `(H, W, C)` or `(batch, H, W, C)` tensor of 0-255 pixels (any
+            numeric dtype; C in 1-4).
+        size: int or `(height, width)`.
+        channels: 1 (grayscale) or 3 (RGB).
+        resize: `"pad"`, `"stretch"` or `"crop"` (see `resize_image`).
+        interpolation: resize method (`"bilinear"`, `"area"`, `"bicubic"`...).
+        antialias: anti-aliased downsampling.
+        dtype: output dtype: `tf.float32` (default) or `tf.uint8` (the same
+            values in a quarter of the memory; `make_dataset` caches these).
+
+    Returns:
+        `(height, width, channels)` (or batched) tensor of `dtype` holding
+        whole numbers in `[0, 255]`.
+
+    Example:
+
+    ```python
+    image = load_image("scan.png", channels=3)            # any size
+    ready = finish_image(image, 224, channels=3)          # (224, 224, 3)
+    ```
+    """
+    size = check_size(size)
+    channels = check_channels(channels)
+    if resize not in RESIZE_MODES:
+        raise ValueError(
+            f"Unknown resize mode {resize!r}. Choose one of: {', '.join(RESIZE_MODES)}."
+        )
+    image = to_channels(tf.cast(image, tf.float32), channels)
+    image = resize_image(image, size, resize, interpolation, antialias)
+    image = tf.clip_by_value(tf.round(image), 0.0, 255.0)
+    return tf.cast(image, dtype)
+
+
+def load_images(
+    paths,
+    image_size,
+    channels=3,
+    resize="pad",
+    batch_size=32,
+    *,
+    interpolation="bilinear",
+    antialias=False,
+    dicom_window="auto",
+    bit_depth_16="scale",
+):
+    """Reads image files into one float32 array, the way `make_dataset` does.
+
+    Every format the pipeline reads (JPEG, PNG 8/16-bit, BMP, GIF, WebP,
+    TIFF, DICOM), decoded in parallel by a `tf.data` map (AUTOTUNE) with
+    `load_image` and `finish_image`, so the pixels equal `make_dataset`'s
+    for the same options (without augmentation).
+
+    Args:
+        paths: a file path or a sequence of file paths.
+        image_size: int or `(height, width)` of the output images.
+        channels: 1 (grayscale) or 3 (RGB).
+        resize: `"pad"` (default), `"stretch"` or `"crop"`.
+        batch_size: images decoded per step (memory, not results).
+        interpolation, antialias: see `resize_image`.
+        dicom_window: `"auto"`, `"minmax"` or `(center, width)`.
+        bit_depth_16: `"scale"` or `"minmax"` for 16-bit PNG/TIFF.
+
+    Returns:
+        float32 array `(n, height, width, channels)`, raw pixels 0-255, in
+        the order of `paths`.
+
+    Raises:
+        FileNotFoundError: some paths are not files (all are listed).
+        ValueError: some files cannot be decoded (all are listed, with the
+            decoder's message for the first ones).
+
+    Example:
+
+    ```python
+    images = load_images(["a.png", "b.dcm"], image_size=224)   # (2, 224, 224, 3)
+    probabilities = model.predict(images)
+    ```
+    """
+    if isinstance(paths, (str, bytes, os.PathLike)):
+        paths = [paths]
+    paths = [os.fsdecode(p) for p in paths]
+    size = check_size(image_size)
+    channels = check_channels(channels)
+    if resize not in RESIZE_MODES:
+        raise ValueError(
+            f"Unknown resize mode {resize!r}. Choose one of: {', '.join(RESIZE_MODES)}."
+        )
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"`batch_size` must be a positive integer. Received: {batch_size!r}")
+    window = check_window(dicom_window)
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} of {len(paths)} image files not found: {missing[:10]}"
+            + (" ..." if len(missing) > 10 else "")
+        )
+    if not paths:
+        return np.zeros((0, *size, channels), "float32")
+
+    def load(index, path):
+        image = load_image(path, channels, window, bit_depth_16)
+        return index, finish_image(image, size, channels, resize, interpolation, antialias)
+
+    dataset = tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), paths))
+    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    # Errors are collected, not raised mid-way, so every bad file is named.
+    dataset = dataset.ignore_errors().batch(batch_size)
+    indices, images = [], []
+    for index, batch in dataset:
+        indices.append(index.numpy())
+        images.append(batch.numpy())
+    done = np.concatenate(indices) if indices else np.zeros(0, int)
+    if len(done) != len(paths):
+        bad = sorted(set(range(len(paths))) - set(done.tolist()))
+        details = []
+        for i in bad[:3]:
+            try:
+                load_image(paths[i], channels, window, bit_depth_16)
+            except (tf.errors.OpError, ValueError) as error:
+                message = str(getattr(error, "message", error))
+                message = re.sub(r"\{\{.*?\}\}|\[Op:.*", "", message).strip().splitlines()
+                details.append(f"{paths[i]}: {message[0] if message else type(error).__name__}")
+        raise ValueError(
+            f"{len(bad)} of {len(paths)} image files cannot be decoded: "
+            f"{[paths[i] for i in bad[:10]]}" + (" ..." if len(bad) > 10 else "")
+            + ("\n" + "\n".join(d[:300] for d in details) if details else "")
+            + "\nRun medivision_tf.data.scan to check files before use."
+        )
+    return np.concatenate(images).astype("float32", copy=False)
+
+
+def check_size(size):
+    """Validates an image size: an int or `(height, width)` of positive ints.
+
+    Returns:
+        `(height, width)` as ints.
+
+    Raises:
+        ValueError: anything else (the message echoes the value).
+    """
     if isinstance(size, (int, np.integer)):
         size = (size, size)
     try:
@@ -403,7 +604,12 @@ def _check_size(size):
     return height, width
 
 
-def _check_channels(channels):
+def check_channels(channels):
+    """Validates a channel count: 1 (grayscale) or 3 (RGB); returns it.
+
+    Raises:
+        ValueError: anything else.
+    """
     if channels not in (1, 3):
         raise ValueError(
             f"`channels` must be 1 (grayscale) or 3 (RGB). Received: channels={channels!r}"

@@ -32,12 +32,14 @@ import pandas as pd
 import tensorflow as tf
 
 from medivision_tf.data import decode
+from medivision_tf.data.datasets import MANIFEST, is_prepared, load_prepared
 from medivision_tf.data.sources import (
     class_names_of,
     from_csv,
     from_directory,
     from_npz,
     from_numpy,
+    inside_root,
     is_multi_label,
 )
 
@@ -129,8 +131,35 @@ def _augmenter(augment, seed):
 def as_table(source, root=None):
     """Any supported source -> sample table.
 
-    Accepts a sample table, a folder (class folders), a `.csv` file, a
-    `.npz` file, or an `(images, labels)` pair of arrays.
+    | source | read with |
+    |--------|-----------|
+    | a sample table (DataFrame) | returned as is |
+    | `(images, labels)` arrays | `from_numpy` |
+    | a folder holding `manifest.csv` (from `prepare_dataset`) | `load_prepared`: keeps its `split` and `group` |
+    | a `manifest.csv` of such a folder | `load_prepared` on its folder |
+    | any other folder | `from_directory` (class folders, pre-split folders) |
+    | any other `.csv` file | `from_csv(path, root=root)` |
+    | a `.npz` file | `from_npz` (MedMNIST layout) |
+
+    Args:
+        source: one of the above (str or `os.PathLike` paths).
+        root: folder the paths of a plain `.csv` are relative to (default:
+            the CSV's folder); ignored for other sources.
+
+    Returns:
+        The sample table.
+
+    Raises:
+        FileNotFoundError: a path that is not a folder, `.csv` or `.npz` file.
+        TypeError: any other kind of source.
+
+    Example:
+
+    ```python
+    table = as_table("data/oct")                  # prepared: split + group kept
+    table = as_table("chest_xray/")               # class folders
+    table = as_table("labels.csv", root="images/")
+    ```
     """
     if isinstance(source, pd.DataFrame):
         return source
@@ -139,7 +168,11 @@ def as_table(source, root=None):
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
         if os.path.isdir(path):
+            if is_prepared(path):
+                return load_prepared(path)
             return from_directory(path)
+        if os.path.basename(path) == MANIFEST and is_prepared(os.path.dirname(path) or "."):
+            return load_prepared(os.path.dirname(path) or ".")
         if path.lower().endswith(".csv"):
             return from_csv(path, root=root)
         if path.lower().endswith(".npz"):
@@ -178,9 +211,7 @@ def _validate(table, split):
         )
     root = table.attrs.get("root")
     if root is not None and "image" not in table:
-        from medivision_tf.data.scan import _inside
-
-        outside = [p for p in table["path"] if not p or not _inside(p, root)]
+        outside = [p for p in table["path"] if not p or not inside_root(p, root)]
         if outside:
             raise ValueError(
                 f"Refusing {len(outside)} paths outside the root {root!r}: "
@@ -284,8 +315,8 @@ def make_dataset(
     next(iter(ds))[0].shape     # (5, 32, 32, 3)
     ```
     """
-    size = decode._check_size(image_size)
-    channels = decode._check_channels(channels)
+    size = decode.check_size(image_size)
+    channels = decode.check_channels(channels)
     if resize not in decode.RESIZE_MODES:
         raise ValueError(
             f"Unknown resize mode {resize!r}. Choose one of: {', '.join(decode.RESIZE_MODES)}."
@@ -311,10 +342,11 @@ def make_dataset(
     labels = _label_array(table, names)
     count = len(table)
 
-    def finish_image(image):
-        image = decode.resize_image(image, size, resize, interpolation, antialias)
+    def finish(image):
         # uint8 takes a quarter of the memory of float32 in caches and buffers.
-        return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+        return decode.finish_image(
+            image, size, channels, resize, interpolation, antialias, dtype=tf.uint8
+        )
 
     if "image" in table:  # array sources: the pixels are already decoded
         shapes = {np.asarray(i).shape for i in table["image"]}
@@ -326,15 +358,14 @@ def make_dataset(
         dataset = tf.data.Dataset.from_tensor_slices((images, labels))
 
         def load(image, label):
-            image = decode.to_channels(tf.cast(image, tf.float32), channels)
-            return finish_image(image), label
+            return finish(image), label
 
     else:
         dataset = tf.data.Dataset.from_tensor_slices((table["path"].to_numpy(str), labels))
 
         def load(path, label):
             image = decode.load_image(path, channels, dicom_window, bit_depth_16)
-            return finish_image(image), label
+            return finish(image), label
 
     in_memory = cache in (True, "memory")
     if shuffle and not cache:  # shuffle cheap path strings, the whole set

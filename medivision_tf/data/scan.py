@@ -29,7 +29,7 @@ import pandas as pd
 import tensorflow as tf
 
 from medivision_tf.data.decode import decode_image, sniff_format
-from medivision_tf.data.sources import class_names_of, is_multi_label, with_attrs
+from medivision_tf.data.sources import class_names_of, inside_root, is_multi_label, with_attrs
 
 REASONS = {
     "missing": "file not found",
@@ -50,7 +50,8 @@ def image_dimensions(data, fmt):
     """(height, width) from an image file's header, without decoding it.
 
     Args:
-        data: the file's bytes.
+        data: the file's bytes (the first 64 KB are enough except for
+            some JPEGs), or, for TIFF and DICOM, also the file's path.
         fmt: its format as given by `decode.sniff_format`.
 
     Returns:
@@ -73,7 +74,8 @@ def image_dimensions(data, fmt):
 
             import tifffile
 
-            with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            source = data if isinstance(data, str) else io.BytesIO(data)
+            with tifffile.TiffFile(source) as tif:
                 shape = tif.pages[0].shape
             return int(shape[0]), int(shape[1])
         if fmt == "dicom":
@@ -81,7 +83,8 @@ def image_dimensions(data, fmt):
 
             import pydicom
 
-            meta = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
+            source = data if isinstance(data, str) else io.BytesIO(data)
+            meta = pydicom.dcmread(source, stop_before_pixels=True, force=True)
             return int(meta.Rows), int(meta.Columns)
     except Exception:  # a broken header is found by the decode step
         return None
@@ -120,21 +123,37 @@ def _decoder(dicom_window):
     return _DECODERS[key]
 
 
-def _inside(path, root):
-    """Whether `path` lies under `root` once `..` parts are resolved. Links
-    inside the root are trusted (e.g. `prepare_dataset(mode="symlink")`)."""
-    root = os.path.abspath(root)
-    return os.path.commonpath([os.path.abspath(path), root]) == root
+HEADER_BYTES = 65536  # what `check_file(decode=False)` reads of a file
 
 
 def check_file(path, root=None, max_pixels=DEFAULT_MAX_PIXELS, decode=True, dicom_window="auto"):
-    """Checks one image file; returns None if usable, else (reason, detail).
+    """Checks one image file the way `scan` does.
 
-    `reason` is a key of `REASONS`. See `scan` for the arguments.
+    Args:
+        path: the file path.
+        root: the folder the path must stay inside (None: no check).
+        max_pixels: refuse images with more pixels (height x width), read
+            from the header before anything is decoded.
+        decode: decode the whole image with the pipeline's decoder (catches
+            truncated and corrupt files). False reads only the first
+            `HEADER_BYTES` (64 KB) for the format and size checks (TIFF and
+            DICOM headers are read by tifffile/pydicom, which seek).
+        dicom_window: DICOM window used when decoding.
+
+    Returns:
+        None when the file is usable, else `(reason, detail)` where `reason`
+        is a key of `REASONS`.
+
+    Example:
+
+    ```python
+    check_file("x.png")                     # None
+    check_file("notes.png", decode=False)   # ('not_image', "text content starting b'hello'")
+    ```
     """
     if not isinstance(path, str) or not path:
         return "missing", f"no path given ({path!r})"
-    if root is not None and not _inside(path, root):
+    if root is not None and not inside_root(path, root):
         return "outside_root", f"{path!r} is outside {root!r}"
     if not os.path.isfile(path):
         return "missing", f"{path!r} does not exist or is not a file"
@@ -142,13 +161,17 @@ def check_file(path, root=None, max_pixels=DEFAULT_MAX_PIXELS, decode=True, dico
     if size == 0:
         return "empty", "0 bytes"
     with open(path, "rb") as handle:
-        data = handle.read()
+        data = handle.read() if decode else handle.read(HEADER_BYTES)
     fmt = sniff_format(data)
     if fmt is None:
         head = data[:16]
         kind = "text" if all(32 <= b < 127 or b in (9, 10, 13) for b in head) else "binary"
         return "not_image", f"{kind} content starting {head[:12]!r}"
-    dims = image_dimensions(data, fmt)
+    complete = len(data) == size
+    dims = image_dimensions(data if complete or fmt not in ("tiff", "dicom") else path, fmt)
+    if dims is None and not complete and fmt == "jpeg":  # size marker past the head
+        with open(path, "rb") as handle:
+            dims = image_dimensions(handle.read(), fmt)
     if dims is not None and dims[0] * dims[1] > max_pixels:
         return "too_large", f"{fmt} of {dims[1]}x{dims[0]} pixels > max_pixels={max_pixels}"
     if decode:

@@ -37,6 +37,8 @@ import re
 import numpy as np
 import pandas as pd
 
+from medivision_tf.data.decode import check_window
+
 IMAGE_EXTENSIONS = (
     ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".dcm", ".dicom",
 )
@@ -77,7 +79,25 @@ def is_multi_label(table):
 
 
 def with_attrs(table, like):
-    """`table` with `like`'s attrs (pandas may drop them in some operations)."""
+    """Copies `like`'s attrs (class names, multi_label, root...) onto `table`.
+
+    pandas drops `DataFrame.attrs` in some operations (e.g. `concat` of
+    tables with different attrs, `groupby`); call this on the result to keep
+    the sample-table metadata. `table` is changed in place and returned.
+
+    Args:
+        table: the DataFrame to update.
+        like: the sample table whose attrs are copied.
+
+    Returns:
+        `table`.
+
+    Example:
+
+    ```python
+    subset = with_attrs(table[table["label"] == 0].reset_index(drop=True), table)
+    ```
+    """
     table.attrs.update({k: v for k, v in like.attrs.items()})
     return table
 
@@ -116,6 +136,28 @@ def _has_extension(name, extensions):
     if lower.startswith("."):
         return False
     return "*" in extensions or os.path.splitext(lower)[1] in extensions
+
+
+def inside_root(path, root):
+    """Whether `path` lies under `root` once `..` parts are resolved.
+
+    Links inside the root are trusted (e.g. `prepare_dataset(mode="symlink")`).
+    `scan` reports paths where this is False as `outside_root` and
+    `make_dataset` refuses them.
+
+    Args:
+        path: a file path.
+        root: the folder it must stay inside.
+
+    Example:
+
+    ```python
+    inside_root("/data/x/../y.png", "/data")     # True
+    inside_root("/data/../etc/passwd", "/data")  # False
+    ```
+    """
+    root = os.path.abspath(root)
+    return os.path.commonpath([os.path.abspath(path), root]) == root
 
 
 def is_dicom_file(path):
@@ -276,9 +318,7 @@ def from_dicom(root, *, class_names=None, window="auto", exclude=(), group_patte
     table = from_dicom("ct_scans/", window=(-600, 1500))   # lung window
     ```
     """
-    from medivision_tf.data.decode import _check_window
-
-    window = _check_window(window)
+    window = check_window(window)
     table = from_directory(
         root,
         class_names=class_names,
@@ -333,6 +373,12 @@ def from_csv(
     `root` are kept but flagged by `scan` and refused by `make_dataset`;
     labels not in `class_names` get `label = -1` and are reported by `scan`.
 
+    Integer labels: when every (non-empty) label is an integer and none of
+    them is one of the class names, they are class ids: `n` means
+    `class_names[n]` (`0 <= n < len(class_names)`), so `[0, 1, 1]` with
+    `class_names=["normal", "tumor"]` gives normal, tumor, tumor. Ids outside
+    that range, and empty labels, get `label = -1`.
+
     Args:
         path_or_frame: a CSV file path or a pandas DataFrame.
         root: folder the paths are relative to (default: the CSV's folder, or
@@ -346,7 +392,7 @@ def from_csv(
         group_column: patient/study id column, copied to `group`.
         split_column: column with train/val/test values, copied to `split`.
         class_names: class order (default: sorted names, or `"0".."k-1"`
-            for integer labels).
+            for integer labels); integer labels index into it.
         extension: appended to every path, e.g. `".png"` for APTOS's ids.
 
     Returns:
@@ -406,19 +452,27 @@ def from_csv(
         column = _pick_column(frame, label_column, _LABEL_COLUMNS, "label_column")
         values = frame[column].fillna("").astype(str).str.strip()
         numeric = pd.to_numeric(values, errors="coerce")
-        integer = numeric.notna().all() and (numeric == numeric.round()).all()
+        given = values != ""
+        integer = bool(given.any()) and bool(
+            (numeric[given].notna() & (numeric[given] == numeric[given].round())).all()
+        )
         if class_names is not None:
             names = [str(c) for c in class_names]
         elif integer:
-            names = [str(i) for i in range(int(numeric.max()) + 1)] if len(values) else []
+            names = [str(i) for i in range(max(int(numeric.max()) + 1, 0))]
         else:
             names = sorted(set(values) - {""})
         index = {name: i for i, name in enumerate(names)}
+        # Integer labels that name no class are class ids (0 <= id < k), with
+        # or without `class_names`; ids outside stay unknown (-1, see scan).
+        by_position = integer and not values.isin(list(index)).any()
         labels = []
         for value, number in zip(values, numeric):
-            if value in index:
+            if value in index and not by_position:
                 labels.append(index[value])
-            elif class_names is None and integer and 0 <= number < len(names):
+            elif integer and value and 0 <= number < len(names) and (
+                by_position or class_names is None
+            ):
                 labels.append(int(number))
             else:
                 labels.append(-1)

@@ -19,6 +19,7 @@ class_weights(train)          # {0: 1.0, 1: 1.0}
 import warnings
 
 import numpy as np
+import pandas as pd
 from sklearn import model_selection
 from sklearn.utils.class_weight import compute_class_weight
 
@@ -214,46 +215,100 @@ def kfold(table, k=5, seed=0, group_column=None, stratify=True):
     return pairs
 
 
-def class_weights(table):
+def class_weights(table_or_labels, num_classes=None):
     """Class weights for imbalanced data, as Keras' `fit(class_weight=...)` wants.
 
     "Balanced" weights (scikit-learn `compute_class_weight`):
     `n_samples / (n_classes * count[c])`, so rare classes weigh more. For
-    multi-label tables the count of class `c` is the number of rows where
-    it is present.
+    multi-label data the count of class `c` is the number of rows where it
+    is present. Unknown labels (`-1`) are left out.
+
+    A class with no samples has no finite weight: that is an error (it
+    names the classes), never a silent weight. Such data cannot teach the
+    class anyway; drop it from `class_names` or add samples.
 
     Args:
-        table: a sample table.
+        table_or_labels: a sample table, or labels: an int array `(N,)` of
+            class ids, or a 0/1 multi-hot array `(N, K)`.
+        num_classes: the number of classes (default: the table's class
+            names; for arrays, `max(label) + 1` or `K`).
 
     Returns:
-        `{class_id: weight}` for every class.
+        `{class_id: weight}` for every class `0 .. num_classes - 1`.
 
     Raises:
-        ValueError: a class has no samples (its weight would be infinite).
+        ValueError: a class has no samples, a label is `>= num_classes`, or
+            `num_classes` differs from the table's class count.
 
     Example:
 
     ```python
     model.fit(dataset, class_weight=class_weights(train))
+    class_weights([0, 0, 0, 1])              # {0: 0.667, 1: 2.0}
+    class_weights(np.array([0, 1]), num_classes=3)   # ValueError: class 2 has no samples
     ```
     """
-    names = class_names_of(table)
-    if is_multi_label(table):
-        counts = np.zeros(len(names))
-        for ids in table["labels"]:
-            counts[list(ids)] += 1
+    if isinstance(table_or_labels, pd.DataFrame):
+        table = table_or_labels
+        names = class_names_of(table)
+        if num_classes is not None and num_classes != len(names):
+            raise ValueError(
+                f"`num_classes` ({num_classes}) differs from the table's "
+                f"{len(names)} classes {names}."
+            )
+        if is_multi_label(table):
+            labels = np.zeros((len(table), len(names)))
+            for row, ids in enumerate(table["labels"]):
+                labels[row, [i for i in ids if 0 <= i < len(names)]] = 1
+        else:
+            labels = table["label"].to_numpy()
+    else:
+        labels = np.asarray(table_or_labels)
+        names = None
+        if labels.ndim == 2 and labels.shape[1] == 1:
+            labels = labels[:, 0]
+        if labels.ndim not in (1, 2) or (labels.size and not np.all(labels == np.round(labels))):
+            raise ValueError(
+                "`table_or_labels` must be a sample table, int class ids (N,) or "
+                f"multi-hot 0/1 labels (N, K). Received: array of shape {labels.shape} "
+                f"and dtype {labels.dtype}"
+            )
+    multi = labels.ndim == 2
+    if multi:
+        count = labels.shape[1] if num_classes is None else int(num_classes)
+        if labels.shape[1] != count:
+            raise ValueError(
+                f"Multi-hot labels have {labels.shape[1]} columns but num_classes={count}."
+            )
+        counts = (labels > 0).sum(axis=0)
         y = None
     else:
-        y = table["label"].to_numpy()
+        y = labels.astype("int64")
         y = y[y >= 0]
-        counts = np.bincount(y, minlength=len(names))[: len(names)]
+        if num_classes is not None:
+            count = int(num_classes)
+        elif names is not None:
+            count = len(names)
+        else:
+            count = int(y.max()) + 1 if len(y) else 0
+        if len(y) and y.max() >= count:
+            raise ValueError(
+                f"Label {int(y.max())} is outside the {count} classes (ids 0..{count - 1})."
+            )
+        counts = np.bincount(y, minlength=count)[:count]
+    if count < 1:
+        raise ValueError("No labels: cannot compute class weights of an empty dataset.")
+    names = names or [str(i) for i in range(count)]
     empty = [names[i] for i, c in enumerate(counts) if c == 0]
     if empty:
-        raise ValueError(f"Classes with no samples, so no class weight: {empty}")
-    if y is None:
-        weights = len(table) / (len(names) * counts)
+        raise ValueError(
+            f"Classes with no samples, so no class weight: {empty} "
+            f"(of {count} classes). Add samples or drop these classes."
+        )
+    if multi:
+        weights = len(labels) / (count * counts)
     else:
-        weights = compute_class_weight("balanced", classes=np.arange(len(names)), y=y)
+        weights = compute_class_weight("balanced", classes=np.arange(count), y=y)
     return {i: float(w) for i, w in enumerate(weights)}
 
 
