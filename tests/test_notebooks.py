@@ -112,6 +112,7 @@ def kernel_env(tmp_path, monkeypatch):
         "language": "python",
     }))
     monkeypatch.setenv("JUPYTER_PATH", str(jupyter_dir))
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "jupyter_runtime"))
     monkeypatch.setenv("MEDIVISION_NOTEBOOK_QUICK", "1")
     work_dir = tmp_path / "work"
     monkeypatch.setenv("MEDIVISION_NOTEBOOK_WORKDIR", str(work_dir))
