@@ -176,15 +176,58 @@ def test_cli_datasets_and_prepare(tmp_path):
     assert wrong.returncode == 2 and "Unknown dataset 'oct'" in wrong.stderr
 
 
-def test_cli_dataset_details_and_scan(tmp_path):
+def test_cli_dataset_details_and_scan(tmp_path, capsys, monkeypatch):
+    # In-process (`cli.main`): the subprocess path is covered above.
+    from medivision_tf.cli import main
+
+    monkeypatch.chdir(tmp_path)
     os.makedirs(tmp_path / "tree" / "a")
     cv2.imwrite(str(tmp_path / "tree" / "a" / "ok.png"), np.zeros((8, 8), "uint8"))
     (tmp_path / "tree" / "a" / "bad.png").write_text("not an image")
-    details = medivision("datasets", "chest_ct_cancer", cwd=tmp_path)
-    assert details.returncode == 0 and "adenocarcinoma_left.lower.lobe" in details.stdout
-    result = medivision("scan", "tree", "--report", "bad.csv", "--quiet", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert "1 usable, 1 skipped" in result.stdout
+    assert main(["datasets", "chest_ct_cancer"]) == 0
+    assert "adenocarcinoma_left.lower.lobe" in capsys.readouterr().out
+    assert main(["scan", "tree", "--report", "bad.csv", "--quiet"]) == 0
+    assert "1 usable, 1 skipped" in capsys.readouterr().out
     assert list(pd.read_csv(tmp_path / "bad.csv")["reason"]) == ["not_image"]
-    strict = medivision("scan", "tree", "--strict", "--quiet", cwd=tmp_path)
-    assert strict.returncode == 2 and "bad.png: not_image" in strict.stderr
+    assert main(["scan", "tree", "--strict", "--quiet"]) == 2
+    assert "bad.png: not_image" in capsys.readouterr().err
+
+
+def test_datasets_table_lists_every_dataset():
+    table = data.datasets_table()
+    assert list(table["name"]) == sorted(LAYOUTS)
+    row = table.set_index("name").loc["retinal_oct"]
+    assert row["num_classes"] == 4 and "normal" in row["classes"]
+    assert {"name", "num_classes", "classes", "modality", "source"} <= set(table.columns)
+
+
+def test_prepared_folder_keeps_split_and_group_everywhere(tmp_path, capsys):
+    """Regression: a prepared folder (manifest.csv) went through as_table as
+    plain class folders, losing split/group: make_dataset(dir, split="test")
+    raised "table has no 'split' column"."""
+    from medivision_tf.cli import main
+
+    source = make_fake_tree(str(tmp_path / "download"), "retinal_oct")
+    out = tmp_path / "oct"
+    prepared = data.prepare_dataset("retinal_oct", source, out, verbose=False)
+    assert data.is_prepared(out) and not data.is_prepared(tmp_path)
+    direct = data.load_prepared(out)
+    for table in (data.as_table(out), data.as_table(str(out / "manifest.csv")), direct):
+        assert {"split", "group"} <= set(table.columns)
+        assert table.attrs["class_names"] == list(data.get_dataset("retinal_oct").classes)
+        pd.testing.assert_frame_equal(table, prepared)
+    test = data.make_dataset(out, split="test", image_size=16, batch_size=64)
+    images, labels = next(iter(test))
+    assert images.shape[0] == (prepared["split"] == "test").sum() == 12
+    assert list(labels.numpy()) == list(prepared.loc[prepared["split"] == "test", "label"])
+    clean, report = data.scan(data.as_table(out), verbose=False, decode=False)
+    assert report.empty and {"split", "group"} <= set(clean.columns)
+    assert main(["scan", str(out), "--quiet"]) == 0
+    assert "24 usable, 0 skipped of 24" in capsys.readouterr().out
+    # A folder whose manifest.csv is not ours is read as class folders.
+    (tmp_path / "plain" / "a").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "plain" / "a" / "x.png"), np.zeros((4, 4), "uint8"))
+    (tmp_path / "plain" / "manifest.csv").write_text("file,notes\nx,y\n")
+    assert list(data.as_table(tmp_path / "plain")["class_name"]) == ["a"]
+    with pytest.raises(FileNotFoundError, match="No manifest.csv"):
+        data.load_prepared(tmp_path / "plain" / "a")

@@ -158,3 +158,36 @@ def test_unreadable_dicom_is_reported(tmp_path):
     table = data.from_directory(tmp_path)
     clean, report = data.scan(table, verbose=False)
     assert list(report["reason"]) == ["unreadable_dicom"] and len(clean) == 1
+
+
+def test_check_file_without_decode_reads_only_the_header(tmp_path, monkeypatch):
+    """Regression: check_file(decode=False) read whole files."""
+    import tifffile
+
+    import importlib
+
+    scan_module = importlib.import_module("medivision_tf.data.scan")  # data.scan is the function
+
+    big = tmp_path / "big.png"
+    cv2.imwrite(str(big), np.random.default_rng(0).integers(0, 255, (300, 300, 3), "uint8"))
+    assert big.stat().st_size > 2 * scan_module.HEADER_BYTES
+    tifffile.imwrite(tmp_path / "big.tif", np.zeros((400, 400), "uint8"))
+    _png_bomb(tmp_path / "bomb.png")
+    reads = []
+
+    class Recording(io.FileIO):
+        def read(self, size=-1):
+            data = super().read(size)
+            reads.append(len(data))
+            return data
+
+    monkeypatch.setattr(scan_module, "open", lambda path, mode="rb": Recording(path, "r"),
+                        raising=False)
+    assert data.check_file(str(big), decode=False) is None
+    assert data.check_file(str(tmp_path / "big.tif"), decode=False) is None
+    assert data.check_file(str(tmp_path / "bomb.png"), decode=False)[0] == "too_large"
+    assert data.check_file(str(tmp_path / "big.tif"), decode=False, max_pixels=100)[0] == "too_large"
+    assert reads and max(reads) <= scan_module.HEADER_BYTES
+    reads.clear()
+    assert data.check_file(str(big)) is None           # decode=True reads the whole file
+    assert max(reads) == big.stat().st_size

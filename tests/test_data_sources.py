@@ -239,3 +239,82 @@ def test_resize_pad_keeps_aspect_and_stretch_does_not():
     assert cropped.shape == (10, 10, 1)
     with pytest.raises(ValueError, match="squash"):
         data.resize_image(image, (8, 8), mode="squash")
+
+
+def test_from_csv_integer_labels_index_class_names():
+    """Regression: integer labels plus class_names gave label -1 everywhere."""
+    frame = pd.DataFrame({"path": ["a.png", "b.png", "c.png"], "label": [0, 1, 1]})
+    table = data.from_csv(frame, class_names=["normal", "tumor"])
+    assert list(table["label"]) == [0, 1, 1]
+    assert list(table["class_name"]) == ["normal", "tumor", "tumor"]
+    # Out-of-range ids stay unknown (scan reports them); CSV strings too.
+    frame = pd.DataFrame({"path": ["a.png", "b.png", "c.png"], "label": ["2", "1", "-1"]})
+    table = data.from_csv(frame, class_names=["normal", "tumor"])
+    assert list(table["label"]) == [-1, 1, -1]
+    with pytest.raises(ValueError, match="'unknown_label': 2"):
+        data.scan(table, decode=False, verbose=False)
+    # Names that are digits still match by name first.
+    by_name = data.from_csv(frame.assign(label=["1", "0", "1"]), class_names=["1", "0"])
+    assert list(by_name["label"]) == [0, 1, 0]
+    assert list(data.from_csv(frame.assign(label=[0, 2, 1]))["label"]) == [0, 2, 1]
+
+
+def test_finish_image_and_load_images_match_make_dataset(tmp_path):
+    wide = gradient(20, 60, 3)                     # 1:3 aspect, padded to a square
+    cv2.imwrite(str(tmp_path / "wide.png"), wide[..., ::-1])
+    raw = np.array([[0, 1024 + 40], [1024 - 160, 2000]] * 4, "uint16")
+    write_dicom(str(tmp_path / "ct.dcm"), raw)
+    tifffile.imwrite(tmp_path / "x.tif", gradient(24, 32, 3))
+    paths = [str(tmp_path / n) for n in ("wide.png", "ct.dcm", "x.tif")]
+    images = data.load_images(paths, 16, channels=3, batch_size=2)
+    assert images.shape == (3, 16, 16, 3) and images.dtype == np.float32
+    assert np.all(images == np.round(images)) and images.min() >= 0 and images.max() <= 255
+    assert np.all(images[0, :5] == 0) and np.all(images[0, -5:] == 0)   # pad rows
+    assert images[1].max() == 255                                          # DICOM window
+    table = data.from_csv(pd.DataFrame({"path": paths, "label": [0, 1, 1]}), root=tmp_path)
+    batch, _ = next(iter(data.make_dataset(table, image_size=16, batch_size=3)))
+    np.testing.assert_array_equal(images, batch.numpy())
+    # finish_image is graph-safe and the one definition make_dataset uses.
+    finish = tf.function(lambda image: data.finish_image(image, (16, 16), channels=1))
+    gray = finish(tf.constant(wide, tf.uint8)).numpy()
+    assert gray.shape == (16, 16, 1) and gray.dtype == np.float32
+    np.testing.assert_array_equal(
+        data.load_images(paths[0], 16, channels=1)[0], gray)
+    assert data.finish_image(np.zeros((2, 8, 8, 4)), 4, 3, "stretch", dtype=tf.uint8).shape == (
+        2, 4, 4, 3)
+    # Unreadable and missing files are named.
+    (tmp_path / "bad.png").write_text("not an image")
+    with pytest.raises(ValueError, match=r"1 of 2 image files cannot be decoded.*bad\.png"):
+        data.load_images([paths[0], str(tmp_path / "bad.png")], 16)
+    with pytest.raises(FileNotFoundError, match="nope.png"):
+        data.load_images([str(tmp_path / "nope.png")], 16)
+    assert data.load_images([], 8, channels=1).shape == (0, 8, 8, 1)
+
+
+def test_read_tiff_and_to_channels(tmp_path, monkeypatch):
+    from medivision_tf.data import decode
+
+    image = gradient(8, 10, 3)
+    tifffile.imwrite(tmp_path / "x.tif", image)
+    opened = []
+
+    def tracking_open(*args, **kwargs):
+        handle = open(*args, **kwargs)
+        opened.append(handle)
+        return handle
+
+    monkeypatch.setattr(decode, "open", tracking_open, raising=False)
+    np.testing.assert_array_equal(data.read_tiff(str(tmp_path / "x.tif")), image)
+    assert opened and all(h.closed for h in opened)   # regression: it leaked
+    planar = (np.arange(2 * 8 * 10) * 300).reshape(2, 8, 10).astype("uint16")
+    tifffile.imwrite(tmp_path / "p.tif", planar[0])
+    np.testing.assert_array_equal(
+        data.read_tiff((tmp_path / "p.tif").read_bytes(), bit_depth_16="minmax")[0, :2],
+        [0, round(300 / planar[0].max() * 255)])
+    assert data.to_channels(tf.zeros((5, 6, 4)), 1).shape == (5, 6, 1)
+    assert data.to_channels(tf.zeros((2, 5, 6, 1)), 3).shape == (2, 5, 6, 3)
+    with pytest.raises(ValueError, match="channels=2"):
+        data.to_channels(tf.zeros((5, 6, 3)), 2)
+    assert data.check_window([40, 400]) == (40.0, 400.0)
+    assert data.inside_root("/data/x/../y.png", "/data")
+    assert not data.inside_root("/data/../etc/passwd", "/data")

@@ -86,3 +86,20 @@ def test_split_arguments_are_checked():
     summary = data.summarize(table)
     assert summary.set_index("class_name")["images"].to_dict() == {"a": 80, "b": 30, "c": 10}
     assert isinstance(summary, pd.DataFrame)
+
+
+def test_class_weights_of_plain_label_arrays():
+    assert data.class_weights(np.array([0, 0, 0, 1])) == pytest.approx({0: 4 / 6, 1: 2.0})
+    assert data.class_weights([0, 0, 0, 1, -1]) == data.class_weights([0, 0, 0, 1])
+    hot = np.array([[1, 0], [1, 1], [1, 0], [1, 0]])
+    assert data.class_weights(hot) == pytest.approx({0: 4 / (2 * 4), 1: 4 / (2 * 1)})
+    table = table_with_patients()
+    assert data.class_weights(table["label"].to_numpy()) == data.class_weights(table)
+    with pytest.raises(ValueError, match=r"no samples.*\['2'\]"):  # absent class: no weight
+        data.class_weights([0, 1, 1], num_classes=3)
+    with pytest.raises(ValueError, match="outside the 2 classes"):
+        data.class_weights([0, 1, 2], num_classes=2)
+    with pytest.raises(ValueError, match="differs"):
+        data.class_weights(table, num_classes=5)
+    with pytest.raises(ValueError, match="shape"):
+        data.class_weights(np.array([0.5, 1.0]))
