@@ -800,6 +800,12 @@ def explain_with_gradcam():
         ),
         md(
             """
+            The attention maps often peak just to the right of the lesion: the LSTM reads the
+            feature map position by position, row by row from left to right, so its output a little
+            after the lesion (in that reading order) already carries what it saw there, and the
+            attention layer may pick that position. Grad-CAM maps the feature map itself, so it stays
+            on the lesion.
+
             ## 3. The pointing game
 
             With known lesion boxes we can score the maps: the **pointing game** counts a hit when
