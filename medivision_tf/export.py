@@ -12,7 +12,8 @@ or this package. Its signatures:
 | `explain`         | `image` float32 `(batch, H, W, C)`, 0-255 | `probabilities`, `class_index`, `heatmap` `(batch, H, W)` in [0, 1] (Grad-CAM of the top class) |
 
 `predict_images` decodes and resizes inside the graph (any image size, gray or
-color), so a client sends the file bytes as TF Serving's REST API expects them:
+color) with the training pipeline's own `medivision_tf.data.decode.finish_image`
+(channels, letterbox resize, rounding), so a client sends the file bytes as TF Serving's REST API expects them:
 `{"instances": [{"b64": "<base64 of the PNG>"}], "signature_name":
 "predict_images"}`.
 
@@ -59,7 +60,7 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 
-from medivision_tf.data.decode import resize_image
+from medivision_tf.data.decode import finish_image
 from medivision_tf.model import FEATURE_MAP_LAYER, get_class_names, is_multi_label
 
 SIGNATURES = ("serving_default", "predict_images", "explain")
@@ -306,14 +307,20 @@ def _build_archive(model, input_shape, class_names):
         return {"probabilities": model(image, training=False)}
 
     def decode(encoded):
-        # decode_image handles JPEG, PNG, BMP and (first frame of) GIF;
-        # channels= converts color <-> gray, dtype=uint8 rescales 16-bit PNGs.
+        # decode_image handles JPEG, PNG (8/16-bit), BMP and (the first frame
+        # of) GIF; TIFF and DICOM need Python (tf.numpy_function), which a
+        # SavedModel cannot hold. dtype=float32 gives [0, 1] of the file's
+        # range: x 255 and rounded, 8-bit files keep their exact values and
+        # 16-bit ones are scaled by 1/257 as the data layer does.
         image = tf.io.decode_image(
-            encoded, channels=channels, dtype=tf.uint8, expand_animations=False
+            encoded, channels=0, dtype=tf.float32, expand_animations=False
         )
-        # Resized exactly as the training pipeline does by default (aspect
-        # kept, black padding), so served images look like the training ones.
-        image = resize_image(tf.cast(image, tf.float32), (height, width), mode="pad")
+        image = tf.round(image * 255.0)
+        # Then exactly what the training pipeline does after decoding
+        # (medivision_tf.data.decode.finish_image): channels (alpha dropped,
+        # gray <-> RGB), resize with the default "pad" (aspect kept, black
+        # bands), round and clip to 0-255. Served images are training images.
+        image = finish_image(image, (height, width), channels, resize="pad")
         return tf.ensure_shape(image, (height, width, channels))
 
     def predict_images(image_bytes):
@@ -331,14 +338,18 @@ def _build_archive(model, input_shape, class_names):
         }
 
     def explain(image):
-        from medivision_tf.explain import gradcam_heatmaps
+        from medivision_tf.explain.gradcam import gradcam_and_probabilities
 
-        probabilities = model(image, training=False)
-        index = top_class(probabilities)
-        heatmap = gradcam_heatmaps(
-            model, image, class_index=index, layer_name=FEATURE_MAP_LAYER
+        # One pass: the Grad-CAM graph's forward pass gives the probabilities
+        # and the top class as well (no second model call).
+        heatmap, probabilities, index = gradcam_and_probabilities(
+            model, image, class_index=None, layer_name=FEATURE_MAP_LAYER
         )
-        return {"probabilities": probabilities, "class_index": index, "heatmap": heatmap}
+        return {
+            "probabilities": probabilities,
+            "class_index": tf.cast(index, tf.int64),
+            "heatmap": heatmap,
+        }
 
     archive = keras.export.ExportArchive()
     archive.track(model)

@@ -552,9 +552,7 @@ def serve(
         )
     predictor = SavedModelPredictor(name, model_dir, max_batch_size=max_batch_size)
     predictor.load()
-    app = kserve.model_server.app
-    _add_tf_serving_routes(app, {name: predictor})
-    app.add_middleware(_BodySizeLimit, max_bytes=max_body_bytes)
+    prepare_app({name: predictor}, max_body_bytes)
     print(
         f"Serving {name!r} version {predictor.version} ({predictor.version_dir}) "
         f"on http://{host}:{port}/v1/models/{name} with signatures "
@@ -563,6 +561,50 @@ def serve(
     )
     server = _LoopbackModelServer(host, http_port=port, enable_grpc=False, workers=1)
     server.start([predictor])
+
+
+def prepare_app(predictors, max_body_bytes=DEFAULT_MAX_BODY_BYTES):
+    """A fresh FastAPI app with TF Serving's routes, installed for KServe.
+
+    KServe's `ModelServer` serves the module-level app
+    `kserve.model_server:app` (it imports it by that name at start, adds its
+    own routes and middleware to it, and uvicorn loads it by that name too).
+    Adding ours to that one global app would make a second `serve()` in the
+    same process register every route twice and fail on the middleware
+    (Starlette refuses middleware on an app that has started). So each call
+    builds a new app, configured like KServe's, adds this module's routes
+    and body-size limit to it, and installs it as `kserve.model_server.app`:
+    calling it again (or serving again) starts from a clean app.
+
+    Args:
+        predictors: `{model name: SavedModelPredictor}` served by the app.
+        max_body_bytes: largest request body (more: HTTP 413).
+
+    Returns:
+        The new `fastapi.FastAPI` app (also `kserve.model_server.app` now).
+
+    Example:
+
+    ```python
+    predictor = SavedModelPredictor("lesions", "saved_models/lesions")
+    predictor.load()
+    app = prepare_app({"lesions": predictor})
+    ```
+    """
+    from fastapi import FastAPI
+
+    template = kserve.model_server.app
+    app = FastAPI(
+        title=template.title,
+        version=template.version,
+        docs_url=template.docs_url,
+        redoc_url=template.redoc_url,
+        default_response_class=template.router.default_response_class,
+    )
+    _add_tf_serving_routes(app, predictors)
+    app.add_middleware(_BodySizeLimit, max_bytes=max_body_bytes)
+    kserve.model_server.app = app
+    return app
 
 
 def _add_tf_serving_routes(app, predictors):

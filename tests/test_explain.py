@@ -57,9 +57,12 @@ def test_native_gradcam_agrees_with_tf_keras_vis(trained_model, few):
     reference = tf.image.resize(np.asarray(cams)[..., None], (64, 64))[..., 0].numpy()
     correlations = mx.map_correlation(native, reference)
     assert correlations.min() > 0.999, correlations
-    # Same through explain(), which runs tf-keras-vis.
-    wrapped = mx.explain(trained_model, images, "gradcam", class_index=labels)
-    np.testing.assert_allclose(native, wrapped, atol=1e-4)
+    low = reference.min(axis=(1, 2), keepdims=True)
+    scaled = (reference - low) / (reference.max(axis=(1, 2), keepdims=True) - low)
+    np.testing.assert_allclose(native, scaled, atol=1e-4)
+    # explain(method="gradcam") is the native one (one implementation).
+    wrapped = mx.explain(trained_model, images, "gradcam", class_index=labels, batch_size=3)
+    np.testing.assert_allclose(native, wrapped, atol=1e-5)
     # tf-keras-vis' own expansion (scipy zoom, corners aligned) puts cells up
     # to half a cell off: the maps still agree, less tightly.
     expanded = gradcam(score, images.astype("float32"), **options)
@@ -240,6 +243,8 @@ def test_explain_command_runs(trained_model, lesion_data, tmp_path):
         cv2.imwrite(paths[-1], test.images[i])
     paths.append(str(tmp_path / "big.jpg"))
     cv2.imwrite(paths[-1], cv2.resize(test.images[3], (100, 80)))
+    paths.append(str(tmp_path / "ct.dcm"))  # read by the data layer, as predict does
+    _write_dicom(paths[-1], test.images[4][:48, :, 0])
     out = tmp_path / "out"
     command = [
         sys.executable, "-m", "medivision_tf", "explain", str(model_path), *paths,
@@ -249,14 +254,98 @@ def test_explain_command_runs(trained_model, lesion_data, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     names = medivision_tf.get_class_names(trained_model)
     lines = [l for l in result.stdout.splitlines() if l.startswith(str(tmp_path))]
-    assert len(lines) == 4 and all(l.split("\t")[1] in names for l in lines)
+    assert len(lines) == 5 and all(l.split("\t")[1] in names for l in lines)
     assert sorted(os.listdir(out)) == sorted(
-        ["grid_000.png", "grid_001.png"] + [f"{s}_gradcam++.png" for s in ("scan0", "scan1", "scan2", "big")]
+        ["grid_000.png", "grid_001.png", "grid_002.png"]
+        + [f"{s}_gradcam++.png" for s in ("scan0", "scan1", "scan2", "big", "ct")]
     )
     assert cv2.imread(str(out / "big_gradcam++.png")).shape == (80, 100, 3)
+    assert cv2.imread(str(out / "ct_gradcam++.png")).shape == (48, 64, 3)
 
     bad = subprocess.run(
         command[:5] + [paths[0], "--class", "no_such_class", "--out", str(out)],
         capture_output=True, text=True, timeout=300,
     )
     assert bad.returncode == 2 and "Unknown class 'no_such_class'" in bad.stderr
+
+
+def _write_dicom(path, pixels):
+    """A 16-bit CT DICOM file whose windowed image is `pixels` (0-255)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CTImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = CTImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "CT"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 0
+    # HU = 4 * raw - 1024; no window: the image's own min..max is shown.
+    ds.RescaleSlope, ds.RescaleIntercept = 4.0, -1024.0
+    ds.PixelData = (np.asarray(pixels, "uint16") * 10).astype("<u2").tobytes()
+    ds.save_as(path, enforce_file_format=True)
+
+
+def test_read_image_decodes_like_the_data_layer(few, tmp_path):
+    image = few[0][0].astype("float64")  # (64, 64, 1)
+    # Spanning 0-255, so the DICOM's own min..max window shows it unchanged.
+    image = np.round(255 * (image - image.min()) / np.ptp(image)).astype("uint8")
+    cv2.imwrite(str(tmp_path / "a.png"), image)
+    cv2.imwrite(str(tmp_path / "a16.png"), image.astype("uint16") * 257)
+    cv2.imwrite(str(tmp_path / "a.tif"), image.astype("uint16") * 257)
+    cv2.imwrite(str(tmp_path / "rgb.jpg"), np.repeat(image, 3, -1), [cv2.IMWRITE_JPEG_QUALITY, 100])
+    _write_dicom(str(tmp_path / "a.dcm"), image[..., 0])
+    for name in ("a.png", "a16.png", "a.tif", "a.dcm"):
+        read = mx.read_image(tmp_path / name, channels=1)
+        assert read.shape == (64, 64, 1) and read.dtype == np.float32, name
+        np.testing.assert_allclose(read, image, atol=1, err_msg=name)
+    rgb = mx.read_image(str(tmp_path / "a.dcm"))  # default: RGB
+    assert rgb.shape == (64, 64, 3) and np.allclose(rgb[..., 0], rgb[..., 2])
+    assert mx.read_image(tmp_path / "rgb.jpg", channels=1).shape == (64, 64, 1)
+    with pytest.raises(FileNotFoundError, match="nope.png"):
+        mx.read_image(tmp_path / "nope.png")
+    (tmp_path / "bad.png").write_bytes(b"not an image at all")
+    with pytest.raises(ValueError, match="Could not decode image .*bad.png"):
+        mx.read_image(tmp_path / "bad.png")
+
+
+def test_explain_images_writes_overlays_and_grids_from_one_probe(trained_model, few, tmp_path):
+    from medivision_tf.explain import _cache
+
+    images = [few[0][0], few[0][1][:48], few[0][2]]  # mixed sizes
+    rows = mx.explain_images(
+        trained_model, images, tmp_path, method="gradcam", names=["a", "b", "c"], batch_size=2
+    )
+    assert [r["name"] for r in rows] == ["a", "b", "c"]
+    assert [os.path.basename(r["grid"]) for r in rows] == ["grid_000.png"] * 2 + ["grid_001.png"]
+    probabilities = trained_model.predict(np.stack([images[0], images[2]]), verbose=0)
+    names = medivision_tf.get_class_names(trained_model)
+    for row, probs in zip([rows[0], rows[2]], probabilities):
+        assert row["prediction"] == names[probs.argmax()]
+        assert abs(row["probability"] - probs.max()) < 1e-5
+    # Each overlay is the explain() map of that image at its own size.
+    for image, row in zip(images, rows):
+        written = cv2.imread(row["overlay"])[..., ::-1]
+        expected = mx.overlay(image, mx.explain(trained_model, image[None], "gradcam")[0])
+        assert written.shape == (*image.shape[:2], 3)
+        assert np.abs(written.astype(int) - expected).max() <= 1
+    # One traced probe (probabilities + attention) per model, reused for any
+    # batch size and by attention_maps; all in the one per-model cache.
+    probe = _cache._CACHE[trained_model][("probe",)]
+    traces = probe.experimental_get_tracing_count()
+    mx.attention_maps(trained_model, few[0][:5])
+    mx.explain_images(trained_model, images[:1], tmp_path / "again", method="attention")
+    assert _cache._CACHE[trained_model][("probe",)] is probe
+    assert probe.experimental_get_tracing_count() == traces == 1
+    assert {("probe",), ("gradcam", "feature_map")} <= set(_cache._CACHE[trained_model])
+    with pytest.raises(ValueError, match="2 names for 3 images"):
+        mx.explain_images(trained_model, images, tmp_path, names=["a", "b"])

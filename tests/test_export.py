@@ -151,6 +151,33 @@ def test_predict_images_decodes_and_resizes_in_graph(loaded, trained_model, test
         loaded.signatures["predict_images"](image_bytes=tf.constant([b"not an image"]))
 
 
+def test_predict_images_sees_what_the_training_pipeline_sees(loaded, trained_model, test_images, tmp_path):
+    import cv2
+
+    from medivision_tf.data import load_images
+
+    gray = test_images[:, :, :, 0].astype("uint8")
+    big_rgb = np.repeat(cv2.resize(gray[1], (80, 96))[..., None], 3, -1)
+    big_rgb[..., 0] = np.clip(big_rgb[..., 0].astype(int) + 40, 0, 255)  # not gray
+    files = {
+        "a.png": gray[0],
+        "b.png": big_rgb[..., ::-1],           # RGB, another size: letterboxed
+        "c.jpg": gray[2],
+        "d.bmp": gray[3][:40],                 # non-square
+        "e.png": gray[4].astype("uint16") * 257,  # 16-bit
+        "f.png": np.dstack([gray[5], gray[5], gray[5], np.full_like(gray[5], 200)]),  # alpha
+    }
+    paths = []
+    for name, image in files.items():
+        paths.append(str(tmp_path / name))
+        cv2.imwrite(paths[-1], image)
+    encoded = [open(path, "rb").read() for path in paths]
+    out = loaded.signatures["predict_images"](image_bytes=tf.constant(encoded))
+    # The pipeline's decoding (data.load_images: load_image + finish_image).
+    expected = trained_model.predict(load_images(paths, 64, channels=1), verbose=0)
+    np.testing.assert_allclose(out["probabilities"].numpy(), expected, atol=1e-5)
+
+
 def test_explain_gives_batched_gradcam(loaded, trained_model, test_images):
     from medivision_tf.explain import gradcam_heatmaps
 
@@ -163,6 +190,25 @@ def test_explain_gives_batched_gradcam(loaded, trained_model, test_images):
     assert heatmap.min() >= 0 and heatmap.max() <= 1 and heatmap.max() > 0.5
     eager = gradcam_heatmaps(trained_model, test_images, class_index=probabilities.argmax(axis=1))
     np.testing.assert_allclose(heatmap, eager.numpy(), atol=1e-4)
+    # The explain signature without a class: each image's top class, as here.
+    np.testing.assert_allclose(
+        heatmap, gradcam_heatmaps(trained_model, test_images).numpy(), atol=1e-4
+    )
+
+
+def _count_ops(signature, op):
+    graph = signature.graph.as_graph_def()
+    nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
+    return sum(node.op == op for node in nodes)
+
+
+def test_explain_runs_the_model_once(loaded):
+    # The probabilities come from Grad-CAM's own forward pass: the explain
+    # graph holds the backbone's convolutions once, as serving_default does
+    # (the gradient stops at the feature map, so no backward convolutions).
+    forward = _count_ops(loaded.signatures["serving_default"], "Conv2D")
+    assert forward > 0
+    assert _count_ops(loaded.signatures["explain"], "Conv2D") == forward
 
 
 def test_export_is_usable_without_keras(export_path, trained_model, test_images, tmp_path):

@@ -214,6 +214,52 @@ def test_versioned_predict_route(server, trained_model, images):
     assert status == 400 and "Wrong shape" in answer["error"]
 
 
+class _FakePredictor:
+    """Stands in for a loaded SavedModelPredictor in the route tests."""
+
+    version = 1
+
+    def __init__(self, name):
+        self.name = name
+
+    def status(self):
+        return {"name": self.name, "model_version_status": [{"version": "1"}]}
+
+    def metadata_response(self):
+        return {"model_spec": {"name": self.name}}
+
+
+def test_prepare_app_twice_gives_fresh_apps_with_routes_once():
+    import kserve.model_server
+    import warnings
+
+    from medivision_tf.serving import _BodySizeLimit, prepare_app
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # starlette's TestClient deprecation
+        from starlette.testclient import TestClient
+    original = kserve.model_server.app
+    try:
+        first = prepare_app({"a": _FakePredictor("a")}, max_body_bytes=100)
+        with TestClient(first) as client:  # the first app has started
+            assert client.get("/v1/models/a").json()["name"] == "a"
+            assert client.post("/v1/models/a/versions/1:predict", content=b"x" * 200).status_code == 413
+        second = prepare_app({"b": _FakePredictor("b")}, max_body_bytes=100)
+        assert second is not first and kserve.model_server.app is second
+        for app in (first, second):
+            paths = [route.path for route in app.routes]
+            assert paths.count("/v1/models/{model_name}") == 1
+            assert paths.count("/v1/models/{model_name}/metadata") == 1
+            assert [m.cls for m in app.user_middleware] == [_BodySizeLimit]
+        # KServe adds its own middleware at start: possible on the new app.
+        second.add_middleware(_BodySizeLimit, max_bytes=1000)
+        with TestClient(second) as client:
+            assert client.get("/v1/models/b/metadata").json() == {"model_spec": {"name": "b"}}
+            assert client.get("/v1/models/a").status_code == 404
+    finally:
+        kserve.model_server.app = original
+
+
 def test_serve_cli_reports_a_missing_export(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "medivision_tf", "serve", str(tmp_path / "none"), "--port", "1"],

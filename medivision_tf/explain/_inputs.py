@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from medivision_tf.data.decode import resize_image
+from medivision_tf.data.decode import finish_image
 from medivision_tf.model import FEATURE_MAP_LAYER
 
 
@@ -79,10 +79,10 @@ def to_batch(images):
 def fit_to_model(images, model):
     """Converts a batch to the model's input channels and size.
 
-    Images of another size are resized, not rejected, like the data pipeline
-    does by default (`medivision_tf.data.decode.resize_image(mode="pad")`,
-    i.e. `tf.image.resize_with_pad`): bilinear, aspect ratio kept, black
-    padding. RGB is converted to gray for 1-channel models (and gray
+    Images of another size are resized, not rejected, exactly as the data
+    pipeline does by default (`medivision_tf.data.decode.finish_image` with
+    `resize="pad"`, i.e. `tf.image.resize_with_pad`: bilinear, aspect ratio
+    kept, black padding; then rounded and clipped to 0-255). RGB is converted to gray for 1-channel models (and gray
     repeated for 3-channel ones). Pure TF ops: safe inside a `tf.function`.
 
     Args:
@@ -101,7 +101,8 @@ def fit_to_model(images, model):
             images = tf.image.grayscale_to_rgb(images)
     if _same_size(images.shape[1:3], (height, width)):
         return images
-    return resize_image(images, (height, width), mode="pad")
+    # Channels already match, so finish_image only resizes, rounds, clips.
+    return finish_image(images, (height, width), channels, resize="pad")
 
 
 def maps_to_images(cams, image_size, model):
