@@ -4,8 +4,8 @@
   native batched Grad-CAM in one `tf.function` (TF ops only: it can be traced
   into an exported signature); returns a `(batch, H, W)` tensor in [0, 1].
 - `explain(model, images, method=..., class_index=None, layer_name=None)`:
-  tf-keras-vis' Grad-CAM, Grad-CAM++, Score-CAM and LayerCAM, or the
-  attention maps; NumPy maps in [0, 1] at the images' size.
+  Grad-CAM (the native one above), tf-keras-vis' Grad-CAM++, Score-CAM and
+  LayerCAM, or the attention maps; NumPy maps in [0, 1] at the images' size.
 - `attention_maps(model, images)`: the attention layer's weights over the
   feature map, upsampled to the image (no gradient).
 - `overlay(image, heatmap)`, `save_explanation_grid(path, images, maps, ...)`,
@@ -15,7 +15,8 @@
   against known lesion boxes.
 - `explain_report(model, images, labels, boxes, out_dir)`: all of the above
   on held-out images: a grid PNG, a JSON file and per-method scores.
-- `read_image(path)`, `explain_images(model, images, out_dir, method=...)`:
+- `read_image(path, channels=3)` (decoded by the data layer: DICOM, TIFF,
+  16-bit PNG included), `explain_images(model, images, out_dir, method=...)`:
   what `medivision explain` runs on image files (overlays + grid PNGs).
 
 The target layer defaults to `"feature_map"`, the backbone's last

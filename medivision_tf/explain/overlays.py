@@ -64,7 +64,27 @@ def overlay(image, heatmap, alpha=0.45, colormap=cv2.COLORMAP_JET):
 
 
 def save_png(path, rgb):
-    """Writes an RGB (or gray) uint8 image as PNG; returns `path`."""
+    """Writes an RGB (or gray) image as a PNG file.
+
+    Args:
+        path: the file to write (its folder is created if needed).
+        rgb: `(height, width[, 1|3|4])` pixels in 0-255 (e.g. from
+            `overlay`); other dtypes are clipped to 0-255 and cast to uint8,
+            gray is repeated to RGB, alpha dropped.
+
+    Returns:
+        `path`, as given.
+
+    Raises:
+        ValueError: `rgb` is not an image shape.
+        OSError: OpenCV could not write the file.
+
+    Example:
+
+    ```python
+    save_png("out/overlay.png", overlay(image, heatmap))
+    ```
+    """
     rgb = _as_rgb_uint8(rgb)
     folder = os.path.dirname(os.fspath(path))
     if folder:
@@ -75,8 +95,22 @@ def save_png(path, rgb):
 
 
 def prediction_captions(probabilities, class_names, labels=None):
-    """One caption per image: predicted class and its probability
-    (and the true class when `labels` is given)."""
+    """One caption per image: predicted class and its probability.
+
+    Args:
+        probabilities: `(n, classes)` model outputs.
+        class_names: one name per class (`medivision_tf.get_class_names`).
+        labels: optional `(n,)` true class ids, added as `(true: NAME)`.
+
+    Returns:
+        A list of `n` strings such as `"ring_lesion p=0.97 (true: ring_lesion)"`.
+
+    Example:
+
+    ```python
+    captions = prediction_captions(model.predict(x), get_class_names(model), y)
+    ```
+    """
     probabilities = np.asarray(probabilities)
     top = probabilities.argmax(axis=1)
     captions = [
