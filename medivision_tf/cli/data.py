@@ -44,10 +44,11 @@ def register(subparsers):
     scan = subparsers.add_parser(
         "scan",
         help="find corrupt, empty, non-image or unlabelled files before training",
-        description="Checks every image of a class-folder tree, a CSV/manifest or an "
-        ".npz file, and lists the unusable ones with the reason.",
+        description="Checks every image of a class-folder tree, a prepared dataset folder "
+        "(its manifest.csv: split and patient groups kept), a CSV or an .npz file, and lists "
+        "the unusable ones with the reason.",
     )
-    scan.add_argument("source", metavar="SOURCE", help="folder, .csv or .npz")
+    scan.add_argument("source", metavar="SOURCE", help="folder (class folders or prepared), .csv or .npz")
     scan.add_argument("--root", default=None, help="folder CSV paths are relative to")
     scan.add_argument("--report", default=None, help="write the report to this CSV")
     scan.add_argument("--strict", action="store_true", help="exit with an error if any file is bad")

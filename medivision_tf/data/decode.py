@@ -11,6 +11,10 @@ of channels: grayscale is repeated to RGB, RGB is averaged to grayscale
 scaled to 0-255 (`bit_depth_16="scale"`: divide by 257, or `"minmax"`: stretch
 each image's own min..max, useful for 12-bit data stored in 16-bit files).
 
+`finish_image` (channels, resize, round, clip) is the one definition of an
+image as the model gets it; `make_dataset` uses it, and `load_images` reads a
+list of files through it into one array (for prediction and explanation).
+
 Example:
 
 ```python
@@ -21,6 +25,8 @@ path = os.path.join(tempfile.mkdtemp(), "x.png")
 cv2.imwrite(path, np.full((40, 60), 1000, "uint16"))     # 16-bit grayscale
 image = decode.load_image(path, channels=3)              # (40, 60, 3) float32
 small = decode.resize_image(image, (32, 32), mode="pad") # (32, 32, 3)
+ready = decode.finish_image(image, 32)                   # + round and clip
+batch = decode.load_images([path, path], 32)             # (2, 32, 32, 3) numpy
 ```
 """
 
