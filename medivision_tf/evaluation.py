@@ -33,13 +33,14 @@ import json
 import math
 import os
 
+import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 from matplotlib.figure import Figure
 from sklearn import metrics as skm
 
-from medivision_tf.model import get_class_names, is_multi_label
+from medivision_tf.model import check_class_names, get_class_names, is_multi_label
 
 TTA_TRANSFORMS = ("identity", "flip_left_right", "flip_up_down", "rot180")
 
@@ -297,8 +298,22 @@ class EvaluationReport:
     def save(self, out_dir, history_csv=None):
         """Writes the JSON, CSV and PNG files of the module docstring.
 
+        Args:
+            out_dir: the report folder (created).
+            history_csv: a training `history.csv`; when it exists,
+                `training_curves.png` is drawn too (`plot_history`).
+
         Returns:
-            dict of name -> written path.
+            dict of file name -> written path (`"metrics.json"`,
+            `"confusion_matrix.png"`, ...).
+
+        Example:
+
+        ```python
+        paths = compute_metrics(labels, probs, names).save("runs/x/evaluation",
+                                                           history_csv="runs/x/history.csv")
+        paths["roc_curves.png"]
+        ```
         """
         os.makedirs(out_dir, exist_ok=True)
         paths = {
@@ -347,9 +362,24 @@ def _save(figure, path):
 
 
 def plot_confusion_matrix(report, path, normalize=True):
-    """Confusion matrix heatmap (rows normalized to recall when `normalize`),
-    drawn with scikit-learn's `ConfusionMatrixDisplay`. Multi-label reports
-    get one 2x2 matrix per class."""
+    """Confusion matrix heatmap, drawn with scikit-learn's `ConfusionMatrixDisplay`.
+
+    Args:
+        report: an `EvaluationReport`. Multi-label reports get one 2x2
+            (no/yes) matrix per class.
+        path: the PNG to write.
+        normalize: divide each row by its count (the diagonal is each class's
+            recall); False shows counts.
+
+    Returns:
+        `path`.
+
+    Example:
+
+    ```python
+    plot_confusion_matrix(report, "runs/x/confusion_matrix.png", normalize=False)
+    ```
+    """
     k = len(report.class_names)
     if report.multi_label:
         figure = Figure(figsize=(3 * min(k, 4), 3 * math.ceil(k / 4)))
@@ -377,7 +407,23 @@ def plot_confusion_matrix(report, path, normalize=True):
 
 
 def plot_roc_curves(report, path):
-    """One-vs-rest ROC curve per class (scikit-learn's `RocCurveDisplay`)."""
+    """One-vs-rest ROC curve per class (scikit-learn's `RocCurveDisplay`).
+
+    Classes with only positives or only negatives in the report have no curve.
+
+    Args:
+        report: an `EvaluationReport`.
+        path: the PNG to write.
+
+    Returns:
+        `path`.
+
+    Example:
+
+    ```python
+    plot_roc_curves(evaluate_model(model, images, labels), "roc.png")
+    ```
+    """
     figure = Figure(figsize=(5.5, 5))
     ax = figure.subplots()
     labels = np.asarray(report.labels)
@@ -393,7 +439,22 @@ def plot_roc_curves(report, path):
 
 
 def plot_reliability_diagram(report, path):
-    """Reliability diagram: accuracy vs confidence per bin, with the ECE."""
+    """Reliability diagram: accuracy vs confidence per bin, with the ECE.
+
+    Args:
+        report: an `EvaluationReport` (its `calibration` bins, see
+            `expected_calibration_error`).
+        path: the PNG to write.
+
+    Returns:
+        `path`.
+
+    Example:
+
+    ```python
+    plot_reliability_diagram(report, "runs/x/reliability_diagram.png")
+    ```
+    """
     bins = report.calibration
     figure = Figure(figsize=(5.5, 5))
     ax = figure.subplots()
@@ -460,9 +521,7 @@ def _transform(images, name):
         return tf.reverse(images, axis=[2])
     if name == "flip_up_down":
         return tf.reverse(images, axis=[1])
-    if name == "rot180":
-        return tf.reverse(images, axis=[1, 2])
-    raise ValueError(f"Unknown TTA transform {name!r}. Choose from: {', '.join(TTA_TRANSFORMS)}.")
+    return tf.reverse(images, axis=[1, 2])  # rot180
 
 
 def _tta_list(tta):
@@ -472,21 +531,67 @@ def _tta_list(tta):
         return ["identity", "flip_left_right"]
     names = [tta] if isinstance(tta, str) else list(tta)
     for name in names:
-        _transform(tf.zeros((1, 2, 2, 1)), name)  # validates the name
+        if name not in TTA_TRANSFORMS:
+            raise ValueError(
+                f"Unknown TTA transform {name!r}. Choose from: {', '.join(TTA_TRANSFORMS)}."
+            )
+    if not names:
+        raise ValueError(f"`tta` names no transform. Choose from: {', '.join(TTA_TRANSFORMS)}.")
     return names
+
+
+def _batches(data, batch_size):
+    """`(images, labels or None)` per batch: a dataset's elements, or slices
+    of an image array (converted to float32 one batch at a time)."""
+    if isinstance(data, tf.data.Dataset):
+        for element in data:
+            if isinstance(element, (tuple, list)):
+                yield element[0], (element[1] if len(element) > 1 else None)
+            else:
+                yield element, None
+    else:
+        for start in range(0, len(data), batch_size):
+            yield data[start:start + batch_size], None
+
+
+def _predict(model, data, batch_size, names, verbose=0):
+    """One pass over `data`: per batch, the mean of `predict_on_batch` over
+    the TTA transforms, and the batch's labels (None when it has none)."""
+    if isinstance(data, tf.data.Dataset):
+        count = int(data.cardinality())
+        target = count if count >= 0 else None
+    else:
+        target = math.ceil(len(data) / batch_size)
+    progress = keras.utils.Progbar(target, unit_name="batch") if verbose else None
+    probabilities, labels = [], []
+    for step, (images, y) in enumerate(_batches(data, batch_size), 1):
+        images = tf.cast(images, tf.float32)
+        outputs = [np.asarray(model.predict_on_batch(_transform(images, n))) for n in names]
+        probabilities.append(np.mean(outputs, axis=0) if len(outputs) > 1 else outputs[0])
+        labels.append(None if y is None else np.asarray(y))
+        if progress is not None:
+            progress.update(step)
+    if not probabilities:
+        raise ValueError("No images to predict: the data is empty.")
+    return np.concatenate(probabilities), labels
 
 
 def predict_probabilities(model, images, batch_size=32, tta=False, verbose=0):
     """Class probabilities, averaged over test-time augmentations.
 
+    The data is read once: each batch is predicted under every transform
+    (`model.predict_on_batch`) and the results averaged before the next batch
+    is read, so files are decoded once whatever the number of transforms.
+
     Args:
         model: a Keras classifier.
-        images: array `(n, h, w, c)` of raw pixels, or a `tf.data.Dataset`
-            of image batches or `(images, labels)` batches.
+        images: array `(n, h, w, c)` of raw pixels (converted to float32 one
+            batch at a time), or a `tf.data.Dataset` of image batches or
+            `(images, labels)` batches.
         batch_size: batch size for arrays.
         tta: False (plain prediction), True (original + left-right flip) or a
             list of transforms from `TTA_TRANSFORMS`.
-        verbose: Keras progress bar.
+        verbose: a progress bar over the batches.
 
     Returns:
         `(n, num_classes)` probabilities (mean over the transforms).
@@ -498,27 +603,9 @@ def predict_probabilities(model, images, batch_size=32, tta=False, verbose=0):
     ```
     """
     names = _tta_list(tta)
-    if isinstance(images, tf.data.Dataset):
-        dataset = images.map(lambda *b: b[0])
-    else:
-        dataset = tf.data.Dataset.from_tensor_slices(np.asarray(images, "float32")).batch(batch_size)
-    outputs = [
-        model.predict(dataset.map(lambda x, n=n: _transform(tf.cast(x, tf.float32), n)),
-                      verbose=verbose)
-        for n in names
-    ]
-    return np.mean(outputs, axis=0)
-
-
-def _split_dataset(dataset):
-    """Images and labels in one pass (a shuffled dataset keeps them paired)."""
-    images, labels = [], []
-    for x, y in dataset:
-        images.append(np.asarray(x, "float32"))
-        labels.append(np.asarray(y))
-    if not images:
-        raise ValueError("The evaluation dataset is empty.")
-    return np.concatenate(images), np.concatenate(labels)
+    if not isinstance(images, tf.data.Dataset):
+        images = np.asarray(images)
+    return _predict(model, images, batch_size, names, verbose)[0]
 
 
 def evaluate_model(model, data, labels=None, class_names=None, out_dir=None, *,
@@ -568,13 +655,17 @@ def evaluate_model(model, data, labels=None, class_names=None, out_dir=None, *,
             training=False, shuffle=False, augment=False,
         )
     if class_names is not None:
-        from medivision_tf.training import check_class_names
-
         check_class_names(model_classes, class_names)
+    names = _tta_list(tta)
     if isinstance(data, tf.data.Dataset):
         if labels is not None:
             raise ValueError("Pass `labels` only with an image array, not with a dataset.")
-        images, labels = _split_dataset(data)
+        # One pass: images are decoded once, predicted under every transform,
+        # and their labels kept in the same loop.
+        probabilities, batch_labels = _predict(model, data, batch_size, names, verbose)
+        if any(y is None for y in batch_labels):
+            raise ValueError("An evaluation dataset must yield (images, labels) batches.")
+        labels = np.concatenate(batch_labels)
     else:
         if labels is None:
             raise ValueError("`labels` are needed to evaluate an image array.")
@@ -582,6 +673,7 @@ def evaluate_model(model, data, labels=None, class_names=None, out_dir=None, *,
         labels = np.asarray(labels)
         if len(images) != len(labels):
             raise ValueError(f"images and labels differ in length: {len(images)} != {len(labels)}")
+        probabilities = None
     if not multi_label and labels.ndim == 2:
         labels = labels.argmax(axis=1)  # one-hot
     if not multi_label and len(labels) and labels.max() >= len(model_classes):
@@ -589,9 +681,10 @@ def evaluate_model(model, data, labels=None, class_names=None, out_dir=None, *,
             f"Label {int(labels.max())} is out of range for the model's "
             f"{len(model_classes)} classes {model_classes}."
         )
-    probabilities = predict_probabilities(model, images, batch_size, tta, verbose)
+    if probabilities is None:
+        probabilities = _predict(model, images, batch_size, names, verbose)[0]
     report = compute_metrics(labels, probabilities, model_classes, multi_label, threshold, n_bins)
-    report.summary["tta"] = _tta_list(tta)
+    report.summary["tta"] = names
     if out_dir is not None:
         report.save(out_dir, history_csv=history_csv)
     return report

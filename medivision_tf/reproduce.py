@@ -81,13 +81,8 @@ PAPER_REPORTED = {}
 PAPER_NOT_KNOWN = "n/a (paper: >95% overall)"
 
 METRICS = ("accuracy", "precision", "recall", "f1")
-#: Our metric column -> key of `evaluate_model`'s summary.
-SUMMARY_KEYS = {
-    "accuracy": "accuracy",
-    "precision_macro": "precision_macro",
-    "recall_macro": "recall_macro",
-    "f1_macro": "f1_macro",
-}
+#: Our metric columns, named as the keys of `evaluate_model`'s summary.
+SUMMARY_KEYS = ("accuracy", "precision_macro", "recall_macro", "f1_macro")
 COLUMNS = (
     "dataset", "title", "status", "accuracy", "precision_macro", "recall_macro", "f1_macro",
     "paper_accuracy", "paper_precision", "paper_recall", "paper_f1",
@@ -229,45 +224,22 @@ def _run_one(name, folder, config, out_dir, verbose):
     """Trains and evaluates one dataset; fills a row (raises on failure)."""
     import keras
 
-    from medivision_tf.evaluation import evaluate_model, plot_history
-    from medivision_tf.training import finished_run, load_source, train
+    from medivision_tf.training import train_and_evaluate
 
     run_dir = os.path.join(out_dir, name)
     row = {"data_dir": os.path.abspath(folder), "run_dir": os.path.abspath(run_dir)}
-    dataset_config = config.replace(source=os.path.abspath(folder))
-    splits, _ = load_source(dataset_config)
-    row.update(num_train=len(splits["train"]), num_val=len(splits["val"]),
-               num_test=len(splits["test"]))
-    if not len(splits["test"]):
-        raise ValueError(
-            f"{name} in {folder!r} has no test images: its manifest has a split column "
-            "without 'test' rows, or test_split is 0. Received: "
-            f"test_split={dataset_config.test_split}"
-        )
     keras.backend.clear_session()
-    history_csv = os.path.join(run_dir, "history.csv")
-    finished = finished_run(run_dir, dataset_config)
-    if finished:  # an earlier reproduce trained it with these settings: evaluate only
-        from medivision_tf.model import load_model
-
-        model = load_model(finished, compile=False)
-        test_data = splits["test"]
-        epochs = len(pd.read_csv(history_csv)) if os.path.exists(history_csv) else None
-        row.update(reused=True, epochs=epochs)
-    else:
-        start = time.perf_counter()
-        result = train(dataset_config, run_dir=run_dir, verbose=verbose)
-        model, test_data = result.model, result.test_data
-        row.update(reused=False, epochs=result.epochs,
-                   train_seconds=round(time.perf_counter() - start, 2))
-        if os.path.exists(history_csv):
-            plot_history(history_csv, os.path.join(run_dir, "training_curves.png"))
-    report = evaluate_model(
-        model, test_data, out_dir=os.path.join(run_dir, "evaluation"),
-        batch_size=dataset_config.batch_size,
+    # Reads and splits the manifest once; a finished run of these settings is
+    # evaluated again without training (another config there is refused).
+    result = train_and_evaluate(
+        config.replace(source=os.path.abspath(folder)), run_dir=run_dir, reuse=True,
+        require_test=True, verbose=verbose,
     )
-    for column, key in SUMMARY_KEYS.items():
-        row[column] = float(report.summary[key])
+    row.update(num_train=result.num_train, num_val=result.num_val, num_test=result.num_test,
+               reused=result.reused, epochs=result.epochs or None,
+               train_seconds=result.train_seconds)
+    for key in SUMMARY_KEYS:
+        row[key] = float(result.report.summary[key])
     row["status"] = "ok"
     return row
 

@@ -42,8 +42,10 @@ result.model_path              # runs/example/model.keras
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import shutil
+import time
 import typing
 
 import keras
@@ -52,7 +54,12 @@ import pandas as pd
 import tensorflow as tf
 
 from medivision_tf import backbones
-from medivision_tf.model import build_medivision, calibrate_batchnorm, set_backbone_trainable
+from medivision_tf.model import (
+    build_medivision,
+    calibrate_batchnorm,
+    check_class_names,
+    set_backbone_trainable,
+)
 
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
@@ -71,7 +78,9 @@ class TrainConfig:
             `.npz` file or a prepared dataset folder (read by
             `medivision_tf.data`). `None` when arrays or datasets are passed
             to `train` directly.
-        val_split: fraction of `source` held out for validation.
+        val_split: fraction of `source` held out for validation. A source
+            already split into train and test without val gives this fraction
+            of its train split to validation.
         test_split: fraction of `source` held out for the final test.
         image_size: side of the square images the model takes.
         channels: 1 (grayscale) or 3 (RGB).
@@ -101,7 +110,9 @@ class TrainConfig:
         loss: `crossentropy` or `focal` (Keras' focal cross-entropy, for
             class imbalance).
         focal_gamma: focusing parameter of the focal loss.
-        class_weight: `none` or `balanced` (n / (k * count) per class).
+        class_weight: `none` or `balanced` (n / (k * count) per class, by
+            `medivision_tf.data.class_weights`; a class without training
+            images is refused).
         early_stopping_patience: epochs without `monitor` improving before a
             phase stops (0: never).
         reduce_lr_patience: epochs without improvement before the learning
@@ -109,16 +120,19 @@ class TrainConfig:
         monitor: quantity watched by the best checkpoint, early stopping and
             LR reduction (`val_loss` falls back to `loss` without validation).
         tensorboard: write TensorBoard logs to `run_dir/logs`.
-        strategy: `auto` (TPU, then several GPUs, then a TF_CONFIG cluster,
-            else the default strategy) or one of `default`, `one_device`,
-            `mirrored`, `multi_worker`, `tpu` to force it.
+        strategy: `auto` (a TPU, then a TF_CONFIG cluster of several tasks,
+            then several GPUs, else the default strategy) or one of `default`,
+            `one_device`, `mirrored`, `multi_worker`, `tpu` to force it.
         mixed_precision: `none`, `auto` (`mixed_float16` on GPU,
             `mixed_bfloat16` on TPU, none on CPU), `mixed_float16` or
             `mixed_bfloat16`. The output layers stay float32.
-        augment: random flips/rotations/zoom in the training pipeline.
-        cache: cache decoded images in memory.
-        steps_per_epoch: limit each epoch to this many steps (`None`: the
-            whole training set).
+        augment: random flips/rotations/zoom in the training pipeline
+            (sources, tables and arrays; not user tf.data datasets).
+        cache: cache decoded images in memory (same).
+        steps_per_epoch: this many steps per epoch (`None`: one pass over the
+            training set, rounded up to whole batches). Sources, tables and
+            arrays repeat, so epochs go on through the data; a tf.data
+            dataset of yours is not repeated.
         calibrate_batchnorm: re-estimate trainable BatchNorm statistics on the
             training images after training (needed after short from-scratch
             trainings; frozen pretrained BatchNorm is left alone).
@@ -278,6 +292,17 @@ class TrainConfig:
         return cls.from_dict(values)
 
     def to_dict(self):
+        """The config as a JSON-ready dict of every key (what `config.json` holds).
+
+        Returns:
+            `{key: value}` for every field; `TrainConfig.from_dict` reads it back.
+
+        Example:
+
+        ```python
+        TrainConfig(epochs=3).to_dict()["epochs"]   # 3
+        ```
+        """
         return dataclasses.asdict(self)
 
     def replace(self, **changes):
@@ -286,11 +311,14 @@ class TrainConfig:
 
 
 def _check_type(key, value, hint):
-    """Checks `value` against a field annotation; ints are accepted as floats."""
+    """Checks `value` against a field annotation; ints are accepted as floats
+    and path objects (`os.PathLike`, e.g. `pathlib.Path`) as strings."""
     optional = typing.get_origin(hint) is typing.Union
     base = [t for t in typing.get_args(hint) if t is not type(None)][0] if optional else hint
     if value is None and optional:
         return None
+    if base is str and isinstance(value, os.PathLike):
+        value = os.fspath(value)
     ok = isinstance(value, base) and not (base is int and isinstance(value, bool))
     if base is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
@@ -373,10 +401,10 @@ def choose_strategy(name="auto"):
     TPUs must be set up before TensorFlow runs any other operation.
 
     Args:
-        name: `"auto"` picks TPUStrategy when a TPU is reachable,
-            MirroredStrategy when there are several GPUs,
-            MultiWorkerMirroredStrategy when TF_CONFIG names a cluster of
-            several tasks, else the default strategy. `"default"`,
+        name: `"auto"` picks, in this order: TPUStrategy when a TPU is
+            reachable, MultiWorkerMirroredStrategy when TF_CONFIG names a
+            cluster of several tasks, MirroredStrategy when there are several
+            GPUs, else the default strategy. `"default"`,
             `"one_device"`, `"mirrored"` (all GPUs, or all logical CPU
             devices when there is no GPU), `"multi_worker"` and `"tpu"` force
             one.
@@ -438,8 +466,23 @@ def _is_tpu(strategy):
 def choose_precision(mode, strategy):
     """The Keras dtype policy name for `TrainConfig.mixed_precision`.
 
-    `"auto"` gives `mixed_bfloat16` on TPU, `mixed_float16` on GPU and
-    `float32` on CPU (where float16 math is slow).
+    Args:
+        mode: `"none"`, `"auto"`, `"mixed_float16"` or `"mixed_bfloat16"`.
+            `"auto"` gives `mixed_bfloat16` on TPU, `mixed_float16` on GPU and
+            `float32` on CPU (where float16 math is slow).
+        strategy: the `tf.distribute.Strategy` the model is trained under
+            (only used by `"auto"`, to recognise a TPU).
+
+    Returns:
+        A Keras dtype policy name, for `keras.config.set_dtype_policy` or
+        `dtype_policy`.
+
+    Example:
+
+    ```python
+    with dtype_policy(choose_precision("auto", strategy)):
+        model = build_medivision(3)
+    ```
     """
     if mode not in MIXED_PRECISION:
         raise ValueError(
@@ -497,7 +540,29 @@ def make_loss(config):
 
 
 def make_optimizer(config, learning_rate, steps_per_epoch=None, epochs=None):
-    """The Keras optimizer for a config, with its learning-rate schedule."""
+    """The Keras optimizer for a config, with its learning-rate schedule.
+
+    Args:
+        config: a `TrainConfig` (`optimizer`, `lr_schedule`, `weight_decay`).
+        learning_rate: the phase's initial learning rate.
+        steps_per_epoch: optimizer steps per epoch; needed by the `cosine`
+            (decays to 0 over `steps_per_epoch * epochs`) and `exponential`
+            (x0.9 per epoch) schedules.
+        epochs: epochs of the phase (for `cosine`).
+
+    Returns:
+        A `keras.optimizers.Optimizer`.
+
+    Raises:
+        ValueError: a schedule without a known `steps_per_epoch`.
+
+    Example:
+
+    ```python
+    config = TrainConfig(optimizer="adamw", lr_schedule="cosine", weight_decay=1e-4)
+    optimizer = make_optimizer(config, 1e-3, steps_per_epoch=100, epochs=5)
+    ```
+    """
     rate = learning_rate
     if config.lr_schedule != "constant":
         if not steps_per_epoch:
@@ -524,6 +589,24 @@ def make_optimizer(config, learning_rate, steps_per_epoch=None, epochs=None):
 
 
 def make_metrics(config, num_classes):
+    """The metrics `train` compiles with (named as in `history.csv`).
+
+    Args:
+        config: a `TrainConfig` (`multi_label`).
+        num_classes: number of outputs (for the multi-label AUC).
+
+    Returns:
+        Single-label: `[CategoricalAccuracy("accuracy")]` (targets are
+        one-hot). Multi-label: `[BinaryAccuracy("accuracy"),
+        AUC(multi_label=True, name="auc")]`.
+
+    Example:
+
+    ```python
+    model.compile(optimizer="adam", loss=make_loss(config),
+                  metrics=make_metrics(config, num_classes=3))
+    ```
+    """
     if config.multi_label:
         return [
             keras.metrics.BinaryAccuracy(name="accuracy"),
@@ -630,9 +713,33 @@ def _write_json_atomic(path, data):
 
 
 def make_callbacks(config, run_dir, phase, has_validation, is_chief=True):
-    """The callbacks of one phase: checkpoint, backup, early stopping, LR
-    reduction, TensorBoard, CSV history and NaN stop (first, so nothing is
-    saved from a NaN epoch)."""
+    """The callbacks of one phase of `train`.
+
+    In order: NaN stop (first, so nothing is saved from a NaN epoch), best
+    checkpoint (`run_dir/checkpoints/best.keras`), CSV history
+    (`run_dir/history.csv`, appended), early stopping and LR reduction (when
+    their patience is set), TensorBoard (`run_dir/logs`, chief only) and
+    BackupAndRestore (`run_dir/backup/phase<phase>`, last: an epoch is backed
+    up only after its history row is written).
+
+    Args:
+        config: a `TrainConfig` (`monitor`, patiences, `tensorboard`).
+        run_dir: the run folder.
+        phase: 1 or 2 (each phase has its own backup folder).
+        has_validation: whether `fit` gets validation data; without it a
+            `val_*` monitor falls back to the training quantity.
+        is_chief: the worker that writes TensorBoard logs.
+
+    Returns:
+        A list of `keras.callbacks.Callback`.
+
+    Example:
+
+    ```python
+    callbacks = make_callbacks(config, "runs/x", phase=1, has_validation=True)
+    model.fit(train_ds, validation_data=val_ds, epochs=3, callbacks=callbacks)
+    ```
+    """
     monitor = config.monitor
     if monitor.startswith("val_") and not has_validation:
         monitor = monitor[len("val_"):]
@@ -682,35 +789,9 @@ def _to_targets(labels, num_classes, multi_label):
     return tf.one_hot(tf.cast(labels, tf.int32), num_classes)
 
 
-def _as_dataset(data, batch_size, num_classes, multi_label, shuffle_seed=None):
-    """(images, labels) arrays or a batched dataset -> dataset of one-hot targets."""
-    if isinstance(data, tf.data.Dataset):
-        dataset = data
-        spec = dataset.element_spec
-        if not isinstance(spec, tuple) or len(spec) != 2:
-            raise ValueError(
-                "Training datasets must yield (images, labels) batches. "
-                f"Received element_spec={spec}"
-            )
-        if len(spec[0].shape) == 3:  # unbatched
-            dataset = dataset.batch(batch_size)
-        else:
-            dataset = dataset.rebatch(batch_size)
-    elif isinstance(data, (tuple, list)) and len(data) == 2:
-        images, labels = (np.asarray(a) for a in data)
-        if len(images) != len(labels):
-            raise ValueError(
-                f"images and labels differ in length: {len(images)} != {len(labels)}"
-            )
-        dataset = tf.data.Dataset.from_tensor_slices((images.astype("float32"), labels))
-        if shuffle_seed is not None:
-            dataset = dataset.shuffle(len(images), seed=shuffle_seed)
-        dataset = dataset.batch(batch_size)
-    else:
-        raise TypeError(
-            "Data must be an (images, labels) pair of arrays or a tf.data.Dataset "
-            f"of (images, labels). Received: {type(data).__name__}"
-        )
+def _with_targets(dataset, num_classes, multi_label):
+    """(images, class ids | multi-hot) batches -> (float32 images, one-hot |
+    multi-hot targets), auto-sharded by data across workers, prefetched."""
     dataset = dataset.map(
         lambda x, y: (tf.cast(x, tf.float32), _to_targets(y, num_classes, multi_label)),
         num_parallel_calls=tf.data.AUTOTUNE,
@@ -720,56 +801,125 @@ def _as_dataset(data, batch_size, num_classes, multi_label, shuffle_seed=None):
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
-def _label_array(data, num_classes):
-    if isinstance(data, (tuple, list)):
-        return np.asarray(data[1])
-    labels = [np.asarray(y) for _, y in data]
+def _as_dataset(data, batch_size, num_classes, multi_label):
+    """A user's `tf.data.Dataset` of (images, labels) -> global batches with
+    one-hot targets. Used as given: no resize, augmentation or cache."""
+    spec = data.element_spec
+    if not isinstance(spec, tuple) or len(spec) != 2:
+        raise ValueError(
+            "Training datasets must yield (images, labels) batches. "
+            f"Received element_spec={spec}"
+        )
+    if len(spec[0].shape) == 3:  # unbatched
+        data = data.batch(batch_size)
+    else:
+        data = data.rebatch(batch_size)
+    return _with_targets(data, num_classes, multi_label)
+
+
+def _as_table(data, class_names, config, what):
+    """`(images, labels)` arrays or a sample table -> a sample table that
+    `table_dataset` reads (arrays via `medivision_tf.data.from_numpy`: uint8
+    pixels, no float32 copy)."""
+    from medivision_tf.data import class_names_of, from_numpy, is_multi_label
+
+    if isinstance(data, pd.DataFrame):
+        table = data
+        if class_names is not None:
+            check_class_names(class_names, class_names_of(table), what)
+    elif isinstance(data, (tuple, list)) and len(data) == 2:
+        images, labels = data
+        labels = np.asarray(labels)
+        if class_names is None:
+            multi = labels.ndim == 2 and labels.shape[1] > 1
+            count = labels.shape[1] if multi else int(labels.max()) + 1 if labels.size else 0
+            class_names = [f"class_{i}" for i in range(count)]
+        table = from_numpy(images, labels, class_names=class_names)
+    else:
+        raise TypeError(
+            f"`{what}` must be an (images, labels) pair of arrays, a sample table "
+            "(pandas DataFrame from medivision_tf.data) or a tf.data.Dataset of "
+            f"(images, labels). Received: {type(data).__name__}"
+        )
+    if table.empty:
+        raise ValueError(f"`{what}` has no images.")
+    if is_multi_label(table) != config.multi_label:
+        raise ValueError(
+            f"`{what}` has {'multi-hot' if is_multi_label(table) else 'single-label'} "
+            f"labels but the config has multi_label={config.multi_label}."
+        )
+    return table
+
+
+def _label_array(dataset):
+    """The labels of a user's tf.data dataset. Reads the whole dataset (images
+    included): only used when no sample table or arrays are available."""
+    labels = [np.asarray(y) for _, y in dataset]
     return np.concatenate([l.reshape(-1) if l.ndim <= 1 else l for l in labels])
 
 
 def balanced_class_weights(labels, num_classes):
-    """`{class: n / (k * count)}`, scikit-learn's "balanced" weights.
+    """`{class: n / (k * count)}` ("balanced") for plain class ids.
+
+    The same weights as `medivision_tf.data.class_weights` for a table (it
+    computes them): `train` uses that one for sources, tables and arrays, and
+    this one for the labels of a user's tf.data dataset.
+
+    Args:
+        labels: class ids `(n,)`.
+        num_classes: number of classes `k`.
+
+    Returns:
+        `{class_id: weight}` for every class.
+
+    Raises:
+        ValueError: a class has no samples (its weight would be infinite),
+            like `medivision_tf.data.class_weights`.
 
     Example:
 
     ```python
-    balanced_class_weights([0, 0, 0, 1], 2)   # {0: 0.667, 1: 2.0}
+    balanced_class_weights([0, 0, 0, 1, 1, 2], 3)   # {0: 0.667, 1: 1.0, 2: 2.0}
     ```
     """
-    from sklearn.utils.class_weight import compute_class_weight
+    from medivision_tf.data import class_weights
 
-    labels = np.asarray(labels).astype(int)
-    present = np.unique(labels)
-    weights = compute_class_weight("balanced", classes=present, y=labels)
-    result = {int(c): 1.0 for c in range(num_classes)}
-    result.update({int(c): float(w) for c, w in zip(present, weights)})
-    return result
-
-
-def check_class_names(model_classes, data_classes, what="dataset"):
-    """Refuses data whose classes differ from the model's (names and order)."""
-    model_classes = [str(c) for c in model_classes]
-    data_classes = [str(c) for c in data_classes]
-    if model_classes != data_classes:
-        raise ValueError(
-            f"The {what}'s classes {data_classes} do not match the model's classes "
-            f"{model_classes} (same names in the same order are needed)."
-        )
+    labels = np.asarray(labels).reshape(-1).astype("int64")
+    table = pd.DataFrame({"label": labels})
+    table.attrs.update(class_names=[str(c) for c in range(num_classes)], multi_label=False)
+    return class_weights(table)
 
 
 def load_source(config):
     """Reads `config.source` with `medivision_tf.data` and splits it.
 
     A table with a `split` column (train/val/test folders, MedMNIST `.npz`,
-    prepared datasets) keeps its split; otherwise it is split by
-    `medivision_tf.data.splits.split_table` with `val_split`, `test_split`,
-    `seed` (and its `group` column, so no patient spans two splits).
+    prepared datasets) keeps its split (`medivision_tf.data.by_split`); when it
+    has train and test but no val rows and `val_split > 0`, `val_split` of the
+    train rows become the validation split. A table without a split column (or
+    with an empty one) is split by `medivision_tf.data.split_table` with
+    `val_split`, `test_split`, `seed`. Either way a `group` column keeps each
+    patient in one split.
+
+    Args:
+        config: a `TrainConfig` with `source` set.
 
     Returns:
         `(splits, class_names)`: `splits` maps "train", "val", "test" to
         sample tables (val and test may be empty).
+
+    Raises:
+        ValueError: no source, a multi-label mismatch, split values other
+            than train/val/test (blank ones included), or no training rows.
+
+    Example:
+
+    ```python
+    splits, names = load_source(TrainConfig(source="data/chest_xray"))
+    len(splits["train"]), len(splits["val"]), len(splits["test"])
+    ```
     """
-    from medivision_tf.data.sources import class_names_of, is_multi_label, with_attrs
+    from medivision_tf.data import by_split, class_names_of, is_multi_label, split_table
 
     if config.source is None:
         raise ValueError("No training data: set the config key 'source' or pass train_data.")
@@ -780,27 +930,32 @@ def load_source(config):
             f"Source {config.source!r} is {'multi' if is_multi_label(table) else 'single'}"
             f"-label but the config has multi_label={config.multi_label}."
         )
-    if "split" in table.columns and table["split"].notna().all():
-        splits = {name: with_attrs(table[table["split"] == name], table)
-                  for name in ("train", "val", "test")}
-    else:
-        try:
-            from medivision_tf.data.splits import split_table
-        except ImportError as error:
+    group = "group" if "group" in table.columns else None
+    if "split" in table.columns and table["split"].notna().any():
+        values = table["split"]
+        blank = values.isna() | (values.astype(str).str.strip() == "")
+        if blank.any():
             raise ValueError(
-                f"Source {config.source!r} has no train/val/test split and "
-                "medivision_tf.data.splits is not available to make one."
-            ) from error
-        parts = split_table(
+                f"Source {config.source!r}: {int(blank.sum())} of {len(table)} rows have a "
+                "blank split value. Give every row one of train, val, test, or drop the "
+                "split column to split by val_split/test_split."
+            )
+        try:
+            train, val, test = by_split(table)
+        except ValueError as error:
+            raise ValueError(f"Source {config.source!r}: {error}") from None
+        if val.empty and config.val_split > 0 and len(train):
+            train, val, _ = split_table(
+                train, val=config.val_split, test=0, seed=config.seed, group_column=group
+            )
+    else:
+        train, val, test = split_table(
             table, val=config.val_split, test=config.test_split, seed=config.seed,
-            group_column="group" if "group" in table.columns else None,
+            group_column=group,
         )
-        if isinstance(parts, pd.DataFrame):  # one table with a split column
-            parts = [parts[parts["split"] == name] for name in ("train", "val", "test")]
-        splits = {name: with_attrs(part, table) for name, part in zip(("train", "val", "test"), parts)}
-    if splits["train"].empty:
+    if train.empty:
         raise ValueError(f"Source {config.source!r} has no training images.")
-    return splits, class_names
+    return {"train": train, "val": val, "test": test}, class_names
 
 
 def read_table(source):
@@ -817,9 +972,33 @@ def read_table(source):
     return as_table(path)
 
 
-def table_dataset(table, config, *, training, batch_size):
-    """A batched dataset of (images, labels) from a sample table
-    (`medivision_tf.data.pipeline.make_dataset` with the config's options)."""
+def table_dataset(table, config, *, training, batch_size, repeat=False):
+    """A batched dataset of (images, labels) from a sample table.
+
+    `medivision_tf.data.make_dataset` with the config's `image_size`,
+    `channels`, `seed`, `augment` (training only) and `cache`: images are
+    resized (aspect kept, padded) and kept uint8 until batched.
+
+    Args:
+        table: a sample table (from a source, `load_source` or
+            `medivision_tf.data.from_numpy`).
+        config: a `TrainConfig`.
+        training: shuffle each epoch and augment (when `config.augment`).
+        batch_size: images per batch (`train` passes the global batch).
+        repeat: repeat forever (reshuffled each pass); `fit` then needs
+            `steps_per_epoch`.
+
+    Returns:
+        A `tf.data.Dataset` of float32 images `(batch, size, size, channels)`
+        in 0-255 and class ids (or multi-hot labels).
+
+    Example:
+
+    ```python
+    splits, names = load_source(config)
+    train_ds = table_dataset(splits["train"], config, training=True, batch_size=32)
+    ```
+    """
     from medivision_tf.data.pipeline import make_dataset
 
     return make_dataset(
@@ -832,6 +1011,9 @@ def table_dataset(table, config, *, training, batch_size):
         seed=config.seed,
         augment=config.augment and training,
         cache=config.cache,
+        repeat=repeat,
+        # Decoded arrays cannot fail to decode: keep the length known to tf.data.
+        skip_errors="image" not in table.columns,
     )
 
 
@@ -851,7 +1033,13 @@ class TrainResult:
         config: the `TrainConfig` used.
         class_names: the model's classes.
         epochs: number of epochs trained (both phases).
-        test_data: the held-out test split when the data came from `source`.
+        test_data: the held-out test split (a sample table) when the data came
+            from `source` (None when it has no test rows).
+        num_train, num_val, num_test: images per split (None where unknown,
+            e.g. a user's tf.data dataset).
+        report: the test `EvaluationReport` (`train_and_evaluate` only).
+        reused: `train_and_evaluate` found this run finished and did not train.
+        train_seconds: wall time of `train` (`train_and_evaluate` only).
     """
 
     model: keras.Model
@@ -863,6 +1051,12 @@ class TrainResult:
     class_names: list
     epochs: int
     test_data: object = None
+    num_train: typing.Optional[int] = None
+    num_val: typing.Optional[int] = None
+    num_test: typing.Optional[int] = None
+    report: object = None
+    reused: bool = False
+    train_seconds: typing.Optional[float] = None
 
 
 def train(
@@ -888,11 +1082,17 @@ def train(
 
     Args:
         config: a `TrainConfig`, a dict, a JSON file path or None (defaults).
-        train_data: `(images, labels)` arrays or a `tf.data.Dataset` of
-            `(images, labels)`; images raw 0-255, labels class ids (multi-hot
-            when multi-label). `None`: read `config.source`.
-        val_data: validation data in the same form (optional).
-        class_names: class names for `train_data` (default from `source`).
+        train_data: `(images, labels)` arrays, a sample table (pandas
+            DataFrame from `medivision_tf.data`, e.g. `load_source`'s train
+            split) or a `tf.data.Dataset` of `(images, labels)`; images raw
+            0-255, labels class ids (multi-hot when multi-label). `None`: read
+            `config.source`. Arrays and tables go through
+            `medivision_tf.data.make_dataset` like a source (uint8 until
+            batched, resized to `image_size`, `augment`, `cache`, seeded
+            shuffle); a tf.data dataset is used as given.
+        val_data: validation data in any of these forms (optional).
+        class_names: class names for `train_data` (default: the source's or
+            table's; `class_0`, ... for arrays). Required with a tf.data dataset.
         run_dir: the run folder (created; see the module docstring).
         strategy: a `tf.distribute.Strategy` (default: `config.strategy`).
         callbacks: extra Keras callbacks for both phases.
@@ -933,41 +1133,64 @@ def train(
         if verbose and is_chief:
             print(message, flush=True)
 
-    test_table = None
+    replicas = strategy.num_replicas_in_sync
+    global_batch = config.batch_size * replicas
+    test_table = num_test = None
     if train_data is None:
         splits, source_classes = load_source(config)
         if class_names is not None:
-            check_class_names(class_names, source_classes)
+            check_class_names(class_names, source_classes, "source")
         class_names = source_classes
+        train_data = splits["train"]
+        val_data = splits["val"] if len(splits["val"]) else None
         test_table = splits["test"] if len(splits["test"]) else None
-    num_classes = len(class_names) if class_names is not None else None
-    if num_classes is None:
-        if not isinstance(train_data, (tuple, list)):
+        num_test = len(splits["test"])
+    if isinstance(train_data, tf.data.Dataset):
+        if class_names is None:
             raise ValueError("Pass class_names with a tf.data training dataset.")
-        labels = np.asarray(train_data[1])
-        num_classes = labels.shape[1] if labels.ndim == 2 else int(labels.max()) + 1
-        class_names = [f"class_{i}" for i in range(num_classes)]
-    class_names = [str(c) for c in class_names]
-
-    replicas = strategy.num_replicas_in_sync
-    global_batch = config.batch_size * replicas
-    if train_data is None:
-        train_ds = table_dataset(splits["train"], config, training=True, batch_size=global_batch)
-        val_ds = (
-            table_dataset(splits["val"], config, training=False, batch_size=global_batch)
-            if len(splits["val"]) else None
-        )
-        label_source = (None, splits["train"]["label"].to_numpy() if "label" in splits["train"] else None)
+        train_table = None
     else:
-        train_ds, val_ds, label_source = train_data, val_data, train_data
-    train_ds = _as_dataset(train_ds, global_batch, num_classes, config.multi_label,
-                           shuffle_seed=config.seed)
-    if val_ds is not None:
-        val_ds = _as_dataset(val_ds, global_batch, num_classes, config.multi_label)
-    steps = config.steps_per_epoch or _cardinality(train_ds)
+        train_table = _as_table(train_data, class_names, config, "train_data")
+        if class_names is None:
+            from medivision_tf.data import class_names_of
+
+            class_names = class_names_of(train_table)
+    class_names = [str(c) for c in class_names]
+    num_classes = len(class_names)
+
+    if train_table is not None:
+        # make_dataset batches at the global batch already (no rebatch). It skips
+        # undecodable files, so its length is unknown to tf.data: the epoch
+        # length comes from the table, and the data repeats so that an epoch of
+        # `steps` batches never runs dry (Keras would cut the next epoch short).
+        train_ds = _with_targets(
+            table_dataset(train_table, config, training=True, batch_size=global_batch,
+                          repeat=True),
+            num_classes, config.multi_label,
+        )
+        steps = config.steps_per_epoch or math.ceil(len(train_table) / global_batch)
+    else:
+        train_ds = _as_dataset(train_data, global_batch, num_classes, config.multi_label)
+        steps = config.steps_per_epoch or _cardinality(train_ds)
+    val_table = None
+    if val_data is None:
+        val_ds = None
+    elif isinstance(val_data, tf.data.Dataset):
+        val_ds = _as_dataset(val_data, global_batch, num_classes, config.multi_label)
+    else:
+        val_table = _as_table(val_data, class_names, config, "val_data")
+        val_ds = _with_targets(
+            table_dataset(val_table, config, training=False, batch_size=global_batch),
+            num_classes, config.multi_label,
+        )
     class_weight = None
     if config.class_weight == "balanced":
-        class_weight = balanced_class_weights(_label_array(label_source, num_classes), num_classes)
+        if train_table is not None:
+            from medivision_tf.data import class_weights
+
+            class_weight = class_weights(train_table)
+        else:
+            class_weight = balanced_class_weights(_label_array(train_data), num_classes)
 
     policy = choose_precision(config.mixed_precision, strategy)
     with strategy.scope(), dtype_policy(policy):
@@ -995,7 +1218,8 @@ def train(
     total_epochs = config.epochs + config.fine_tune_epochs
     fit_kwargs = dict(
         validation_data=val_ds, class_weight=class_weight, extra_callbacks=list(callbacks),
-        steps_per_epoch=config.steps_per_epoch, verbose=verbose if is_chief else 0,
+        steps_per_epoch=steps if train_table is not None else config.steps_per_epoch,
+        verbose=verbose if is_chief else 0,
         shuffle=False,  # the dataset is already shuffled (seeded)
     )
 
@@ -1056,7 +1280,94 @@ def train(
         class_names=class_names,
         epochs=len(history),
         test_data=test_table,
+        num_train=None if train_table is None else len(train_table),
+        num_val=None if val_table is None else len(val_table),
+        num_test=num_test,
     )
+
+
+def train_and_evaluate(config=None, *, run_dir="runs/train", evaluate=True, require_test=False,
+                       reuse=False, tta=False, verbose=1, **overrides):
+    """Trains on `config.source`, draws the training curves and evaluates on
+    the held-out test split: what `medivision train` and `medivision
+    reproduce` do.
+
+    The source is read and split once (`load_source`); `train` gets the train
+    and val tables, `medivision_tf.evaluation.evaluate_model` the test table.
+    Writes `run_dir/training_curves.png` and `run_dir/evaluation/` (see
+    `medivision_tf.evaluation`) besides the run folder of `train`.
+
+    Args:
+        config: a `TrainConfig`, a dict, a JSON file path or None; `source`
+            must be set.
+        run_dir: the run folder.
+        evaluate: evaluate on the test split when there is one.
+        require_test: refuse a source without test rows before training.
+        reuse: when `run_dir` holds a finished run of this config
+            (`finished_run`), load its model instead of training again
+            (another config there is refused, naming the keys).
+        tta: test-time augmentation for the evaluation (see
+            `medivision_tf.evaluation.predict_probabilities`).
+        verbose: Keras progress bars (1), one line per epoch (2) or none (0).
+        **overrides: config keys to change.
+
+    Returns:
+        A `TrainResult` with `report` (the `EvaluationReport`, or None),
+        `num_train`/`num_val`/`num_test`, `reused` and `train_seconds`.
+
+    Raises:
+        ValueError: as `train`, or no test rows with `require_test`.
+
+    Example:
+
+    ```python
+    result = train_and_evaluate(dict(source="data/chest_xray", epochs=5), run_dir="runs/cxr")
+    result.report.summary["accuracy"], result.num_test
+    ```
+    """
+    from medivision_tf.evaluation import evaluate_model, plot_history
+
+    config = load_config(config, **overrides)
+    run_dir = os.fspath(run_dir)
+    splits, class_names = load_source(config)
+    test = splits["test"] if len(splits["test"]) else None
+    if require_test and test is None:
+        raise ValueError(
+            f"Source {config.source!r} has no test images: it has a split column without "
+            f"'test' rows, or test_split is 0. Received: test_split={config.test_split}"
+        )
+    model_path = finished_run(run_dir, config) if reuse else None
+    if model_path:
+        from medivision_tf.model import load_model
+
+        history_csv = os.path.join(run_dir, "history.csv")
+        history = pd.read_csv(history_csv) if os.path.exists(history_csv) else pd.DataFrame()
+        result = TrainResult(
+            model=load_model(model_path, compile=False), history=history, run_dir=run_dir,
+            model_path=model_path, best_path=os.path.join(run_dir, "checkpoints", "best.keras"),
+            config=config, class_names=list(class_names), epochs=len(history), reused=True,
+        )
+    else:
+        start = time.perf_counter()
+        result = train(
+            config, train_data=splits["train"],
+            val_data=splits["val"] if len(splits["val"]) else None,
+            class_names=class_names, run_dir=run_dir, verbose=verbose,
+        )
+        result.train_seconds = round(time.perf_counter() - start, 2)
+    result.test_data = test
+    result.num_train, result.num_val, result.num_test = (
+        len(splits["train"]), len(splits["val"]), len(splits["test"])
+    )
+    history_csv = os.path.join(run_dir, "history.csv")
+    if os.path.exists(history_csv):
+        plot_history(history_csv, os.path.join(run_dir, "training_curves.png"))
+    if evaluate and test is not None:
+        result.report = evaluate_model(
+            result.model, test, out_dir=os.path.join(run_dir, "evaluation"),
+            batch_size=config.batch_size, tta=tta,
+        )
+    return result
 
 
 def _cardinality(dataset):

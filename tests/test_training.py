@@ -164,8 +164,6 @@ def test_losses_optimizers_schedules_and_class_weights(tmp_path, small_data):
     assert isinstance(optimizer, keras.optimizers.AdamW)
     assert isinstance(optimizer.learning_rate if not callable(optimizer._learning_rate) else
                       optimizer._learning_rate, keras.optimizers.schedules.CosineDecay)
-    weights = training.balanced_class_weights([0, 0, 0, 1, 1, 2], 4)
-    assert weights == pytest.approx({0: 6 / 9, 1: 1.0, 2: 2.0, 3: 1.0})
 
     # An imbalanced run with all of them trains end to end.
     data = small_data["train"]
@@ -252,4 +250,124 @@ def test_dataset_whose_classes_do_not_match_the_model_is_refused(trained_model, 
     with pytest.raises(ValueError, match="do not match the model's classes"):
         evaluate_model(trained_model, test.images, test.labels, names[::-1])
     with pytest.raises(ValueError, match="do not match"):
-        training.check_class_names(names, names[:2])
+        medivision_tf.model.check_class_names(names, names[:2])
+
+
+# === Data paths (review regressions) ===
+
+
+@pytest.fixture(scope="module")
+def lesion_folder(tmp_path_factory):
+    """36 PNGs of 32x32 lesions in three class folders (no split of its own)."""
+    root = tmp_path_factory.mktemp("folder")
+    make_synthetic_lesions(36, 32, 3, seed=40).to_directory(root)
+    return root
+
+
+def test_train_from_source_folder_with_cosine_schedule(tmp_path, lesion_folder, monkeypatch):
+    # Regression: make_dataset skips bad files (unknown cardinality) and the
+    # batched dataset was rebatched, so a schedule found no steps per epoch.
+    reads = []
+    read_table = training.read_table
+    monkeypatch.setattr(training, "read_table", lambda s: reads.append(s) or read_table(s))
+    result = training.train_and_evaluate(
+        _config(source=lesion_folder, image_size=32, batch_size=8, lr_schedule="cosine",
+                val_split=0.2, test_split=0.2),
+        run_dir=tmp_path / "run", verbose=0)
+    assert len(reads) == 1  # read and split once for training and evaluation
+    assert (result.num_train, result.num_val, result.num_test) == (22, 7, 7)
+    schedule = result.model.optimizer._learning_rate
+    assert isinstance(schedule, keras.optimizers.schedules.CosineDecay)
+    assert schedule.decay_steps == 3  # ceil(22 / 8) steps x 1 epoch
+    assert result.report.summary["num_samples"] == 7
+    assert (tmp_path / "run" / "evaluation" / "metrics.json").is_file()
+    assert (tmp_path / "run" / "training_curves.png").is_file()
+    # finished_run: the model of this config, None elsewhere, other configs refused.
+    config = result.config
+    assert training.finished_run(tmp_path / "run", config) == str(tmp_path / "run" / "model.keras")
+    assert training.finished_run(tmp_path / "nothing", config) is None
+    with pytest.raises(ValueError, match="keys epochs differ"):
+        training.finished_run(tmp_path / "run", config.replace(epochs=2))
+    again = training.train_and_evaluate(config, run_dir=tmp_path / "run", reuse=True, verbose=0)
+    assert again.reused and again.train_seconds is None
+    assert again.report.summary["accuracy"] == pytest.approx(result.report.summary["accuracy"])
+
+
+def test_arrays_go_through_the_data_pipeline(tmp_path, small_data, monkeypatch):
+    # Regression: arrays skipped make_dataset (augment/cache ignored, no
+    # resize, a float32 copy of the whole set).
+    from medivision_tf.data import pipeline
+
+    calls = []
+    make_dataset = pipeline.make_dataset
+
+    def spy(table, **kwargs):
+        calls.append((table["image"].iloc[0].dtype, kwargs))
+        return make_dataset(table, **kwargs)
+
+    monkeypatch.setattr(pipeline, "make_dataset", spy)
+    monkeypatch.setattr(training, "_label_array", lambda *a: pytest.fail("read the images"))
+    data = small_data["train"]  # 48x48 images, trained at 32x32: resized by the pipeline
+    result = train(_config(image_size=32, augment=True, cache=True, class_weight="balanced",
+                           steps_per_epoch=2),
+                   train_data=(data.images[:64].astype("float32"), data.labels[:64]),
+                   val_data=(data.images[64:80], data.labels[64:80]),
+                   class_names=data.class_names, run_dir=tmp_path, verbose=0)
+    assert result.model.input_shape[1:] == (32, 32, 1)
+    (train_dtype, train_kwargs), (_, val_kwargs) = calls
+    assert train_dtype == np.uint8 and train_kwargs["image_size"] == 32
+    assert train_kwargs["augment"] and train_kwargs["cache"] and train_kwargs["training"]
+    assert not val_kwargs["augment"] and not val_kwargs["training"]
+    assert (result.num_train, result.num_val) == (64, 16)
+    with pytest.raises(ValueError, match="multi-hot labels but the config has multi_label=False"):
+        train(_config(), train_data=(data.images[:8], np.eye(3)[data.labels[:8]]),
+              run_dir=tmp_path / "bad", verbose=0)
+
+
+def _split_source(monkeypatch, splits):
+    from medivision_tf.data import from_numpy
+
+    labels = np.arange(len(splits)) % 3
+    table = from_numpy(np.zeros((len(splits), 8, 8), "uint8"), labels,
+                       class_names=["a", "b", "c"])
+    table["split"] = splits
+    monkeypatch.setattr(training, "read_table", lambda source: table)
+    return TrainConfig.from_dict(_config(source="fake", val_split=0.25))
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("", "2 of 24 rows have a blank split value"),
+    (np.nan, "2 of 24 rows have a blank split value"),
+    ("holdout", r"Unknown split names \['holdout'\]"),
+])
+def test_load_source_refuses_blank_or_unknown_split_values(monkeypatch, bad, message):
+    splits = ["train"] * 16 + ["test"] * 6 + [bad] * 2
+    config = _split_source(monkeypatch, splits)
+    with pytest.raises(ValueError, match=message):
+        training.load_source(config)
+
+
+def test_load_source_carves_val_from_a_train_test_source(monkeypatch):
+    config = _split_source(monkeypatch, ["train"] * 24 + ["test"] * 6)
+    splits, names = training.load_source(config)
+    assert names == ["a", "b", "c"]
+    assert (len(splits["train"]), len(splits["val"]), len(splits["test"])) == (18, 6, 6)
+    assert set(splits["val"]["split"]) == {"val"} and set(splits["test"]["split"]) == {"test"}
+    assert sorted(splits["val"]["label"]) == [0, 0, 1, 1, 2, 2]  # stratified
+
+
+def test_class_weights_agree_and_refuse_absent_classes():
+    from medivision_tf.data import class_weights, from_numpy
+
+    labels = [0, 0, 0, 1, 1, 2]
+    table = from_numpy(np.zeros((6, 4, 4), "uint8"), labels)
+    assert training.balanced_class_weights(labels, 3) == pytest.approx(class_weights(table))
+    assert training.balanced_class_weights(labels, 3) == pytest.approx({0: 2 / 3, 1: 1.0, 2: 2.0})
+    with pytest.raises(ValueError, match=r"Classes with no samples.*'3'"):
+        training.balanced_class_weights(labels, 4)
+
+
+def test_source_may_be_a_path_object(tmp_path):
+    config = TrainConfig(source=tmp_path / "data", weights=tmp_path / "w.h5", backbone="smallcnn")
+    assert config.source == str(tmp_path / "data") and config.weights == str(tmp_path / "w.h5")
+    json.dumps(config.to_dict())

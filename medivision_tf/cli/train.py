@@ -124,7 +124,7 @@ def _flag_type(name, hint):
 
 
 def run_train(args):
-    from medivision_tf.training import TrainConfig, load_config, train
+    from medivision_tf.training import TrainConfig, load_config, train_and_evaluate
 
     overrides = {
         f.name: getattr(args, f.name)
@@ -135,18 +135,10 @@ def run_train(args):
         overrides["source"] = args.source
     config = load_config(args.config, **overrides)
     verbose = 0 if args.quiet else 1
-    result = train(config, run_dir=args.out, verbose=verbose)
-    from medivision_tf.evaluation import evaluate_model, plot_history
-
-    history_csv = os.path.join(result.run_dir, "history.csv")
-    if os.path.exists(history_csv):
-        plot_history(history_csv, os.path.join(result.run_dir, "training_curves.png"))
-    if not args.no_evaluate and result.test_data is not None:
-        report = evaluate_model(
-            result.model, result.test_data, out_dir=os.path.join(result.run_dir, "evaluation"),
-            batch_size=config.batch_size,
-        )
-        _print_summary(report.summary)
+    result = train_and_evaluate(config, run_dir=args.out, evaluate=not args.no_evaluate,
+                                verbose=verbose)
+    if result.report is not None:
+        _print_summary(result.report.summary)
     print(json.dumps({"run_dir": result.run_dir, "model": result.model_path,
                       "epochs": result.epochs}))
     return 0
