@@ -318,3 +318,21 @@ def test_read_tiff_and_to_channels(tmp_path, monkeypatch):
     assert data.check_window([40, 400]) == (40.0, 400.0)
     assert data.inside_root("/data/x/../y.png", "/data")
     assert not data.inside_root("/data/../etc/passwd", "/data")
+
+
+def test_in_memory_frame_without_root_accepts_absolute_paths(tmp_path):
+    import cv2
+    import pandas as pd
+
+    from medivision_tf.data import from_csv, make_dataset
+
+    folder = tmp_path / "elsewhere"
+    folder.mkdir()
+    paths = []
+    for i in range(2):
+        path = folder / f"img{i}.png"
+        cv2.imwrite(str(path), np.full((8, 8), 40 * i, np.uint8))
+        paths.append(str(path))
+    table = from_csv(pd.DataFrame({"path": paths, "label": ["a", "b"]}))
+    images, labels = next(iter(make_dataset(table, image_size=8, channels=1, batch_size=2, shuffle=False)))
+    assert images.shape == (2, 8, 8, 1) and sorted(labels.numpy().tolist()) == [0, 1]

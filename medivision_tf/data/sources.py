@@ -420,6 +420,10 @@ def from_csv(
             "`path_or_frame` must be a CSV path or a pandas DataFrame. "
             f"Received: {type(path_or_frame).__name__}"
         )
+    # A CSV file (or a given root) confines its paths to that folder; a
+    # DataFrame built in memory with no root resolves relative paths against
+    # the working folder but confines nothing: the caller wrote those paths.
+    confine = root is not None or not isinstance(path_or_frame, pd.DataFrame)
     root = os.path.abspath(os.fspath(root if root is not None else default_root))
     path_column = _pick_column(frame, path_column, _PATH_COLUMNS, "path_column")
     raw_paths = frame[path_column].fillna("").astype(str).str.strip() + extension
@@ -493,7 +497,7 @@ def from_csv(
         table["split"] = [SPLIT_ALIASES.get(s, s) for s in splits]
     if table.empty:
         raise ValueError(f"The CSV/DataFrame has no rows: {path_or_frame!r}"[:300])
-    return _finish(table, names, root, multi_label=multi)
+    return _finish(table, names, root if confine else None, multi_label=multi)
 
 
 def _images_to_uint8(images):
