@@ -20,7 +20,6 @@ import os
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
 from medivision_tf.evaluation import predict_probabilities
 from medivision_tf.model import get_class_names, is_multi_label
@@ -29,26 +28,31 @@ from medivision_tf.model import get_class_names, is_multi_label
 def load_images(paths, image_size, channels=3, resize="pad"):
     """Decodes and resizes image files into a float32 0-255 array.
 
+    `medivision_tf.data.decode.load_images`: the pixels equal the training
+    pipeline's (`make_dataset`) for the same size, channels and resize mode.
+
     Args:
         paths: image file paths.
-        image_size: `(height, width)` of the output.
+        image_size: int or `(height, width)` of the output.
         channels: 1 or 3.
         resize: `"pad"`, `"stretch"` or `"crop"` (see `decode.resize_image`).
 
     Returns:
         float32 array `(len(paths), height, width, channels)`.
+
+    Raises:
+        FileNotFoundError: some paths are not files (they are listed).
+        ValueError: some files cannot be decoded (they are listed).
+
+    Example:
+
+    ```python
+    images = load_images(["scan1.png", "scan2.dcm"], (224, 224))
+    ```
     """
     from medivision_tf.data import decode
 
-    missing = [p for p in paths if not os.path.isfile(p)]
-    if missing:
-        raise FileNotFoundError(f"Image file(s) not found: {missing[:5]}")
-    images = []
-    for path in paths:
-        image = decode.load_image(path, channels=channels)
-        image = decode.resize_image(image, tuple(image_size), mode=resize)
-        images.append(np.asarray(tf.clip_by_value(tf.round(image), 0.0, 255.0), "float32"))
-    return np.stack(images) if images else np.zeros((0, *image_size, channels), "float32")
+    return decode.load_images([os.fspath(p) for p in paths], image_size, channels, resize)
 
 
 def predict_files(model, paths, top_k=3, batch_size=32, tta=False, threshold=0.5):

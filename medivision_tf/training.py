@@ -112,7 +112,8 @@ class TrainConfig:
         focal_gamma: focusing parameter of the focal loss.
         class_weight: `none` or `balanced` (n / (k * count) per class, by
             `medivision_tf.data.class_weights`; a class without training
-            images is refused).
+            images is refused). With a tf.data dataset of yours, the dataset
+            is read once beforehand to count its labels.
         early_stopping_patience: epochs without `monitor` improving before a
             phase stops (0: never).
         reduce_lr_patience: epochs without improvement before the learning
@@ -852,42 +853,11 @@ def _as_table(data, class_names, config, what):
 
 
 def _label_array(dataset):
-    """The labels of a user's tf.data dataset. Reads the whole dataset (images
-    included): only used when no sample table or arrays are available."""
+    """The labels of a user's tf.data dataset, for class weights. Reads the
+    whole dataset (images included): only used when no sample table is
+    available (sources and arrays have one)."""
     labels = [np.asarray(y) for _, y in dataset]
     return np.concatenate([l.reshape(-1) if l.ndim <= 1 else l for l in labels])
-
-
-def balanced_class_weights(labels, num_classes):
-    """`{class: n / (k * count)}` ("balanced") for plain class ids.
-
-    The same weights as `medivision_tf.data.class_weights` for a table (it
-    computes them): `train` uses that one for sources, tables and arrays, and
-    this one for the labels of a user's tf.data dataset.
-
-    Args:
-        labels: class ids `(n,)`.
-        num_classes: number of classes `k`.
-
-    Returns:
-        `{class_id: weight}` for every class.
-
-    Raises:
-        ValueError: a class has no samples (its weight would be infinite),
-            like `medivision_tf.data.class_weights`.
-
-    Example:
-
-    ```python
-    balanced_class_weights([0, 0, 0, 1, 1, 2], 3)   # {0: 0.667, 1: 1.0, 2: 2.0}
-    ```
-    """
-    from medivision_tf.data import class_weights
-
-    labels = np.asarray(labels).reshape(-1).astype("int64")
-    table = pd.DataFrame({"label": labels})
-    table.attrs.update(class_names=[str(c) for c in range(num_classes)], multi_label=False)
-    return class_weights(table)
 
 
 def load_source(config):
@@ -920,10 +890,12 @@ def load_source(config):
     ```
     """
     from medivision_tf.data import by_split, class_names_of, is_multi_label, split_table
+    from medivision_tf.data.pipeline import as_table
 
     if config.source is None:
         raise ValueError("No training data: set the config key 'source' or pass train_data.")
-    table = read_table(config.source)
+    # A prepared folder (manifest.csv) keeps its split and patient groups.
+    table = as_table(config.source)
     class_names = class_names_of(table)
     if is_multi_label(table) != config.multi_label:
         raise ValueError(
@@ -956,20 +928,6 @@ def load_source(config):
     if train.empty:
         raise ValueError(f"Source {config.source!r} has no training images.")
     return {"train": train, "val": val, "test": test}, class_names
-
-
-def read_table(source):
-    """A sample table from a source path: a folder prepared by
-    `medivision_tf.data.datasets.prepare_dataset` (read from its manifest, so
-    its split and patient groups are kept), else `pipeline.as_table`."""
-    from medivision_tf.data.pipeline import as_table
-
-    path = os.fspath(source)
-    if os.path.isfile(os.path.join(path, "manifest.csv")):
-        from medivision_tf.data.datasets import load_prepared
-
-        return load_prepared(path)
-    return as_table(path)
 
 
 def table_dataset(table, config, *, training, batch_size, repeat=False):
@@ -1185,12 +1143,11 @@ def train(
         )
     class_weight = None
     if config.class_weight == "balanced":
-        if train_table is not None:
-            from medivision_tf.data import class_weights
+        from medivision_tf.data import class_weights
 
-            class_weight = class_weights(train_table)
-        else:
-            class_weight = balanced_class_weights(_label_array(train_data), num_classes)
+        # One rule for every kind of data (a class without images is refused).
+        labels = train_table if train_table is not None else _label_array(train_data)
+        class_weight = class_weights(labels, num_classes)
 
     policy = choose_precision(config.mixed_precision, strategy)
     with strategy.scope(), dtype_policy(policy):

@@ -146,3 +146,53 @@ def test_predict_files_top_k(trained_model, lesion_data, tmp_path):
         predict_files(trained_model, paths, top_k=9)
     with pytest.raises(FileNotFoundError, match="missing.png"):
         predict_files(trained_model, [str(tmp_path / "missing.png")])
+
+
+def test_evaluate_dataset_reads_each_image_once_with_tta(trained_model, lesion_data):
+    # Regression: a dataset was materialized as float32 and predicted once per
+    # TTA transform; now each batch is read once and predicted per transform.
+    import tensorflow as tf
+
+    test = lesion_data["test"]
+    images, labels = test.images[:40], test.labels[:40]
+    reads = []
+
+    def generate():
+        for image, label in zip(images, labels):
+            reads.append(1)
+            yield image, label
+
+    dataset = tf.data.Dataset.from_generator(
+        generate, output_signature=(tf.TensorSpec(images.shape[1:], tf.uint8),
+                                    tf.TensorSpec((), tf.int64))).batch(16)
+    names = ["identity", "flip_left_right", "rot180"]
+    report = evaluate_model(trained_model, dataset, tta=names, batch_size=16)
+    assert len(reads) == len(images)
+    expected = np.mean([trained_model.predict(x, verbose=0) for x in
+                        (images, images[:, :, ::-1], images[:, ::-1, ::-1])], axis=0)
+    np.testing.assert_allclose(report.probabilities, expected, rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(report.labels, labels)
+    assert report.summary["tta"] == names
+    arrays = evaluate_model(trained_model, images, labels, tta=names, batch_size=16)
+    np.testing.assert_allclose(arrays.probabilities, report.probabilities, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="Unknown TTA transform 'spin'. Choose from: identity"):
+        evaluate_model(trained_model, images, labels, tta=["identity", "spin"])
+
+
+def test_load_images_matches_the_pipeline(lesion_data, tmp_path):
+    from medivision_tf.data import from_directory, make_dataset
+    from medivision_tf.prediction import load_images
+
+    test = lesion_data["test"]
+    paths = []
+    for i in range(3):
+        paths.append(str(tmp_path / "lesion" / f"scan{i}.png"))
+        (tmp_path / "lesion").mkdir(exist_ok=True)
+        cv2.imwrite(paths[-1], test.images[i][:, 8:])  # 64x56: padded to 48x48
+    images = load_images(paths, (48, 48), channels=1)
+    assert images.shape == (3, 48, 48, 1) and images.dtype == np.float32
+    table = from_directory(tmp_path).sort_values("path")
+    batch = next(iter(make_dataset(table, image_size=48, channels=1, batch_size=3)))[0]
+    np.testing.assert_array_equal(images, batch.numpy())
+    with pytest.raises(FileNotFoundError, match="missing.png"):
+        load_images([str(tmp_path / "missing.png")], (48, 48))

@@ -267,9 +267,12 @@ def lesion_folder(tmp_path_factory):
 def test_train_from_source_folder_with_cosine_schedule(tmp_path, lesion_folder, monkeypatch):
     # Regression: make_dataset skips bad files (unknown cardinality) and the
     # batched dataset was rebatched, so a schedule found no steps per epoch.
+    from medivision_tf.data import pipeline
+
     reads = []
-    read_table = training.read_table
-    monkeypatch.setattr(training, "read_table", lambda s: reads.append(s) or read_table(s))
+    as_table = pipeline.as_table
+    monkeypatch.setattr(pipeline, "as_table", lambda source, **kwargs: (
+        isinstance(source, str) and reads.append(source)) or as_table(source, **kwargs))
     result = training.train_and_evaluate(
         _config(source=lesion_folder, image_size=32, batch_size=8, lr_schedule="cosine",
                 val_split=0.2, test_split=0.2),
@@ -331,7 +334,7 @@ def _split_source(monkeypatch, splits):
     table = from_numpy(np.zeros((len(splits), 8, 8), "uint8"), labels,
                        class_names=["a", "b", "c"])
     table["split"] = splits
-    monkeypatch.setattr(training, "read_table", lambda source: table)
+    monkeypatch.setattr("medivision_tf.data.pipeline.as_table", lambda source, **kw: table)
     return TrainConfig.from_dict(_config(source="fake", val_split=0.25))
 
 
@@ -356,15 +359,21 @@ def test_load_source_carves_val_from_a_train_test_source(monkeypatch):
     assert sorted(splits["val"]["label"]) == [0, 0, 1, 1, 2, 2]  # stratified
 
 
-def test_class_weights_agree_and_refuse_absent_classes():
-    from medivision_tf.data import class_weights, from_numpy
-
-    labels = [0, 0, 0, 1, 1, 2]
-    table = from_numpy(np.zeros((6, 4, 4), "uint8"), labels)
-    assert training.balanced_class_weights(labels, 3) == pytest.approx(class_weights(table))
-    assert training.balanced_class_weights(labels, 3) == pytest.approx({0: 2 / 3, 1: 1.0, 2: 2.0})
-    with pytest.raises(ValueError, match=r"Classes with no samples.*'3'"):
-        training.balanced_class_weights(labels, 4)
+def test_balanced_class_weight_refuses_a_class_without_images(tmp_path, small_data):
+    # Regression: training's own "balanced" weights gave an absent class 1.0
+    # where medivision_tf.data.class_weights refuses it; train now uses the
+    # latter for arrays, tables and tf.data datasets alike.
+    data = small_data["train"]
+    keep = data.labels[:64] != 2
+    images, labels = data.images[:64][keep], data.labels[:64][keep]
+    config = _config(class_weight="balanced", steps_per_epoch=1)
+    with pytest.raises(ValueError, match=r"Classes with no samples.*'2'"):
+        train(config, train_data=(images, labels), class_names=["0", "1", "2"],
+              run_dir=tmp_path / "arrays", verbose=0)
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(16)
+    with pytest.raises(ValueError, match=r"Classes with no samples.*'2'"):
+        train(config, train_data=dataset, class_names=["0", "1", "2"],
+              run_dir=tmp_path / "dataset", verbose=0)
 
 
 def test_source_may_be_a_path_object(tmp_path):

@@ -148,10 +148,10 @@ def run_evaluate(args):
     import medivision_tf
     from medivision_tf.data.sources import with_attrs
     from medivision_tf.evaluation import evaluate_model
-    from medivision_tf.training import read_table
+    from medivision_tf.data.pipeline import as_table
 
     model = medivision_tf.load_model(args.model, compile=False)
-    table = read_table(args.source)
+    table = as_table(args.source)  # a prepared folder keeps its split
     if args.split is not None:
         if "split" not in table.columns:
             raise ValueError(f"--split {args.split} given but {args.source!r} has no split column.")
