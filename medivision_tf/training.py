@@ -76,8 +76,9 @@ class TrainConfig:
     Attributes:
         source: dataset to train on: an image directory tree, a CSV file, an
             `.npz` file or a prepared dataset folder (read by
-            `medivision_tf.data`). `None` when arrays or datasets are passed
-            to `train` directly.
+            `medivision_tf.data.as_table`; a `str` or a path object such as
+            `pathlib.Path`, stored as `str`). `None` when arrays, tables or
+            datasets are passed to `train` directly.
         val_split: fraction of `source` held out for validation. A source
             already split into train and test without val gives this fraction
             of its train split to validation.
