@@ -103,3 +103,17 @@ def test_class_weights_of_plain_label_arrays():
         data.class_weights(table, num_classes=5)
     with pytest.raises(ValueError, match="shape"):
         data.class_weights(np.array([0.5, 1.0]))
+
+
+def test_by_split_names_blank_and_unknown_split_values():
+    import pandas as pd
+
+    from medivision_tf.data import by_split
+
+    base = {"path": ["a", "b", "c"], "label": [0, 1, 0], "class_name": ["x", "y", "x"]}
+    with pytest.raises(ValueError, match="2 rows have no split name"):
+        by_split(pd.DataFrame({**base, "split": ["train", float("nan"), ""]}))
+    with pytest.raises(ValueError, match=r"Unknown split names \['holdout'\]"):
+        by_split(pd.DataFrame({**base, "split": ["train", "holdout", "test"]}))
+    train, val, test = by_split(pd.DataFrame({**base, "split": ["train", "val", "test"]}))
+    assert (len(train), len(val), len(test)) == (1, 1, 1)

@@ -148,7 +148,14 @@ def by_split(table):
     column, e.g. from pre-split folders). Missing splits are empty tables."""
     if "split" not in table:
         raise ValueError(f"The table has no 'split' column. Columns: {list(table.columns)}")
-    unknown = sorted(set(table["split"]) - set(SPLITS))
+    values = table["split"]
+    blank = values.isna() | (values.astype(str).str.strip() == "")
+    if blank.any():
+        raise ValueError(
+            f"{int(blank.sum())} rows have no split name (blank or NaN). "
+            f"Allowed: {list(SPLITS)}"
+        )
+    unknown = sorted(set(values.astype(str)) - set(SPLITS))
     if unknown:
         raise ValueError(f"Unknown split names {unknown}. Allowed: {list(SPLITS)}")
     return tuple(
