@@ -13,39 +13,13 @@ import tifffile
 
 from medivision_tf import data
 
+from dicom_files import write_dicom  # tests/dicom_files.py
+
 
 def gradient(height=24, width=32, channels=3):
     y, x = np.mgrid[0:height, 0:width]
     planes = [(x * 255 // (width - 1)), (y * 255 // (height - 1)), np.full_like(x, 100)]
     return np.stack(planes[:channels], -1).astype("uint8")
-
-
-def write_dicom(path, raw, *, slope=1.0, intercept=-1024.0, window=(40, 400),
-                photometric="MONOCHROME2"):
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CTImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = CTImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "CT"
-    ds.PatientID = "P1"
-    ds.Rows, ds.Columns = raw.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = photometric
-    ds.BitsAllocated = ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 0
-    ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
-    if window is not None:
-        ds.WindowCenter, ds.WindowWidth = window
-    ds.PixelData = raw.astype("<u2").tobytes()
-    ds.save_as(path, enforce_file_format=True)
 
 
 def test_png_jpeg_bmp_gif_decode_to_rgb_float(tmp_path):

@@ -16,6 +16,8 @@ from tf_keras_vis.utils.scores import CategoricalScore
 import medivision_tf
 from medivision_tf import explain as mx
 
+from dicom_files import write_dicom  # tests/dicom_files.py
+
 
 @pytest.fixture(scope="module")
 def few(lesion_data):
@@ -244,7 +246,7 @@ def test_explain_command_runs(trained_model, lesion_data, tmp_path):
     paths.append(str(tmp_path / "big.jpg"))
     cv2.imwrite(paths[-1], cv2.resize(test.images[3], (100, 80)))
     paths.append(str(tmp_path / "ct.dcm"))  # read by the data layer, as predict does
-    _write_dicom(paths[-1], test.images[4][:48, :, 0])
+    write_dicom(paths[-1], test.images[4][:48, :, 0].astype("uint16") * 10, slope=4.0, window=None)
     out = tmp_path / "out"
     command = [
         sys.executable, "-m", "medivision_tf", "explain", str(model_path), *paths,
@@ -269,32 +271,6 @@ def test_explain_command_runs(trained_model, lesion_data, tmp_path):
     assert bad.returncode == 2 and "Unknown class 'no_such_class'" in bad.stderr
 
 
-def _write_dicom(path, pixels):
-    """A 16-bit CT DICOM file whose windowed image is `pixels` (0-255)."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CTImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = CTImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "CT"
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 0
-    # HU = 4 * raw - 1024; no window: the image's own min..max is shown.
-    ds.RescaleSlope, ds.RescaleIntercept = 4.0, -1024.0
-    ds.PixelData = (np.asarray(pixels, "uint16") * 10).astype("<u2").tobytes()
-    ds.save_as(path, enforce_file_format=True)
-
-
 def test_read_image_decodes_like_the_data_layer(few, tmp_path):
     image = few[0][0].astype("float64")  # (64, 64, 1)
     # Spanning 0-255, so the DICOM's own min..max window shows it unchanged.
@@ -303,7 +279,7 @@ def test_read_image_decodes_like_the_data_layer(few, tmp_path):
     cv2.imwrite(str(tmp_path / "a16.png"), image.astype("uint16") * 257)
     cv2.imwrite(str(tmp_path / "a.tif"), image.astype("uint16") * 257)
     cv2.imwrite(str(tmp_path / "rgb.jpg"), np.repeat(image, 3, -1), [cv2.IMWRITE_JPEG_QUALITY, 100])
-    _write_dicom(str(tmp_path / "a.dcm"), image[..., 0])
+    write_dicom(str(tmp_path / "a.dcm"), image[..., 0].astype("uint16") * 10, slope=4.0, window=None)
     for name in ("a.png", "a16.png", "a.tif", "a.dcm"):
         read = mx.read_image(tmp_path / name, channels=1)
         assert read.shape == (64, 64, 1) and read.dtype == np.float32, name
