@@ -43,6 +43,10 @@ def measure(backbone, size, batch_size, warmup, rounds, steps, num_classes=4):
     options = dict(backbone=backbone, input_shape=(size, size, 3), weights=None)
     models = {
         "medivision": medivision_tf.build_medivision(num_classes, **options),
+        # The same function with the LSTM unrolled (no while loop): the CPU setting.
+        "medivision_unrolled": medivision_tf.build_medivision(
+            num_classes, lstm_unroll=True, **options
+        ),
         "baseline": medivision_tf.build_pooling_baseline(num_classes, **options),
     }
     images, labels = common.random_images(batch_size, size)
@@ -57,6 +61,7 @@ def measure(backbone, size, batch_size, warmup, rounds, steps, num_classes=4):
     blocks = timing["_blocks"]
     ratio = common.paired_ratio(blocks["baseline"], blocks["medivision"])
     block_ratios = sorted(m / b for b, m in zip(blocks["baseline"], blocks["medivision"]))
+    unrolled_ratio = common.paired_ratio(blocks["baseline"], blocks["medivision_unrolled"])
     return {
         "backbone": backbone,
         "input_size": size,
@@ -65,6 +70,8 @@ def measure(backbone, size, batch_size, warmup, rounds, steps, num_classes=4):
         "baseline_images_per_s": timing["baseline"]["images_per_s"],
         "step_time_ratio": ratio,
         "overhead_percent": (ratio - 1) * 100,
+        "unrolled_images_per_s": timing["medivision_unrolled"]["images_per_s"],
+        "unrolled_overhead_percent": (unrolled_ratio - 1) * 100,
         "block_ratio_min": block_ratios[0],
         "block_ratio_max": block_ratios[-1],
         "medivision_params": models["medivision"].count_params(),
@@ -89,10 +96,12 @@ def main(argv=None):
                 f"{backbone} {size}x{size}: MediVision "
                 f"{row['medivision_images_per_s']:.1f} img/s, baseline "
                 f"{row['baseline_images_per_s']:.1f} img/s, overhead "
-                f"{row['overhead_percent']:+.1f}%",
+                f"{row['overhead_percent']:+.1f}% (unrolled LSTM "
+                f"{row['unrolled_overhead_percent']:+.1f}%)",
                 flush=True,
             )
     overheads = [r["overhead_percent"] for r in rows]
+    unrolled = [r["unrolled_overhead_percent"] for r in rows]
     results = {
         "benchmark": "head",
         "description": "training throughput, MediVision vs pooling head, same backbone",
@@ -102,6 +111,8 @@ def main(argv=None):
         "rows": rows,
         "median_overhead_percent": statistics.median(overheads),
         "max_overhead_percent": max(overheads),
+        "median_unrolled_overhead_percent": statistics.median(unrolled),
+        "max_unrolled_overhead_percent": max(unrolled),
         "target_overhead_percent": 5.0,
     }
     print()
@@ -114,13 +125,16 @@ def render_table(results):
     """The results as a Markdown table."""
     table = common.format_table(
         ["backbone", "input", "batch", "MediVision img/s", "baseline img/s",
-         "step-time ratio", "per-block range", "head overhead", "extra params"],
+         "step-time ratio", "per-block range", "head overhead",
+         "unrolled-LSTM img/s", "unrolled-LSTM overhead", "extra params"],
         [
             [r["backbone"], f"{r['input_size']}²", r["batch_size"],
              r["medivision_images_per_s"], r["baseline_images_per_s"],
              f"{r['step_time_ratio']:.3f}",
              f"{r['block_ratio_min']:.2f}-{r['block_ratio_max']:.2f}",
              f"{r['overhead_percent']:+.1f}%",
+             r.get("unrolled_images_per_s", "n/a"),
+             f"{r['unrolled_overhead_percent']:+.1f}%" if "unrolled_overhead_percent" in r else "n/a",
              f"{r['medivision_params'] - r['baseline_params']:,}"]
             for r in results["rows"]
         ],
@@ -131,6 +145,12 @@ def render_table(results):
         f"beside it: the noise of this run).\nMedian head overhead {results['median_overhead_percent']:+.1f}% "
         f"(max {results['max_overhead_percent']:+.1f}%, target <= "
         f"{results['target_overhead_percent']:.0f}%)."
+        + (
+            f"\nWith the LSTM unrolled (`build_medivision(..., lstm_unroll=True)`, the "
+            f"same function): median {results['median_unrolled_overhead_percent']:+.1f}% "
+            f"(max {results['max_unrolled_overhead_percent']:+.1f}%)."
+            if "median_unrolled_overhead_percent" in results else ""
+        )
     )
 
 

@@ -89,6 +89,8 @@ class TrainConfig:
         weights: `"imagenet"`, `None` (from scratch) or a weights file path.
         sequence: `"spatial"` or `"rows"` (see `build_medivision`).
         lstm_units, attention_units, dropout: head sizes (see `build_medivision`).
+        lstm_unroll: unroll the LSTM (faster on CPUs; keep False on GPUs, where
+            the rolled LSTM runs the cuDNN kernel).
         multi_label: sigmoid outputs and a binary loss on multi-hot labels.
         batch_size: images per replica and step; the global batch is
             `batch_size * strategy.num_replicas_in_sync`.
@@ -150,6 +152,7 @@ class TrainConfig:
     weights: typing.Optional[str] = "imagenet"
     sequence: str = "spatial"
     lstm_units: int = 128
+    lstm_unroll: bool = False
     attention_units: int = 64
     dropout: float = 0.3
     multi_label: bool = False
@@ -1159,6 +1162,7 @@ def train(
             weights=config.weights,
             sequence=config.sequence,
             lstm_units=config.lstm_units,
+            lstm_unroll=config.lstm_unroll,
             attention_units=config.attention_units,
             dropout=config.dropout,
             multi_label=config.multi_label,

@@ -352,3 +352,18 @@ def test_numpy_integer_sizes_are_accepted():
     assert model.get_layer("attention").get_config()["units"] == 4
     with pytest.raises(ValueError, match="num_classes=True"):
         medivision_tf.build_medivision(True, backbone="smallcnn", weights=None)
+
+
+def test_unrolled_lstm_computes_the_same_function(tmp_path):
+    options = dict(backbone="smallcnn", input_shape=(32, 32, 1), weights=None)
+    rolled = medivision_tf.build_medivision(3, **options)
+    unrolled = medivision_tf.build_medivision(3, lstm_unroll=True, **options)
+    assert unrolled.get_layer("lstm").unroll and not rolled.get_layer("lstm").unroll
+    unrolled.set_weights(rolled.get_weights())
+    images = _images(3, 32, 1)
+    np.testing.assert_allclose(
+        unrolled.predict(images, verbose=0), rolled.predict(images, verbose=0), atol=1e-5
+    )
+    path = str(tmp_path / "unrolled.keras")
+    unrolled.save(path)
+    assert medivision_tf.load_model(path).get_layer("lstm").unroll
