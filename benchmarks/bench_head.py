@@ -43,7 +43,7 @@ def measure(backbone, size, batch_size, warmup, rounds, steps, num_classes=4):
     options = dict(backbone=backbone, input_shape=(size, size, 3), weights=None)
     models = {
         "medivision": medivision_tf.build_medivision(num_classes, **options),
-        # The same function with the LSTM unrolled (no while loop): the CPU setting.
+        # The same function with the LSTM unrolled (no while loop): does it pay here?
         "medivision_unrolled": medivision_tf.build_medivision(
             num_classes, lstm_unroll=True, **options
         ),

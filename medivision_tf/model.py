@@ -74,10 +74,11 @@ def build_medivision(
             instead of a softmax.
         class_names: names of the classes (default `class_0`, `class_1`, ...);
             they are saved with the model.
-        lstm_unroll: unroll the LSTM over its (short, fixed-length) sequence.
-            The same function, computed without a `while` loop: faster on
-            CPUs (see the head benchmark). Keep False on GPUs, where Keras runs
-            a rolled LSTM with the fused cuDNN kernel.
+        lstm_unroll: unroll the LSTM over its (short, fixed-length) sequence:
+            the same function, computed without a `while` loop. Whether that
+            is faster depends on the hardware: the head benchmark measures it
+            (on our 2-core CPU it was not). Keep False on GPUs, where Keras
+            runs a rolled LSTM with the fused cuDNN kernel.
         name: the model name.
 
     Returns:

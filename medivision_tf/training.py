@@ -89,8 +89,9 @@ class TrainConfig:
         weights: `"imagenet"`, `None` (from scratch) or a weights file path.
         sequence: `"spatial"` or `"rows"` (see `build_medivision`).
         lstm_units, attention_units, dropout: head sizes (see `build_medivision`).
-        lstm_unroll: unroll the LSTM (faster on CPUs; keep False on GPUs, where
-            the rolled LSTM runs the cuDNN kernel).
+        lstm_unroll: unroll the LSTM (same function, no `while` loop; see
+            `build_medivision`; keep False on GPUs, where the rolled LSTM runs
+            the cuDNN kernel).
         multi_label: sigmoid outputs and a binary loss on multi-hot labels.
         batch_size: images per replica and step; the global batch is
             `batch_size * strategy.num_replicas_in_sync`.
