@@ -7,6 +7,7 @@ image (H, W, 1|3), raw 0-255 pixels           layer names
   -> CNN backbone (built flat, by name)        keras.applications layer names
   -> last feature map (h, w, c)                "feature_map"
   -> sequence: spatial (h*w, c) | rows (h, w*c) "to_sequence"
+  -> Dense(projection_units, no bias) per step "projection" (if it narrows)
   -> LSTM(return_sequences=True)               "lstm"
   -> SequenceAttention                         "attention"
   -> Add([attention output, LSTM output])      "attention_skip"
@@ -40,6 +41,7 @@ def build_medivision(
     weights="imagenet",
     sequence="spatial",
     lstm_units=128,
+    projection_units=128,
     attention_units=64,
     dropout=0.3,
     multi_label=False,
@@ -68,6 +70,17 @@ def build_medivision(
             `"spatial"` gives `h*w` positions of `c` features, `"rows"` gives
             `h` rows of `w*c` features.
         lstm_units: LSTM width.
+        projection_units: width each sequence element is projected to,
+            by one linear map shared over the sequence, before the LSTM; `None`
+            feeds the LSTM the raw features (the paper's literal form). The
+            projection followed by the LSTM's input weights is a rank-limited
+            factorization of those weights, so it is only added when it
+            narrows the elements (wider than `projection_units`); otherwise
+            the LSTM alone computes the same family of functions. With 1280
+            backbone channels and the default widths the head has 2.4x fewer
+            weights and multiply-adds than without it, which keeps its
+            training cost within the 5% aim over a pooling head
+            (`benchmarks/bench_head.py`).
         attention_units: width of the attention scoring projection.
         dropout: dropout rate before the classifier, in `[0, 1)`.
         multi_label: sigmoid outputs (one independent probability per class)
@@ -76,9 +89,9 @@ def build_medivision(
             they are saved with the model.
         lstm_unroll: unroll the LSTM over its (short, fixed-length) sequence:
             the same function, computed without a `while` loop. Whether that
-            is faster depends on the hardware: the head benchmark measures it
-            (on our 2-core CPU it was not). Keep False on GPUs, where Keras
-            runs a rolled LSTM with the fused cuDNN kernel.
+            is faster depends on the hardware (on our 2-core CPU it was not).
+            Keep False on GPUs, where Keras runs a rolled LSTM with the fused
+            cuDNN kernel.
         name: the model name.
 
     Returns:
@@ -100,7 +113,7 @@ def build_medivision(
     spec = backbones.get_backbone(backbone)
     input_shape = _check_input_shape(input_shape, spec)
     _check_head(num_classes, dropout, multi_label)
-    _check_sequence_head(sequence, lstm_units, attention_units)
+    _check_sequence_head(sequence, lstm_units, attention_units, projection_units)
     num_classes, lstm_units, attention_units = (
         int(n) for n in (num_classes, lstm_units, attention_units)
     )
@@ -120,6 +133,10 @@ def build_medivision(
         x = keras.layers.TimeDistributed(keras.layers.Flatten(), name="to_sequence")(
             features
         )
+    if projection_units is not None and x.shape[-1] > projection_units:
+        # Dense on a (batch, steps, features) tensor maps every step with the
+        # same weights (TimeDistributed). No bias: the LSTM adds its own.
+        x = keras.layers.Dense(int(projection_units), use_bias=False, name="projection")(x)
     lstm_out = keras.layers.LSTM(
         lstm_units, return_sequences=True, unroll=bool(lstm_unroll), name="lstm"
     )(x)
@@ -233,7 +250,7 @@ def _check_head(num_classes, dropout, multi_label):
         raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout!r}")
 
 
-def _check_sequence_head(sequence, lstm_units, attention_units):
+def _check_sequence_head(sequence, lstm_units, attention_units, projection_units):
     if sequence not in SEQUENCE_MODES:
         raise ValueError(
             f"Unknown sequence mode {sequence!r}. Choose one of: "
@@ -244,6 +261,11 @@ def _check_sequence_head(sequence, lstm_units, attention_units):
             raise ValueError(
                 f"`{arg}` must be a positive integer. Received: {arg}={value!r}"
             )
+    if projection_units is not None and (not _is_int(projection_units) or projection_units < 1):
+        raise ValueError(
+            "`projection_units` must be a positive integer or None. "
+            f"Received: projection_units={projection_units!r}"
+        )
 
 
 def _is_int(value):

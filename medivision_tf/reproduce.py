@@ -72,9 +72,9 @@ PAPER_OVERALL = {"accuracy_above": 0.95, "accuracy_peak": 0.98}
 #: Per-dataset figures of the paper, `{dataset: {metric: value in [0, 1]}}`
 #: with metrics among "accuracy", "precision", "recall", "f1". Only figures
 #: read from the paper itself belong here; none has been transcribed yet, so
-#: every dataset shows `PAPER_NOT_KNOWN` (see `PAPER_OVERALL`). Add a
-#: dataset's figures from the paper's results section (Section 3) to have
-#: them in the table and the chart.
+#: every dataset shows `PAPER_NOT_KNOWN` (see `PAPER_OVERALL`). Users who
+#: have the paper pass its figures as a CSV (`read_paper_figures`,
+#: `reproduce(..., paper_figures=...)`, `medivision reproduce --paper-figures`).
 PAPER_REPORTED = {}
 
 #: Shown where the paper's per-dataset figure is not recorded in `PAPER_REPORTED`.
@@ -94,12 +94,14 @@ TABLE_MD = "reproduce_table.md"
 CHART_PNG = "reproduce_accuracy.png"
 
 
-def paper_figure(name, metric):
+def paper_figure(name, metric, figures=None):
     """The paper's `metric` for dataset `name`: a float, or `PAPER_NOT_KNOWN`.
 
     Args:
         name: a registry name, e.g. `"retinal_oct"`.
         metric: one of `"accuracy"`, `"precision"`, `"recall"`, `"f1"`.
+        figures: per-dataset figures read by `read_paper_figures` (or a dict
+            of the same form); they take precedence over `PAPER_REPORTED`.
 
     Example:
 
@@ -109,8 +111,93 @@ def paper_figure(name, metric):
     """
     if metric not in METRICS:
         raise ValueError(f"Unknown metric {metric!r}. Choose one of: {', '.join(METRICS)}.")
-    value = PAPER_REPORTED.get(get_dataset(name).name, {}).get(metric)
+    name = get_dataset(name).name
+    value = (figures or {}).get(name, {}).get(metric)
+    if value is None:
+        value = PAPER_REPORTED.get(name, {}).get(metric)
     return PAPER_NOT_KNOWN if value is None else float(value)
+
+
+def read_paper_figures(path):
+    """Reads the paper's per-dataset figures from a CSV you transcribed.
+
+    The CSV has a `dataset` column (registry names, e.g. `retinal_oct`) and any
+    of the columns `accuracy`, `precision`, `recall`, `f1`, as fractions
+    (0.97) or percentages (97.0 or 97.0%), one or the other in a file;
+    empty cells stay unknown.
+
+    Args:
+        path: the CSV file.
+
+    Returns:
+        `{dataset: {metric: value in [0, 1]}}`.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: no `dataset` column, an unknown dataset or column, a
+            dataset listed twice, a value that is not a number in [0, 100],
+            or fractions and percentages in one file.
+
+    Example:
+
+    ```python
+    # paper.csv:  dataset,accuracy,f1
+    #             retinal_oct,97.1,96.8
+    figures = read_paper_figures("paper.csv")
+    reproduce("data", "runs/reproduce", paper_figures=figures)
+    ```
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Paper figures file not found: {path!r}")
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame.columns = [str(c).strip().lower() for c in frame.columns]
+    if "dataset" not in frame.columns:
+        raise ValueError(
+            f"{path}: needs a 'dataset' column and some of {', '.join(METRICS)}. "
+            f"Received columns: {list(frame.columns)}"
+        )
+    unknown = [c for c in frame.columns if c != "dataset" and c not in METRICS]
+    if unknown:
+        raise ValueError(
+            f"{path}: unknown column(s) {unknown}. Allowed: dataset, {', '.join(METRICS)}."
+        )
+    figures = {}
+    for line, row in enumerate(frame.to_dict(orient="records"), start=2):
+        try:
+            name = get_dataset(row["dataset"].strip()).name
+        except ValueError as error:
+            raise ValueError(f"{path}, line {line}: {error}") from None
+        if name in figures:
+            raise ValueError(f"{path}, line {line}: dataset {name!r} is listed twice.")
+        values = {}
+        for metric in METRICS:
+            text = str(row.get(metric, "")).strip().rstrip("%")
+            if not text:
+                continue
+            try:
+                value = float(text)
+            except ValueError:
+                value = float("nan")
+            if not 0 <= value <= 100:  # also refuses NaN
+                raise ValueError(
+                    f"{path}, line {line}: {metric}={row[metric]!r} for {name!r} must be a "
+                    "number in [0, 1] (fraction) or [0, 100] (percent)."
+                )
+            values[metric] = value
+        figures[name] = values
+    values = [v for row in figures.values() for v in row.values()]
+    if any(v > 1 for v in values):
+        fractions = [v for v in values if 0 < v <= 1]
+        if fractions:
+            # 97.5 beside 0.95 is a typo in one of them; guessing would put a
+            # wrong figure beside ours.
+            raise ValueError(
+                f"{path}: mixes percentages (above 1) and fractions ({fractions[0]}). "
+                "Write all figures as fractions (0.975) or all as percentages (97.5)."
+            )
+        figures = {n: {m: v / 100 for m, v in row.items()} for n, row in figures.items()}
+    return figures
 
 
 def _parse_names(datasets):
@@ -211,12 +298,12 @@ def _machine():
     }
 
 
-def _base_row(name):
+def _base_row(name, paper_figures):
     spec = get_dataset(name)
     row = {column: None for column in COLUMNS}
     row.update(dataset=name, title=spec.title)
     for metric in METRICS:
-        row[f"paper_{metric}"] = paper_figure(name, metric)
+        row[f"paper_{metric}"] = paper_figure(name, metric, paper_figures)
     return row
 
 
@@ -245,7 +332,7 @@ def _run_one(name, folder, config, out_dir, verbose):
 
 
 def reproduce(data_root, out_dir="runs/reproduce", *, datasets=None, config=None,
-              verbose=1, **overrides):
+              paper_figures=None, verbose=1, **overrides):
     """Trains and evaluates MediVision on every prepared paper dataset under `data_root`.
 
     Each dataset found (see `find_prepared`) gets its own run folder
@@ -268,6 +355,9 @@ def reproduce(data_root, out_dir="runs/reproduce", *, datasets=None, config=None
             (default: all ten; those absent are listed as "not found").
         config: a `TrainConfig`, a dict or a JSON file path applied to every
             dataset (its `source` is replaced by each dataset's folder).
+        paper_figures: the paper's per-dataset figures for the `paper_*`
+            columns: a CSV path (see `read_paper_figures`) or its dict.
+            Default: `PAPER_REPORTED` only.
         verbose: Keras progress bars (1), one line per epoch (2) or none (0).
         **overrides: `TrainConfig` keys applied on top of `config`, e.g.
             `backbone="efficientnetb0"`, `weights=None`, `image_size=224`,
@@ -297,13 +387,17 @@ def reproduce(data_root, out_dir="runs/reproduce", *, datasets=None, config=None
 
     names = _parse_names(datasets)
     config = load_config(config, **overrides)
+    paper_source = None
+    if isinstance(paper_figures, (str, os.PathLike)):
+        paper_source = os.path.abspath(paper_figures)
+        paper_figures = read_paper_figures(paper_figures)
     found = find_prepared(data_root, names)
     out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     started = time.perf_counter()
     rows = []
     for name in names:
-        row = _base_row(name)
+        row = _base_row(name, paper_figures)
         if name not in found:
             row.update(status="not found", prepare_command=_prepare_command(name, data_root))
             rows.append(row)
@@ -331,6 +425,7 @@ def reproduce(data_root, out_dir="runs/reproduce", *, datasets=None, config=None
         data_root=os.path.abspath(data_root),
         out_dir=os.path.abspath(out_dir),
         total_seconds=round(time.perf_counter() - started, 1),
+        paper_figures=paper_source,
     )
     paths = {
         "csv": os.path.join(out_dir, TABLE_CSV),
@@ -392,7 +487,9 @@ def render_table(frame):
         f"Paper: {PAPER_CITATION}; it reports test accuracies above "
         f"{PAPER_OVERALL['accuracy_above']:.0%} on all ten datasets, peak "
         f"{PAPER_OVERALL['accuracy_peak']:.0%}. Per-dataset figures are shown only where "
-        "recorded from the paper (`PAPER_REPORTED`).",
+        "recorded from the paper (`PAPER_REPORTED`"
+        + (f", or `{frame.attrs['paper_figures']}`" if frame.attrs.get("paper_figures") else "")
+        + ").",
         "",
         "| " + " | ".join(headers) + " |",
         "|" + "|".join(["---"] * 2 + ["---:"] * 8 + ["---:", "---"]) + "|",

@@ -88,7 +88,9 @@ class TrainConfig:
         backbone: a name from `medivision_tf.available_backbones()`.
         weights: `"imagenet"`, `None` (from scratch) or a weights file path.
         sequence: `"spatial"` or `"rows"` (see `build_medivision`).
-        lstm_units, attention_units, dropout: head sizes (see `build_medivision`).
+        lstm_units, projection_units, attention_units, dropout: head sizes
+            (see `build_medivision`; `projection_units=None` feeds the LSTM
+            the raw backbone features).
         lstm_unroll: unroll the LSTM (same function, no `while` loop; see
             `build_medivision`; keep False on GPUs, where the rolled LSTM runs
             the cuDNN kernel).
@@ -153,6 +155,7 @@ class TrainConfig:
     weights: typing.Optional[str] = "imagenet"
     sequence: str = "spatial"
     lstm_units: int = 128
+    projection_units: typing.Optional[int] = 128
     lstm_unroll: bool = False
     attention_units: int = 64
     dropout: float = 0.3
@@ -224,9 +227,9 @@ class TrainConfig:
                 raise ValueError(
                     f"Config key {key!r} must be >= 0. Received: {key}={getattr(self, key)!r}"
                 )
-        for key in ("steps_per_epoch", "fine_tune_layers"):
+        for key in ("steps_per_epoch", "fine_tune_layers", "projection_units"):
             value = getattr(self, key)
-            if value is not None and value < (1 if key == "steps_per_epoch" else 0):
+            if value is not None and value < (0 if key == "fine_tune_layers" else 1):
                 raise ValueError(
                     f"Config key {key!r} must be None or a positive integer. "
                     f"Received: {key}={value!r}"
@@ -1163,6 +1166,7 @@ def train(
             weights=config.weights,
             sequence=config.sequence,
             lstm_units=config.lstm_units,
+            projection_units=config.projection_units,
             lstm_unroll=config.lstm_unroll,
             attention_units=config.attention_units,
             dropout=config.dropout,

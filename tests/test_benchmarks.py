@@ -37,8 +37,11 @@ def test_run_all_quick_writes_json_and_markdown(tmp_path):
 
     head = results["benchmarks"]["head"]["results"]
     (row,) = head["rows"]
-    for key in ("medivision_images_per_s", "baseline_images_per_s", "overhead_percent"):
+    for key in ("medivision_images_per_s", "baseline_images_per_s", "overhead_percent",
+                "literal_overhead_percent"):
         assert row[key] > -100, key
+    # mobilenetv2's 1280 channels are projected to 128 before the LSTM.
+    assert row["literal_params"] > row["medivision_params"] > row["baseline_params"]
     flops = results["benchmarks"]["flops"]["results"]
     medivision, baseline = flops["rows"]
     # The LSTM-attention head adds arithmetic; the profiler sees it (unrolled LSTM).

@@ -118,6 +118,8 @@ def test_multi_label_uses_independent_sigmoids():
         ({"dropout": 1.5}, "dropout=1.5"),
         ({"lstm_units": 0}, "lstm_units=0"),
         ({"attention_units": -2}, "attention_units=-2"),
+        ({"projection_units": 0}, "projection_units=0"),
+        ({"projection_units": 2.5}, "projection_units=2.5"),
         ({"class_names": ["a", "b"]}, "class_names"),
         ({"weights": 3}, "weights=3"),
         ({"weights": "imagenet"}, "has no ImageNet weights"),
@@ -367,3 +369,51 @@ def test_unrolled_lstm_computes_the_same_function(tmp_path):
     path = str(tmp_path / "unrolled.keras")
     unrolled.save(path)
     assert medivision_tf.load_model(path).get_layer("lstm").unroll
+
+
+@pytest.mark.parametrize("backbone", ["mobilenetv2", "efficientnetb0"])
+def test_projection_narrows_wide_features_before_the_lstm(backbone):
+    options = dict(backbone=backbone, input_shape=(64, 64, 3), weights=None)
+    projected = medivision_tf.build_medivision(3, **options)
+    projection = projected.get_layer("projection")
+    assert projection.input is projected.get_layer("to_sequence").output
+    assert projected.get_layer("lstm").input is projection.output
+    assert projection.output.shape[-1] == 128 and not projection.use_bias
+    literal = medivision_tf.build_medivision(3, projection_units=None, **options)
+    assert "projection" not in {layer.name for layer in literal.layers}
+    assert literal.get_layer("lstm").input is literal.get_layer("to_sequence").output
+    # 1280 channels: projection (1280x128) + LSTM on 128 has fewer weights
+    # than the LSTM on 1280 channels alone.
+    assert projected.count_params() < literal.count_params() - 400_000
+
+
+def test_projection_is_skipped_when_it_would_not_narrow():
+    options = dict(backbone="smallcnn", input_shape=(32, 32, 1), weights=None)
+    # smallcnn: 32x32 -> 4x4x128; spatial elements have 128 features.
+    spatial = medivision_tf.build_medivision(2, projection_units=128, **options)
+    assert "projection" not in {layer.name for layer in spatial.layers}
+    rows = medivision_tf.build_medivision(2, projection_units=128, sequence="rows", **options)
+    assert rows.get_layer("projection").input.shape[-1] == 4 * 128
+
+
+def test_projection_is_a_factorization_of_the_lstm_input_weights():
+    options = dict(
+        backbone="smallcnn", input_shape=(32, 32, 1), weights=None, sequence="rows",
+        lstm_units=8, attention_units=4,
+    )
+    projected = medivision_tf.build_medivision(3, projection_units=16, **options)
+    literal = medivision_tf.build_medivision(3, projection_units=None, **options)
+    # Copy every weight; the literal LSTM's input kernel becomes P @ K.
+    for layer in literal.layers:
+        source = projected.get_layer(layer.name)
+        if layer.name == "lstm":
+            kernel, recurrent, bias = source.get_weights()
+            factor = projected.get_layer("projection").get_weights()[0]
+            layer.set_weights([factor @ kernel, recurrent, bias])
+        elif layer.weights:
+            layer.set_weights(source.get_weights())
+    images = _images(4, 32, 1)
+    np.testing.assert_allclose(
+        literal.predict(images, verbose=0), projected.predict(images, verbose=0),
+        rtol=1e-4, atol=1e-5,
+    )

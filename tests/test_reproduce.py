@@ -178,12 +178,14 @@ def test_rerun_reuses_finished_runs(api_run, data_root, monkeypatch):
 def test_cli_subset(data_root, tmp_path):
     config = tmp_path / "train.json"
     config.write_text(json.dumps(CONFIG))
+    paper = tmp_path / "paper.csv"  # as a user transcribes it: percent, a gap
+    paper.write_text("dataset,accuracy,precision,recall,f1\nkidney_ct,99.1,98.7,,98.2\n")
     out = tmp_path / "out"
     command = [sys.executable, "-m", "medivision_tf", "reproduce", "--data-root", str(data_root),
                "--datasets", "kidney_ct,breast_ultrasound,brain_tumor_mri", "--out", str(out),
                "--config", str(config), "--backbone", "smallcnn", "--weights", "none",
                "--image-size", "32", "--epochs", "1", "--fine-tune-epochs", "0",
-               "--batch-size", "16", "--quiet"]
+               "--batch-size", "16", "--quiet", "--paper-figures", str(paper)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     table = pd.read_csv(out / rp.TABLE_CSV).set_index("dataset")
@@ -198,6 +200,11 @@ def test_cli_subset(data_root, tmp_path):
     assert saved["image_size"] == 32 and saved["weights"] is None and saved["tensorboard"] is False
     assert "| kidney_ct | ok |" in done.stdout
     _png_ok(out / rp.CHART_PNG)
+    assert float(row["paper_accuracy"]) == pytest.approx(0.991)
+    assert float(row["paper_f1"]) == pytest.approx(0.982)
+    assert row["paper_recall"] == rp.PAPER_NOT_KNOWN
+    assert table.loc["brain_tumor_mri", "paper_accuracy"] == rp.PAPER_NOT_KNOWN
+    assert str(paper) in done.stdout  # the table names where the paper's figures came from
 
 
 def test_cli_errors_name_the_value(data_root, tmp_path):
@@ -248,3 +255,41 @@ def test_paper_figures_are_only_recorded_ones(monkeypatch):
     assert "| retinal_oct | ok | 0.9000 | 0.8000 | 0.7000 | 0.7500 | 0.9700 |" in markdown
     with pytest.raises(ValueError, match="missing"):
         rp.render_table(frame.drop(columns="f1_macro"))
+
+
+def test_read_paper_figures_fractions_percent_and_gaps(tmp_path):
+    fractions = tmp_path / "fractions.csv"
+    fractions.write_text("Dataset,Accuracy,F1\nretinal_oct,0.97,0.96\nkidney_ct,,0.9\n")
+    assert rp.read_paper_figures(fractions) == {
+        "retinal_oct": {"accuracy": 0.97, "f1": 0.96}, "kidney_ct": {"f1": 0.9}}
+    percent = tmp_path / "percent.csv"
+    percent.write_text("dataset,accuracy\nretinal_oct,97.5%\nkidney_ct,100\n")
+    figures = rp.read_paper_figures(percent)
+    assert figures["retinal_oct"]["accuracy"] == pytest.approx(0.975)
+    assert figures["kidney_ct"]["accuracy"] == pytest.approx(1.0)
+    assert rp.paper_figure("retinal_oct", "accuracy", figures) == pytest.approx(0.975)
+    assert rp.paper_figure("retinal_oct", "f1", figures) == rp.PAPER_NOT_KNOWN
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("name,accuracy\nretinal_oct,0.9\n", "needs a 'dataset' column"),
+        ("dataset,auc\nretinal_oct,0.9\n", r"unknown column\(s\) \['auc'\]"),
+        ("dataset,accuracy\nretina,0.9\n", "line 2: Unknown dataset 'retina'"),
+        ("dataset,accuracy\nretinal_oct,0.9\nretinal_oct,0.8\n", "line 3: .*listed twice"),
+        ("dataset,accuracy\nretinal_oct,high\n", "accuracy='high'"),
+        ("dataset,accuracy\nretinal_oct,101\n", "accuracy='101'"),
+        ("dataset,accuracy\nretinal_oct,97.5\nkidney_ct,0.95\n", "mixes percentages"),
+    ],
+)
+def test_read_paper_figures_refuses_bad_files(tmp_path, text, message):
+    path = tmp_path / "paper.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        rp.read_paper_figures(path)
+
+
+def test_read_paper_figures_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.csv"):
+        rp.read_paper_figures(tmp_path / "nope.csv")

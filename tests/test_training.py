@@ -70,6 +70,7 @@ def test_wrong_type_is_refused_naming_the_key(key, value, message):
         ({"reduce_lr_patience": 2, "lr_schedule": "cosine"}, "reduce_lr_patience"),
         ({"backbone": "smallcnn", "weights": "imagenet"}, "Config key 'weights'"),
         ({"backbone": "resnet5"}, "Unknown backbone 'resnet5'"),
+        ({"projection_units": 0}, "projection_units=0"),
     ],
 )
 def test_bad_values_are_refused(changes, message):
@@ -97,6 +98,22 @@ def test_rerun_with_another_config_is_refused(tmp_path, small_data):
     (tmp_path / "state.json").write_text("{}")  # pretend it was interrupted
     with pytest.raises(ValueError, match="keys epochs differ"):
         train(_config(steps_per_epoch=1, epochs=2), **args)
+
+
+def test_head_sizes_reach_the_model(tmp_path, small_data):
+    data = small_data["train"]
+    args = dict(train_data=(data.images[:64], data.labels[:64]), class_names=data.class_names,
+                verbose=0)
+    projected = train(_config(steps_per_epoch=1, sequence="rows", projection_units=16),
+                      run_dir=tmp_path / "projected", **args)
+    loaded = medivision_tf.load_model(projected.model_path)
+    assert loaded.get_layer("projection").units == 16
+    assert loaded.get_layer("lstm").units == 32 and loaded.get_layer("attention").units == 16
+    literal = train(_config(steps_per_epoch=1, sequence="rows", projection_units=None),
+                    run_dir=tmp_path / "literal", **args)
+    assert "projection" not in {layer.name for layer in literal.model.layers}
+    saved = json.loads((tmp_path / "literal" / "config.json").read_text())
+    assert saved["projection_units"] is None
 
 
 # === Two-phase training ===

@@ -47,7 +47,8 @@ def _train_command(dataset, out, *extra):
 @pytest.fixture(scope="module")
 def uninterrupted(dataset):
     out = dataset["root"] / "run"
-    proc = subprocess.run(_train_command(dataset, out, "--quiet", "--seed", "3"),
+    proc = subprocess.run(_train_command(dataset, out, "--quiet", "--seed", "3",
+                                          "--projection-units", "none"),
                           capture_output=True, text=True, timeout=300, env=_env())
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, proc.stdout
@@ -59,6 +60,7 @@ def test_cli_train_writes_the_run_folder(uninterrupted):
     assert summary["epochs"] == EPOCHS + FINE_TUNE_EPOCHS
     config = json.loads((out / "config.json").read_text())
     assert config["seed"] == 3 and config["source"].endswith("lesions.npz")  # flag + JSON
+    assert config["projection_units"] is None  # "none" on the command line
     history = pd.read_csv(out / "history.csv")
     assert list(history["epoch"]) == list(range(EPOCHS + FINE_TUNE_EPOCHS))
     for name in ("model.keras", "checkpoints/best.keras", "training_curves.png",

@@ -5,6 +5,7 @@ medivision prepare retinal_oct downloads/OCT2017 --out data/retinal_oct
 medivision prepare kidney_ct downloads/ct-kidney --out data/kidney_ct
 medivision reproduce --data-root data --out runs/reproduce --epochs 10 --fine-tune-epochs 5
 medivision reproduce --data-root data --datasets retinal_oct --config train.json
+medivision reproduce --data-root data --paper-figures paper.csv   # the paper's columns
 ```
 
 Writes `OUT/NAME/` (one training run per dataset), `OUT/reproduce_table.csv`,
@@ -50,6 +51,9 @@ def register(subparsers):
     for name, hint, metavar, text in FLAGS:
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_flag_type(name, hint),
                             default=argparse.SUPPRESS, metavar=metavar, help=text)
+    parser.add_argument("--paper-figures", default=None, metavar="CSV",
+                        help="the paper's per-dataset figures, transcribed: columns dataset "
+                        "and any of accuracy, precision, recall, f1 (fractions or percent)")
     parser.add_argument("--quiet", action="store_true",
                         help="no per-epoch lines (default: one line per epoch)")
     parser.set_defaults(func=run_reproduce)
@@ -60,7 +64,8 @@ def run_reproduce(args):
 
     overrides = {name: getattr(args, name) for name, *_ in FLAGS if hasattr(args, name)}
     table = reproduce(args.data_root, args.out, datasets=args.datasets, config=args.config,
-                      verbose=0 if args.quiet else 2, **overrides)
+                      paper_figures=args.paper_figures, verbose=0 if args.quiet else 2,
+                      **overrides)
     print(render_table(table))
     for name, path in table.attrs["paths"].items():
         print(f"{name}: {path}")
