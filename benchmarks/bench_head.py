@@ -32,7 +32,7 @@ def settings(quick):
         )
     return dict(
         backbones=["mobilenetv2", "efficientnetb0"], sizes=[128, 224],
-        batch_size=16, warmup=2, rounds=12, steps=1,
+        batch_size=16, warmup=2, rounds=12, steps=2,
     )
 
 

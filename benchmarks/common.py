@@ -219,7 +219,9 @@ def compare_throughput(runners, batch_size, warmup=2, rounds=3, steps=3):
         runners: dict name -> zero-argument step function (one batch each).
         batch_size: images per step.
         warmup: untimed steps per runner first (tracing, compilation, caches).
-        rounds: timed blocks per runner; blocks alternate between runners.
+        rounds: timed blocks per runner; blocks alternate between runners,
+            and the order rotates every round, so no runner always runs first
+            (or always right after the same other runner).
         steps: steps per block.
 
     Returns:
@@ -231,9 +233,11 @@ def compare_throughput(runners, batch_size, warmup=2, rounds=3, steps=3):
         for _ in range(warmup):
             step()
     seconds = {name: [] for name in runners}
-    for _ in range(rounds):
-        for name, step in runners.items():
-            seconds[name].append(time_steps(step, steps))
+    names = list(runners)
+    for round_index in range(rounds):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            seconds[name].append(time_steps(runners[name], steps))
     results = {}
     for name, blocks in seconds.items():
         rates = [batch_size * steps / s for s in blocks]

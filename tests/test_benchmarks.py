@@ -122,3 +122,16 @@ def test_update_readme_replaces_only_the_generated_section(tmp_path):
     plain.write_text("no markers\n")
     assert not run_all.update_readme("# Results\n", str(plain))
     assert plain.read_text() == "no markers\n"
+
+
+def test_compare_throughput_rotates_the_order_of_runners():
+    import common
+
+    calls = []
+    runners = {name: (lambda name=name: calls.append(name)) for name in ("a", "b", "c")}
+    timing = common.compare_throughput(runners, batch_size=4, warmup=1, rounds=3, steps=2)
+    timed = calls[3:]  # after one warm-up step each
+    rounds = [timed[i:i + 6:2] for i in range(0, 18, 6)]  # first step of each block
+    assert rounds == [["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"]]
+    for name in runners:
+        assert len(timing["_blocks"][name]) == 3 and timing[name]["images_per_s"] > 0

@@ -231,3 +231,23 @@ def test_prepared_folder_keeps_split_and_group_everywhere(tmp_path, capsys):
     assert list(data.as_table(tmp_path / "plain")["class_name"]) == ["a"]
     with pytest.raises(FileNotFoundError, match="No manifest.csv"):
         data.load_prepared(tmp_path / "plain" / "a")
+
+
+def test_prepared_class_ids_survive_a_class_without_rows(tmp_path):
+    source = make_fake_tree(str(tmp_path / "download"), "retinal_oct")
+    out = tmp_path / "oct"
+    prepared = data.prepare_dataset("retinal_oct", source, out, verbose=False)
+    classes = list(data.get_dataset("retinal_oct").classes)
+    manifest = pd.read_csv(out / "manifest.csv")
+    assert set(manifest["dataset"]) == {"retinal_oct"}
+    # A user removes every CNV image from the manifest: the other ids stay.
+    manifest[manifest["class_name"] != "cnv"].to_csv(out / "manifest.csv", index=False)
+    table = data.load_prepared(out)
+    assert table.attrs["class_names"] == classes
+    kept = prepared[prepared["class_name"] != "cnv"]
+    assert list(table["label"]) == list(kept["label"]) and 0 not in set(table["label"])
+    # Two datasets in one manifest cannot both be right.
+    manifest.loc[0, "dataset"] = "kidney_ct"
+    manifest.to_csv(out / "manifest.csv", index=False)
+    with pytest.raises(ValueError, match="mixes datasets"):
+        data.load_prepared(out)

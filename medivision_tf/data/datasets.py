@@ -447,6 +447,7 @@ def prepare_dataset(name, source_dir, out_dir, *, mode="copy", verbose=True):
         rows.append(
             {
                 "path": candidate,
+                "dataset": spec.name,
                 "label": spec.classes.index(class_name),
                 "class_name": class_name,
                 "split": split,
@@ -493,14 +494,17 @@ def load_prepared(out_dir, name=None):
 
     Args:
         out_dir: the prepared folder (holding `manifest.csv`).
-        name: the dataset name, to use its class order (default: the
-            manifest's sorted class names, which is the same order).
+        name: the dataset name, to use its class order (default: the one
+            `prepare_dataset` wrote in the manifest's `dataset` column, so the
+            class ids stay the registry's even if a class's rows were
+            removed; for a manifest without it, its sorted class names).
 
     Returns:
         The sample table, paths absolute under `out_dir` (its root).
 
     Raises:
         FileNotFoundError: no `manifest.csv` in `out_dir`.
+        ValueError: the manifest names an unknown dataset, or several.
 
     Example:
 
@@ -513,6 +517,13 @@ def load_prepared(out_dir, name=None):
     if not os.path.isfile(manifest):
         raise FileNotFoundError(f"No {MANIFEST} in {os.fspath(out_dir)!r}: run prepare first.")
     header = pd.read_csv(manifest, nrows=0).columns
+    if name is None and "dataset" in header:
+        names = pd.read_csv(manifest, usecols=["dataset"], dtype=str)["dataset"].dropna().unique()
+        if len(names) > 1:
+            raise ValueError(
+                f"{manifest} mixes datasets {sorted(names)}: prepare each into its own folder."
+            )
+        name = names[0] if len(names) else None
     return from_csv(
         manifest,
         root=out_dir,
