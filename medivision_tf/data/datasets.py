@@ -516,22 +516,23 @@ def load_prepared(out_dir, name=None):
     manifest = os.path.join(out_dir, MANIFEST)
     if not os.path.isfile(manifest):
         raise FileNotFoundError(f"No {MANIFEST} in {os.fspath(out_dir)!r}: run prepare first.")
-    header = pd.read_csv(manifest, nrows=0).columns
-    if name is None and "dataset" in header:
-        names = pd.read_csv(manifest, usecols=["dataset"], dtype=str)["dataset"].dropna().unique()
+    # Read once; from_csv takes the frame (root given: paths stay confined to it).
+    frame = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+    if name is None and "dataset" in frame:
+        names = sorted(set(frame["dataset"]) - {""})
         if len(names) > 1:
             raise ValueError(
-                f"{manifest} mixes datasets {sorted(names)}: prepare each into its own folder."
+                f"{manifest} mixes datasets {names}: prepare each into its own folder."
             )
-        name = names[0] if len(names) else None
+        name = names[0] if names else None
     return from_csv(
-        manifest,
+        frame,
         root=out_dir,
         path_column="path",
         label_column="class_name",
         class_names=get_dataset(name).classes if name else None,
-        group_column="group" if "group" in header else None,
-        split_column="split" if "split" in header else None,
+        group_column="group" if "group" in frame else None,
+        split_column="split" if "split" in frame else None,
     )
 
 
