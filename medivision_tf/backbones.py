@@ -17,7 +17,9 @@ spec.min_size                          # 32
 
 import dataclasses
 
-import keras
+# keras is imported inside the functions that build networks, so that the
+# registry (names, sizes) loads in milliseconds: `medivision --help` and config
+# validation read it without starting TensorFlow.
 
 # The model takes raw 0-255 pixels. Each keras.applications family has its own
 # `preprocess_input` (some are a pass-through because the network already
@@ -123,6 +125,7 @@ def get_backbone(name):
 
 def preprocess_function(preprocessing):
     """The `preprocess_input` function for a `BackboneSpec.preprocessing` value."""
+    import keras
     if preprocessing == "unit":
         return lambda x: x / 255.0
     if preprocessing not in PREPROCESSING_MODES:
@@ -169,6 +172,8 @@ def small_cnn(
     cnn.output.shape   # (None, 8, 8, 128)
     ```
     """
+    import keras
+
     if include_top:
         raise ValueError("small_cnn has no classifier: pass include_top=False.")
     if weights not in (None,) and not isinstance(weights, str):
@@ -203,6 +208,7 @@ def small_cnn(
 
 def constructor(spec):
     """The function that builds `spec`'s network (keras.applications style)."""
+    import keras
     if spec.constructor == "smallcnn":
         return small_cnn
     return getattr(keras.applications, spec.constructor)

@@ -129,21 +129,25 @@ class BackbonePreprocessing(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class ClassLabels(keras.layers.Layer):
-    """Pass-through output layer that stores the class names in the config.
+    """Pass-through output layer that stores the class names and model config.
 
-    A functional model's config holds only its layers, so the class names
+    A functional model's config holds only its layers, so the class names and
+    the `ModelConfig` the model was built with (`medivision_tf.config`)
     travel with the model (in `.keras` files and exports) inside this layer.
 
     Args:
         class_names: one name per output unit.
         multi_label: whether the outputs are independent sigmoids.
+        model_config: `ModelConfig.to_dict()` of the model (None in files
+            saved by release 0.1.0).
         **kwargs: standard `keras.layers.Layer` arguments.
     """
 
-    def __init__(self, class_names, multi_label=False, **kwargs):
+    def __init__(self, class_names, multi_label=False, model_config=None, **kwargs):
         super().__init__(**kwargs)
         self.class_names = [str(name) for name in class_names]
         self.multi_label = bool(multi_label)
+        self.model_config = dict(model_config) if model_config else None
 
     def build(self, input_shape):
         if input_shape[-1] != len(self.class_names):
@@ -163,4 +167,5 @@ class ClassLabels(keras.layers.Layer):
             **super().get_config(),
             "class_names": list(self.class_names),
             "multi_label": self.multi_label,
+            "model_config": self.model_config,
         }

@@ -24,9 +24,13 @@ import keras
 import numpy as np
 
 from medivision_tf import backbones
+from medivision_tf.config import (  # noqa: F401 (check_class_names: public here too)
+    SEQUENCE_MODES,
+    ModelConfig,
+    check_class_names,
+)
 from medivision_tf.layers import BackbonePreprocessing, ClassLabels, SequenceAttention
 
-SEQUENCE_MODES = ("spatial", "rows")
 FEATURE_MAP_LAYER = "feature_map"
 ATTENTION_LAYER = "attention"
 CLASS_LABELS_LAYER = "class_labels"
@@ -145,7 +149,16 @@ def build_medivision(
     x = keras.layers.GlobalAveragePooling1D(name="pool")(x)
 
     # === Classifier ===
-    outputs = _classifier(x, num_classes, dropout, multi_label, class_names)
+    config = ModelConfig(
+        num_classes=num_classes, backbone=backbone, input_shape=input_shape,
+        weights=weights if weights is None or weights == "imagenet" else os.fspath(weights),
+        sequence=sequence, lstm_units=lstm_units,
+        projection_units=None if projection_units is None else int(projection_units),
+        attention_units=attention_units, dropout=float(dropout),
+        multi_label=bool(multi_label), class_names=class_names,
+        lstm_unroll=bool(lstm_unroll), name=name,
+    )
+    outputs = _classifier(x, config)
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -182,7 +195,13 @@ def build_pooling_baseline(
     weights = _check_weights(weights, spec)
     inputs, features = _backbone_graph(spec, input_shape, weights)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(features)
-    outputs = _classifier(x, num_classes, dropout, multi_label, class_names)
+    config = ModelConfig(
+        num_classes=num_classes, backbone=backbone, input_shape=input_shape,
+        weights=weights if weights is None or weights == "imagenet" else os.fspath(weights),
+        dropout=float(dropout), multi_label=bool(multi_label), class_names=class_names,
+        name=name, head="pooling",
+    )
+    outputs = _classifier(x, config)
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -200,9 +219,10 @@ def _backbone_graph(spec, input_shape, weights):
     return inputs, keras.layers.Identity(name=FEATURE_MAP_LAYER)(cnn.output)
 
 
-def _classifier(x, num_classes, dropout, multi_label, class_names):
-    """Dropout -> Dense(softmax | sigmoid) -> class names layer."""
-    x = keras.layers.Dropout(dropout, name="dropout")(x)
+def _classifier(x, config):
+    """Dropout -> Dense(softmax | sigmoid) -> class names layer (holding `config`)."""
+    num_classes, multi_label = config.num_classes, config.multi_label
+    x = keras.layers.Dropout(config.dropout, name="dropout")(x)
     # float32 outputs keep the probabilities exact under mixed precision.
     x = keras.layers.Dense(
         num_classes,
@@ -211,7 +231,8 @@ def _classifier(x, num_classes, dropout, multi_label, class_names):
         name="predictions",
     )(x)
     return ClassLabels(
-        class_names, multi_label=multi_label, dtype="float32", name=CLASS_LABELS_LAYER
+        list(config.class_names), multi_label=multi_label, model_config=config.to_dict(),
+        dtype="float32", name=CLASS_LABELS_LAYER,
     )(x)
 
 
@@ -367,31 +388,53 @@ def get_class_names(model):
     return list(_layer(model, CLASS_LABELS_LAYER).class_names)
 
 
-def check_class_names(model_classes, data_classes, what="dataset"):
-    """Refuses data whose classes differ from the model's (names and order).
+def get_model_config(model):
+    """The `ModelConfig` a MediVision model was built with.
+
+    It is stored in the model (and so in `.keras` files and exports). Models
+    saved by release 0.1.0, before the config was stored, get one rebuilt
+    from their layers (backbone and weights then read `None`: unknown).
 
     Args:
-        model_classes: the model's class names, in output order (e.g.
-            `get_class_names(model)`).
-        data_classes: the data's class names, in label-id order.
-        what: how the error message calls the data (e.g. `"dataset"`).
+        model: a model from `build_medivision`, `build_pooling_baseline` or
+            `load_model`.
 
-    Raises:
-        ValueError: the names or their order differ (both lists are shown).
+    Returns:
+        A `ModelConfig`.
 
     Example:
 
     ```python
-    check_class_names(get_class_names(model), table.attrs["class_names"])
+    model = build_medivision(2, backbone="smallcnn", weights=None, input_shape=(64, 64, 1))
+    get_model_config(model).sequence    # 'spatial'
     ```
     """
-    model_classes = [str(c) for c in model_classes]
-    data_classes = [str(c) for c in data_classes]
-    if model_classes != data_classes:
-        raise ValueError(
-            f"The {what}'s classes {data_classes} do not match the model's classes "
-            f"{model_classes} (same names in the same order are needed)."
-        )
+    labels = _layer(model, CLASS_LABELS_LAYER)
+    if labels.model_config:
+        return ModelConfig.from_dict(labels.model_config)
+    return _inferred_config(model, labels)
+
+
+def _inferred_config(model, labels):
+    """A `ModelConfig` for a model saved before configs were stored (0.1.0)."""
+    names = {layer.name for layer in model.layers}
+    values = dict(
+        num_classes=len(labels.class_names), backbone=None, weights=None,
+        input_shape=tuple(model.inputs[0].shape[1:]), multi_label=labels.multi_label,
+        class_names=tuple(labels.class_names), name=model.name,
+        dropout=float(model.get_layer("dropout").rate) if "dropout" in names else 0.0,
+    )
+    if ATTENTION_LAYER not in names:
+        return ModelConfig(head="pooling", **values)
+    height, width = _layer(model, FEATURE_MAP_LAYER).output.shape[1:3]
+    steps = _layer(model, ATTENTION_LAYER).output[1].shape[1]
+    lstm = model.get_layer("lstm")
+    return ModelConfig(
+        sequence="spatial" if steps == height * width and height * width != height else "rows",
+        lstm_units=lstm.units, lstm_unroll=bool(lstm.unroll),
+        projection_units=model.get_layer("projection").units if "projection" in names else None,
+        attention_units=_layer(model, ATTENTION_LAYER).units, **values,
+    )
 
 
 def is_multi_label(model):
@@ -535,8 +578,7 @@ def sequence_grid(model):
     give `(h, 1)` (one weight per feature-map row).
     """
     height, width = _layer(model, FEATURE_MAP_LAYER).output.shape[1:3]
-    steps = _layer(model, ATTENTION_LAYER).output[1].shape[1]
-    return (height, width) if steps == height * width else (height, 1)
+    return (height, width) if get_model_config(model).sequence == "spatial" else (height, 1)
 
 
 def _all_layers(model):

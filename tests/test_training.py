@@ -159,8 +159,9 @@ def test_phase_one_freezes_backbone_and_phase_two_unfreezes_top_layers(tmp_path,
             seen.append((epoch, conv.trainable, top.trainable,
                          float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))))
 
+    # An explicit freeze (the default "auto" would train a from-scratch backbone).
     train(_config(epochs=1, fine_tune_epochs=1, fine_tune_layers=3, steps_per_epoch=1,
-                  learning_rate=1e-3, fine_tune_learning_rate=1e-4),
+                  learning_rate=1e-3, fine_tune_learning_rate=1e-4, freeze_backbone=True),
           train_data=(data.images[:64], data.labels[:64]), class_names=data.class_names,
           run_dir=tmp_path, callbacks=[Record()], verbose=0)
     assert seen[0][:3] == (0, False, False) and seen[0][3] == pytest.approx(1e-3)
@@ -230,8 +231,9 @@ def test_nan_loss_stops_with_clear_message_and_keeps_last_good_checkpoint(tmp_pa
     model = medivision_tf.load_model(str(best))
     assert all(np.isfinite(w).all() for w in model.get_weights())
     # The backup holds the last good epoch too, never the NaN one.
-    metadata = json.loads((tmp_path / "backup" / "phase1" / "training_metadata.json").read_text())
-    assert metadata["epoch"] == 1
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["epochs_done"] == 1 and state["backup"] == "epoch00001.weights.h5"
+    assert (tmp_path / "backup" / state["backup"]).is_file()
     assert not (tmp_path / "model.keras").exists()
 
 
@@ -258,7 +260,7 @@ def test_choose_strategy(monkeypatch):
         training.choose_strategy("multi_worker")
     one_worker = {"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 0}}
     monkeypatch.setenv("TF_CONFIG", json.dumps(one_worker))
-    assert training._tf_config_cluster() is None  # a single task is no cluster
+    assert training.distribute._tf_config_cluster() is None  # a single task is no cluster
 
 
 def test_dataset_whose_classes_do_not_match_the_model_is_refused(trained_model, lesion_data):
@@ -397,3 +399,32 @@ def test_source_may_be_a_path_object(tmp_path):
     config = TrainConfig(source=tmp_path / "data", weights=tmp_path / "w.h5", backbone="smallcnn")
     assert config.source == str(tmp_path / "data") and config.weights == str(tmp_path / "w.h5")
     json.dumps(config.to_dict())
+
+
+def test_freeze_backbone_auto_trains_a_random_backbone_and_records_the_choice(
+        tmp_path, small_data, capsys):
+    data = small_data["train"]
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            seen.append(self.model.get_layer("smallcnn_conv1").trainable)
+
+    result = train(_config(steps_per_epoch=1), train_data=(data.images[:64], data.labels[:64]),
+                   class_names=data.class_names, run_dir=tmp_path / "auto",
+                   callbacks=[Record()], verbose=0)
+    assert seen == [True]  # weights=None: "auto" trains the backbone
+    assert result.config.freeze_backbone is False
+    saved = json.loads((tmp_path / "auto" / "config.json").read_text())
+    assert saved["freeze_backbone"] is False  # the resolved value is recorded
+    assert "randomly initialised backbone" not in capsys.readouterr().err
+
+    # Pretrained weights (a weights file here) resolve "auto" to a frozen backbone.
+    assert training.TrainConfig(weights="backbone.h5").resolved().freeze_backbone is True
+    # An explicit freeze of a random backbone warns.
+    train(_config(steps_per_epoch=1, freeze_backbone=True),
+          train_data=(data.images[:64], data.labels[:64]), class_names=data.class_names,
+          run_dir=tmp_path / "frozen", verbose=0)
+    assert "randomly initialised backbone" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="freeze_backbone.*Received: freeze_backbone='maybe'"):
+        training.TrainConfig(freeze_backbone="maybe")

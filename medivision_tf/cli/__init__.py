@@ -3,7 +3,9 @@
 Each command lives in its own module of this package and exposes
 `register(subparsers)`, which adds its sub-parser and sets `run(args)` as the
 parser's `func` default. Modules are found automatically, so adding a command
-touches no other file.
+touches no other file. Registering imports no TensorFlow (`--help` is
+instant); a command imports it when it runs. TensorFlow's native log lines
+are kept off stderr unless `--verbose` is given (see `_quiet`).
 
 Example:
 
@@ -19,6 +21,9 @@ import pkgutil
 import sys
 
 
+VERBOSE_HELP = "show TensorFlow's own log lines and warnings (default: hidden)"
+
+
 def build_parser():
     """The argument parser with every command module registered."""
     parser = argparse.ArgumentParser(
@@ -29,10 +34,15 @@ def build_parser():
     from medivision_tf import __version__
 
     parser.add_argument("--version", action="version", version=__version__)
+    parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in pkgutil.iter_modules(__path__):
         if not module.name.startswith("_"):
             importlib.import_module(f"{__name__}.{module.name}").register(subparsers)
+    for sub in subparsers.choices.values():
+        # SUPPRESS: `medivision --verbose CMD` and `medivision CMD --verbose` both work.
+        sub.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                         help=VERBOSE_HELP)
     return parser
 
 
@@ -43,6 +53,10 @@ def main(argv=None):
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if not args.verbose and "tensorflow" not in sys.modules:
+        from medivision_tf.cli import _quiet
+
+        _quiet.install()
     try:
         return args.func(args) or 0
     except (ValueError, TypeError, FileNotFoundError) as error:

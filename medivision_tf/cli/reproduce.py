@@ -14,23 +14,15 @@ at least one dataset was trained and evaluated, 1 otherwise.
 """
 
 
-import argparse
-import typing
+from medivision_tf.cli._flags import add_config_flags, config_overrides
 
 #: The TrainConfig keys that are also flags here (the rest go in --config).
-FLAGS = (
-    ("backbone", str, "STR", "backbone (default: efficientnetb0)"),
-    ("weights", typing.Optional[str], "STR|none",
-     "imagenet, none (from scratch) or a weights file (default: imagenet)"),
-    ("image_size", int, "INT", "square input size (default: 224)"),
-    ("epochs", int, "INT", "phase-1 epochs, backbone frozen (default: 10)"),
-    ("fine_tune_epochs", int, "INT", "phase-2 epochs, backbone unfrozen (default: 5)"),
-    ("batch_size", int, "INT", "images per batch (default: 32)"),
-)
+FLAGS = ("backbone", "weights", "image_size", "channels", "epochs", "fine_tune_epochs",
+         "batch_size")
 
 
 def register(subparsers):
-    from medivision_tf.cli.train import _flag_type
+    from medivision_tf.training.config import CHOICES, TrainConfig
 
     parser = subparsers.add_parser(
         "reproduce",
@@ -48,9 +40,7 @@ def register(subparsers):
                         help="only these datasets (default: all ten)")
     parser.add_argument("--config", default=None, metavar="JSON",
                         help="TrainConfig JSON applied to every dataset; flags override it")
-    for name, hint, metavar, text in FLAGS:
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_flag_type(name, hint),
-                            default=argparse.SUPPRESS, metavar=metavar, help=text)
+    add_config_flags(parser, TrainConfig, only=FLAGS, choices=CHOICES)
     parser.add_argument("--paper-figures", default=None, metavar="CSV",
                         help="the paper's per-dataset figures, transcribed: columns dataset "
                         "and any of accuracy, precision, recall, f1 (fractions or percent)")
@@ -61,8 +51,9 @@ def register(subparsers):
 
 def run_reproduce(args):
     from medivision_tf.reproduce import render_table, reproduce
+    from medivision_tf.training.config import TrainConfig
 
-    overrides = {name: getattr(args, name) for name, *_ in FLAGS if hasattr(args, name)}
+    overrides = {k: v for k, v in config_overrides(args, TrainConfig).items() if k in FLAGS}
     table = reproduce(args.data_root, args.out, datasets=args.datasets, config=args.config,
                       paper_figures=args.paper_figures, verbose=0 if args.quiet else 2,
                       **overrides)

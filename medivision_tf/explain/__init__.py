@@ -41,39 +41,41 @@ mx.save_explanation_grid(
 ```
 """
 
-from medivision_tf.explain._inputs import spatial_layer_names
-from medivision_tf.explain.faithfulness import (
-    box_area_share,
-    energy_in_box,
-    map_correlation,
-    pointing_game,
-)
-from medivision_tf.explain.files import explain_images, read_image
-from medivision_tf.explain.gradcam import gradcam_heatmaps
-from medivision_tf.explain.methods import METHODS, attention_maps, explain
-from medivision_tf.explain.overlays import (
-    overlay,
-    prediction_captions,
-    save_explanation_grid,
-    save_png,
-)
-from medivision_tf.explain.report import explain_report
+import importlib
 
-__all__ = [
-    "METHODS",
-    "attention_maps",
-    "box_area_share",
-    "energy_in_box",
-    "explain",
-    "explain_images",
-    "explain_report",
-    "gradcam_heatmaps",
-    "map_correlation",
-    "overlay",
-    "pointing_game",
-    "prediction_captions",
-    "read_image",
-    "save_explanation_grid",
-    "save_png",
-    "spatial_layer_names",
-]
+#: The explanation methods of `explain` (no TensorFlow import needed to list them).
+METHODS = ("gradcam", "gradcam++", "scorecam", "layercam", "attention")
+
+_EXPORTS = {
+    "spatial_layer_names": "_inputs",
+    "box_area_share": "faithfulness",
+    "energy_in_box": "faithfulness",
+    "map_correlation": "faithfulness",
+    "pointing_game": "faithfulness",
+    "explain_images": "files",
+    "read_image": "files",
+    "gradcam_heatmaps": "gradcam",
+    "attention_maps": "methods",
+    "explain": "methods",
+    "overlay": "overlays",
+    "prediction_captions": "overlays",
+    "save_explanation_grid": "overlays",
+    "save_png": "overlays",
+    "explain_report": "report",
+}
+
+__all__ = sorted({"METHODS", *_EXPORTS})
+
+
+def __getattr__(name):
+    # Imported on first use, so `medivision --help` lists METHODS without TensorFlow.
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

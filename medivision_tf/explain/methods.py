@@ -19,7 +19,7 @@ from tf_keras_vis.layercam import Layercam
 from tf_keras_vis.scorecam import Scorecam
 from tf_keras_vis.utils.scores import CategoricalScore
 
-from medivision_tf.explain import _cache, _inputs
+from medivision_tf.explain import METHODS, _cache, _inputs
 from medivision_tf.explain.gradcam import gradcam_heatmaps
 from medivision_tf.model import sequence_grid
 
@@ -29,8 +29,9 @@ _CAM_CLASSES = {
     "scorecam": Scorecam,
     "layercam": Layercam,
 }
-METHODS = ("gradcam", *_CAM_CLASSES, "attention")
-"""Names `explain()` accepts: the Grad-CAM family and `"attention"`."""
+# The names `explain()` accepts; listed in the package so the CLI needs no TensorFlow.
+if METHODS != ("gradcam", *_CAM_CLASSES, "attention"):
+    raise ImportError(f"explain.METHODS {METHODS} does not list the methods of explain().")
 
 
 def explain(

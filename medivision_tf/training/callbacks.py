@@ -1,0 +1,200 @@
+"""The callbacks of a training run, written on Keras' public `Callback` API.
+
+Keras' own `ModelCheckpoint` and `BackupAndRestore` write in place (a kill
+while saving leaves a truncated file) and keep their state in private
+attributes, which change between releases. These callbacks use only the
+public hooks (`on_epoch_end`, `self.model`) and public saving
+(`model.save`, `model.save_weights`), write every file to a temporary name
+and rename it into place (`os.replace`, atomic on POSIX and Windows), and
+keep what a resumed run needs in the run folder's `state.json` (see
+`medivision_tf.training.run_dir.RunState`).
+
+Example:
+
+```python
+state = RunState("runs/x")
+callbacks = make_callbacks(config, "runs/x", state, phase=1, has_validation=True)
+model.fit(train_ds, validation_data=val_ds, epochs=3, callbacks=callbacks)
+```
+"""
+
+import importlib.util
+import math
+import os
+import sys
+
+import keras
+import numpy as np
+
+from medivision_tf.training.run_dir import atomic_path
+
+
+def monitor_mode(monitor):
+    """`"max"` for accuracy/AUC-like quantities, `"min"` for losses."""
+    return "max" if any(key in monitor for key in ("accuracy", "auc")) else "min"
+
+
+class StopOnNaN(keras.callbacks.TerminateOnNaN):
+    """`keras.callbacks.TerminateOnNaN` that remembers where the loss broke.
+
+    After `fit`, `nan_at` is `(epoch, batch, loss)` if training was stopped.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.nan_at = None
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(loss) and self.nan_at is None:
+            self.nan_at = (self.epoch, batch, float(loss))
+        super().on_batch_end(batch, logs)
+
+
+def _finite(logs):
+    return all(np.isfinite(float(v)) for v in (logs or {}).values() if np.isscalar(v))
+
+
+class BestCheckpoint(keras.callbacks.Callback):
+    """Saves the model whenever `monitor` improves on the best of the whole run.
+
+    The best value so far comes from the run's state (both phases and every
+    resume share it), so `best.keras` is the best epoch of the run, not of
+    the current `fit` call. The file is written atomically and the state
+    (`best_epoch`, `best_value`) is updated after it.
+
+    Args:
+        path: the checkpoint file (`.keras`).
+        monitor: the log key to watch, e.g. `"val_loss"`.
+        state: the run's `RunState`.
+    """
+
+    def __init__(self, path, monitor, state):
+        super().__init__()
+        self.path = os.fspath(path)
+        self.monitor = monitor
+        self.mode = monitor_mode(monitor)
+        self.state = state
+
+    def _better(self, value):
+        best = self.state.get("best_value")
+        if best is None or self.state.get("best_monitor") != self.monitor:
+            return True
+        return value < best if self.mode == "min" else value > best
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None or not math.isfinite(float(value)) or not self._better(float(value)):
+            return
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        with atomic_path(self.path) as partial:
+            self.model.save(partial)
+        self.state.update(best_monitor=self.monitor, best_value=float(value),
+                          best_epoch=epoch + 1)
+
+
+class EpochBackup(keras.callbacks.Callback):
+    """Backs up the weights after every finished epoch, for an exact resume.
+
+    The weights go to a new file that is renamed into place; only then does
+    `state.json` name that file and the number of finished epochs, so the
+    pair read on restart is always complete. Epochs whose logs hold NaN/Inf
+    are not backed up. Put it last: an epoch counts as done only after the
+    other callbacks (history row, best checkpoint) have run.
+
+    Args:
+        backup_dir: folder of the weights file.
+        state: the run's `RunState`.
+        phase: 1 or 2, recorded with the epoch.
+    """
+
+    def __init__(self, backup_dir, state, phase):
+        super().__init__()
+        self.backup_dir = os.fspath(backup_dir)
+        self.state = state
+        self.phase = phase
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not _finite(logs):
+            return
+        os.makedirs(self.backup_dir, exist_ok=True)
+        name = f"epoch{epoch + 1:05d}.weights.h5"
+        path = os.path.join(self.backup_dir, name)
+        with atomic_path(path) as partial:
+            self.model.save_weights(partial)
+        previous = self.state.get("backup")
+        self.state.update(epochs_done=epoch + 1, phase=self.phase, backup=name)
+        if previous and previous != name:
+            try:
+                os.remove(os.path.join(self.backup_dir, previous))
+            except FileNotFoundError:
+                pass
+
+
+_NOTICES = set()  # one-line notices already printed in this process
+
+
+def tensorboard_available():
+    """Whether the `tensorboard` package (needed by `tf.summary` writers) is installed."""
+    return importlib.util.find_spec("tensorboard") is not None
+
+
+def make_callbacks(config, run_dir, state, phase, has_validation, is_chief=True):
+    """The callbacks of one phase of `train`.
+
+    In order: NaN stop (first, so nothing is saved from a NaN epoch), best
+    checkpoint (`run_dir/checkpoints/best.keras`, best of the whole run),
+    CSV history (`run_dir/history.csv`, appended), early stopping and LR
+    reduction (when their patience is set), TensorBoard (`run_dir/logs`,
+    chief only, when installed) and the epoch backup (`run_dir/backup`,
+    last: an epoch is backed up only after its history row is written).
+
+    Args:
+        config: a `TrainConfig` (`monitor`, patiences, `tensorboard`).
+        run_dir: the run folder.
+        state: the run's `RunState`.
+        phase: 1 or 2.
+        has_validation: whether `fit` gets validation data; without it a
+            `val_*` monitor falls back to the training quantity.
+        is_chief: the worker that writes TensorBoard logs.
+
+    Returns:
+        A list of `keras.callbacks.Callback`.
+    """
+    monitor = config.monitor
+    if monitor.startswith("val_") and not has_validation:
+        monitor = monitor[len("val_"):]
+    mode = monitor_mode(monitor)
+    callbacks = [
+        StopOnNaN(),
+        BestCheckpoint(os.path.join(run_dir, "checkpoints", "best.keras"), monitor, state),
+        keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True),
+    ]
+    if config.early_stopping_patience:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=monitor,
+                mode=mode,
+                patience=config.early_stopping_patience,
+                restore_best_weights=True,
+            )
+        )
+    if config.reduce_lr_patience:
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=monitor, mode=mode, factor=0.5, patience=config.reduce_lr_patience
+            )
+        )
+    if config.tensorboard and is_chief:
+        if tensorboard_available():
+            callbacks.append(keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")))
+        elif not _NOTICES:
+            _NOTICES.add("tensorboard")
+            print("Note: TensorBoard logs are off: the 'tensorboard' package is not "
+                  "installed (pip install tensorboard).", file=sys.stderr, flush=True)
+    callbacks.append(EpochBackup(os.path.join(run_dir, "backup"), state, phase))
+    return callbacks

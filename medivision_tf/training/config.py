@@ -1,0 +1,384 @@
+"""`TrainConfig`: every setting of a training run, checked when it is made.
+
+A config is a dataclass with JSON-ready values; `config.json` in a run folder
+holds `TrainConfig.to_dict()`, and `TrainConfig.from_dict`/`from_json` read it
+back, refusing unknown keys and wrong types with the key named. This module
+imports neither TensorFlow nor Keras, so the command line can build its flags
+from it in milliseconds.
+
+Example:
+
+```python
+from medivision_tf.training import TrainConfig, load_config
+
+config = TrainConfig(backbone="smallcnn", weights=None, image_size=64, channels=1)
+config.resolved().freeze_backbone     # False: a from-scratch backbone trains
+load_config("train.json", epochs=3)   # a file plus overrides
+```
+"""
+
+import dataclasses
+import json
+import os
+import typing
+
+from medivision_tf import backbones
+from medivision_tf.config import SEQUENCE_MODES
+
+STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+LR_SCHEDULES = ("constant", "cosine", "exponential")
+LOSSES = ("crossentropy", "focal")
+CLASS_WEIGHTS = ("none", "balanced")
+MIXED_PRECISION = ("none", "auto", "mixed_float16", "mixed_bfloat16")
+
+#: The allowed values of the fixed-choice keys (checked here, listed by the CLI).
+CHOICES = {
+    "strategy": STRATEGIES,
+    "optimizer": OPTIMIZERS,
+    "lr_schedule": LR_SCHEDULES,
+    "loss": LOSSES,
+    "class_weight": CLASS_WEIGHTS,
+    "mixed_precision": MIXED_PRECISION,
+    "sequence": SEQUENCE_MODES,
+    "backbone": tuple(backbones.available_backbones()),
+    "freeze_backbone": ("auto", True, False),
+}
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything a training run needs; written to `run_dir/config.json`.
+
+    Attributes:
+        source: dataset to train on: an image directory tree, a CSV file, an
+            `.npz` file or a prepared dataset folder (read by
+            `medivision_tf.data.as_table`; a `str` or a path object such as
+            `pathlib.Path`, stored as `str`). `None` when arrays, tables or
+            datasets are passed to `train` directly.
+        val_split: fraction of `source` held out for validation. A source
+            already split into train and test without val gives this fraction
+            of its train split to validation.
+        test_split: fraction of `source` held out for the final test.
+        image_size: side of the square images the model takes.
+        channels: 1 (grayscale) or 3 (RGB).
+        backbone: a name from `medivision_tf.available_backbones()`.
+        weights: `"imagenet"`, `None` (from scratch) or a weights file path.
+        sequence: `"spatial"` or `"rows"` (see `build_medivision`).
+        lstm_units, projection_units, attention_units, dropout: head sizes
+            (see `build_medivision`; `projection_units=None` feeds the LSTM
+            the raw backbone features).
+        lstm_unroll: unroll the LSTM (same function, no `while` loop; see
+            `build_medivision`; keep False on GPUs, where the rolled LSTM runs
+            the cuDNN kernel).
+        multi_label: sigmoid outputs and a binary loss on multi-hot labels.
+        batch_size: images per replica and step; the global batch is
+            `batch_size * strategy.num_replicas_in_sync`.
+        epochs: phase-1 epochs (head only when `freeze_backbone`).
+        fine_tune_epochs: phase-2 epochs (backbone unfrozen); 0 skips phase 2.
+        fine_tune_layers: unfreeze only the top N backbone layers in phase 2
+            (`None`: all of them).
+        freeze_backbone: `"auto"` (default), `True` or `False`. Phase 1
+            freezes the backbone and trains the head only when True; `"auto"`
+            freezes it only when the backbone starts from pretrained weights
+            (`weights="imagenet"` or a weights file) and trains it all from
+            scratch (`weights=None`): a frozen random backbone is a fixed
+            random feature extractor. `train` records the resolved value in
+            `config.json` and warns when a random backbone is frozen
+            explicitly.
+        keep_batchnorm_frozen: keep the backbone's BatchNorm layers frozen when
+            unfreezing (`None`: True for pretrained weights, False from scratch).
+        optimizer: one of `adam`, `adamw`, `sgd` (momentum 0.9), `rmsprop`.
+        learning_rate: phase-1 learning rate.
+        fine_tune_learning_rate: phase-2 learning rate (lower: do not wreck the
+            pretrained features).
+        weight_decay: decoupled weight decay (0: none).
+        lr_schedule: `constant`, `cosine` (decay to 0 over the phase) or
+            `exponential` (x0.9 per epoch).
+        label_smoothing: in [0, 1).
+        loss: `crossentropy` or `focal` (Keras' focal cross-entropy, for
+            class imbalance).
+        focal_gamma: focusing parameter of the focal loss.
+        class_weight: `none` or `balanced` (n / (k * count) per class, by
+            `medivision_tf.data.class_weights`; a class without training
+            images is refused). With a tf.data dataset of yours, the dataset
+            is read once beforehand to count its labels.
+        early_stopping_patience: epochs without `monitor` improving before a
+            phase stops (0: never).
+        reduce_lr_patience: epochs without improvement before the learning
+            rate is halved (0: never; needs `lr_schedule="constant"`).
+        monitor: quantity watched by the best checkpoint, early stopping and
+            LR reduction (`val_loss` falls back to `loss` without validation).
+        tensorboard: write TensorBoard logs to `run_dir/logs` when the
+            `tensorboard` package is installed (a one-line notice otherwise;
+            the run goes on without them).
+        strategy: `auto` (a TPU, then a TF_CONFIG cluster of several tasks,
+            then several GPUs, else the default strategy) or one of `default`,
+            `one_device`, `mirrored`, `multi_worker`, `tpu` to force it.
+        mixed_precision: `none`, `auto` (`mixed_float16` on GPU,
+            `mixed_bfloat16` on TPU, none on CPU), `mixed_float16` or
+            `mixed_bfloat16`. The output layers stay float32.
+        augment: random flips/rotations/zoom in the training pipeline
+            (sources, tables and arrays; not user tf.data datasets).
+        cache: cache decoded images in memory (same).
+        steps_per_epoch: this many steps per epoch (`None`: one pass over the
+            training set, rounded up to whole batches). Sources, tables and
+            arrays repeat, so epochs go on through the data; a tf.data
+            dataset of yours is not repeated.
+        calibrate_batchnorm: re-estimate trainable BatchNorm statistics on the
+            training images after training (needed after short from-scratch
+            trainings; frozen pretrained BatchNorm is left alone).
+        seed: seed of the split, the weights, the shuffling and augmentation.
+    """
+
+    source: typing.Optional[str] = None
+    val_split: float = 0.15
+    test_split: float = 0.15
+    image_size: int = 224
+    channels: int = 3
+    backbone: str = "efficientnetb0"
+    weights: typing.Optional[str] = "imagenet"
+    sequence: str = "spatial"
+    lstm_units: int = 128
+    projection_units: typing.Optional[int] = 128
+    lstm_unroll: bool = False
+    attention_units: int = 64
+    dropout: float = 0.3
+    multi_label: bool = False
+    batch_size: int = 32
+    epochs: int = 10
+    fine_tune_epochs: int = 5
+    fine_tune_layers: typing.Optional[int] = None
+    freeze_backbone: typing.Union[bool, str] = "auto"
+    keep_batchnorm_frozen: typing.Optional[bool] = None
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    fine_tune_learning_rate: float = 1e-4
+    weight_decay: float = 0.0
+    lr_schedule: str = "constant"
+    label_smoothing: float = 0.0
+    loss: str = "crossentropy"
+    focal_gamma: float = 2.0
+    class_weight: str = "none"
+    early_stopping_patience: int = 0
+    reduce_lr_patience: int = 0
+    monitor: str = "val_loss"
+    tensorboard: bool = True
+    strategy: str = "auto"
+    mixed_precision: str = "none"
+    augment: bool = False
+    cache: bool = False
+    steps_per_epoch: typing.Optional[int] = None
+    calibrate_batchnorm: bool = True
+    seed: int = 0
+
+    def __post_init__(self):
+        hints = typing.get_type_hints(type(self))
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            coerced = _check_type(field.name, value, hints[field.name])
+            object.__setattr__(self, field.name, coerced)
+        self._check_values()
+
+    def _check_values(self):
+        for key, allowed in CHOICES.items():
+            if key in ("backbone", "freeze_backbone"):
+                continue  # checked below, with their own messages
+            if getattr(self, key) not in allowed:
+                raise ValueError(
+                    f"Config key {key!r}: unknown value {getattr(self, key)!r}. "
+                    f"Choose one of: {', '.join(allowed)}."
+                )
+        for key in ("val_split", "test_split", "label_smoothing"):
+            if not 0 <= getattr(self, key) < 1:
+                raise ValueError(
+                    f"Config key {key!r} must be in [0, 1). "
+                    f"Received: {key}={getattr(self, key)!r}"
+                )
+        for key in ("learning_rate", "fine_tune_learning_rate", "batch_size", "image_size"):
+            if getattr(self, key) <= 0:
+                raise ValueError(
+                    f"Config key {key!r} must be > 0. Received: {key}={getattr(self, key)!r}"
+                )
+        for key in ("epochs", "fine_tune_epochs", "early_stopping_patience",
+                    "reduce_lr_patience", "weight_decay", "focal_gamma"):
+            if getattr(self, key) < 0:
+                raise ValueError(
+                    f"Config key {key!r} must be >= 0. Received: {key}={getattr(self, key)!r}"
+                )
+        for key in ("steps_per_epoch", "fine_tune_layers", "projection_units"):
+            value = getattr(self, key)
+            if value is not None and value < (0 if key == "fine_tune_layers" else 1):
+                raise ValueError(
+                    f"Config key {key!r} must be None or a positive integer. "
+                    f"Received: {key}={value!r}"
+                )
+        if self.channels not in (1, 3):
+            raise ValueError(
+                f"Config key 'channels' must be 1 or 3. Received: channels={self.channels!r}"
+            )
+        if self.epochs + self.fine_tune_epochs < 1:
+            raise ValueError(
+                "Config keys 'epochs' + 'fine_tune_epochs' must be >= 1. Received: "
+                f"epochs={self.epochs}, fine_tune_epochs={self.fine_tune_epochs}"
+            )
+        if self.reduce_lr_patience and self.lr_schedule != "constant":
+            raise ValueError(
+                "Config key 'reduce_lr_patience' needs lr_schedule='constant' "
+                "(a schedule already sets the learning rate). Received: "
+                f"reduce_lr_patience={self.reduce_lr_patience}, "
+                f"lr_schedule={self.lr_schedule!r}"
+            )
+        if self.multi_label and self.class_weight != "none":
+            raise ValueError(
+                "Config key 'class_weight' must be 'none' with multi_label=True "
+                "(Keras class weights need one class per image); use loss='focal' "
+                f"for imbalance. Received: class_weight={self.class_weight!r}"
+            )
+        if isinstance(self.freeze_backbone, str):
+            value = self.freeze_backbone.lower()
+            if value not in ("auto", "true", "false"):
+                raise ValueError(
+                    "Config key 'freeze_backbone' must be 'auto', true or false. "
+                    f"Received: freeze_backbone={self.freeze_backbone!r}"
+                )
+            object.__setattr__(
+                self, "freeze_backbone", {"auto": "auto", "true": True, "false": False}[value]
+            )
+        if isinstance(self.weights, str) and self.weights.lower() == "none":
+            object.__setattr__(self, "weights", None)
+        spec = backbones.get_backbone(self.backbone)
+        if self.weights == "imagenet" and not spec.has_imagenet_weights:
+            raise ValueError(
+                f"Config key 'weights': backbone {self.backbone!r} has no ImageNet "
+                "weights. Use weights=None (from scratch) or a weights file path."
+            )
+
+    @classmethod
+    def from_dict(cls, values):
+        """Builds a config from a dict, refusing unknown keys.
+
+        Raises:
+            ValueError: a key is not a `TrainConfig` field (the message names it
+                and lists the valid keys).
+            TypeError: a value has the wrong type (the message names the key).
+        """
+        if not isinstance(values, dict):
+            raise TypeError(
+                f"A training config must be a JSON object (dict). Received: {type(values).__name__}"
+            )
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise ValueError(
+                f"Unknown config key(s) {', '.join(repr(k) for k in unknown)}. "
+                f"Valid keys: {', '.join(names)}."
+            )
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, path):
+        """Reads a config from a JSON file (see `from_dict`)."""
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"Config file not found: {path!r}")
+        with open(path) as f:
+            try:
+                values = json.load(f)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"Config file {path!r} is not valid JSON: {error}") from None
+        return cls.from_dict(values)
+
+    def to_dict(self):
+        """The config as a JSON-ready dict of every key (what `config.json` holds).
+
+        Returns:
+            `{key: value}` for every field; `TrainConfig.from_dict` reads it back.
+
+        Example:
+
+        ```python
+        TrainConfig(epochs=3).to_dict()["epochs"]   # 3
+        ```
+        """
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes):
+        """A copy with some keys changed (unknown keys refused)."""
+        return self.from_dict({**self.to_dict(), **changes})
+
+    def resolved(self):
+        """A copy with `"auto"` values decided (what `config.json` records).
+
+        `freeze_backbone="auto"` becomes True for pretrained weights
+        (`"imagenet"` or a weights file) and False from scratch.
+
+        Example:
+
+        ```python
+        TrainConfig(weights=None).resolved().freeze_backbone   # False
+        ```
+        """
+        if self.freeze_backbone == "auto":
+            return self.replace(freeze_backbone=self.weights is not None)
+        return self
+
+
+def _check_type(key, value, hint):
+    """Checks `value` against a field annotation; ints are accepted as floats
+    and path objects (`os.PathLike`, e.g. `pathlib.Path`) as strings."""
+    if typing.get_origin(hint) is typing.Union and type(None) not in typing.get_args(hint):
+        # A choice of types (e.g. `freeze_backbone: bool | "auto"`).
+        for option in typing.get_args(hint):
+            if isinstance(value, option) and not (option is int and isinstance(value, bool)):
+                return value
+        names = " or ".join(t.__name__ for t in typing.get_args(hint))
+        raise TypeError(
+            f"Config key {key!r} must be {names}. Received: {key}={value!r} "
+            f"({type(value).__name__})"
+        )
+    optional = typing.get_origin(hint) is typing.Union
+    base = [t for t in typing.get_args(hint) if t is not type(None)][0] if optional else hint
+    if value is None and optional:
+        return None
+    if base is str and isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    ok = isinstance(value, base) and not (base is int and isinstance(value, bool))
+    if base is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not ok:
+        allowed = f"{base.__name__}" + (" or null" if optional else "")
+        raise TypeError(
+            f"Config key {key!r} must be {allowed}. Received: {key}={value!r} "
+            f"({type(value).__name__})"
+        )
+    return value
+
+
+def load_config(config=None, **overrides):
+    """A `TrainConfig` from a config, a dict, a JSON path or nothing, plus overrides.
+
+    Example:
+
+    ```python
+    config = load_config("train.json", epochs=3)
+    ```
+    """
+    if config is None:
+        values = {}
+    elif isinstance(config, TrainConfig):
+        values = config.to_dict()
+    elif isinstance(config, dict):
+        values = dict(config)
+        TrainConfig.from_dict(values)  # name unknown keys of the file itself
+    elif isinstance(config, (str, os.PathLike)):
+        values = TrainConfig.from_json(config).to_dict()
+    else:
+        raise TypeError(
+            "`config` must be a TrainConfig, a dict, a JSON file path or None. "
+            f"Received: {type(config).__name__}"
+        )
+    return TrainConfig.from_dict({**values, **overrides})
+
+
+# === Strategies and mixed precision ===

@@ -1,0 +1,189 @@
+"""The run folder: its state file, atomic writes, history and config checks.
+
+```
+run_dir/
+  config.json             the config used, "auto" values resolved
+  state.json              epochs done, phase, backup file, best epoch and value
+  history.csv             one row per epoch, both phases
+  checkpoints/best.keras  the best epoch of the whole run
+  backup/                 weights after the last finished epoch
+  logs/                   TensorBoard (when installed)
+  model.keras             the final model
+```
+
+Example:
+
+```python
+state = RunState("runs/x")
+state.update(epochs_done=3)
+RunState("runs/x").get("epochs_done")   # 3
+```
+"""
+
+import contextlib
+import json
+import os
+
+import pandas as pd
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yields a temporary path beside `path`; renames it over `path` on success.
+
+    The temporary name is hidden (`.partial-PID-NAME`) and keeps the file's
+    extension, so Keras' savers accept it. On an error the partial file is
+    removed, so no `.partial-*` file outlives the write.
+    """
+    path = os.fspath(path)
+    folder, name = os.path.split(path)
+    partial = os.path.join(folder, f".partial-{os.getpid()}-{name}")
+    try:
+        yield partial
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+
+
+def write_json_atomic(path, data):
+    """Writes `data` as JSON to `path` through a synced temporary file."""
+    with atomic_path(path) as partial:
+        with open(partial, "w") as f:
+            json.dump(data, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def read_json(path):
+    """The JSON object in `path`, or None when the file does not exist."""
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+class RunState:
+    """`run_dir/state.json`, read once and rewritten atomically on each update.
+
+    Keys: `epochs_done` (epochs finished over both phases), `phase`, `backup`
+    (the weights file of the last finished epoch), `best_monitor`,
+    `best_value`, `best_epoch` (of `checkpoints/best.keras`), `complete`
+    (the final model is written), `evaluated`.
+
+    Args:
+        run_dir: the run folder.
+    """
+
+    def __init__(self, run_dir):
+        self.path = os.path.join(os.fspath(run_dir), "state.json")
+        self.values = read_json(self.path) or {}
+
+    def get(self, key, default=None):
+        return self.values.get(key, default)
+
+    def update(self, **values):
+        self.values.update(values)
+        write_json_atomic(self.path, self.values)
+
+
+def remove_partials(folder):
+    """Deletes `.partial-*` files a killed process left anywhere under `folder`."""
+    for parent, _, files in os.walk(folder):
+        for name in files:
+            if name.startswith(".partial-"):
+                os.remove(os.path.join(parent, name))
+
+
+def tidy_history(path, epochs=None):
+    """history.csv with one row per epoch, in order.
+
+    An epoch redone after a kill between its history row and its backup
+    keeps its last row; rows past `epochs` (written by an epoch whose backup
+    never landed) are dropped.
+    """
+    if not os.path.exists(path):
+        return pd.DataFrame()
+    history = pd.read_csv(path)
+    history = history.drop_duplicates("epoch", keep="last").sort_values("epoch")
+    if epochs is not None:
+        history = history[history["epoch"] < epochs]
+    history = history.reset_index(drop=True)
+    with atomic_path(path) as partial:
+        history.to_csv(partial, index=False)
+    return history
+
+
+def changed_keys(previous, config):
+    """Config keys whose values differ between a saved config.json and `config`."""
+    current = json.loads(json.dumps(config.to_dict()))
+    return sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+
+
+def finished_run(run_dir, config):
+    """The model of a finished run of `config` in `run_dir`, or None.
+
+    Args:
+        run_dir: a run folder.
+        config: the `TrainConfig` the run should have used (`"auto"` values
+            are resolved before comparing).
+
+    Returns:
+        The path of `run_dir/model.keras`, or None when the run is missing or
+        unfinished.
+
+    Raises:
+        ValueError: the finished run used another config (the keys are named).
+
+    Example:
+
+    ```python
+    finished_run("runs/oct", config) or train(config, run_dir="runs/oct")
+    ```
+    """
+    state = read_json(os.path.join(run_dir, "state.json"))
+    previous = read_json(os.path.join(run_dir, "config.json"))
+    model_path = os.path.join(run_dir, "model.keras")
+    if not (state and state.get("complete") and previous and os.path.isfile(model_path)):
+        return None
+    changed = changed_keys(previous, config.resolved())
+    if changed:
+        raise ValueError(
+            f"Run folder {run_dir!r} holds a finished run with another config (keys "
+            f"{', '.join(changed)} differ). Choose another folder or remove it."
+        )
+    return model_path
+
+
+def claim_run_dir(run_dir, config):
+    """Writes config.json, or checks that a resumed run uses the same config.
+
+    Args:
+        run_dir: the run folder.
+        config: a resolved `TrainConfig`.
+
+    Raises:
+        ValueError: the folder holds a finished run, or an interrupted run
+            of another config (the differing keys are named).
+    """
+    path = os.path.join(run_dir, "config.json")
+    previous = read_json(path)
+    started = any(
+        os.path.exists(os.path.join(run_dir, name))
+        for name in ("state.json", "history.csv", "backup")
+    )
+    if previous is not None and started:
+        state = read_json(os.path.join(run_dir, "state.json")) or {}
+        if state.get("complete"):
+            raise ValueError(
+                f"Run folder {run_dir!r} already holds a finished run. Choose another folder."
+            )
+        changed = changed_keys(previous, config)
+        if changed:
+            raise ValueError(
+                f"Run folder {run_dir!r} holds an interrupted run with another config "
+                f"(keys {', '.join(changed)} differ); resume it with the same config or "
+                "choose another folder."
+            )
+        return
+    write_json_atomic(path, config.to_dict())
