@@ -415,6 +415,33 @@ def get_model_config(model):
     return _inferred_config(model, labels)
 
 
+def build_from_config(config):
+    """Builds the (untrained) model a `ModelConfig` describes.
+
+    Args:
+        config: a `ModelConfig` or its `to_dict()`.
+
+    Returns:
+        `build_medivision(...)` (or `build_pooling_baseline(...)` for
+        `head="pooling"`) called with the config's arguments.
+
+    Example:
+
+    ```python
+    twin = build_from_config(get_model_config(model))   # same architecture
+    ```
+    """
+    if isinstance(config, dict):
+        config = ModelConfig.from_dict(config)
+    values = config.to_dict()
+    head = values.pop("head")
+    if head == "pooling":
+        keep = ("num_classes", "backbone", "input_shape", "weights", "dropout", "multi_label",
+                "class_names", "name")
+        return build_pooling_baseline(**{k: values[k] for k in keep})
+    return build_medivision(**values)
+
+
 def _inferred_config(model, labels):
     """A `ModelConfig` for a model saved before configs were stored (0.1.0)."""
     names = {layer.name for layer in model.layers}

@@ -573,7 +573,8 @@ def train_on_your_dataset():
             phases:
 
             1. `epochs` with the pretrained backbone **frozen**: only the LSTM-attention head learns,
-               at `learning_rate`;
+               at `learning_rate` (`freeze_backbone="auto"`, the default, freezes it only when
+               it starts from pretrained weights; a from-scratch backbone trains from the start);
             2. `fine_tune_epochs` with the backbone (or its top `fine_tune_layers` layers)
                **unfrozen**, at the lower `fine_tune_learning_rate`; BatchNorm stays frozen for
                pretrained weights.
@@ -584,7 +585,7 @@ def train_on_your_dataset():
             interrupted run. `mixed_precision="auto"` uses float16 on GPUs and bfloat16 on TPUs.
 
             With `MEDIVISION_NOTEBOOK_QUICK=1` the backbone is the small from-scratch `smallcnn`
-            (no ImageNet download), so phase 1 only exercises the mechanics.
+            (no ImageNet download) and `"auto"` trains it from the first epoch.
             """
         ),
         code(
@@ -597,8 +598,8 @@ def train_on_your_dataset():
                 image_size=IMAGE_SIZE,
                 channels=1,                # X-rays are grayscale: repeated to RGB inside the model
                 batch_size=BATCH_SIZE,     # per replica
-                epochs=EPOCHS,             # phase 1: backbone frozen
-                freeze_backbone=True,
+                epochs=EPOCHS,             # phase 1: backbone frozen if pretrained
+                freeze_backbone="auto",    # frozen for ImageNet weights, trained from scratch
                 learning_rate=1e-3,
                 fine_tune_epochs=FINE_TUNE_EPOCHS,   # phase 2: backbone unfrozen
                 fine_tune_layers=FINE_TUNE_LAYERS,   # None: all backbone layers

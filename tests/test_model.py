@@ -417,3 +417,44 @@ def test_projection_is_a_factorization_of_the_lstm_input_weights():
         literal.predict(images, verbose=0), projected.predict(images, verbose=0),
         rtol=1e-4, atol=1e-5,
     )
+
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
+
+
+def test_a_keras_file_saved_by_release_0_1_0_still_loads():
+    # Written by the 0.1.0 code (before ModelConfig was stored in the model):
+    # smallcnn, 32x32x1, sequence="rows", classes a/b/c.
+    model = medivision_tf.load_model(os.path.join(DATA, "release_0_1_0.keras"), compile=False)
+    saved = np.load(os.path.join(DATA, "release_0_1_0_outputs.npz"))
+    np.testing.assert_allclose(model.predict(saved["images"], verbose=0),
+                               saved["probabilities"], rtol=1e-5, atol=1e-6)
+    config = medivision_tf.get_model_config(model)
+    assert config.sequence == "rows" and config.class_names == ("a", "b", "c")
+    assert config.input_shape == (32, 32, 1) and config.lstm_units == 8
+    assert config.projection_units == 16 and config.attention_units == 4
+    assert medivision_tf.sequence_grid(model)[1] == 1
+
+
+def test_model_config_travels_with_the_model(tmp_path):
+    model = medivision_tf.build_medivision(
+        3, backbone="smallcnn", weights=None, input_shape=(32, 32, 1), lstm_units=8,
+        attention_units=4, sequence="rows", class_names=["x", "y", "z"],
+    )
+    config = medivision_tf.get_model_config(model)
+    assert config.to_dict()["input_shape"] == [32, 32, 1]
+    assert (config.backbone, config.sequence, config.class_names) == ("smallcnn", "rows",
+                                                                      ("x", "y", "z"))
+    model.save(tmp_path / "m.keras")
+    loaded = medivision_tf.get_model_config(medivision_tf.load_model(tmp_path / "m.keras"))
+    assert loaded == config
+    # The stored arguments rebuild the same architecture.
+    rebuilt = medivision_tf.model.build_from_config(config)
+    assert rebuilt.count_params() == model.count_params()
+    baseline = medivision_tf.build_pooling_baseline(2, backbone="smallcnn", weights=None,
+                                                    input_shape=(32, 32, 3))
+    assert medivision_tf.get_model_config(baseline).head == "pooling"
+    assert medivision_tf.model.build_from_config(
+        medivision_tf.get_model_config(baseline)).count_params() == baseline.count_params()
+    with pytest.raises(ValueError, match="Unknown model config key.*'colour'"):
+        medivision_tf.ModelConfig.from_dict({"num_classes": 2, "colour": "red"})

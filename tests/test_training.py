@@ -428,3 +428,19 @@ def test_freeze_backbone_auto_trains_a_random_backbone_and_records_the_choice(
     assert "randomly initialised backbone" in capsys.readouterr().err
     with pytest.raises(ValueError, match="freeze_backbone.*Received: freeze_backbone='maybe'"):
         training.TrainConfig(freeze_backbone="maybe")
+
+
+def test_training_without_tensorboard_installed_prints_a_notice_and_goes_on(
+        tmp_path, small_data, monkeypatch, capsys):
+    from medivision_tf.training import callbacks
+
+    monkeypatch.setattr(callbacks, "tensorboard_available", lambda: False)
+    monkeypatch.setattr(callbacks, "_NOTICES", set())
+    data = small_data["train"]
+    result = train(_config(steps_per_epoch=1, tensorboard=True),
+                   train_data=(data.images[:64], data.labels[:64]),
+                   class_names=data.class_names, run_dir=tmp_path, verbose=0)
+    assert result.epochs == 1 and os.path.isfile(result.model_path)
+    err = capsys.readouterr().err
+    assert err.count("TensorBoard logs are off") == 1 and "pip install tensorboard" in err
+    assert not (tmp_path / "logs").exists()
