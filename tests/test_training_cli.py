@@ -126,13 +126,20 @@ def test_sigkilled_run_resumes_and_ends_with_the_same_epoch_count(dataset, unint
     command = _train_command(dataset, out, "--seed", "3", "--no-evaluate")
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env=_env())
-    metadata = out / "backup" / "phase1" / "training_metadata.json"
+    state_file = out / "state.json"
+
+    def epochs_done():
+        try:
+            return json.loads(state_file.read_text()).get("epochs_done", 0)
+        except (FileNotFoundError, json.JSONDecodeError):
+            return 0
+
     deadline = time.time() + 240
     try:
-        while not metadata.exists() and proc.poll() is None and time.time() < deadline:
+        while epochs_done() < 1 and proc.poll() is None and time.time() < deadline:
             time.sleep(0.02)
         assert proc.poll() is None, "the run finished before it could be killed"
-        assert metadata.exists()
+        assert epochs_done() >= 1
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         if proc.poll() is None:
