@@ -33,6 +33,7 @@ import tensorflow as tf
 
 # The one reader of image files; re-exported so `prediction.load_images` keeps working.
 from medivision_tf.data.decode import load_images
+from medivision_tf.data.scan import PROGRESS_MIN_IMAGES
 from medivision_tf.model import get_model_config
 
 __all__ = [
@@ -47,9 +48,6 @@ __all__ = [
 ]
 
 TTA_TRANSFORMS = ("identity", "flip_left_right", "flip_up_down", "rot180")
-
-#: `verbose="auto"` shows a progress bar only above this many images.
-PROGRESS_MIN_IMAGES = 8
 
 
 # === Progress ===
