@@ -14,6 +14,9 @@ out_dir/
   training_curves.png      when a history CSV is given
 ```
 
+Prediction (with test-time augmentation) is `medivision_tf.prediction`'s;
+`predict_probabilities` and `TTA_TRANSFORMS` are re-exported here.
+
 Plots are drawn on `matplotlib.figure.Figure` objects (no pyplot, no GUI
 backend needed, no global state).
 
