@@ -14,6 +14,9 @@ out_dir/
   training_curves.png      when a history CSV is given
 ```
 
+Prediction (with test-time augmentation) is `medivision_tf.prediction`'s;
+`predict_probabilities` and `TTA_TRANSFORMS` are re-exported here.
+
 Plots are drawn on `matplotlib.figure.Figure` objects (no pyplot, no GUI
 backend needed, no global state).
 
@@ -33,16 +36,22 @@ import json
 import math
 import os
 
-import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 from matplotlib.figure import Figure
 from sklearn import metrics as skm
 
-from medivision_tf.model import check_class_names, get_class_names, is_multi_label
+from medivision_tf.config import check_class_names
+from medivision_tf.model import get_model_config
 
-TTA_TRANSFORMS = ("identity", "flip_left_right", "flip_up_down", "rot180")
+# Re-exported: prediction with test-time augmentation lives in `prediction`.
+from medivision_tf.prediction import (  # noqa: F401
+    TTA_TRANSFORMS,
+    check_tta,
+    predict_batches,
+    predict_probabilities,
+)
 
 
 # === Metrics ===
@@ -511,106 +520,12 @@ def plot_history(history_csv, out_png):
     return _save(figure, out_png)
 
 
-# === Prediction with test-time augmentation ===
-
-
-def _transform(images, name):
-    if name == "identity":
-        return images
-    if name == "flip_left_right":
-        return tf.reverse(images, axis=[2])
-    if name == "flip_up_down":
-        return tf.reverse(images, axis=[1])
-    return tf.reverse(images, axis=[1, 2])  # rot180
-
-
-def _tta_list(tta):
-    if tta is False or tta is None:
-        return ["identity"]
-    if tta is True:
-        return ["identity", "flip_left_right"]
-    names = [tta] if isinstance(tta, str) else list(tta)
-    for name in names:
-        if name not in TTA_TRANSFORMS:
-            raise ValueError(
-                f"Unknown TTA transform {name!r}. Choose from: {', '.join(TTA_TRANSFORMS)}."
-            )
-    if not names:
-        raise ValueError(f"`tta` names no transform. Choose from: {', '.join(TTA_TRANSFORMS)}.")
-    return names
-
-
-def _batches(data, batch_size):
-    """`(images, labels or None)` per batch: a dataset's elements, or slices
-    of an image array (converted to float32 one batch at a time)."""
-    if isinstance(data, tf.data.Dataset):
-        for element in data:
-            if isinstance(element, (tuple, list)):
-                yield element[0], (element[1] if len(element) > 1 else None)
-            else:
-                yield element, None
-    else:
-        for start in range(0, len(data), batch_size):
-            yield data[start:start + batch_size], None
-
-
-def _predict(model, data, batch_size, names, verbose=0):
-    """One pass over `data`: per batch, the mean of `predict_on_batch` over
-    the TTA transforms, and the batch's labels (None when it has none)."""
-    if isinstance(data, tf.data.Dataset):
-        count = int(data.cardinality())
-        target = count if count >= 0 else None
-    else:
-        target = math.ceil(len(data) / batch_size)
-    progress = keras.utils.Progbar(target, unit_name="batch") if verbose else None
-    probabilities, labels = [], []
-    for step, (images, y) in enumerate(_batches(data, batch_size), 1):
-        images = tf.cast(images, tf.float32)
-        outputs = [np.asarray(model.predict_on_batch(_transform(images, n))) for n in names]
-        probabilities.append(np.mean(outputs, axis=0) if len(outputs) > 1 else outputs[0])
-        labels.append(None if y is None else np.asarray(y))
-        if progress is not None:
-            progress.update(step)
-    if not probabilities:
-        raise ValueError("No images to predict: the data is empty.")
-    return np.concatenate(probabilities), labels
-
-
-def predict_probabilities(model, images, batch_size=32, tta=False, verbose=0):
-    """Class probabilities, averaged over test-time augmentations.
-
-    The data is read once: each batch is predicted under every transform
-    (`model.predict_on_batch`) and the results averaged before the next batch
-    is read, so files are decoded once whatever the number of transforms.
-
-    Args:
-        model: a Keras classifier.
-        images: array `(n, h, w, c)` of raw pixels (converted to float32 one
-            batch at a time), or a `tf.data.Dataset` of image batches or
-            `(images, labels)` batches.
-        batch_size: batch size for arrays.
-        tta: False (plain prediction), True (original + left-right flip) or a
-            list of transforms from `TTA_TRANSFORMS`.
-        verbose: a progress bar over the batches.
-
-    Returns:
-        `(n, num_classes)` probabilities (mean over the transforms).
-
-    Example:
-
-    ```python
-    probs = predict_probabilities(model, images, tta=["identity", "flip_left_right", "flip_up_down"])
-    ```
-    """
-    names = _tta_list(tta)
-    if not isinstance(images, tf.data.Dataset):
-        images = np.asarray(images)
-    return _predict(model, images, batch_size, names, verbose)[0]
+# === Evaluation of a model ===
 
 
 def evaluate_model(model, data, labels=None, class_names=None, out_dir=None, *,
                    tta=False, batch_size=32, history_csv=None, threshold=0.5, n_bins=10,
-                   verbose=0):
+                   verbose="auto"):
     """Predicts, computes every metric and (with `out_dir`) writes the report.
 
     Args:
@@ -628,7 +543,8 @@ def evaluate_model(model, data, labels=None, class_names=None, out_dir=None, *,
         history_csv: a training `history.csv` to draw `training_curves.png`.
         threshold: multi-label decision threshold.
         n_bins: calibration bins.
-        verbose: Keras progress bar while predicting.
+        verbose: progress bar on stderr while predicting: `"auto"` (default:
+            above `prediction.PROGRESS_MIN_IMAGES` images), 1/True or 0/False.
 
     Returns:
         An `EvaluationReport`.
@@ -641,28 +557,32 @@ def evaluate_model(model, data, labels=None, class_names=None, out_dir=None, *,
     print(report.summary["accuracy"], report.summary["roc_auc_macro"])
     ```
     """
-    model_classes = get_class_names(model)
-    multi_label = is_multi_label(model)
+    config = get_model_config(model)
+    model_classes = list(config.class_names)
+    multi_label = config.multi_label
+    total = None  # images in a dataset, for the progress bar
     if isinstance(data, pd.DataFrame):
         data_classes = data.attrs.get("class_names")
         if class_names is None and data_classes:
             class_names = list(data_classes)
         from medivision_tf.data.pipeline import make_dataset
 
-        height, width, channels = model.input_shape[1:]
+        total = len(data)
         data = make_dataset(
-            data, image_size=(height, width), channels=channels, batch_size=batch_size,
-            training=False, shuffle=False, augment=False,
+            data, image_size=config.image_size, channels=config.channels,
+            batch_size=batch_size, training=False, shuffle=False, augment=False,
         )
     if class_names is not None:
         check_class_names(model_classes, class_names)
-    names = _tta_list(tta)
+    names = check_tta(tta)
     if isinstance(data, tf.data.Dataset):
         if labels is not None:
             raise ValueError("Pass `labels` only with an image array, not with a dataset.")
         # One pass: images are decoded once, predicted under every transform,
         # and their labels kept in the same loop.
-        probabilities, batch_labels = _predict(model, data, batch_size, names, verbose)
+        probabilities, batch_labels = predict_batches(
+            model, data, batch_size, names, verbose, total=total
+        )
         if any(y is None for y in batch_labels):
             raise ValueError("An evaluation dataset must yield (images, labels) batches.")
         labels = np.concatenate(batch_labels)
@@ -682,7 +602,7 @@ def evaluate_model(model, data, labels=None, class_names=None, out_dir=None, *,
             f"{len(model_classes)} classes {model_classes}."
         )
     if probabilities is None:
-        probabilities = _predict(model, images, batch_size, names, verbose)[0]
+        probabilities = predict_batches(model, images, batch_size, names, verbose)[0]
     report = compute_metrics(labels, probabilities, model_classes, multi_label, threshold, n_bins)
     report.summary["tta"] = names
     if out_dir is not None:

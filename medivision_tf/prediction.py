@@ -1,8 +1,17 @@
-"""Prediction on image files: class, probability and top-k per image.
+"""Prediction: class probabilities with test-time augmentation, and image files.
 
-Files are read with `medivision_tf.data.decode` (JPEG, PNG 8/16-bit, BMP,
-GIF, WebP, TIFF, DICOM; the format is sniffed from the bytes) and resized the
-way the training pipeline does (aspect ratio kept, black padding).
+- `predict_probabilities(model, images, tta=...)`: probabilities averaged
+  over test-time augmentations (`TTA_TRANSFORMS`), one pass over the data.
+- `predict_files(model, paths, top_k=3)`: class, probability and top-k per
+  image file.
+- `load_images`: `medivision_tf.data.decode.load_images`, the one reader of
+  image files (JPEG, PNG 8/16-bit, BMP, GIF, WebP, TIFF, DICOM; the format is
+  sniffed from the bytes), so files are decoded and resized exactly as the
+  training pipeline does (aspect ratio kept, black padding).
+
+Progress: `verbose="auto"` (the default, like Keras' `predict`) shows a tqdm
+bar on stderr when there are more than `PROGRESS_MIN_IMAGES` images;
+`verbose=1`/`True` always shows it, `0`/`False` never.
 
 Example:
 
@@ -20,57 +29,234 @@ import os
 
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
-from medivision_tf.evaluation import predict_probabilities
-from medivision_tf.model import get_class_names, is_multi_label
+# The one reader of image files; re-exported so `prediction.load_images` keeps working.
+from medivision_tf.data.decode import load_images
+from medivision_tf.data.scan import PROGRESS_MIN_IMAGES
+from medivision_tf.model import get_model_config
+
+__all__ = [
+    "PROGRESS_MIN_IMAGES",
+    "TTA_TRANSFORMS",
+    "check_tta",
+    "load_images",
+    "predict_batches",
+    "predict_files",
+    "predict_probabilities",
+    "progress_bar",
+]
+
+TTA_TRANSFORMS = ("identity", "flip_left_right", "flip_up_down", "rot180")
 
 
-def load_images(paths, image_size, channels=3, resize="pad"):
-    """Decodes and resizes image files into a float32 0-255 array.
+# === Progress ===
 
-    `medivision_tf.data.decode.load_images`: the pixels equal the training
-    pipeline's (`make_dataset`) for the same size, channels and resize mode.
+
+def progress_bar(total, verbose="auto", desc=None, unit="img"):
+    """A tqdm progress bar on stderr, or a disabled one.
 
     Args:
-        paths: image file paths.
-        image_size: int or `(height, width)` of the output.
-        channels: 1 or 3.
-        resize: `"pad"`, `"stretch"` or `"crop"` (see `decode.resize_image`).
+        total: number of items, or None when unknown.
+        verbose: `"auto"` shows the bar when `total` is unknown or more than
+            `PROGRESS_MIN_IMAGES`; `1`/`True` always; `0`/`False` never.
+        desc: the bar's label.
+        unit: the items' unit.
 
     Returns:
-        float32 array `(len(paths), height, width, channels)`.
-
-    Raises:
-        FileNotFoundError: some paths are not files (they are listed).
-        ValueError: some files cannot be decoded (they are listed).
+        A `tqdm` object (disabled ones do nothing); call `update(n)` and
+        `close()`.
 
     Example:
 
     ```python
-    images = load_images(["scan1.png", "scan2.dcm"], (224, 224))
+    bar = progress_bar(100, desc="Predicting")
+    bar.update(32)
+    bar.close()
     ```
     """
-    from medivision_tf.data import decode
+    from tqdm.auto import tqdm
 
-    return decode.load_images([os.fspath(p) for p in paths], image_size, channels, resize)
+    if verbose not in ("auto", 0, 1, True, False):
+        raise ValueError(
+            f"`verbose` must be 'auto', 0, 1, True or False. Received: verbose={verbose!r}"
+        )
+    if verbose == "auto":
+        show = total is None or total > PROGRESS_MIN_IMAGES
+    else:
+        show = bool(verbose)
+    return tqdm(total=total, desc=desc, unit=unit, disable=not show, leave=False)
 
 
-def predict_files(model, paths, top_k=3, batch_size=32, tta=False, threshold=0.5):
+# === Test-time augmentation ===
+
+
+def _transform(images, name):
+    if name == "identity":
+        return images
+    if name == "flip_left_right":
+        return tf.reverse(images, axis=[2])
+    if name == "flip_up_down":
+        return tf.reverse(images, axis=[1])
+    return tf.reverse(images, axis=[1, 2])  # rot180
+
+
+def check_tta(tta):
+    """The list of transform names a `tta` argument means.
+
+    Args:
+        tta: False/None (`["identity"]`), True (`["identity",
+            "flip_left_right"]`), one name or a list of names from
+            `TTA_TRANSFORMS`.
+
+    Raises:
+        ValueError: an unknown or empty list of transforms (the valid ones are
+            listed).
+
+    Example:
+
+    ```python
+    check_tta(True)   # ['identity', 'flip_left_right']
+    ```
+    """
+    if tta is False or tta is None:
+        return ["identity"]
+    if tta is True:
+        return ["identity", "flip_left_right"]
+    names = [tta] if isinstance(tta, str) else list(tta)
+    for name in names:
+        if name not in TTA_TRANSFORMS:
+            raise ValueError(
+                f"Unknown TTA transform {name!r}. Choose from: {', '.join(TTA_TRANSFORMS)}."
+            )
+    if not names:
+        raise ValueError(f"`tta` names no transform. Choose from: {', '.join(TTA_TRANSFORMS)}.")
+    return names
+
+
+def _batches(data, batch_size):
+    """`(images, labels or None)` per batch: a dataset's elements, or slices
+    of an image array (converted to float32 one batch at a time)."""
+    if isinstance(data, tf.data.Dataset):
+        for element in data:
+            if isinstance(element, (tuple, list)):
+                yield element[0], (element[1] if len(element) > 1 else None)
+            else:
+                yield element, None
+    else:
+        for start in range(0, len(data), batch_size):
+            yield data[start:start + batch_size], None
+
+
+def predict_batches(model, data, batch_size=32, tta=False, verbose="auto", total=None):
+    """One pass over `data`: probabilities and the labels the data carries.
+
+    Each batch is predicted under every transform (`model.predict_on_batch`)
+    and the results averaged before the next batch is read, so files are
+    decoded once whatever the number of transforms. `evaluate_model` uses it
+    to keep a dataset's labels from the same pass.
+
+    Args:
+        model: a Keras classifier.
+        data: array `(n, h, w, c)` of raw pixels, or a `tf.data.Dataset` of
+            image batches or `(images, labels)` batches.
+        batch_size: batch size for arrays.
+        tta: see `check_tta`.
+        verbose: progress bar over the images (see `progress_bar`).
+        total: the number of images when `data` is a dataset and it is known
+            (for the bar; default: unknown).
+
+    Returns:
+        `(probabilities, labels)`: `(n, num_classes)` float array and one
+        entry per batch: its labels as a NumPy array, or None.
+
+    Raises:
+        ValueError: `data` is empty, or `tta` is invalid.
+
+    Example:
+
+    ```python
+    probabilities, labels = predict_batches(model, dataset, tta=True)
+    ```
+    """
+    names = check_tta(tta)
+    if not isinstance(data, tf.data.Dataset):
+        data = np.asarray(data)
+        total = len(data)
+    bar = progress_bar(total, verbose, desc="Predicting")
+    probabilities, labels = [], []
+    try:
+        for images, y in _batches(data, batch_size):
+            images = tf.cast(images, tf.float32)
+            outputs = [np.asarray(model.predict_on_batch(_transform(images, n))) for n in names]
+            probabilities.append(np.mean(outputs, axis=0) if len(outputs) > 1 else outputs[0])
+            labels.append(None if y is None else np.asarray(y))
+            bar.update(len(probabilities[-1]))
+    finally:
+        bar.close()
+    if not probabilities:
+        raise ValueError("No images to predict: the data is empty.")
+    return np.concatenate(probabilities), labels
+
+
+def predict_probabilities(model, images, batch_size=32, tta=False, verbose="auto"):
+    """Class probabilities, averaged over test-time augmentations.
+
+    The data is read once: each batch is predicted under every transform
+    (`model.predict_on_batch`) and the results averaged before the next batch
+    is read, so files are decoded once whatever the number of transforms.
+
+    Args:
+        model: a Keras classifier.
+        images: array `(n, h, w, c)` of raw pixels (converted to float32 one
+            batch at a time), or a `tf.data.Dataset` of image batches or
+            `(images, labels)` batches.
+        batch_size: batch size for arrays.
+        tta: False (plain prediction), True (original + left-right flip) or a
+            list of transforms from `TTA_TRANSFORMS`.
+        verbose: `"auto"` (default: a tqdm bar on stderr above
+            `PROGRESS_MIN_IMAGES` images), 1/True (always) or 0/False (never).
+
+    Returns:
+        `(n, num_classes)` probabilities (mean over the transforms).
+
+    Example:
+
+    ```python
+    probs = predict_probabilities(model, images, tta=["identity", "flip_left_right", "flip_up_down"])
+    ```
+    """
+    return predict_batches(model, images, batch_size, tta, verbose)[0]
+
+
+# === Image files ===
+
+
+def predict_files(model, paths, top_k=3, batch_size=32, tta=False, threshold=0.5,
+                  verbose="auto"):
     """Predicts every image file and returns one row per image.
+
+    Files are read by `load_images` (the training pipeline's decoding and
+    resize) at the model's input size and channels (`get_model_config`).
 
     Args:
         model: a MediVision `keras.Model`.
         paths: image file paths.
         top_k: how many classes to list per image (1..num_classes).
         batch_size: images per forward pass.
-        tta: test-time augmentation (see `evaluation.predict_probabilities`).
+        tta: test-time augmentation (see `predict_probabilities`).
         threshold: multi-label models: classes with probability >= threshold
             are listed in `present`.
+        verbose: progress bar (see `predict_probabilities`).
 
     Returns:
         DataFrame with `path`, `class`, `probability` (top class), `top_k`
         (`"name:prob; ..."`), `present` (multi-label only) and one `prob_<class>`
         column per class.
+
+    Raises:
+        ValueError: no paths, `top_k` out of range, or undecodable files.
+        FileNotFoundError: some paths are not files.
 
     Example:
 
@@ -81,15 +267,15 @@ def predict_files(model, paths, top_k=3, batch_size=32, tta=False, threshold=0.5
     paths = [os.fspath(p) for p in paths]
     if not paths:
         raise ValueError("No image files given.")
-    class_names = get_class_names(model)
+    config = get_model_config(model)
+    class_names = list(config.class_names)
     if not isinstance(top_k, int) or not 1 <= top_k <= len(class_names):
         raise ValueError(
             f"`top_k` must be an integer from 1 to {len(class_names)} (the number of "
             f"classes). Received: top_k={top_k!r}"
         )
-    height, width, channels = model.input_shape[1:]
-    images = load_images(paths, (height, width), channels)
-    probabilities = predict_probabilities(model, images, batch_size, tta)
+    images = load_images(paths, config.image_size, config.channels)
+    probabilities = predict_probabilities(model, images, batch_size, tta, verbose)
     order = np.argsort(-probabilities, axis=1)
     frame = pd.DataFrame(
         {
@@ -102,7 +288,7 @@ def predict_files(model, paths, top_k=3, batch_size=32, tta=False, threshold=0.5
             ],
         }
     )
-    if is_multi_label(model):
+    if config.multi_label:
         frame["present"] = [
             "|".join(class_names[i] for i in np.flatnonzero(p >= threshold))
             for p in probabilities

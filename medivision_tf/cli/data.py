@@ -20,7 +20,8 @@ def register(subparsers):
         description="Lists the registered public datasets of the paper, or shows "
         "one dataset's source, classes and expected folder layout.",
     )
-    listing.add_argument("name", nargs="?", help="show the details of this dataset")
+    listing.add_argument("name", nargs="?",
+                         help="show the details of this dataset (default: list all)")
     listing.set_defaults(func=run_datasets)
 
     prepare = subparsers.add_parser(
@@ -38,7 +39,8 @@ def register(subparsers):
         default="copy",
         help="how files are placed (default: copy)",
     )
-    prepare.add_argument("--quiet", action="store_true", help="no progress bar")
+    prepare.add_argument("--quiet", action="store_true",
+                         help="no progress bar (default: a progress bar on stderr)")
     prepare.set_defaults(func=run_prepare)
 
     scan = subparsers.add_parser(
@@ -49,10 +51,15 @@ def register(subparsers):
         "the unusable ones with the reason.",
     )
     scan.add_argument("source", metavar="SOURCE", help="folder (class folders or prepared), .csv or .npz")
-    scan.add_argument("--root", default=None, help="folder CSV paths are relative to")
-    scan.add_argument("--report", default=None, help="write the report to this CSV")
-    scan.add_argument("--strict", action="store_true", help="exit with an error if any file is bad")
-    scan.add_argument("--quiet", action="store_true", help="no progress bar")
+    scan.add_argument("--root", default=None,
+                      help="folder CSV paths are relative to (default: the CSV's folder)")
+    scan.add_argument("--report", default=None,
+                      help="write the report to this CSV (default: none)")
+    scan.add_argument("--strict", action="store_true",
+                      help="exit with an error if any file is bad (default: skip them)")
+    scan.add_argument("--quiet", action="store_true",
+                      help="no progress bar (default: a progress bar on stderr for more "
+                      "than 8 images)")
     scan.set_defaults(func=run_scan)
 
 
@@ -99,7 +106,7 @@ def run_scan(args):
     from medivision_tf.data.scan import scan
 
     table = as_table(args.source, root=args.root)
-    clean, report = scan(table, strict=args.strict, verbose=not args.quiet)
+    clean, report = scan(table, strict=args.strict, verbose=False if args.quiet else "auto")
     print(f"{len(clean)} usable, {len(report)} skipped of {len(table)} samples")
     if len(report):
         print(report[["path", "reason", "detail"]].to_string(index=False))

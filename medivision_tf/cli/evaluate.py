@@ -32,7 +32,8 @@ def register(subparsers):
                         help="history.csv of the training run, to draw training curves "
                         "(default: none)")
     parser.add_argument("--quiet", action="store_true",
-                        help="no progress bar (default: progress bar)")
+                        help="no progress bar (default: a progress bar on stderr "
+                        "for more than 8 images)")
     parser.set_defaults(func=run_evaluate)
 
 
@@ -51,7 +52,8 @@ def run_evaluate(args):
         table = with_attrs(table[table["split"] == args.split], table)
     out = args.out or os.path.join(os.path.dirname(os.path.abspath(args.model)), "evaluation")
     report = evaluate_model(model, table, out_dir=out, tta=args.tta,
-                            batch_size=args.batch_size, history_csv=args.history)
+                            batch_size=args.batch_size, history_csv=args.history,
+                            verbose=False if args.quiet else "auto")
     print_summary(report.summary)
     print(f"Report written to {out}")
     return 0

@@ -40,23 +40,29 @@ def register(subparsers):
         help="class name or index to explain (default: each image's predicted class)",
     )
     parser.add_argument("--batch-size", type=int, default=16, help="images per grid (default: 16)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bar (default: a progress bar on stderr "
+                        "for more than 8 images)")
     parser.set_defaults(func=run)
 
 
 def run(args):
-    from medivision_tf.explain import explain_images, read_image
-    from medivision_tf.model import get_class_names, load_model
+    from medivision_tf.data.decode import read_images
+    from medivision_tf.explain import explain_images
+    from medivision_tf.model import get_model_config, load_model
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1. Received: {args.batch_size}")
     model = load_model(args.model, compile=False)
-    class_index = _class_index(args.target_class, get_class_names(model))
-    channels = int(model.inputs[0].shape[-1])  # decoded as the model sees them
-    images = [read_image(path, channels=channels) for path in args.images]
+    config = get_model_config(model)
+    class_index = _class_index(args.target_class, list(config.class_names))
+    # One read for all files (every bad file named), decoded as the model sees them.
+    images = read_images(args.images, channels=config.channels)
     names = _unique_stems(args.images)
     rows = explain_images(
         model, images, args.out, method=args.method, names=names,
         class_index=class_index, layer_name=args.layer, batch_size=args.batch_size,
+        verbose=False if args.quiet else "auto",
     )
     for path, row in zip(args.images, rows):
         print(

@@ -27,19 +27,20 @@ def register(subparsers):
     parser.add_argument("--batch-size", type=int, default=32,
                         help="images per batch (default: 32)")
     parser.add_argument("--quiet", action="store_true",
-                        help="no progress bar (default: progress bar)")
+                        help="no progress bar (default: a progress bar on stderr "
+                        "for more than 8 images)")
     parser.set_defaults(func=run_predict)
 
 
 def run_predict(args):
     import medivision_tf
-    from medivision_tf.model import get_class_names
     from medivision_tf.prediction import predict_files
 
     model = medivision_tf.load_model(args.model, compile=False)
-    top_k = args.top_k if args.top_k is not None else min(3, len(get_class_names(model)))
-    table = predict_files(model, args.images, top_k=top_k,
-                          batch_size=args.batch_size, tta=args.tta)
+    num_classes = len(medivision_tf.get_model_config(model).class_names)
+    top_k = args.top_k if args.top_k is not None else min(3, num_classes)
+    table = predict_files(model, args.images, top_k=top_k, batch_size=args.batch_size,
+                          tta=args.tta, verbose=False if args.quiet else "auto")
     for path, name, probability, top in zip(
         table["path"], table["class"], table["probability"], table["top_k"]
     ):

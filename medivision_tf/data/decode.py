@@ -12,8 +12,10 @@ scaled to 0-255 (`bit_depth_16="scale"`: divide by 257, or `"minmax"`: stretch
 each image's own min..max, useful for 12-bit data stored in 16-bit files).
 
 `finish_image` (channels, resize, round, clip) is the one definition of an
-image as the model gets it; `make_dataset` uses it, and `load_images` reads a
-list of files through it into one array (for prediction and explanation).
+image as the model gets it; `make_dataset` uses it. `load_images` (resized,
+one array: prediction, evaluation) and `read_images` (each at its own size:
+explanation) are the one reader of image files outside `tf.data` pipelines;
+both go through `load_image`, like `make_dataset`.
 
 Example:
 
@@ -27,6 +29,7 @@ image = decode.load_image(path, channels=3)              # (40, 60, 3) float32
 small = decode.resize_image(image, (32, 32), mode="pad") # (32, 32, 3)
 ready = decode.finish_image(image, 32)                   # + round and clip
 batch = decode.load_images([path, path], 32)             # (2, 32, 32, 3) numpy
+own = decode.read_images([path], channels=1)             # [(40, 60, 1) numpy]
 ```
 """
 
@@ -534,9 +537,7 @@ def load_images(
     probabilities = model.predict(images)
     ```
     """
-    if isinstance(paths, (str, bytes, os.PathLike)):
-        paths = [paths]
-    paths = [os.fsdecode(p) for p in paths]
+    paths = _check_paths(paths)
     size = check_size(image_size)
     channels = check_channels(channels)
     if resize not in RESIZE_MODES:
@@ -546,18 +547,75 @@ def load_images(
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"`batch_size` must be a positive integer. Received: {batch_size!r}")
     window = check_window(dicom_window)
+    if not paths:
+        return np.zeros((0, *size, channels), "float32")
+
+    def finish(image):
+        return finish_image(image, size, channels, resize, interpolation, antialias)
+
+    images = _decode_files(paths, channels, window, bit_depth_16, finish, batch_size)
+    return np.concatenate(images).astype("float32", copy=False)
+
+
+def read_images(paths, channels=3, *, dicom_window="auto", bit_depth_16="scale"):
+    """Reads image files at their own sizes, decoded exactly as for training.
+
+    The same decoder as `make_dataset` and `load_images` (`load_image`:
+    format sniffed from the bytes, DICOM window, 16-bit scaling, alpha
+    dropped, channels converted), without the resize: for explanations drawn
+    at each image's own size. Files are decoded in parallel (`tf.data`).
+
+    Args:
+        paths: a file path or a sequence of file paths.
+        channels: 1 (grayscale) or 3 (RGB); pass the model's input channels
+            to see the images as the model does.
+        dicom_window: `"auto"`, `"minmax"` or `(center, width)` (see
+            `read_dicom`).
+        bit_depth_16: `"scale"` or `"minmax"` for 16-bit PNG/TIFF.
+
+    Returns:
+        A list of float32 arrays `(height, width, channels)` in [0, 255], in
+        the order of `paths`.
+
+    Raises:
+        FileNotFoundError: some paths are not files (all are listed).
+        ValueError: some files cannot be decoded (all are listed).
+
+    Example:
+
+    ```python
+    images = read_images(["a.png", "ct.dcm"], channels=1)   # [(h1, w1, 1), (h2, w2, 1)]
+    ```
+    """
+    paths = _check_paths(paths)
+    channels = check_channels(channels)
+    window = check_window(dicom_window)
+    if not paths:
+        return []
+    return [image[0] for image in _decode_files(paths, channels, window, bit_depth_16, None, 1)]
+
+
+def _check_paths(paths):
+    """`paths` as a list of str; every missing file named in one error."""
+    if isinstance(paths, (str, bytes, os.PathLike)):
+        paths = [paths]
+    paths = [os.fsdecode(p) for p in paths]
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
         raise FileNotFoundError(
             f"{len(missing)} of {len(paths)} image files not found: {missing[:10]}"
             + (" ..." if len(missing) > 10 else "")
         )
-    if not paths:
-        return np.zeros((0, *size, channels), "float32")
+    return paths
+
+
+def _decode_files(paths, channels, window, bit_depth_16, finish, batch_size):
+    """The one file reader: `load_image` (+ `finish`) over `paths` in a
+    parallel `tf.data` map; NumPy batches of `batch_size` in path order."""
 
     def load(index, path):
         image = load_image(path, channels, window, bit_depth_16)
-        return index, finish_image(image, size, channels, resize, interpolation, antialias)
+        return index, (image if finish is None else finish(image))
 
     dataset = tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), paths))
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -566,7 +624,7 @@ def load_images(
     indices, images = [], []
     for index, batch in dataset:
         indices.append(index.numpy())
-        images.append(batch.numpy())
+        images.append(batch.numpy().astype("float32", copy=False))
     done = np.concatenate(indices) if indices else np.zeros(0, int)
     if len(done) != len(paths):
         bad = sorted(set(range(len(paths))) - set(done.tolist()))
@@ -579,12 +637,13 @@ def load_images(
                 message = re.sub(r"\{\{.*?\}\}|\[Op:.*", "", message).strip().splitlines()
                 details.append(f"{paths[i]}: {message[0] if message else type(error).__name__}")
         raise ValueError(
-            f"{len(bad)} of {len(paths)} image files cannot be decoded: "
+            f"Could not decode image files: {len(bad)} of {len(paths)} image files cannot "
+            f"be decoded (not a PNG, JPEG, BMP, GIF, WebP, TIFF or DICOM image): "
             f"{[paths[i] for i in bad[:10]]}" + (" ..." if len(bad) > 10 else "")
             + ("\n" + "\n".join(d[:300] for d in details) if details else "")
             + "\nRun medivision_tf.data.scan to check files before use."
         )
-    return np.concatenate(images).astype("float32", copy=False)
+    return images
 
 
 def check_size(size):

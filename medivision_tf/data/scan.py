@@ -44,6 +44,9 @@ REASONS = {
 }
 REPORT_COLUMNS = ("index", "path", "reason", "detail")
 DEFAULT_MAX_PIXELS = 100_000_000  # 10k x 10k
+#: `verbose="auto"` shows a progress bar only above this many images (also
+#: used by `medivision_tf.prediction.progress_bar`: `data` is the lower layer).
+PROGRESS_MIN_IMAGES = 8
 
 
 def image_dimensions(data, fmt):
@@ -209,7 +212,7 @@ def scan(
     max_pixels=DEFAULT_MAX_PIXELS,
     decode=True,
     num_workers=None,
-    verbose=True,
+    verbose="auto",
     dicom_window=None,
 ):
     """Checks every sample of a table; returns the usable rows and a report.
@@ -224,7 +227,9 @@ def scan(
         decode: fully decode each image (slower, catches truncation and
             corruption); False checks existence, size, format and header.
         num_workers: threads reading files (default: CPU count, max 8).
-        verbose: show a tqdm progress bar.
+        verbose: a tqdm progress bar on stderr: `"auto"` (default: for more
+            than `PROGRESS_MIN_IMAGES` samples, as in
+            `medivision_tf.prediction`), 1/True (always) or 0/False (never).
         dicom_window: DICOM window for decoding (default: the table's
             `attrs["dicom_window"]` or `"auto"`).
 
@@ -270,8 +275,13 @@ def scan(
             problem = check_file(row["path"], root, max_pixels, decode, dicom_window)
         return index, row["path"], problem
 
+    if verbose not in ("auto", 0, 1, True, False):
+        raise ValueError(
+            f"`verbose` must be 'auto', 0, 1, True or False. Received: verbose={verbose!r}"
+        )
     workers = num_workers or min(8, os.cpu_count() or 1)
     rows = list(table.iterrows())
+    show = len(rows) > PROGRESS_MIN_IMAGES if verbose == "auto" else bool(verbose)
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         results = list(
             tqdm(
@@ -279,7 +289,7 @@ def scan(
                 total=len(rows),
                 desc="Scanning images",
                 unit="img",
-                disable=not verbose,
+                disable=not show,
             )
         )
     bad = [(i, p, r, d) for i, p, problem in results if problem for r, d in [problem]]

@@ -15,9 +15,12 @@
   against known lesion boxes.
 - `explain_report(model, images, labels, boxes, out_dir)`: all of the above
   on held-out images: a grid PNG, a JSON file and per-method scores.
-- `read_image(path, channels=3)` (decoded by the data layer: DICOM, TIFF,
-  16-bit PNG included), `explain_images(model, images, out_dir, method=...)`:
-  what `medivision explain` runs on image files (overlays + grid PNGs).
+- `read_image(path, channels=3)`: one file at its own size, a thin alias of
+  `medivision_tf.data.decode.read_images` (the one file reader: DICOM, TIFF,
+  16-bit PNG included, decoded as in training);
+  `explain_images(model, images, out_dir, method=..., verbose="auto")`: what
+  `medivision explain` runs on image files (overlays + grid PNGs, a tqdm bar
+  on stderr above 8 images).
 
 The target layer defaults to `"feature_map"`, the backbone's last
 convolutional feature map in every `build_medivision` model; any layer with

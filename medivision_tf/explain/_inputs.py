@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from medivision_tf.data.decode import finish_image
-from medivision_tf.model import FEATURE_MAP_LAYER
+from medivision_tf.model import FEATURE_MAP_LAYER, get_model_config
 
 
 def spatial_layer_names(model):
@@ -53,8 +53,13 @@ def check_layer(model, layer_name):
 
 
 def model_image_shape(model):
-    """`(height, width, channels)` of the model's image input."""
-    return tuple(model.inputs[0].shape[1:])
+    """`(height, width, channels)` of the model's image input (its `ModelConfig`)."""
+    return tuple(get_model_config(model).input_shape)
+
+
+def num_classes(model):
+    """Number of the model's classes (its `ModelConfig`)."""
+    return len(get_model_config(model).class_names)
 
 
 def to_batch(images):

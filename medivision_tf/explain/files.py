@@ -3,9 +3,8 @@
 import os
 
 import numpy as np
-import tensorflow as tf
 
-from medivision_tf.data.decode import load_image
+from medivision_tf.data.decode import read_images
 from medivision_tf.explain import _cache, _inputs
 from medivision_tf.explain.methods import METHODS, explain, weights_to_maps
 from medivision_tf.explain.overlays import (
@@ -14,22 +13,25 @@ from medivision_tf.explain.overlays import (
     save_explanation_grid,
     save_png,
 )
-from medivision_tf.model import get_class_names
+from medivision_tf.model import get_model_config
+from medivision_tf.prediction import progress_bar
 
 
 def read_image(path, channels=3, dicom_window="auto"):
-    """Reads an image file as raw 0-255 pixels, decoded by the data layer.
+    """Reads one image file as raw 0-255 pixels at its own size.
 
-    The same decoding as training (`medivision_tf.data.decode.load_image`):
-    PNG (8/16-bit), JPEG, BMP, GIF, WebP, TIFF and DICOM (the modality's
-    rescale and window applied), the format sniffed from the file's bytes.
-    16-bit images are scaled to 0-255, an alpha channel is dropped. The image
-    keeps its own size (explanations are drawn at it).
+    A thin alias of `medivision_tf.data.decode.read_images` (the one file
+    reader, the same decoding as training): PNG (8/16-bit), JPEG, BMP, GIF,
+    WebP, TIFF and DICOM (the modality's rescale and window applied), the
+    format sniffed from the file's bytes. 16-bit images are scaled to 0-255,
+    an alpha channel is dropped. The image keeps its own size (explanations
+    are drawn at it). For many files call `read_images` once.
 
     Args:
         path: the image file.
         channels: 1 (grayscale) or 3 (RGB); pass the model's input channels
-            (`model.inputs[0].shape[-1]`) to see the image as the model does.
+            (`medivision_tf.get_model_config(model).channels`) to see the
+            image as the model does.
         dicom_window: DICOM only: `"auto"` (the file's window),
             `"minmax"` or `(center, width)`; see
             `medivision_tf.data.decode.read_dicom`.
@@ -47,18 +49,7 @@ def read_image(path, channels=3, dicom_window="auto"):
     image = read_image("scan.dcm", channels=1)   # (512, 512, 1)
     ```
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"Image file not found: {path!r}")
-    try:
-        image = load_image(path, channels=channels, dicom_window=dicom_window)
-        return np.asarray(image, dtype="float32")
-    except (tf.errors.OpError, ValueError) as error:
-        reason = getattr(error, "message", str(error)).strip().splitlines()
-        raise ValueError(
-            f"Could not decode image {path!r}: not a PNG, JPEG, BMP, GIF, WebP, "
-            f"TIFF or DICOM image ({reason[-1] if reason else type(error).__name__})."
-        ) from None
+    return read_images([os.fspath(path)], channels, dicom_window=dicom_window)[0]
 
 
 def explain_images(
@@ -70,6 +61,7 @@ def explain_images(
     class_index=None,
     layer_name=None,
     batch_size=16,
+    verbose="auto",
 ):
     """Explains images (of any sizes) and writes overlays and grid PNGs.
 
@@ -88,6 +80,9 @@ def explain_images(
         class_index: None (predicted class), or a class id for all images.
         layer_name: target layer (default `"feature_map"`).
         batch_size: images per grid and per pass.
+        verbose: progress bar on stderr: `"auto"` (default: above
+            `medivision_tf.prediction.PROGRESS_MIN_IMAGES` images), 1/True or
+            0/False (see `medivision_tf.prediction.progress_bar`).
 
     Returns:
         One dict per image: `name`, `prediction`, `probability`, `overlay`
@@ -96,7 +91,7 @@ def explain_images(
     Example:
 
     ```python
-    images = [read_image(p, channels=1) for p in ["a.png", "b.dcm"]]
+    images = read_images(["a.png", "b.dcm"], channels=1)   # medivision_tf.data.decode
     rows = explain_images(model, images, "out", method="gradcam++")
     ```
     """
@@ -109,8 +104,9 @@ def explain_images(
     names = names or [f"image_{i:05d}" for i in range(len(images))]
     if len(names) != len(images):
         raise ValueError(f"{len(names)} names for {len(images)} images.")
-    class_names = get_class_names(model)
+    class_names = list(get_model_config(model).class_names)
     rows = []
+    bar = progress_bar(len(images), verbose, desc=f"Explaining ({method})")
     for k, start in enumerate(range(0, len(images), batch_size)):
         batch = [np.asarray(image, "float32") for image in images[start : start + batch_size]]
         maps, attention, probabilities = _explain_mixed_sizes(
@@ -137,6 +133,8 @@ def explain_images(
                     "grid": grid,
                 }
             )
+        bar.update(len(batch))
+    bar.close()
     return rows
 
 

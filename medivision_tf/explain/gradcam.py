@@ -87,7 +87,7 @@ def gradcam_and_probabilities(
             "`images` must be a batch (batch, height, width, channels). "
             f"Received shape: {images.shape}"
         )
-    num_classes = model.outputs[0].shape[-1]
+    num_classes = _inputs.num_classes(model)
     if class_index is None:
         indices = tf.constant(-1, tf.int32)  # -1: each image's top class
     elif tf.is_tensor(class_index):
@@ -119,7 +119,7 @@ def _build_graph(model, layer_name):
     probe = keras.Model(
         model.inputs, [model.get_layer(layer_name).output, model.outputs[0]]
     )
-    num_classes = model.outputs[0].shape[-1]
+    num_classes = _inputs.num_classes(model)
     image_spec = tf.TensorSpec((None, *_inputs.model_image_shape(model)), tf.float32)
     # class_index: a scalar (-1: each image's top class) or one per image.
     index_spec = tf.TensorSpec(None, tf.int32)

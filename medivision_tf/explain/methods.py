@@ -91,7 +91,7 @@ def explain(
     if method == "attention":
         return attention_maps(model, batch, batch_size=batch_size)
     layer = _inputs.check_layer(model, layer_name)
-    num_classes = model.outputs[0].shape[-1]
+    num_classes = _inputs.num_classes(model)
     indices = _inputs.check_class_index(class_index, len(batch), num_classes)
     maps = []
     if method == "gradcam":
@@ -170,19 +170,26 @@ def _cam(model, images, method, class_index, layer_name, scorecam_max_n):
     return np.asarray(cam, dtype="float32").reshape((len(images), *cam.shape[-2:]))
 
 
-def _quiet(model):
-    """A view of `model` whose `predict` prints no progress bar.
+class _SilentPredict(keras.Model):
+    """A functional view of a model whose `predict` defaults to `verbose=0`.
 
-    tf-keras-vis' Score-CAM calls `model.predict` on the masked images with
-    Keras' default verbosity; the view shares the model's layers and weights.
-    It is kept per model (`_cache`), so its predict function is traced once,
-    not per call.
+    tf-keras-vis' Score-CAM calls `self.model.predict(x, batch_size=...)`
+    with Keras' default verbosity, which prints a progress bar per call. This
+    subclass (Keras' documented functional-subclass pattern) only changes
+    that default; it shares the model's layers and weights.
     """
 
+    def predict(self, x, batch_size=None, verbose=0, steps=None, callbacks=None):
+        return super().predict(
+            x, batch_size=batch_size, verbose=verbose, steps=steps, callbacks=callbacks
+        )
+
+
+def _quiet(model):
+    """`_SilentPredict` view of `model`, kept per model (`_cache`) so its
+    predict function is traced once, not per call."""
+
     def build():
-        view = keras.Model(model.inputs, model.outputs, name=model.name)
-        predict = view.predict
-        view.predict = lambda *args, **kwargs: predict(*args, verbose=0, **kwargs)
-        return view
+        return _SilentPredict(inputs=model.inputs, outputs=model.outputs, name=model.name)
 
     return _cache.cached(model, ("quiet",), build)
