@@ -3,6 +3,7 @@
 import base64
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -64,7 +65,7 @@ def server(trained_model, tmp_path_factory):
             if time.monotonic() > deadline:
                 pytest.fail(f"server not ready in 180 s:\n{log_path.read_text()[-3000:]}")
             time.sleep(0.5)
-        yield {"url": url, "port": port, "process": process, "log": log_path}
+        yield {"url": url, "port": port, "process": process, "log": log_path, "base": base}
     finally:
         process.terminate()
         try:
@@ -359,3 +360,59 @@ def test_kserve_manifest_serves_the_export_with_tf_serving():
     assert model["modelFormat"]["name"] == "tensorflow"
     assert model["protocolVersion"] == "v1"
     assert model["storageUri"].endswith("saved_models/lesions")
+
+
+def _warmup_logs(version_dir):
+    prediction_log_pb2 = pytest.importorskip("tensorflow_serving.apis.prediction_log_pb2")
+    path = os.path.join(version_dir, "assets.extra", "tf_serving_warmup_requests")
+    return [
+        prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        for record in tf.data.TFRecordDataset(path)
+    ]
+
+
+def test_warmup_requests_are_accepted_by_the_server(server):
+    from medivision_tf.serving import predict_request_to_json
+
+    logs = _warmup_logs(server["base"] / "2")
+    assert [log.predict_log.request.model_spec.signature_name for log in logs] == [
+        "serving_default", "predict_images", "explain"
+    ]
+    for log in logs:
+        body = predict_request_to_json(log.predict_log.request)
+        status, answer = _post(server, body)
+        assert status == 200, (body["signature_name"], answer)
+        assert len(answer["outputs"]["probabilities"]) == 1
+
+
+def _version_tuple(text):
+    return tuple(int(part) for part in text.split(".")[:3])
+
+
+def test_manifest_pins_a_tf_serving_runtime_that_loads_the_export(server):
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    import yaml
+
+    with open(os.path.join(REPO, "deploy", "kserve-inferenceservice.yaml")) as f:
+        runtime = yaml.safe_load(f)["spec"]["predictor"]["model"]["runtimeVersion"]
+    assert isinstance(runtime, str) and re.fullmatch(r"\d+\.\d+\.\d+", runtime), runtime
+    proto = saved_model_pb2.SavedModel()
+    with open(server["base"] / "2" / "saved_model.pb", "rb") as f:
+        proto.ParseFromString(f.read())
+    graph = proto.meta_graphs[0]
+    # TF Serving X.Y is built on TensorFlow X.Y: a runtime at least as new as
+    # the exporting TensorFlow has every op and attribute the export uses.
+    assert _version_tuple(runtime) >= _version_tuple(graph.meta_info_def.tensorflow_version)
+    nodes = list(graph.graph_def.node) + [
+        node for function in graph.graph_def.library.function for node in function.node_def
+    ]
+    ops = {node.op for node in nodes}
+    # The op that KServe's default TF Serving 2.6 lacks: documented, and the
+    # pinned runtime is past the releases without it (<= 2.9).
+    assert "DisableCopyOnRead" in ops
+    assert _version_tuple(runtime) >= (2, 10, 0)
+    with open(os.path.join(REPO, "docs", "serving.md")) as f:
+        docs = f.read()
+    assert "DisableCopyOnRead" in docs and f"tensorflow/serving:{runtime}" in docs
+    assert "tensorflow/serving:latest" not in docs
