@@ -9,7 +9,7 @@ it with `medivision_tf.export.export_saved_model` and measures, batch 1:
    the fair comparison), in alternating blocks; ratios SavedModel/Keras
    (aim: <= 1, the export no slower than Keras).
 2. The REST round trip to `medivision serve` (a subprocess on 127.0.0.1,
-   KServe ModelServer): PNG bytes in `{"b64": ...}` to the `predict_images`
+   uvicorn + FastAPI): PNG bytes in `{"b64": ...}` to the `predict_images`
    signature, one keep-alive connection, vs calling the same `predict_images`
    signature in process with the same PNG bytes; ratio REST/in-process (what
    HTTP, JSON, base64 and the server add).
@@ -35,6 +35,7 @@ import time
 import urllib.request
 
 import common
+from load_test import run_load_test
 
 
 def settings(quick):
@@ -87,7 +88,6 @@ def measure(backbone, size, channels, rounds, calls, load_requests, workdir):
 
     import medivision_tf
     from medivision_tf.export import export_saved_model
-    from medivision_tf.serving import run_load_test
 
     model = medivision_tf.build_medivision(
         4, backbone=backbone, input_shape=(size, size, channels), weights=None

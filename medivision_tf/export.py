@@ -20,8 +20,11 @@ color) with the training pipeline's own `medivision_tf.data.decode.finish_image`
 What a client needs besides the graph is stored in the export, readable without
 Keras:
 - `assets.extra/medivision.json`: class names, input shape, multi-label flag,
-  signature names (plain JSON: no TensorFlow needed); `assets.extra/labels.txt`
-  has one class name per line. `assets.extra/` is the SavedModel folder meant
+  signature names and the full `ModelConfig` (`model_config`: the
+  `build_medivision` arguments) as plain JSON (no TensorFlow needed);
+  `assets.extra/labels.txt` has one class name per line;
+  `assets.extra/tf_serving_warmup_requests` holds TF Serving's warm-up
+  requests (one `PredictionLog` per signature, replayed at load). `assets.extra/` is the SavedModel folder meant
   for files that sit beside the graph without being loaded by it.
 - on the object loaded by `tf.saved_model.load`: `loaded.class_names[0]`
   (string tensor) and `loaded.input_shape[0]` (int32 `[H, W, C]`).
@@ -61,12 +64,16 @@ import keras
 import tensorflow as tf
 
 from medivision_tf.data.decode import finish_image
-from medivision_tf.model import FEATURE_MAP_LAYER, get_class_names, is_multi_label
+from medivision_tf.model import CLASS_LABELS_LAYER, FEATURE_MAP_LAYER, get_model_config
 
 SIGNATURES = ("serving_default", "predict_images", "explain")
 METADATA_DIR = "assets.extra"
 METADATA_FILE = "medivision.json"
 LABELS_FILE = "labels.txt"
+# TF Serving replays this file's PredictionLog records before it reports a
+# version AVAILABLE (SavedModel warm-up), so the first client request does not
+# pay the one-off graph costs.
+WARMUP_FILE = "tf_serving_warmup_requests"
 _VERSION_DIR = re.compile(r"^[0-9]+$")
 
 
@@ -128,6 +135,7 @@ def export_saved_model(model, export_dir, version=None, *, overwrite=False, verb
     try:
         archive.write_out(staging, verbose=verbose)
         _write_metadata(staging, model, input_shape, class_names, version)
+        write_warmup_requests(staging, _model_name(staging), input_shape)
         if os.path.exists(target):
             shutil.rmtree(target)
         os.rename(staging, target)
@@ -155,14 +163,14 @@ def _check_model(model):
             f"Received input shape: {input_shape}"
         )
     layer_names = {layer.name for layer in model.layers}
-    missing = {"class_labels", FEATURE_MAP_LAYER} - layer_names
+    missing = {CLASS_LABELS_LAYER, FEATURE_MAP_LAYER} - layer_names
     if missing:
         raise ValueError(
             f"`model` lacks the layers {sorted(missing)} that a MediVision "
             "model has (class names and Grad-CAM target). Build it with "
             "medivision_tf.build_medivision."
         )
-    return tuple(int(d) for d in input_shape), get_class_names(model)
+    return tuple(int(d) for d in input_shape), list(get_model_config(model).class_names)
 
 
 def _check_version(version):
@@ -264,7 +272,9 @@ def read_export_metadata(path):
 
     Returns:
         A dict with `class_names`, `input_shape` (`[H, W, C]`),
-        `multi_label`, `signatures`, `version`, `model_name`.
+        `multi_label`, `signatures`, `version`, `model_name`, `model_config`
+        (`medivision_tf.get_model_config(model).to_dict()`; rebuild it with
+        `ModelConfig.from_dict`) and `warmup_file`.
 
     Example:
 
@@ -367,18 +377,140 @@ def _build_archive(model, input_shape, class_names):
     return archive
 
 
+def _model_name(version_dir):
+    return os.path.basename(os.path.dirname(os.path.abspath(version_dir)))
+
+
+def _warmup_message_classes():
+    """Message classes wire-compatible with TF Serving's PredictionLog.
+
+    `tensorflow-serving-api` (which has the real classes) requires the
+    newest TensorFlow, so the export builds the few messages it needs from a
+    descriptor with protobuf's public API, with TF Serving's field numbers
+    (tensorflow_serving/apis/prediction_log.proto, predict.proto,
+    model.proto). A TensorProto is stored as the bytes of a length-delimited
+    field: on the wire that is what a message field is. The test parses the
+    file with tensorflow-serving-api's own classes.
+    """
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    F = descriptor_pb2.FieldDescriptorProto
+    file = descriptor_pb2.FileDescriptorProto(
+        name="medivision_tf/warmup.proto", package="medivision_tf.warmup", syntax="proto3"
+    )
+
+    def message(name, *fields):
+        proto = file.message_type.add(name=name)
+        for field_name, number, kind, type_name, label in fields:
+            field = proto.field.add(name=field_name, number=number, type=kind, label=label)
+            if type_name:
+                field.type_name = f".medivision_tf.warmup.{type_name}"
+
+    optional, repeated = F.LABEL_OPTIONAL, F.LABEL_REPEATED
+    message(
+        "ModelSpec",
+        ("name", 1, F.TYPE_STRING, None, optional),
+        ("signature_name", 3, F.TYPE_STRING, None, optional),
+    )
+    # map<string, TensorProto> inputs = 2 is, on the wire, repeated entries.
+    message(
+        "InputsEntry",
+        ("key", 1, F.TYPE_STRING, None, optional),
+        ("value", 2, F.TYPE_BYTES, None, optional),
+    )
+    message(
+        "PredictRequest",
+        ("model_spec", 1, F.TYPE_MESSAGE, "ModelSpec", optional),
+        ("inputs", 2, F.TYPE_MESSAGE, "InputsEntry", repeated),
+    )
+    message("PredictLog", ("request", 1, F.TYPE_MESSAGE, "PredictRequest", optional))
+    message("PredictionLog", ("predict_log", 6, F.TYPE_MESSAGE, "PredictLog", optional))
+    pool = descriptor_pool.DescriptorPool()  # private: no clash with real TF Serving protos
+    pool.Add(file)
+    return message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("medivision_tf.warmup.PredictionLog")
+    )
+
+
+def warmup_inputs(input_shape):
+    """One small valid input per signature: `{signature: {input: numpy array}}`.
+
+    A zero image for `serving_default` and `explain`, the PNG bytes of a zero
+    image for `predict_images`.
+
+    Example:
+
+    ```python
+    warmup_inputs((64, 64, 1))["predict_images"]["image_bytes"]   # array([b'\\x89PNG...'])
+    ```
+    """
+    import numpy as np
+
+    height, width, channels = input_shape
+    image = np.zeros((1, height, width, channels), np.float32)
+    png = tf.io.encode_png(tf.zeros((height, width, channels), tf.uint8)).numpy()
+    return {
+        "serving_default": {"image": image},
+        "predict_images": {"image_bytes": np.array([png], dtype=object)},
+        "explain": {"image": image},
+    }
+
+
+def write_warmup_requests(version_dir, model_name, input_shape):
+    """Writes TF Serving's warm-up file, `assets.extra/tf_serving_warmup_requests`.
+
+    A TFRecord file of `tensorflow.serving.PredictionLog` records, one
+    `predict_log.request` per signature (see `warmup_inputs`). TF Serving
+    replays them when it loads the version.
+
+    Args:
+        version_dir: the SavedModel version folder.
+        model_name: the served model name written in each `model_spec`.
+        input_shape: the model's `(H, W, C)`.
+
+    Returns:
+        The path of the written file.
+
+    Example:
+
+    ```python
+    write_warmup_requests("saved_models/lesions/1", "lesions", (64, 64, 1))
+    ```
+    """
+    prediction_log_class = _warmup_message_classes()
+    folder = os.path.join(os.fspath(version_dir), METADATA_DIR)
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, WARMUP_FILE)
+    with tf.io.TFRecordWriter(path) as writer:
+        for signature, inputs in warmup_inputs(input_shape).items():
+            record = prediction_log_class()
+            request = record.predict_log.request
+            request.model_spec.name = model_name
+            request.model_spec.signature_name = signature
+            for key, value in inputs.items():
+                request.inputs.add(
+                    key=key, value=tf.make_tensor_proto(value).SerializeToString()
+                )
+            writer.write(record.SerializeToString())
+    return path
+
+
 def _write_metadata(version_dir, model, input_shape, class_names, version):
     folder = os.path.join(version_dir, METADATA_DIR)
     os.makedirs(folder, exist_ok=True)
+    config = get_model_config(model)
     metadata = {
-        "model_name": os.path.basename(os.path.dirname(os.path.abspath(version_dir))),
+        "model_name": _model_name(version_dir),
         "version": version,
         "class_names": list(class_names),
         "input_shape": list(input_shape),
         "input_range": [0, 255],
-        "multi_label": bool(is_multi_label(model)),
+        "multi_label": bool(config.multi_label),
         "signatures": list(SIGNATURES),
         "keras_model_name": model.name,
+        # build_medivision's arguments: later stages read them, never infer.
+        "model_config": config.to_dict(),
+        "warmup_file": f"{METADATA_DIR}/{WARMUP_FILE}",
     }
     with open(os.path.join(folder, METADATA_FILE), "w") as f:
         json.dump(metadata, f, indent=2)

@@ -53,6 +53,32 @@ def test_writes_tf_serving_layout(export_path, trained_model):
     assert metadata["signatures"] == ["serving_default", "predict_images", "explain"]
     with open(os.path.join(export_path, "assets.extra", "labels.txt")) as f:
         assert f.read().split() == metadata["class_names"]
+    config = medivision_tf.get_model_config(trained_model)
+    assert metadata["model_config"] == config.to_dict()
+    assert type(config).from_dict(metadata["model_config"]) == config
+    assert metadata["warmup_file"] == "assets.extra/tf_serving_warmup_requests"
+
+
+def test_writes_tf_serving_warmup_requests(export_path, loaded):
+    prediction_log_pb2 = pytest.importorskip("tensorflow_serving.apis.prediction_log_pb2")
+    path = os.path.join(export_path, "assets.extra", "tf_serving_warmup_requests")
+    logs = [
+        prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        for record in tf.data.TFRecordDataset(path)
+    ]
+    assert [log.WhichOneof("log_type") for log in logs] == ["predict_log"] * 3
+    requests = {log.predict_log.request.model_spec.signature_name: log.predict_log.request for log in logs}
+    assert set(requests) == {"serving_default", "predict_images", "explain"}
+    for name, request in requests.items():
+        assert request.model_spec.name == "lesions"
+        inputs = {key: tf.make_ndarray(value) for key, value in request.inputs.items()}
+        # Each record is a valid call of its signature.
+        outputs = loaded.signatures[name](**{k: tf.constant(v) for k, v in inputs.items()})
+        assert outputs["probabilities"].shape == (1, 3)
+    image = tf.make_ndarray(requests["serving_default"].inputs["image"])
+    assert image.shape == (1, 64, 64, 1) and image.dtype == np.float32 and not image.any()
+    (png,) = tf.make_ndarray(requests["predict_images"].inputs["image_bytes"])
+    assert png.startswith(b"\x89PNG")
 
 
 def test_versions_next_explicit_and_existing(trained_model, tmp_path):

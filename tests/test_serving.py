@@ -1,8 +1,9 @@
-"""`medivision serve`: a real KServe server on 127.0.0.1 speaking TF Serving's REST API."""
+"""`medivision serve`: a real server (uvicorn, KServe model) on 127.0.0.1 speaking TF Serving's REST API."""
 
 import base64
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -17,7 +18,11 @@ import tensorflow as tf
 
 import medivision_tf
 from medivision_tf.export import export_saved_model
-from medivision_tf.serving import run_load_test
+
+BENCH_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+sys.path.insert(0, BENCH_DIR)
+
+from load_test import run_load_test  # noqa: E402  (benchmarks/ is not a package)
 
 HOST = "127.0.0.1"
 MAX_BATCH = 16
@@ -60,7 +65,7 @@ def server(trained_model, tmp_path_factory):
             if time.monotonic() > deadline:
                 pytest.fail(f"server not ready in 180 s:\n{log_path.read_text()[-3000:]}")
             time.sleep(0.5)
-        yield {"url": url, "port": port, "process": process, "log": log_path}
+        yield {"url": url, "port": port, "process": process, "log": log_path, "base": base}
     finally:
         process.terminate()
         try:
@@ -230,34 +235,70 @@ class _FakePredictor:
 
 
 def test_prepare_app_twice_gives_fresh_apps_with_routes_once():
-    import kserve.model_server
     import warnings
 
-    from medivision_tf.serving import _BodySizeLimit, prepare_app
+    from medivision_tf.serving import BodySizeLimit, prepare_app
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # starlette's TestClient deprecation
         from starlette.testclient import TestClient
-    original = kserve.model_server.app
-    try:
-        first = prepare_app({"a": _FakePredictor("a")}, max_body_bytes=100)
-        with TestClient(first) as client:  # the first app has started
-            assert client.get("/v1/models/a").json()["name"] == "a"
-            assert client.post("/v1/models/a/versions/1:predict", content=b"x" * 200).status_code == 413
-        second = prepare_app({"b": _FakePredictor("b")}, max_body_bytes=100)
-        assert second is not first and kserve.model_server.app is second
-        for app in (first, second):
-            paths = [route.path for route in app.routes]
-            assert paths.count("/v1/models/{model_name}") == 1
-            assert paths.count("/v1/models/{model_name}/metadata") == 1
-            assert [m.cls for m in app.user_middleware] == [_BodySizeLimit]
-        # KServe adds its own middleware at start: possible on the new app.
-        second.add_middleware(_BodySizeLimit, max_bytes=1000)
-        with TestClient(second) as client:
-            assert client.get("/v1/models/b/metadata").json() == {"model_spec": {"name": "b"}}
-            assert client.get("/v1/models/a").status_code == 404
-    finally:
-        kserve.model_server.app = original
+    first = prepare_app({"a": _FakePredictor("a")}, max_body_bytes=100)
+    with TestClient(first) as client:  # the first app has started
+        assert client.get("/v1/models/a").json()["name"] == "a"
+        assert client.post("/v1/models/a/versions/1:predict", content=b"x" * 200).status_code == 413
+    second = prepare_app({"b": _FakePredictor("b")}, max_body_bytes=100)
+    assert second is not first
+    for app in (first, second):
+        paths = [route.path for route in app.routes]
+        assert paths.count("/v1/models/{model_name}") == 1
+        assert paths.count("/v1/models/{model_name}/metadata") == 1
+        assert paths.count("/v1/models/{model_name}:predict") == 1
+        assert [m.cls for m in app.user_middleware] == [BodySizeLimit]
+    # More middleware can still go on the new (not yet started) app.
+    second.add_middleware(BodySizeLimit, max_bytes=1000)
+    with TestClient(second) as client:
+        assert client.get("/v1/models/b/metadata").json() == {"model_spec": {"name": "b"}}
+        assert client.get("/v1/models/a").status_code == 404
+        assert client.post("/v1/models/a:predict", content=b"{}").status_code == 404
+    with pytest.raises(ValueError, match="Received: 0"):
+        prepare_app({}, max_body_bytes=0)
+
+
+def test_serving_uses_public_apis_only():
+    # No private KServe hooks (ModelServer._serve, _rest_server) and no
+    # replaced globals (kserve.model_server.app).
+    package = os.path.join(REPO, "medivision_tf")
+    for folder, _, files in os.walk(package):
+        for name in files:
+            if name.endswith(".py"):
+                with open(os.path.join(folder, name)) as f:
+                    text = f.read()
+                for needle in ("def _serve", "_rest_server", "model_server.app"):
+                    assert needle not in text, (name, needle)
+
+
+def test_protocol_works_without_a_server():
+    import subprocess as sp
+
+    # protocol imports neither KServe nor FastAPI.
+    script = (
+        "import sys; sys.modules['kserve'] = None; sys.modules['fastapi'] = None\n"
+        "import tensorflow as tf\n"
+        "from medivision_tf.serving import protocol\n"
+        "specs = {'serving_default': {'image': tf.TensorSpec((None, 2, 2, 1), tf.float32)}}\n"
+        "name, inputs, rows = protocol.parse_request('{\"instances\": [[[[0], [1]], [[2], [3]]]]}', specs)\n"
+        "assert (name, tuple(inputs['image'].shape), rows) == ('serving_default', (1, 2, 2, 1), True)\n"
+        "try:\n"
+        "    protocol.parse_request({'instances': [[[0]]]}, specs)\n"
+        "except protocol.InvalidRequest as error:\n"
+        "    assert 'Wrong shape' in str(error) and isinstance(error, ValueError)\n"
+        "else:\n"
+        "    raise AssertionError('no error')\n"
+        "print(protocol.build_response({'p': [[1.0]], 'k': [0]}, True))\n"
+    )
+    result = sp.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "{'predictions': [{'p': [1.0], 'k': 0}]}" in result.stdout
 
 
 def test_serve_cli_reports_a_missing_export(tmp_path):
@@ -319,3 +360,61 @@ def test_kserve_manifest_serves_the_export_with_tf_serving():
     assert model["modelFormat"]["name"] == "tensorflow"
     assert model["protocolVersion"] == "v1"
     assert model["storageUri"].endswith("saved_models/lesions")
+
+
+def _warmup_logs(version_dir):
+    prediction_log_pb2 = pytest.importorskip("tensorflow_serving.apis.prediction_log_pb2")
+    path = os.path.join(version_dir, "assets.extra", "tf_serving_warmup_requests")
+    return [
+        prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        for record in tf.data.TFRecordDataset(path)
+    ]
+
+
+def test_warmup_requests_are_accepted_by_the_server(server):
+    from medivision_tf.serving import predict_request_to_json
+
+    logs = _warmup_logs(server["base"] / "2")
+    assert [log.predict_log.request.model_spec.signature_name for log in logs] == [
+        "serving_default", "predict_images", "explain"
+    ]
+    for log in logs:
+        body = predict_request_to_json(log.predict_log.request)
+        status, answer = _post(server, body)
+        assert status == 200, (body["signature_name"], answer)
+        outputs = answer["outputs"]  # a single output is not wrapped in a dict
+        probabilities = outputs["probabilities"] if isinstance(outputs, dict) else outputs
+        assert np.array(probabilities).shape == (1, 3)
+
+
+def _version_tuple(text):
+    return tuple(int(part) for part in text.split(".")[:3])
+
+
+def test_manifest_pins_a_tf_serving_runtime_that_loads_the_export(server):
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    import yaml
+
+    with open(os.path.join(REPO, "deploy", "kserve-inferenceservice.yaml")) as f:
+        runtime = yaml.safe_load(f)["spec"]["predictor"]["model"]["runtimeVersion"]
+    assert isinstance(runtime, str) and re.fullmatch(r"\d+\.\d+\.\d+", runtime), runtime
+    proto = saved_model_pb2.SavedModel()
+    with open(server["base"] / "2" / "saved_model.pb", "rb") as f:
+        proto.ParseFromString(f.read())
+    graph = proto.meta_graphs[0]
+    # TF Serving X.Y is built on TensorFlow X.Y: a runtime at least as new as
+    # the exporting TensorFlow has every op and attribute the export uses.
+    assert _version_tuple(runtime) >= _version_tuple(graph.meta_info_def.tensorflow_version)
+    nodes = list(graph.graph_def.node) + [
+        node for function in graph.graph_def.library.function for node in function.node_def
+    ]
+    ops = {node.op for node in nodes}
+    # The op that KServe's default TF Serving 2.6 lacks: documented, and the
+    # pinned runtime is past the releases without it (<= 2.9).
+    assert "DisableCopyOnRead" in ops
+    assert _version_tuple(runtime) >= (2, 10, 0)
+    with open(os.path.join(REPO, "docs", "serving.md")) as f:
+        docs = f.read()
+    assert "DisableCopyOnRead" in docs and f"tensorflow/serving:{runtime}" in docs
+    assert "tensorflow/serving:latest" not in docs

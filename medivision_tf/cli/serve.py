@@ -30,7 +30,7 @@ def register(subparsers):
 
     serve = subparsers.add_parser(
         "serve",
-        help="serve an export over TF Serving's REST API (KServe ModelServer)",
+        help="serve an export over TF Serving's REST API (uvicorn, 127.0.0.1 by default)",
         description="Loads the newest version under MODEL_DIR and serves all its "
         "signatures at http://HOST:PORT/v1/models/NAME[:predict], the REST API "
         "of TF Serving.",
