@@ -1155,8 +1155,8 @@ def export_to_tf_serving():
             docker run --rm -p 8501:8501 \\
               --mount type=bind,source="$(pwd)/saved_models/lesions",target=/models/lesions,readonly \\
               -e MODEL_NAME=lesions \\
-              tensorflow/serving:latest
-            # GPU: tensorflow/serving:latest-gpu with --gpus all
+              tensorflow/serving:2.21.0
+            # GPU: tensorflow/serving:2.21.0-gpu with --gpus all
 
             curl -s http://localhost:8501/v1/models/lesions
             curl -s -X POST http://localhost:8501/v1/models/lesions:predict \\

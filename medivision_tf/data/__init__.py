@@ -32,6 +32,7 @@ from medivision_tf.data.decode import (
     load_image,
     load_images,
     read_dicom,
+    read_images,
     read_tiff,
     resize_image,
     sniff_format,

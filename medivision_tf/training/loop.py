@@ -438,7 +438,7 @@ def train_and_evaluate(config=None, *, run_dir="runs/train", evaluate=True, requ
     if evaluate and test is not None:
         result.report = evaluate_model(
             result.model, test, out_dir=os.path.join(run_dir, "evaluation"),
-            batch_size=config.batch_size, tta=tta,
+            batch_size=config.batch_size, tta=tta, verbose="auto" if verbose else 0,
         )
         RunState(run_dir).update(evaluated=True)
     return result
