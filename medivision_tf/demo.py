@@ -67,7 +67,7 @@ def run_demo(out_dir="runs", export_root="saved_models", verbose=1, **overrides)
         out_dir: parent folder of the run folder (`out_dir/demo-<timestamp>`).
         export_root: where the SavedModel export lands, in TF Serving's layout
             (`export_root/lesions/VERSION/`).
-        verbose: 1 shows Keras progress bars and messages, 0 is silent.
+        verbose: 1 shows Keras progress bars and messages, 0 only the results.
         **overrides: fields of `DemoConfig` to change (e.g. `epochs=2`).
 
     Returns:
@@ -143,6 +143,7 @@ def run_demo(out_dir="runs", export_root="saved_models", verbose=1, **overrides)
         out_dir=os.path.join(run_dir, "evaluation"),
         history_csv=os.path.join(run_dir, "history.csv"),
         batch_size=config.batch_size,
+        verbose="auto" if verbose else 0,
     )
     say("Explaining held-out images (Grad-CAM, attention)...")
     count = min(config.num_explained, len(test))
@@ -172,12 +173,13 @@ def run_demo(out_dir="runs", export_root="saved_models", verbose=1, **overrides)
     }
     with open(os.path.join(run_dir, "demo_results.json"), "w") as f:
         json.dump(results, f, indent=2, default=float)
-    say(f"Held-out accuracy: {results['test_accuracy']:.3f} on {len(test)} images")
-    say(f"Grad-CAM pointing game: {results['pointing_game']:.3f} on {count} images "
-        f"(chance {results['pointing_game_chance']:.3f})")
-    say(f"SavedModel for TF Serving: {served.path}")
-    say(f"Serve it (needs the 'serve' extra): {served.serve_command}")
-    say(f"Results written to {run_dir}")
+    # The results are printed even when quiet (verbose=0 hides the progress only).
+    print(f"Held-out accuracy: {results['test_accuracy']:.3f} on {len(test)} images")
+    print(f"Grad-CAM pointing game: {results['pointing_game']:.3f} on {count} images "
+          f"(chance {results['pointing_game_chance']:.3f})")
+    print(f"SavedModel for TF Serving: {served.path}")
+    print(f"Serve it (needs the 'serve' extra): {served.serve_command}")
+    print(f"Results written to {run_dir}", flush=True)
     return results
 
 

@@ -526,6 +526,31 @@ def set_backbone_trainable(model, trainable, keep_batchnorm_frozen=True):
     return count
 
 
+def set_batchnorm_momentum(model, momentum):
+    """Sets the momentum of every BatchNormalization layer's moving statistics.
+
+    Args:
+        model: a Keras model.
+        momentum: in `[0, 1)`; lower tracks the batch statistics faster.
+
+    Returns:
+        The number of BatchNorm layers changed.
+
+    Example:
+
+    ```python
+    set_batchnorm_momentum(model, 0.9)   # before fit, when training from scratch
+    ```
+    """
+    if not 0 <= momentum < 1:
+        raise ValueError(f"`momentum` must be in [0, 1). Received: momentum={momentum!r}")
+    layers = [layer for layer in _all_layers(model)
+              if isinstance(layer, keras.layers.BatchNormalization)]
+    for layer in layers:
+        layer.momentum = float(momentum)
+    return len(layers)
+
+
 def calibrate_batchnorm(model, images, batch_size=32, max_batches=None):
     """Re-estimates the moving statistics of the model's trainable BatchNorm layers.
 

@@ -444,3 +444,36 @@ def test_training_without_tensorboard_installed_prints_a_notice_and_goes_on(
     err = capsys.readouterr().err
     assert err.count("TensorBoard logs are off") == 1 and "pip install tensorboard" in err
     assert not (tmp_path / "logs").exists()
+
+
+def test_batchnorm_is_recalibrated_before_each_validation_from_scratch(small_data):
+    from medivision_tf.training import callbacks as mv_callbacks
+    from medivision_tf.training.run_dir import RunState
+
+    config = training.TrainConfig(**_config()).resolved()
+    assert config.calibrate_before_validation is True and config.batchnorm_momentum == 0.9
+    pretrained = training.TrainConfig(weights="backbone.h5").resolved()
+    assert pretrained.calibrate_before_validation is False
+    assert pretrained.batchnorm_momentum is None
+
+    data = small_data["train"]
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (data.images[:64].astype("float32"), data.labels[:64])).batch(16)
+    model = medivision_tf.build_medivision(3, backbone="smallcnn", weights=None,
+                                           input_shape=(SIZE, SIZE, 1), lstm_units=8,
+                                           attention_units=4)
+    state = RunState.__new__(RunState)
+    state.values, state.path = {}, os.devnull
+    made = mv_callbacks.make_callbacks(config, "unused", state, 1, True, train_dataset=dataset)
+    calibrate = [c for c in made if isinstance(c, mv_callbacks.CalibrateBeforeValidation)]
+    assert len(calibrate) == 1
+    assert not any(isinstance(c, mv_callbacks.CalibrateBeforeValidation) for c in
+                   mv_callbacks.make_callbacks(pretrained, "unused", state, 1, True,
+                                               train_dataset=dataset))
+    norm = model.get_layer("smallcnn_norm1")
+    before = np.array(norm.moving_mean)
+    calibrate[0].set_model(model)
+    calibrate[0].on_test_begin()
+    after = np.array(norm.moving_mean)
+    assert not np.allclose(before, after)  # the batch statistics of the training images
+    assert np.all(np.isfinite(after))

@@ -26,6 +26,7 @@ import sys
 import keras
 import numpy as np
 
+from medivision_tf.model import calibrate_batchnorm
 from medivision_tf.training.run_dir import atomic_path
 
 
@@ -135,6 +136,30 @@ class EpochBackup(keras.callbacks.Callback):
                 pass
 
 
+class CalibrateBeforeValidation(keras.callbacks.Callback):
+    """Re-estimates BatchNorm statistics on training batches before each validation.
+
+    `fit` validates in inference mode, with BatchNorm's moving averages,
+    which lag behind weights trained from scratch; validation metrics then
+    say little about the model (and the best checkpoint and early stopping
+    act on that noise). `on_test_begin` runs `calibrate_batchnorm` on
+    `batches` training batches first, so validation sees the statistics the
+    final model will have.
+
+    Args:
+        dataset: the training dataset of `(images, targets)` batches.
+        batches: how many batches to estimate from.
+    """
+
+    def __init__(self, dataset, batches=10):
+        super().__init__()
+        self.dataset = dataset
+        self.batches = batches
+
+    def on_test_begin(self, logs=None):
+        calibrate_batchnorm(self.model, self.dataset.take(self.batches))
+
+
 _NOTICES = set()  # one-line notices already printed in this process
 
 
@@ -143,7 +168,8 @@ def tensorboard_available():
     return importlib.util.find_spec("tensorboard") is not None
 
 
-def make_callbacks(config, run_dir, state, phase, has_validation, is_chief=True):
+def make_callbacks(config, run_dir, state, phase, has_validation, is_chief=True,
+                   train_dataset=None):
     """The callbacks of one phase of `train`.
 
     In order: NaN stop (first, so nothing is saved from a NaN epoch), best
@@ -161,6 +187,7 @@ def make_callbacks(config, run_dir, state, phase, has_validation, is_chief=True)
         has_validation: whether `fit` gets validation data; without it a
             `val_*` monitor falls back to the training quantity.
         is_chief: the worker that writes TensorBoard logs.
+        train_dataset: the training dataset, for `calibrate_before_validation`.
 
     Returns:
         A list of `keras.callbacks.Callback`.
@@ -169,8 +196,10 @@ def make_callbacks(config, run_dir, state, phase, has_validation, is_chief=True)
     if monitor.startswith("val_") and not has_validation:
         monitor = monitor[len("val_"):]
     mode = monitor_mode(monitor)
-    callbacks = [
-        StopOnNaN(),
+    callbacks = [StopOnNaN()]
+    if config.calibrate_before_validation and has_validation and train_dataset is not None:
+        callbacks.append(CalibrateBeforeValidation(train_dataset))
+    callbacks += [
         BestCheckpoint(os.path.join(run_dir, "checkpoints", "best.keras"), monitor, state),
         keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True),
     ]

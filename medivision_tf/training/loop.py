@@ -39,7 +39,12 @@ import tensorflow as tf
 
 from medivision_tf import compat
 from medivision_tf.data.inputs import training_inputs
-from medivision_tf.model import build_medivision, calibrate_batchnorm, set_backbone_trainable
+from medivision_tf.model import (
+    build_medivision,
+    calibrate_batchnorm,
+    set_backbone_trainable,
+    set_batchnorm_momentum,
+)
 from medivision_tf.training.callbacks import make_callbacks
 from medivision_tf.training.compile import compile_model
 from medivision_tf.training.config import TrainConfig, load_config
@@ -212,6 +217,8 @@ def train(
             multi_label=config.multi_label,
             class_names=inputs.class_names,
         )
+    if config.batchnorm_momentum is not None:
+        set_batchnorm_momentum(model, config.batchnorm_momentum)
     say(f"Strategy: {type(strategy).__name__} ({replicas} replica(s)), dtype policy "
         f"{policy}, global batch {global_batch}.")
 
@@ -309,10 +316,14 @@ class _Fitter:
                       end_epoch - first_epoch, len(self.inputs.class_names))
         if same_phase:
             self.restore_last(compiled=True)
+        # Calibrating BatchNorm before each validation runs the model outside
+        # fit's distributed loop: left out across several workers.
+        multi_worker = isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy)
         callbacks = make_callbacks(config, self.work_dir, state, phase,
-                                   self.inputs.val is not None, self.is_chief)
+                                   self.inputs.val is not None, self.is_chief,
+                                   train_dataset=None if multi_worker else self.inputs.train)
         callbacks = callbacks[:-1] + self.extra + callbacks[-1:]
-        if isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        if multi_worker:
             compat.patch_for_multi_worker(self.model, self.inputs.train)
         if done < end_epoch:
             self.model.fit(
