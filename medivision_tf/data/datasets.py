@@ -525,7 +525,7 @@ def load_prepared(out_dir, name=None):
                 f"{manifest} mixes datasets {names}: prepare each into its own folder."
             )
         name = names[0] if names else None
-    return from_csv(
+    table = from_csv(
         frame,
         root=out_dir,
         path_column="path",
@@ -534,6 +534,10 @@ def load_prepared(out_dir, name=None):
         group_column="group" if "group" in frame else None,
         split_column="split" if "split" in frame else None,
     )
+    # prepare_dataset(mode="symlink") links into the downloaded folder: the
+    # links it wrote are trusted (`..` and absolute paths still are not).
+    table.attrs["trusted_links"] = True
+    return table
 
 
 def _place(source, target, mode):

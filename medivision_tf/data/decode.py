@@ -48,6 +48,9 @@ TF_FORMATS = ("jpeg", "png", "bmp", "gif", "webp")
 PYTHON_FORMATS = ("tiff", "dicom")
 
 _KIND_TF, _KIND_PNG16, _KIND_TIFF, _KIND_DICOM = 0, 1, 2, 3
+#: The pixel budget (height x width) checked from the header before any
+#: decode; Pillow's `Image.MAX_IMAGE_PIXELS`. Pass `max_pixels=` to change it.
+DEFAULT_MAX_PIXELS = 89_478_485
 
 
 def sniff_format(data):
@@ -236,10 +239,12 @@ def read_tiff(source, bit_depth_16="scale"):
     return _to_uint8(np.asarray(pixels), bit_depth_16)
 
 
-def _python_decode(data, kind, window, bit_depth_16):
+def _python_decode(data, kind, window, bit_depth_16, max_pixels=DEFAULT_MAX_PIXELS):
     """Decodes TIFF/DICOM bytes in Python (called through tf.numpy_function)."""
     if isinstance(data, np.ndarray):
         data = data.item()
+    if max_pixels is not None:
+        _check_python_header(bytes(data), int(kind), max_pixels)
     if int(kind) == _KIND_DICOM:
         pixels = read_dicom(bytes(data), window=window)
     else:
@@ -247,6 +252,151 @@ def _python_decode(data, kind, window, bit_depth_16):
     if pixels.ndim == 2:
         pixels = pixels[..., None]
     return pixels.astype("float32")
+
+
+def _check_python_header(data, kind, max_pixels):
+    """TIFF/DICOM pixel budget from the header (tifffile/pydicom, no pixels read)."""
+    try:
+        if kind == _KIND_DICOM:
+            import pydicom
+
+            meta = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
+            height, width = int(meta.Rows), int(meta.Columns)
+        else:
+            import tifffile
+
+            with tifffile.TiffFile(io.BytesIO(data)) as tif:
+                shape = tif.pages[0].shape
+            height, width = int(shape[0]), int(shape[1])
+    except Exception:  # a broken header: the decoder names the problem
+        return
+    if height * width > max_pixels:
+        raise ValueError(
+            f"Image of {width}x{height} pixels exceeds the pixel budget "
+            f"max_pixels={max_pixels} (checked from the header, not decoded)."
+        )
+
+
+def _be_uint(data, offset, length):
+    """Big-endian unsigned integer of `length` bytes at `offset` (graph op)."""
+    raw = tf.io.decode_raw(tf.strings.substr(data, offset, length), tf.uint8)
+    raw = tf.cast(raw, tf.int64)
+    weights = tf.constant([256 ** (length - 1 - i) for i in range(length)], tf.int64)
+    return tf.reduce_sum(raw * weights)
+
+
+def _le_uint(data, offset, length):
+    raw = tf.io.decode_raw(tf.strings.substr(data, offset, length), tf.uint8)
+    raw = tf.cast(raw, tf.int64)
+    weights = tf.constant([256 ** i for i in range(length)], tf.int64)
+    return tf.reduce_sum(raw * weights)
+
+
+def header_pixels(contents):
+    """Height x width read from a PNG, GIF, BMP or JPEG header (graph ops only).
+
+    Reads the PNG IHDR, the GIF logical screen, the BMP info header or the
+    JPEG frame header (`tf.image.extract_jpeg_shape`): nothing is decoded.
+
+    Args:
+        contents: scalar `tf.string`, an encoded image file.
+
+    Returns:
+        int64 scalar tensor: the pixel count the header claims, or 0 when
+        the format is not one of these four (TIFF/DICOM/WebP) or the header
+        is too short to say (the decoder then reports the file).
+
+    Example:
+
+    ```python
+    png = tf.io.encode_png(tf.zeros((6, 4, 1), tf.uint8))
+    int(header_pixels(png))    # 24
+    ```
+    """
+    contents = tf.convert_to_tensor(contents, tf.string)
+    length = tf.strings.length(contents)
+    head = tf.strings.substr(contents, 0, tf.minimum(8, length))
+    zero = tf.constant(0, tf.int64)
+
+    def png():
+        return _be_uint(contents, 16, 4) * _be_uint(contents, 20, 4)
+
+    def gif():
+        return _le_uint(contents, 6, 2) * _le_uint(contents, 8, 2)
+
+    def bmp():
+        width = _le_uint(contents, 18, 4)
+        height = _le_uint(contents, 22, 4)
+        height = tf.where(height >= 2 ** 31, 2 ** 32 - height, height)  # top-down BMP
+        width = tf.where(width >= 2 ** 31, 2 ** 32 - width, width)
+        return width * height
+
+    def jpeg():
+        # The frame header may come after large APPn blocks: this op walks the
+        # markers; a truncated file without a frame header is left to decode.
+        shape = tf.image.extract_jpeg_shape(contents, output_type=tf.int64)
+        return shape[0] * shape[1]
+
+    is_png = tf.logical_and(length >= 24, tf.equal(head, b"\x89PNG\r\n\x1a\n"))
+    head6 = tf.strings.substr(contents, 0, tf.minimum(6, length))
+    is_gif = tf.logical_and(
+        length >= 10, tf.reduce_any(tf.equal(head6, tf.constant([b"GIF87a", b"GIF89a"])))
+    )
+    head2 = tf.strings.substr(contents, 0, tf.minimum(2, length))
+    is_bmp = tf.logical_and(length >= 26, tf.equal(head2, b"BM"))
+    is_jpeg = tf.logical_and(
+        length >= 4, tf.equal(tf.strings.substr(contents, 0, tf.minimum(3, length)), b"\xff\xd8\xff")
+    )
+    return tf.case(
+        [(is_png, png), (is_gif, gif), (is_bmp, bmp), (is_jpeg, jpeg)],
+        default=lambda: zero,
+        exclusive=False,
+    )
+
+
+def check_pixel_budget(contents, max_pixels=DEFAULT_MAX_PIXELS):
+    """Refuses (in the graph) an encoded image whose header claims too many pixels.
+
+    A decompression bomb (a few KB of PNG claiming 20000x20000 pixels) is
+    refused before `tf.io.decode_*` allocates its pixels: the header is read
+    with `header_pixels`. `decode_image` calls it; so do the exported
+    `predict_images` signature and the server.
+
+    Args:
+        contents: scalar `tf.string`, an encoded image.
+        max_pixels: the largest allowed height x width (default
+            `DEFAULT_MAX_PIXELS`, Pillow's limit); None: no check.
+
+    Returns:
+        `contents`, with the check as a control dependency.
+
+    Raises:
+        tf.errors.InvalidArgumentError (when run): the header claims more
+            than `max_pixels` pixels.
+
+    Example:
+
+    ```python
+    data = tf.io.read_file("scan.png")
+    image = tf.io.decode_png(check_pixel_budget(data, max_pixels=10_000_000))
+    ```
+    """
+    contents = tf.convert_to_tensor(contents, tf.string)
+    if max_pixels is None:
+        return contents
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) or max_pixels < 1:
+        raise ValueError(
+            f"`max_pixels` must be a positive integer or None. Received: max_pixels={max_pixels!r}"
+        )
+    pixels = header_pixels(contents)
+    check = tf.debugging.Assert(
+        pixels <= int(max_pixels),
+        ["Image header claims", pixels, f"pixels: more than the pixel budget max_pixels={int(max_pixels)}"
+         " (not decoded)"],
+        summarize=1,
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(contents)
 
 
 def _sniff_kind(contents):
@@ -279,7 +429,8 @@ def _sniff_kind(contents):
     )
 
 
-def decode_image(contents, channels=3, dicom_window="auto", bit_depth_16="scale"):
+def decode_image(contents, channels=3, dicom_window="auto", bit_depth_16="scale",
+                 max_pixels=DEFAULT_MAX_PIXELS):
     """Decodes one encoded image (a scalar string tensor) in the graph.
 
     Args:
@@ -288,14 +439,17 @@ def decode_image(contents, channels=3, dicom_window="auto", bit_depth_16="scale"
         channels: 1 (grayscale) or 3 (RGB) output channels.
         dicom_window: see `read_dicom`: `"auto"`, `"minmax"` or `(center, width)`.
         bit_depth_16: `"scale"` or `"minmax"` for 16-bit PNG/TIFF.
+        max_pixels: the pixel budget, checked from the header before the
+            decode (`check_pixel_budget`; TIFF/DICOM: by tifffile/pydicom
+            before reading the pixels). None: no limit.
 
     Returns:
         float32 tensor `(H, W, channels)` with values in `[0, 255]`.
 
     Raises:
         tf.errors.InvalidArgumentError (when run): the bytes are not a
-            decodable image. `medivision_tf.data.scan` finds such files
-            before training.
+            decodable image, or the header claims more than `max_pixels`.
+            `medivision_tf.data.scan` finds such files before training.
     """
     channels = check_channels(channels)
     if bit_depth_16 not in BIT_DEPTH_16_MODES:
@@ -304,6 +458,7 @@ def decode_image(contents, channels=3, dicom_window="auto", bit_depth_16="scale"
             f"{', '.join(BIT_DEPTH_16_MODES)}."
         )
     window = check_window(dicom_window)
+    contents = check_pixel_budget(contents, max_pixels)
     kind = _sniff_kind(contents)
 
     def tf_decode():
@@ -319,7 +474,7 @@ def decode_image(contents, channels=3, dicom_window="auto", bit_depth_16="scale"
 
     def python_decode():
         image = tf.numpy_function(
-            lambda data, kind: _python_decode(data, kind, window, bit_depth_16),
+            lambda data, kind: _python_decode(data, kind, window, bit_depth_16, max_pixels),
             [contents, kind],
             tf.float32,
             stateful=False,

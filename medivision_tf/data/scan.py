@@ -21,6 +21,7 @@ report.groupby("reason").size()     # e.g. corrupt: 2, empty: 1
 
 import concurrent.futures
 import os
+import stat
 import struct
 import warnings
 
@@ -28,22 +29,35 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from medivision_tf.data.decode import decode_image, sniff_format
+from medivision_tf.data.decode import DEFAULT_MAX_PIXELS, decode_image, sniff_format
 from medivision_tf.data.sources import class_names_of, inside_root, is_multi_label, with_attrs
 
 REASONS = {
     "missing": "file not found",
-    "outside_root": "path points outside the table's root folder",
+    "outside_root": "path resolves (.., absolute path or link) outside the table's root folder",
+    "not_regular": "not a regular file (FIFO, device, socket or folder): not opened",
+    "unreadable": "the file cannot be read (permissions or I/O error)",
     "empty": "zero-byte file",
     "not_image": "not an image file (unknown format)",
-    "too_large": "image larger than max_pixels",
+    "too_large": "image larger than max_pixels (the pixel budget; read from the header)",
+    "too_small": "image smaller than min_size pixels on a side",
     "corrupt": "corrupt or truncated image (decoding failed)",
     "unreadable_dicom": "DICOM file without readable pixel data",
     "bad_array": "array image with an unusable shape",
     "unknown_label": "label not in the class names",
+    "duplicate": "the same file as an earlier row (kept once)",
 }
 REPORT_COLUMNS = ("index", "path", "reason", "detail")
-DEFAULT_MAX_PIXELS = 100_000_000  # 10k x 10k
+#: Images with a side below this are refused: a 1x1 image padded to the
+#: model's input says nothing, yet would get a confident class.
+MIN_IMAGE_SIZE = 8
+_FILE_KINDS = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a folder"),
+)
 #: `verbose="auto"` shows a progress bar only above this many images (also
 #: used by `medivision_tf.prediction.progress_bar`: `data` is the lower layer).
 PROGRESS_MIN_IMAGES = 8
@@ -114,13 +128,13 @@ def _jpeg_dimensions(data):
 _DECODERS = {}
 
 
-def _decoder(dicom_window):
-    key = str(dicom_window)
+def _decoder(dicom_window, max_pixels=DEFAULT_MAX_PIXELS):
+    key = (str(dicom_window), max_pixels)
     if key not in _DECODERS:
 
         @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
         def decode(contents):
-            return tf.shape(decode_image(contents, 3, dicom_window))
+            return tf.shape(decode_image(contents, 3, dicom_window, max_pixels=max_pixels))
 
         _DECODERS[key] = decode
     return _DECODERS[key]
@@ -129,23 +143,85 @@ def _decoder(dicom_window):
 HEADER_BYTES = 65536  # what `check_file(decode=False)` reads of a file
 
 
-def check_file(path, root=None, max_pixels=DEFAULT_MAX_PIXELS, decode=True, dicom_window="auto"):
+def describe_file(path):
+    """Why `path` must not be opened, from `os.stat` alone, or None.
+
+    Only regular files are read: a FIFO named `x.png` would block the
+    reader forever, a device could stream without end.
+
+    Returns:
+        None for a regular file, else `(reason, detail)` (`missing`,
+        `unreadable` or `not_regular`).
+
+    Example:
+
+    ```python
+    describe_file("/dev/zero")   # ('not_regular', "'/dev/zero' is a character device")
+    ```
+    """
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return "missing", f"{path!r} does not exist (or is a broken link)"
+    except OSError as error:
+        return "unreadable", f"{path!r}: {type(error).__name__}: {error.strerror or error}"
+    if not stat.S_ISREG(info.st_mode):
+        kind = next((name for test, name in _FILE_KINDS if test(info.st_mode)), "not a regular file")
+        return "not_regular", f"{path!r} is {kind}"
+    return None
+
+
+def read_file_bytes(path, limit=None):
+    """Reads a regular file's bytes (at most `limit`) without blocking.
+
+    `os.open` with `O_NONBLOCK`, then `fstat` again: a file swapped for a
+    FIFO after `describe_file` still is not read.
+
+    Returns:
+        `(data, None)` or `(None, (reason, detail))`.
+    """
+    problem = describe_file(path)
+    if problem:
+        return None, problem
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as error:
+        return None, ("unreadable", f"{path!r}: {type(error).__name__}: {error.strerror or error}")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None, ("not_regular", f"{path!r} is not a regular file")
+    try:
+        with open(fd, "rb") as handle:  # owns and closes fd
+            data = handle.read() if limit is None else handle.read(limit)
+    except OSError as error:
+        return None, ("unreadable", f"{path!r}: {type(error).__name__}: {error.strerror or error}")
+    return data, None
+
+
+def check_file(path, root=None, max_pixels=DEFAULT_MAX_PIXELS, decode=True, dicom_window="auto",
+               *, min_size=MIN_IMAGE_SIZE, follow_links=False):
     """Checks one image file the way `scan` does.
 
     Args:
         path: the file path.
-        root: the folder the path must stay inside (None: no check).
+        root: the folder the path must stay inside once `..` and links are
+            resolved (`os.path.realpath`; None: no check).
         max_pixels: refuse images with more pixels (height x width), read
-            from the header before anything is decoded.
+            from the header before anything is decoded (default
+            `DEFAULT_MAX_PIXELS`, Pillow's limit).
         decode: decode the whole image with the pipeline's decoder (catches
             truncated and corrupt files). False reads only the first
             `HEADER_BYTES` (64 KB) for the format and size checks (TIFF and
             DICOM headers are read by tifffile/pydicom, which seek).
         dicom_window: DICOM window used when decoding.
+        min_size: refuse images with a side shorter than this (default
+            `MIN_IMAGE_SIZE`, 8 pixels).
+        follow_links: trust links inside `root` (see `inside_root`).
 
     Returns:
         None when the file is usable, else `(reason, detail)` where `reason`
-        is a key of `REASONS`.
+        is a key of `REASONS`. Nothing is opened unless it is a regular file
+        inside the root.
 
     Example:
 
@@ -156,15 +232,19 @@ def check_file(path, root=None, max_pixels=DEFAULT_MAX_PIXELS, decode=True, dico
     """
     if not isinstance(path, str) or not path:
         return "missing", f"no path given ({path!r})"
-    if root is not None and not inside_root(path, root):
-        return "outside_root", f"{path!r} is outside {root!r}"
-    if not os.path.isfile(path):
-        return "missing", f"{path!r} does not exist or is not a file"
+    if root is not None and not inside_root(path, root, follow_links):
+        real = os.path.realpath(path)
+        where = "" if real == os.path.abspath(path) else f" (resolves to {real!r})"
+        return "outside_root", f"{path!r}{where} is outside {root!r}"
+    problem = describe_file(path)
+    if problem:
+        return problem
     size = os.path.getsize(path)
     if size == 0:
         return "empty", "0 bytes"
-    with open(path, "rb") as handle:
-        data = handle.read() if decode else handle.read(HEADER_BYTES)
+    data, problem = read_file_bytes(path, None if decode else HEADER_BYTES)
+    if problem:
+        return problem
     fmt = sniff_format(data)
     if fmt is None:
         head = data[:16]
@@ -173,21 +253,29 @@ def check_file(path, root=None, max_pixels=DEFAULT_MAX_PIXELS, decode=True, dico
     complete = len(data) == size
     dims = image_dimensions(data if complete or fmt not in ("tiff", "dicom") else path, fmt)
     if dims is None and not complete and fmt == "jpeg":  # size marker past the head
-        with open(path, "rb") as handle:
-            dims = image_dimensions(handle.read(), fmt)
-    if dims is not None and dims[0] * dims[1] > max_pixels:
+        more, problem = read_file_bytes(path)
+        if problem:
+            return problem
+        dims = image_dimensions(more, fmt)
+    if dims is not None and max_pixels is not None and dims[0] * dims[1] > max_pixels:
         return "too_large", f"{fmt} of {dims[1]}x{dims[0]} pixels > max_pixels={max_pixels}"
+    if dims is not None and min_size and 0 < min(dims) < min_size:
+        return "too_small", f"{fmt} of {dims[1]}x{dims[0]} pixels; at least {min_size}x{min_size} needed"
     if decode:
         try:
-            shape = _decoder(dicom_window)(tf.constant(data)).numpy()
+            shape = _decoder(dicom_window, max_pixels)(tf.constant(data)).numpy()
         except (tf.errors.OpError, ValueError) as error:
             message = str(getattr(error, "message", error)).strip().splitlines()
             detail = f"{fmt}: {message[0] if message else type(error).__name__}"[:300]
             return ("unreadable_dicom" if fmt == "dicom" else "corrupt"), detail
-        if shape[0] * shape[1] > max_pixels:
+        if max_pixels is not None and shape[0] * shape[1] > max_pixels:
             return "too_large", f"{fmt} of {shape[1]}x{shape[0]} pixels > max_pixels={max_pixels}"
         if shape[0] < 1 or shape[1] < 1:
             return "corrupt", f"{fmt}: decoded to shape {tuple(shape)}"
+        if min_size and min(shape[0], shape[1]) < min_size:
+            return "too_small", (
+                f"{fmt} of {shape[1]}x{shape[0]} pixels; at least {min_size}x{min_size} needed"
+            )
     return None
 
 
@@ -214,8 +302,16 @@ def scan(
     num_workers=None,
     verbose="auto",
     dicom_window=None,
+    min_size=MIN_IMAGE_SIZE,
 ):
     """Checks every sample of a table; returns the usable rows and a report.
+
+    Paths are resolved (`os.path.realpath`) against the table's root: `..`,
+    absolute paths and links that leave it are `outside_root`; FIFOs,
+    devices and sockets are `not_regular` and never opened; rows naming a
+    file already listed are `duplicate` (the first is kept). Linked folders
+    that `from_directory` did not enter (`attrs["refused"]`) are listed with
+    `index` None.
 
     Args:
         table: a sample table (from `from_directory`, `from_csv`, ...).
@@ -232,6 +328,8 @@ def scan(
             `medivision_tf.prediction`), 1/True (always) or 0/False (never).
         dicom_window: DICOM window for decoding (default: the table's
             `attrs["dicom_window"]` or `"auto"`).
+        min_size: images with a side below this many pixels are
+            `too_small` (default `MIN_IMAGE_SIZE`, 8).
 
     Returns:
         `(clean_table, report)`: `clean_table` keeps the usable rows (same
@@ -263,6 +361,7 @@ def scan(
     if dicom_window is None:
         dicom_window = table.attrs.get("dicom_window", "auto")
     has_arrays = "image" in table
+    follow_links = bool(table.attrs.get("trusted_links", False))
 
     def check(item):
         index, row = item
@@ -272,7 +371,8 @@ def scan(
             if image.ndim != 3 or image.shape[-1] not in (1, 3, 4) or min(image.shape[:2]) < 1:
                 problem = "bad_array", f"shape {image.shape}"
         elif problem is None:
-            problem = check_file(row["path"], root, max_pixels, decode, dicom_window)
+            problem = check_file(row["path"], root, max_pixels, decode, dicom_window,
+                                 min_size=min_size, follow_links=follow_links)
         return index, row["path"], problem
 
     if verbose not in ("auto", 0, 1, True, False):
@@ -293,12 +393,24 @@ def scan(
             )
         )
     bad = [(i, p, r, d) for i, p, problem in results if problem for r, d in [problem]]
+    if not has_arrays:
+        first = {}
+        for index, path, problem in results:
+            if problem is None:
+                real = os.path.realpath(path)
+                if real in first:
+                    bad.append((index, path, "duplicate",
+                                f"same file as row {first[real][0]} ({first[real][1]!r})"))
+                else:
+                    first[real] = (index, path)
+    bad += [(None, p, r, d) for p, r, d in table.attrs.get("refused") or ()]
     report = pd.DataFrame(bad, columns=list(REPORT_COLUMNS))
     if strict and bad:
         lines = "\n".join(f"  {p}: {r} ({d})" for _, p, r, d in bad[:50])
         more = f"\n  ... and {len(bad) - 50} more" if len(bad) > 50 else ""
         raise ValueError(f"{len(bad)} of {len(table)} samples are unusable:\n{lines}{more}")
-    clean = table.drop(index=report["index"]) if bad else table.copy()
+    rows_bad = [i for i in report["index"] if i is not None]
+    clean = table.drop(index=rows_bad) if rows_bad else table.copy()
     clean = with_attrs(clean, table)
     if clean.empty:
         raise ValueError(

@@ -138,16 +138,21 @@ def _has_extension(name, extensions):
     return "*" in extensions or os.path.splitext(lower)[1] in extensions
 
 
-def inside_root(path, root):
-    """Whether `path` lies under `root` once `..` parts are resolved.
+def inside_root(path, root, follow_links=False):
+    """Whether `path` lies under `root` once `..` parts and links are resolved.
 
-    Links inside the root are trusted (e.g. `prepare_dataset(mode="symlink")`).
+    Both are resolved with `os.path.realpath`: a symbolic link (to a file, or
+    a linked folder on the way) that points outside the root is outside.
     `scan` reports paths where this is False as `outside_root` and
     `make_dataset` refuses them.
 
     Args:
         path: a file path.
         root: the folder it must stay inside.
+        follow_links: trust links (compare the paths with only `..` parts
+            resolved). Tables from `load_prepared` set
+            `attrs["trusted_links"]`: `prepare_dataset(mode="symlink")` links
+            into the downloaded folder.
 
     Example:
 
@@ -156,8 +161,12 @@ def inside_root(path, root):
     inside_root("/data/../etc/passwd", "/data")  # False
     ```
     """
-    root = os.path.abspath(root)
-    return os.path.commonpath([os.path.abspath(path), root]) == root
+    resolve = os.path.abspath if follow_links else os.path.realpath
+    root = resolve(root)
+    try:
+        return os.path.commonpath([resolve(path), root]) == root
+    except ValueError:  # different drives (Windows)
+        return False
 
 
 def is_dicom_file(path):
@@ -169,18 +178,48 @@ def is_dicom_file(path):
         return False
 
 
-def list_images(folder, extensions=IMAGE_EXTENSIONS, exclude=()):
+def list_images(folder, extensions=IMAGE_EXTENSIONS, exclude=(), root=None, refused=None):
     """Image files under `folder` (recursive, sorted, hidden files skipped).
+
+    Linked folders are followed only while they resolve inside `root`
+    (default: `folder`) and were not visited yet (no loops); the others are
+    not entered and are appended to `refused` as `(path, reason, detail)`.
+    Files are listed as found: `scan` checks where each one resolves.
 
     Args:
         folder: the folder to walk.
         extensions: lower-case extensions to keep (`"*"`: every file).
         exclude: glob patterns of file names to skip, e.g. `("*_mask*",)`.
+        root: the folder linked folders must stay inside (default `folder`).
+        refused: a list collecting the folders not entered.
+
+    Example:
+
+    ```python
+    refused = []
+    paths = list_images("chest_xray/NORMAL", refused=refused)
+    ```
     """
     extensions = tuple(e.lower() for e in extensions)
+    root = folder if root is None else root
     found = []
+    seen = {os.path.realpath(folder)}
     for current, dirs, files in os.walk(folder, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "__")))
+        kept = []
+        for d in sorted(d for d in dirs if not d.startswith((".", "__"))):
+            path = os.path.join(current, d)
+            if os.path.islink(path):
+                real = os.path.realpath(path)
+                if not inside_root(real, root):
+                    if refused is not None:
+                        refused.append((path, "outside_root",
+                                        f"linked folder {path!r} resolves outside {root!r}"))
+                    continue
+                if real in seen:
+                    continue
+                seen.add(real)
+            kept.append(d)
+        dirs[:] = kept
         for name in sorted(files):
             if name.startswith(".") or not _has_extension(name, extensions):
                 continue
@@ -268,12 +307,17 @@ def from_directory(
             )
     pattern = re.compile(group_pattern) if group_pattern else None
     rows = []
+    refused = []
     for split, folder in parts:
         for label, name in enumerate(class_names):
             class_dir = os.path.join(folder, name)
             if not os.path.isdir(class_dir):
                 continue
-            for path in list_images(class_dir, extensions, exclude):
+            if not inside_root(class_dir, root):
+                refused.append((class_dir, "outside_root",
+                                f"linked folder {class_dir!r} resolves outside {root!r}"))
+                continue
+            for path in list_images(class_dir, extensions, exclude, root=root, refused=refused):
                 if predicate is not None and not predicate(path):
                     continue
                 row = {"path": path, "label": label, "class_name": name}
@@ -289,12 +333,14 @@ def from_directory(
     counts = table["label"].value_counts()
     empty = [name for i, name in enumerate(class_names) if counts.get(i, 0) == 0]
     if empty:
+        links = "".join(f"\n  refused {detail}" for _, _, detail in refused[:5])
         raise ValueError(
             f"Class folders with no images (extensions {list(extensions)}): "
-            f"{empty} under {root!r}."
+            f"{empty} under {root!r}.{links}"
         )
     table["label"] = table["label"].astype("int32")
-    return _finish(table, class_names, root)
+    # Folders not entered (links out of the root): `scan` lists them.
+    return _finish(table, class_names, root, refused=refused)
 
 
 def from_dicom(root, *, class_names=None, window="auto", exclude=(), group_pattern=None):
