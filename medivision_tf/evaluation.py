@@ -605,6 +605,18 @@ def evaluate_model(model, data, labels=None, class_names=None, out_dir=None, *,
         probabilities = predict_batches(model, images, batch_size, names, verbose)[0]
     report = compute_metrics(labels, probabilities, model_classes, multi_label, threshold, n_bins)
     report.summary["tta"] = names
+    # How many test images were scored: a table's undecodable files are
+    # skipped by the pipeline, and counted here (metrics.json).
+    report.summary["num_scored"] = int(len(probabilities))
+    report.summary["num_skipped"] = int(total - len(probabilities)) if total is not None else 0
+    if report.summary["num_skipped"]:
+        import warnings
+
+        warnings.warn(
+            f"Evaluation scored {len(probabilities)} of {total} test images: "
+            f"{report.summary['num_skipped']} could not be decoded (run medivision_tf.data.scan).",
+            stacklevel=2,
+        )
     if out_dir is not None:
         report.save(out_dir, history_csv=history_csv)
     return report

@@ -109,7 +109,12 @@ def run_scan(args):
     clean, report = scan(table, strict=args.strict, verbose=False if args.quiet else "auto")
     print(f"{len(clean)} usable, {len(report)} skipped of {len(table)} samples")
     if len(report):
-        print(report[["path", "reason", "detail"]].to_string(index=False))
+        from medivision_tf.cli._text import quote
+
+        shown = report[["path", "reason", "detail"]].copy()
+        shown["path"] = shown["path"].map(quote)  # a name cannot split or forge a row
+        shown["detail"] = shown["detail"].map(quote)
+        print(shown.to_string(index=False))
     if args.report:
         report.to_csv(args.report, index=False)
         print(f"Report: {args.report}")

@@ -11,6 +11,9 @@ training and `medivision predict`: DICOM and 16-bit TIFF/PNG included.
 """
 
 import os
+import sys
+
+from medivision_tf.cli._text import quote
 
 
 def register(subparsers):
@@ -56,20 +59,30 @@ def run(args):
     model = load_model(args.model, compile=False)
     config = get_model_config(model)
     class_index = _class_index(args.target_class, list(config.class_names))
+    from medivision_tf.cli.predict import check_images
+
+    paths, bad = check_images(args.images, "explain")
     # One read for all files (every bad file named), decoded as the model sees them.
-    images = read_images(args.images, channels=config.channels)
-    names = _unique_stems(args.images)
+    images = read_images(paths, channels=config.channels)
+    names = _unique_stems(paths)
     rows = explain_images(
         model, images, args.out, method=args.method, names=names,
         class_index=class_index, layer_name=args.layer, batch_size=args.batch_size,
         verbose=False if args.quiet else "auto",
     )
-    for path, row in zip(args.images, rows):
+    for path, row in zip(paths, rows):
         print(
-            f"{path}\t{row['prediction']}\tp={row['probability']:.3f}\t{row['overlay']}"
+            f"{quote(path)}\t{row['prediction']}\tp={row['probability']:.3f}\t"
+            f"{quote(row['overlay'])}"
         )
+    for path, message in bad:
+        print(f"{quote(path)}\t{message}")
     grids = sorted({row["grid"] for row in rows})
-    print(f"Wrote {len(rows)} overlays and {len(grids)} grid(s) to {args.out}")
+    print(f"Wrote {len(rows)} overlays and {len(grids)} grid(s) to {quote(args.out)}")
+    if bad:
+        print(f"medivision explain: {len(paths)} of {len(args.images)} images explained, "
+              f"{len(bad)} skipped", file=sys.stderr)
+        return 1
     return 0
 
 

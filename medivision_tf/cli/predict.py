@@ -6,6 +6,9 @@ medivision predict runs/brain/model.keras scan1.png scan2.dcm --top-k 2 --csv pr
 """
 
 import os
+import sys
+
+from medivision_tf.cli._text import quote
 
 
 def register(subparsers):
@@ -32,6 +35,28 @@ def register(subparsers):
     parser.set_defaults(func=run_predict)
 
 
+def check_images(paths, command):
+    """`(usable paths, [(path, message)])`: every file checked before any is
+    read (`medivision_tf.data.scan.check_file`: regular file, format, pixel
+    budget, at least 8x8 pixels, decodes)."""
+    from medivision_tf.data.scan import REASONS, check_file
+
+    good, bad = [], []
+    for path in paths:
+        problem = check_file(os.fspath(path))
+        if problem is None:
+            good.append(path)
+        else:
+            reason, detail = problem
+            bad.append((path, f"skipped: {reason} ({REASONS[reason]}): {detail}"))
+    if not good:
+        raise ValueError(
+            f"none of the {len(paths)} images can be used:\n"
+            + "\n".join(f"  {quote(p)}: {m}" for p, m in bad)
+        )
+    return good, bad
+
+
 def run_predict(args):
     import medivision_tf
     from medivision_tf.prediction import predict_files
@@ -39,13 +64,21 @@ def run_predict(args):
     model = medivision_tf.load_model(args.model, compile=False)
     num_classes = len(medivision_tf.get_model_config(model).class_names)
     top_k = args.top_k if args.top_k is not None else min(3, num_classes)
-    table = predict_files(model, args.images, top_k=top_k, batch_size=args.batch_size,
+    paths, bad = check_images(args.images, "predict")
+    table = predict_files(model, paths, top_k=top_k, batch_size=args.batch_size,
                           tta=args.tta, verbose=False if args.quiet else "auto")
+    # File names are quoted when they hold control characters: one image, one line.
     for path, name, probability, top in zip(
         table["path"], table["class"], table["probability"], table["top_k"]
     ):
-        print(f"{path}\t{name}\t{probability:.4f}\ttop-{top_k}: {top}")
+        print(f"{quote(path)}\t{name}\t{probability:.4f}\ttop-{top_k}: {top}")
+    for path, message in bad:
+        print(f"{quote(path)}\t{message}")
     if args.csv:
         os.makedirs(os.path.dirname(os.path.abspath(args.csv)), exist_ok=True)
         table.to_csv(args.csv, index=False)
+    if bad:
+        print(f"medivision predict: {len(paths)} of {len(args.images)} images predicted, "
+              f"{len(bad)} skipped", file=sys.stderr)
+        return 1
     return 0

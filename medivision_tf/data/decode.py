@@ -36,6 +36,7 @@ own = decode.read_images([path], channels=1)             # [(40, 60, 1) numpy]
 import io
 import os
 import re
+import stat
 
 import numpy as np
 import tensorflow as tf
@@ -51,6 +52,10 @@ _KIND_TF, _KIND_PNG16, _KIND_TIFF, _KIND_DICOM = 0, 1, 2, 3
 #: The pixel budget (height x width) checked from the header before any
 #: decode; Pillow's `Image.MAX_IMAGE_PIXELS`. Pass `max_pixels=` to change it.
 DEFAULT_MAX_PIXELS = 89_478_485
+#: `load_images`/`read_images` (prediction, explanation) refuse images with
+#: a side below this: a 1x1 image padded to the input size would still get
+#: a confident class.
+MIN_IMAGE_SIZE = 8
 
 
 def sniff_format(data):
@@ -391,9 +396,9 @@ def check_pixel_budget(contents, max_pixels=DEFAULT_MAX_PIXELS):
     pixels = header_pixels(contents)
     check = tf.debugging.Assert(
         pixels <= int(max_pixels),
-        ["Image header claims", pixels, f"pixels: more than the pixel budget max_pixels={int(max_pixels)}"
-         " (not decoded)"],
-        summarize=1,
+        [tf.strings.format(
+            "Image header claims {} pixels: more than the pixel budget "
+            f"max_pixels={int(max_pixels)} (not decoded)", pixels)],
     )
     with tf.control_dependencies([check]):
         return tf.identity(contents)
@@ -750,16 +755,30 @@ def read_images(paths, channels=3, *, dicom_window="auto", bit_depth_16="scale")
     return [image[0] for image in _decode_files(paths, channels, window, bit_depth_16, None, 1)]
 
 
+def clean_assert_message(message):
+    """The reason in a `tf.debugging.Assert` error, without TF's wrapping."""
+    match = re.search(r"Summarized data: b'(.*?)'|assertion failed: \[(.*?)\]", message, re.S)
+    return next(g for g in match.groups() if g is not None) if match else message
+
+
 def _check_paths(paths):
     """`paths` as a list of str; every missing file named in one error."""
     if isinstance(paths, (str, bytes, os.PathLike)):
         paths = [paths]
     paths = [os.fsdecode(p) for p in paths]
-    missing = [p for p in paths if not os.path.isfile(p)]
+    missing = [p for p in paths if not os.path.exists(p)]
     if missing:
         raise FileNotFoundError(
             f"{len(missing)} of {len(paths)} image files not found: {missing[:10]}"
             + (" ..." if len(missing) > 10 else "")
+        )
+    # Only regular files are opened: reading a FIFO named x.png blocks forever.
+    special = [p for p in paths if not stat.S_ISREG(os.stat(p).st_mode)]
+    if special:
+        raise ValueError(
+            f"{len(special)} of {len(paths)} paths are not regular files (FIFO, device, "
+            f"socket or folder), not opened: {special[:10]}"
+            + (" ..." if len(special) > 10 else "")
         )
     return paths
 
@@ -768,8 +787,20 @@ def _decode_files(paths, channels, window, bit_depth_16, finish, batch_size):
     """The one file reader: `load_image` (+ `finish`) over `paths` in a
     parallel `tf.data` map; NumPy batches of `batch_size` in path order."""
 
-    def load(index, path):
+    def checked(path):
         image = load_image(path, channels, window, bit_depth_16)
+        shape = tf.shape(image)
+        check = tf.debugging.Assert(
+            tf.reduce_min(shape[:2]) >= MIN_IMAGE_SIZE,
+            [tf.strings.format(
+                "Image of {}x{} pixels is too small: at least "
+                f"{MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE} needed", (shape[1], shape[0]))],
+        )
+        with tf.control_dependencies([check]):
+            return tf.identity(image)
+
+    def load(index, path):
+        image = checked(path)
         return index, (image if finish is None else finish(image))
 
     dataset = tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), paths))
@@ -786,14 +817,16 @@ def _decode_files(paths, channels, window, bit_depth_16, finish, batch_size):
         details = []
         for i in bad[:3]:
             try:
-                load_image(paths[i], channels, window, bit_depth_16)
+                checked(paths[i])
             except (tf.errors.OpError, ValueError) as error:
                 message = str(getattr(error, "message", error))
+                message = clean_assert_message(message)
                 message = re.sub(r"\{\{.*?\}\}|\[Op:.*", "", message).strip().splitlines()
                 details.append(f"{paths[i]}: {message[0] if message else type(error).__name__}")
         raise ValueError(
             f"Could not decode image files: {len(bad)} of {len(paths)} image files cannot "
-            f"be decoded (not a PNG, JPEG, BMP, GIF, WebP, TIFF or DICOM image): "
+            f"be decoded (not a PNG, JPEG, BMP, GIF, WebP, TIFF or DICOM image, over the "
+            f"pixel budget or under {MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE} pixels): "
             f"{[paths[i] for i in bad[:10]]}" + (" ..." if len(bad) > 10 else "")
             + ("\n" + "\n".join(d[:300] for d in details) if details else "")
             + "\nRun medivision_tf.data.scan to check files before use."

@@ -19,8 +19,11 @@ inputs.train, inputs.steps, inputs.class_names, len(inputs.test_table)
 """
 
 import dataclasses
+import json
 import math
+import os
 import typing
+import uuid
 
 import numpy as np
 import pandas as pd
@@ -142,6 +145,9 @@ def load_source(config):
     # A prepared folder (manifest.csv) keeps its split and patient groups.
     table = as_table(config.source)
     class_names = class_names_of(table)
+    # Every file checked before any split: bad, hostile, duplicated files are
+    # counted and reported (run folder and console), never dropped silently.
+    table = scan_inputs(table, f"Source {config.source!r}")
     if is_multi_label(table) != config.multi_label:
         raise ValueError(
             f"Source {config.source!r} is {'multi' if is_multi_label(table) else 'single'}"
@@ -173,6 +179,73 @@ def load_source(config):
     if train.empty:
         raise ValueError(f"Source {config.source!r} has no training images.")
     return {"train": train, "val": val, "test": test}, class_names
+
+
+REPORT_FILE = "skipped_files.csv"
+SUMMARY_FILE = "inputs.json"
+
+
+def scan_inputs(table, what="The data"):
+    """Scans a file table once (`medivision_tf.data.scan`) and keeps the usable rows.
+
+    The count and the skipped files travel in `attrs["input_report"]`
+    (`num_images`, `num_used`, `skipped`: rows of path/reason/detail) so
+    that `TrainingInputs.write_report` can write them to the run folder.
+    Array tables and tables scanned already are returned as they are.
+
+    Args:
+        table: a sample table.
+        what: how error messages name the data.
+
+    Returns:
+        The usable rows (attrs kept, `attrs["scanned"] = True`).
+
+    Raises:
+        ValueError: no usable file is left.
+
+    Example:
+
+    ```python
+    clean = scan_inputs(as_table("data/chest_xray"))
+    clean.attrs["input_report"]["num_used"]
+    ```
+    """
+    from medivision_tf.data.scan import scan
+
+    if "image" in table.columns or table.attrs.get("scanned") or table.empty:
+        return table
+    try:
+        clean, report = scan(table, verbose=False)
+    except ValueError as error:
+        raise ValueError(f"{what}: {error}") from None
+    clean = clean.reset_index(drop=True)
+    clean.attrs.update(table.attrs)
+    clean.attrs["scanned"] = True
+    clean.attrs["input_report"] = {
+        "id": uuid.uuid4().hex,  # one report per scan, however often pandas copies attrs
+        "num_images": int(len(table)),
+        "num_used": int(len(clean)),
+        "skipped": [
+            {"path": str(p), "reason": str(r), "detail": str(d)}
+            for p, r, d in zip(report["path"], report["reason"], report["detail"])
+        ],
+    }
+    return clean
+
+
+def merged_report(*tables):
+    """One input report (counts added, skipped files listed) for several tables."""
+    total = {"num_images": 0, "num_used": 0, "skipped": []}
+    seen = set()
+    for table in tables:
+        report = None if table is None else table.attrs.get("input_report")
+        if not report or report["id"] in seen:
+            continue
+        seen.add(report["id"])
+        total["num_images"] += report["num_images"]
+        total["num_used"] += report["num_used"]
+        total["skipped"] += report["skipped"]
+    return total if seen else None
 
 
 def table_dataset(table, config, *, training, batch_size, repeat=False):
@@ -245,6 +318,35 @@ class TrainingInputs:
     train_table: typing.Optional[pd.DataFrame] = None
     val_table: typing.Optional[pd.DataFrame] = None
     test_table: typing.Optional[pd.DataFrame] = None
+    report: typing.Optional[dict] = None
+
+    def write_report(self, run_dir, say=print):
+        """Writes `run_dir/skipped_files.csv` and `inputs.json` and says
+        "N of M images used" (`say`: a print function, or None for silence).
+
+        Nothing is written for array or tf.data inputs (nothing to skip).
+        """
+        if not self.report:
+            return
+        report = self.report
+        skipped = pd.DataFrame(report["skipped"], columns=["path", "reason", "detail"])
+        skipped.to_csv(os.path.join(run_dir, REPORT_FILE), index=False)
+        summary = {
+            "num_images": report["num_images"],
+            "num_used": report["num_used"],
+            "num_skipped": int(len(skipped)),
+            "skipped_by_reason": {str(k): int(v) for k, v in
+                                  skipped["reason"].value_counts().items()},
+        }
+        with open(os.path.join(run_dir, SUMMARY_FILE), "w") as handle:
+            json.dump(summary, handle, indent=2)
+        if say is not None:
+            reasons = ", ".join(f"{k}: {v}" for k, v in summary["skipped_by_reason"].items())
+            say(
+                f"{report['num_used']} of {report['num_images']} images used"
+                + (f"; {len(skipped)} skipped ({reasons}), listed in "
+                   f"{os.path.join(run_dir, REPORT_FILE)}" if len(skipped) else "")
+            )
 
 
 def training_inputs(config, *, global_batch, train_data=None, val_data=None, class_names=None):
@@ -287,6 +389,7 @@ def training_inputs(config, *, global_batch, train_data=None, val_data=None, cla
         train_table = None
     else:
         train_table = sample_table(train_data, class_names, config, "train_data")
+        train_table = scan_inputs(train_table, "train_data")
         if class_names is None:
             class_names = class_names_of(train_table)
     class_names = [str(c) for c in class_names]
@@ -314,6 +417,7 @@ def training_inputs(config, *, global_batch, train_data=None, val_data=None, cla
         val_ds = user_dataset(val_data, global_batch, num_classes, config.multi_label)
     else:
         val_table = sample_table(val_data, class_names, config, "val_data")
+        val_table = scan_inputs(val_table, "val_data")
         val_ds = with_targets(
             table_dataset(val_table, config, training=False, batch_size=global_batch),
             num_classes, config.multi_label,
@@ -326,5 +430,5 @@ def training_inputs(config, *, global_batch, train_data=None, val_data=None, cla
     return TrainingInputs(
         train=train_ds, val=val_ds, steps=steps, class_names=class_names,
         class_weight=weights, train_table=train_table, val_table=val_table,
-        test_table=test_table,
+        test_table=test_table, report=merged_report(train_table, val_table, test_table),
     )

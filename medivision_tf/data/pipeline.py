@@ -211,7 +211,8 @@ def _validate(table, split):
         )
     root = table.attrs.get("root")
     if root is not None and "image" not in table:
-        outside = [p for p in table["path"] if not p or not inside_root(p, root)]
+        links = bool(table.attrs.get("trusted_links", False))
+        outside = [p for p in table["path"] if not p or not inside_root(p, root, links)]
         if outside:
             raise ValueError(
                 f"Refusing {len(outside)} paths outside the root {root!r}: "

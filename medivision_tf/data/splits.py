@@ -16,6 +16,8 @@ class_weights(train)          # {0: 1.0, 1: 1.0}
 ```
 """
 
+import difflib
+import os
 import warnings
 
 import numpy as np
@@ -86,6 +88,69 @@ def _holdout(table, fraction, seed, groups, stratify):
     return np.sort(rest), np.sort(held)
 
 
+def check_class_sizes(table, parts):
+    """Refuses a class with fewer images than the `parts` splits need.
+
+    A CSV label typo (`class_c_typo` once among hundreds of `class_c`)
+    would otherwise make one more class, that no split can learn or test.
+
+    Args:
+        table: a single-label sample table.
+        parts: how many splits each class must populate (1 to 3).
+
+    Raises:
+        ValueError: naming each too-small class, its image count and the
+            closest other class name (`difflib`).
+
+    Example:
+
+    ```python
+    check_class_sizes(table, parts=3)   # train, val and test
+    ```
+    """
+    if is_multi_label(table) or "label" not in table:
+        return
+    names = class_names_of(table)
+    counts = table["label"].value_counts()
+    small = [(names[i], int(counts.get(i, 0))) for i in range(len(names))
+             if 0 < counts.get(i, 0) < parts]
+    if not small:
+        return
+    lines = []
+    for name, count in small:
+        others = [n for n in names if n != name]
+        close = difflib.get_close_matches(name, others, n=1, cutoff=0.0)
+        hint = f"; closest existing class: {close[0]!r} (a typo?)" if close else ""
+        lines.append(f"class {name!r} has {count} image(s){hint}")
+    raise ValueError(
+        f"{len(small)} class(es) have fewer images than the {parts} splits need "
+        f"(train, val, test): " + "; ".join(lines)
+        + ". Fix the labels, merge or drop the class, or lower val_split/test_split."
+    )
+
+
+def drop_duplicates(table):
+    """Rows naming the same file (resolved path) kept once: `(table, dropped)`.
+
+    A file listed twice must not land in two splits (a test image seen in
+    training). `split_table` calls it and warns with the count.
+
+    Example:
+
+    ```python
+    table, dropped = drop_duplicates(table)
+    ```
+    """
+    if "image" in table or "path" not in table or table.empty:
+        return table, table.iloc[:0]
+    keys = table["path"].astype(str).map(os.path.realpath)
+    duplicated = keys.duplicated(keep="first")
+    if not duplicated.any():
+        return table, table.iloc[:0]
+    dropped = table[duplicated]
+    return with_attrs(table[~duplicated].reset_index(drop=True), table), dropped
+
+
 def _check_fraction(name, value):
     if not isinstance(value, (int, float)) or not 0 <= value < 1:
         raise ValueError(f"`{name}` must be a fraction in [0, 1). Received: {name}={value!r}")
@@ -125,7 +190,15 @@ def split_table(table, val=0.15, test=0.15, seed=0, group_column=None, stratify=
         raise ValueError(f"`val + test` must be below 1. Received: val={val}, test={test}")
     if len(table) < 3:
         raise ValueError(f"Need at least 3 samples to split. Received: {len(table)} samples")
-    table = table.reset_index(drop=True).pipe(with_attrs, table)
+    table, dropped = drop_duplicates(table.reset_index(drop=True).pipe(with_attrs, table))
+    if len(dropped):
+        warnings.warn(
+            f"{len(dropped)} duplicated rows (a file listed twice) kept once, so no file is "
+            f"in two splits: {list(dropped['path'])[:5]}",
+            stacklevel=2,
+        )
+    if stratify:
+        check_class_sizes(table, 1 + (val > 0) + (test > 0))
     groups = _groups(table, group_column)
     rest, test_idx = _holdout(table, test, seed, groups, stratify)
     remainder = table.iloc[rest].reset_index(drop=True)
@@ -158,6 +231,13 @@ def by_split(table):
     unknown = sorted(set(values.astype(str)) - set(SPLITS))
     if unknown:
         raise ValueError(f"Unknown split names {unknown}. Allowed: {list(SPLITS)}")
+    table, dropped = drop_duplicates(table.reset_index(drop=True).pipe(with_attrs, table))
+    if len(dropped):
+        warnings.warn(
+            f"{len(dropped)} duplicated rows (a file listed twice) kept once, in its first "
+            f"split, so no file is in two splits: {list(dropped['path'])[:5]}",
+            stacklevel=2,
+        )
     return tuple(
         with_attrs(table[table["split"] == s].reset_index(drop=True), table) for s in SPLITS
     )

@@ -200,6 +200,8 @@ def train(
     global_batch = config.batch_size * replicas
     inputs = training_inputs(config, global_batch=global_batch, train_data=train_data,
                              val_data=val_data, class_names=class_names)
+    if is_chief:  # "N of M images used"; skipped_files.csv and inputs.json
+        inputs.write_report(work_dir, say)
     num_classes = len(inputs.class_names)
     policy = choose_precision(config.mixed_precision, strategy)
     with strategy.scope(), dtype_policy(policy):
