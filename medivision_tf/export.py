@@ -63,7 +63,7 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 
-from medivision_tf.data.decode import finish_image
+from medivision_tf.data.decode import MIN_IMAGE_SIZE, check_pixel_budget, finish_image
 from medivision_tf.model import CLASS_LABELS_LAYER, FEATURE_MAP_LAYER, get_model_config
 
 SIGNATURES = ("serving_default", "predict_images", "explain")
@@ -322,9 +322,21 @@ def _build_archive(model, input_shape, class_names):
         # SavedModel cannot hold. dtype=float32 gives [0, 1] of the file's
         # range: x 255 and rounded, 8-bit files keep their exact values and
         # 16-bit ones are scaled by 1/257 as the data layer does.
+        # The pixel budget first, from the header (graph ops): a few-KB PNG
+        # claiming 20000x20000 pixels is refused (HTTP 400), never decoded.
+        encoded = check_pixel_budget(encoded)
         image = tf.io.decode_image(
             encoded, channels=0, dtype=tf.float32, expand_animations=False
         )
+        shape = tf.shape(image)
+        small = tf.debugging.Assert(
+            tf.reduce_min(shape[:2]) >= MIN_IMAGE_SIZE,
+            [tf.strings.format(
+                "Image of {}x{} pixels is too small: at least "
+                f"{MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE} needed", (shape[1], shape[0]))],
+        )
+        with tf.control_dependencies([small]):
+            image = tf.identity(image)
         image = tf.round(image * 255.0)
         # Then exactly what the training pipeline does after decoding
         # (medivision_tf.data.decode.finish_image): channels (alpha dropped,

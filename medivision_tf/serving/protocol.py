@@ -40,6 +40,8 @@ import tensorflow as tf
 
 DEFAULT_SIGNATURE = "serving_default"
 DEFAULT_MAX_BATCH_SIZE = 64
+#: The documented range of pixel inputs (raw pixels, as in training).
+PIXEL_RANGE = (0.0, 255.0)
 
 _NUMPY_DTYPES = {
     tf.float32: np.float32,
@@ -223,8 +225,19 @@ def to_tensor(value, spec, where="input"):
                 "only for string (bytes) inputs such as predict_images' "
                 "image_bytes."
             )
+        boolean = find_boolean(value)
+        if boolean is not None:
+            raise InvalidRequest(
+                f"{where} must be {spec.dtype.name} numbers (pixels in "
+                f"{PIXEL_RANGE[0]:g}-{PIXEL_RANGE[1]:g}); received a boolean ({boolean!r})."
+            )
         try:
             array = np.asarray(value, dtype=_NUMPY_DTYPES.get(spec.dtype, np.float32))
+        except OverflowError as error:
+            raise InvalidRequest(
+                f"{where} holds a number outside {PIXEL_RANGE[0]:g}-{PIXEL_RANGE[1]:g} "
+                f"({error})."
+            ) from None
         except (ValueError, TypeError) as error:
             kind = "a nested list of numbers with shape " + str(expected)
             reason = (
@@ -240,7 +253,55 @@ def to_tensor(value, spec, where="input"):
             f"Wrong shape for {where}: received {tuple(array.shape)}, expected "
             f"{expected} (-1: any batch size)."
         )
+    if spec.dtype != tf.string:
+        check_pixels(array, where)
     return tf.constant(array, dtype=spec.dtype)
+
+
+def find_boolean(value):
+    """The first JSON boolean in nested lists, or None (Python's `True == 1`
+    would let `true` pass as a pixel)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, bool):
+            return item
+        if isinstance(item, list):
+            if item and not isinstance(item[0], list):
+                if any(isinstance(v, bool) for v in item):
+                    return next(v for v in item if isinstance(v, bool))
+                if any(isinstance(v, list) for v in item):
+                    stack.extend(item)
+            else:
+                stack.extend(item)
+    return None
+
+
+def check_pixels(array, where="input"):
+    """Refuses NaN, infinities and values outside `PIXEL_RANGE` (HTTP 400).
+
+    Example:
+
+    ```python
+    check_pixels(np.array([0.0, 255.0]))      # fine
+    check_pixels(np.array([-1e9]))            # InvalidRequest
+    ```
+    """
+    if array.size == 0:
+        return
+    values = np.asarray(array, dtype=np.float64)
+    if not np.isfinite(values).all():
+        bad = values[~np.isfinite(values)].flat[0]
+        raise InvalidRequest(
+            f"{where} holds {bad} : pixels must be finite numbers in "
+            f"{PIXEL_RANGE[0]:g}-{PIXEL_RANGE[1]:g}."
+        )
+    low, high = float(values.min()), float(values.max())
+    if low < PIXEL_RANGE[0] or high > PIXEL_RANGE[1]:
+        raise InvalidRequest(
+            f"{where} holds values from {low:g} to {high:g}: pixels must be raw "
+            f"values in {PIXEL_RANGE[0]:g}-{PIXEL_RANGE[1]:g} (as in training)."
+        )
 
 
 def is_b64(value):

@@ -302,12 +302,13 @@ def serve(
     uvicorn.Server(uvicorn.Config(app, host=host, port=port, workers=1)).run()
 
 
-def _json(content, status_code=200):
+def _json(content, status_code=200, headers=None):
     from starlette.responses import Response
 
     # json.dumps directly: FastAPI's default encoder walks every list element
     # (slow on image-sized outputs).
-    return Response(json.dumps(content), status_code=status_code, media_type="application/json")
+    return Response(json.dumps(content), status_code=status_code, media_type="application/json",
+                    headers=headers)
 
 
 def prepare_app(predictors, max_body_bytes=DEFAULT_MAX_BODY_BYTES):
@@ -387,6 +388,20 @@ def prepare_app(predictors, max_body_bytes=DEFAULT_MAX_BODY_BYTES):
             )
         return await run_predict(predictor, request)
 
+    async def wrong_method(request: Request):
+        return _json(
+            {"error": f"Method {request.method} is not allowed on {request.url.path}: "
+                      "predict requests are POST."},
+            405, headers={"Allow": "POST"},
+        )
+
+    # Registered first: GET /v1/models/x:predict would otherwise match the
+    # status route (model "x:predict") and answer 404.
+    other = ["GET", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
+    app.add_api_route("/v1/models/{model_name}:predict", wrong_method, methods=other)
+    app.add_api_route(
+        "/v1/models/{model_name}/versions/{version}:predict", wrong_method, methods=other
+    )
     app.add_api_route("/v1/models/{model_name}", model_status, methods=["GET"])
     app.add_api_route("/v1/models/{model_name}/metadata", model_metadata, methods=["GET"])
     app.add_api_route("/v1/models/{model_name}:predict", predict, methods=["POST"])
