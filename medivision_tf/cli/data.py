@@ -107,7 +107,8 @@ def run_scan(args):
 
     table = as_table(args.source, root=args.root)
     clean, report = scan(table, strict=args.strict, verbose=False if args.quiet else "auto")
-    print(f"{len(clean)} usable, {len(report)} skipped of {len(table)} samples")
+    # A linked folder that was not entered is one skipped entry of the total.
+    print(f"{len(clean)} usable, {len(report)} skipped of {len(clean) + len(report)} samples")
     if len(report):
         from medivision_tf.cli._text import quote
 

@@ -38,7 +38,7 @@ def register(subparsers):
 def check_images(paths, command):
     """`(usable paths, [(path, message)])`: every file checked before any is
     read (`medivision_tf.data.scan.check_file`: regular file, format, pixel
-    budget, at least 8x8 pixels, decodes)."""
+    budget, at least 2x2 pixels, decodes)."""
     from medivision_tf.data.scan import REASONS, check_file
 
     good, bad = [], []

@@ -52,10 +52,12 @@ _KIND_TF, _KIND_PNG16, _KIND_TIFF, _KIND_DICOM = 0, 1, 2, 3
 #: The pixel budget (height x width) checked from the header before any
 #: decode; Pillow's `Image.MAX_IMAGE_PIXELS`. Pass `max_pixels=` to change it.
 DEFAULT_MAX_PIXELS = 89_478_485
-#: `load_images`/`read_images` (prediction, explanation) refuse images with
-#: a side below this: a 1x1 image padded to the input size would still get
-#: a confident class.
-MIN_IMAGE_SIZE = 8
+#: Images with a side below this many pixels are refused by `scan`,
+#: `load_images`/`read_images` (prediction, explanation) and the exported
+#: `predict_images`: a 1x1 (or 1xN) image padded to the input size holds no
+#: picture, yet would get a confident class. (2, not more: thin DICOM
+#: localizers of 2xN are real images.)
+MIN_IMAGE_SIZE = 2
 
 
 def sniff_format(data):

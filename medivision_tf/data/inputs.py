@@ -223,7 +223,8 @@ def scan_inputs(table, what="The data"):
     clean.attrs["scanned"] = True
     clean.attrs["input_report"] = {
         "id": uuid.uuid4().hex,  # one report per scan, however often pandas copies attrs
-        "num_images": int(len(table)),
+        # A linked folder not entered counts as one skipped input.
+        "num_images": int(len(clean) + len(report)),
         "num_used": int(len(clean)),
         "skipped": [
             {"path": str(p), "reason": str(r), "detail": str(d)}

@@ -29,7 +29,12 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from medivision_tf.data.decode import DEFAULT_MAX_PIXELS, decode_image, sniff_format
+from medivision_tf.data.decode import (
+    DEFAULT_MAX_PIXELS,
+    MIN_IMAGE_SIZE,
+    decode_image,
+    sniff_format,
+)
 from medivision_tf.data.sources import class_names_of, inside_root, is_multi_label, with_attrs
 
 REASONS = {
@@ -48,9 +53,6 @@ REASONS = {
     "duplicate": "the same file as an earlier row (kept once)",
 }
 REPORT_COLUMNS = ("index", "path", "reason", "detail")
-#: Images with a side below this are refused: a 1x1 image padded to the
-#: model's input says nothing, yet would get a confident class.
-MIN_IMAGE_SIZE = 8
 _FILE_KINDS = (
     (stat.S_ISFIFO, "a named pipe (FIFO)"),
     (stat.S_ISCHR, "a character device"),
@@ -143,6 +145,22 @@ def _decoder(dicom_window, max_pixels=DEFAULT_MAX_PIXELS):
 HEADER_BYTES = 65536  # what `check_file(decode=False)` reads of a file
 
 
+def error_reason(error):
+    """The line of a decoder error that says why (not TF's "Graph execution
+    error" / node / stack lines)."""
+    from medivision_tf.data.decode import clean_assert_message
+
+    text = clean_assert_message(str(getattr(error, "message", error)))
+    lines = [line.strip() for line in text.splitlines()]
+    lines = [
+        line for line in lines
+        if line and not line.startswith(
+            ("Graph execution error", "Detected at node", "<stack", "[[", "File ", "Stack trace")
+        )
+    ]
+    return lines[0] if lines else type(error).__name__
+
+
 def describe_file(path):
     """Why `path` must not be opened, from `os.stat` alone, or None.
 
@@ -215,7 +233,7 @@ def check_file(path, root=None, max_pixels=DEFAULT_MAX_PIXELS, decode=True, dico
             DICOM headers are read by tifffile/pydicom, which seek).
         dicom_window: DICOM window used when decoding.
         min_size: refuse images with a side shorter than this (default
-            `MIN_IMAGE_SIZE`, 8 pixels).
+            `decode.MIN_IMAGE_SIZE`, 2 pixels).
         follow_links: trust links inside `root` (see `inside_root`).
 
     Returns:
@@ -265,8 +283,7 @@ def check_file(path, root=None, max_pixels=DEFAULT_MAX_PIXELS, decode=True, dico
         try:
             shape = _decoder(dicom_window, max_pixels)(tf.constant(data)).numpy()
         except (tf.errors.OpError, ValueError) as error:
-            message = str(getattr(error, "message", error)).strip().splitlines()
-            detail = f"{fmt}: {message[0] if message else type(error).__name__}"[:300]
+            detail = f"{fmt}: {error_reason(error)}"[:300]
             return ("unreadable_dicom" if fmt == "dicom" else "corrupt"), detail
         if max_pixels is not None and shape[0] * shape[1] > max_pixels:
             return "too_large", f"{fmt} of {shape[1]}x{shape[0]} pixels > max_pixels={max_pixels}"
@@ -329,7 +346,7 @@ def scan(
         dicom_window: DICOM window for decoding (default: the table's
             `attrs["dicom_window"]` or `"auto"`).
         min_size: images with a side below this many pixels are
-            `too_small` (default `MIN_IMAGE_SIZE`, 8).
+            `too_small` (default `decode.MIN_IMAGE_SIZE`, 2).
 
     Returns:
         `(clean_table, report)`: `clean_table` keeps the usable rows (same
@@ -405,11 +422,16 @@ def scan(
                     first[real] = (index, path)
     bad += [(None, p, r, d) for p, r, d in table.attrs.get("refused") or ()]
     report = pd.DataFrame(bad, columns=list(REPORT_COLUMNS))
+    if report["index"].isna().any():  # refused folders: no row index (kept as <NA>)
+        try:
+            report["index"] = report["index"].astype("Int64")
+        except (TypeError, ValueError):
+            report["index"] = report["index"].astype(object)
     if strict and bad:
         lines = "\n".join(f"  {p}: {r} ({d})" for _, p, r, d in bad[:50])
         more = f"\n  ... and {len(bad) - 50} more" if len(bad) > 50 else ""
         raise ValueError(f"{len(bad)} of {len(table)} samples are unusable:\n{lines}{more}")
-    rows_bad = [i for i in report["index"] if i is not None]
+    rows_bad = [i for i in report["index"] if i is not None and not pd.isna(i)]
     clean = table.drop(index=rows_bad) if rows_bad else table.copy()
     clean = with_attrs(clean, table)
     if clean.empty:
