@@ -561,12 +561,21 @@ def evaluate_model(model, data, labels=None, class_names=None, out_dir=None, *,
     model_classes = list(config.class_names)
     multi_label = config.multi_label
     total = None  # images in a dataset, for the progress bar
+    pre_skipped = 0  # files a table's scan refused before prediction
     if isinstance(data, pd.DataFrame):
         data_classes = data.attrs.get("class_names")
         if class_names is None and data_classes:
             class_names = list(data_classes)
+        from medivision_tf.data.inputs import scan_inputs
         from medivision_tf.data.pipeline import make_dataset
 
+        # Files are checked before any is opened (FIFOs, links out of the
+        # root, bombs...): the skipped ones are counted in num_skipped.
+        # (A table scanned before, e.g. a run's test split, was counted there.)
+        scan_here = "image" not in data and not data.attrs.get("scanned")
+        data = scan_inputs(data, "The evaluation data")
+        if scan_here:
+            pre_skipped = len(data.attrs["input_report"]["skipped"])
         total = len(data)
         data = make_dataset(
             data, image_size=config.image_size, channels=config.channels,
@@ -607,14 +616,16 @@ def evaluate_model(model, data, labels=None, class_names=None, out_dir=None, *,
     report.summary["tta"] = names
     # How many test images were scored: a table's undecodable files are
     # skipped by the pipeline, and counted here (metrics.json).
+    dropped = int(total - len(probabilities)) if total is not None else 0
     report.summary["num_scored"] = int(len(probabilities))
-    report.summary["num_skipped"] = int(total - len(probabilities)) if total is not None else 0
+    report.summary["num_skipped"] = dropped + int(pre_skipped)
     if report.summary["num_skipped"]:
         import warnings
 
         warnings.warn(
-            f"Evaluation scored {len(probabilities)} of {total} test images: "
-            f"{report.summary['num_skipped']} could not be decoded (run medivision_tf.data.scan).",
+            f"Evaluation scored {len(probabilities)} of "
+            f"{len(probabilities) + report.summary['num_skipped']} test images: "
+            f"{report.summary['num_skipped']} could not be used (see medivision_tf.data.scan).",
             stacklevel=2,
         )
     if out_dir is not None:

@@ -19,12 +19,21 @@ sys.path.insert(0, os.path.dirname(__file__))
 from hostile_corpus import make_corpus, png_bomb  # noqa: E402
 
 GB = 1024 ** 3
+# Peak RSS of this process in bytes: VmHWM (ru_maxrss would keep the forking
+# pytest process's peak across exec on Linux).
+_PEAK = (
+    "def peak():\n"
+    "    for line in open('/proc/self/status'):\n"
+    "        if line.startswith('VmHWM:'):\n"
+    "            return int(line.split()[1]) * 1024\n"
+    "    import resource\n"
+    "    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024\n"
+)
 # Runs medivision's CLI in-process and writes its peak RSS (bytes) to argv[1].
-_WRAP = (
-    "import atexit, resource, sys\n"
+_WRAP = _PEAK + (
+    "import atexit, sys\n"
     "out = sys.argv[1]\n"
-    "atexit.register(lambda: open(out, 'w').write(str(resource.getrusage("
-    "resource.RUSAGE_SELF).ru_maxrss * 1024)))\n"
+    "atexit.register(lambda: open(out, 'w').write(str(peak())))\n"
     "from medivision_tf.cli import main\n"
     "sys.exit(main(sys.argv[2:]))\n"
 )
@@ -195,8 +204,8 @@ def test_explain_refuses_bad_files_with_a_message(corpus, trained, tmp_path):
     assert len(out.splitlines()) == len(paths) + 1
 
 
-_BOMB_PROBE = r"""
-import resource, sys
+_BOMB_PROBE = _PEAK + r"""
+import sys
 import numpy as np
 import tensorflow as tf
 from medivision_tf.data import decode
@@ -218,7 +227,7 @@ try:
         loaded.signatures["predict_images"](image_bytes=tf.constant([data]))
 except (ValueError, tf.errors.InvalidArgumentError) as error:
     message = "refused"
-print(message, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+print(message, peak())
 """
 
 
