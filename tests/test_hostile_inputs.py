@@ -319,3 +319,40 @@ def test_bomb_png_is_tiny_yet_claims_400_megapixels(tmp_path):
     from medivision_tf.data import decode
 
     assert int(decode.header_pixels(data)) == 400_000_000
+
+
+def test_names_are_quoted_only_when_they_could_forge_output():
+    from medivision_tf.cli._text import quote
+
+    assert quote("scan 1.png") == "scan 1.png"
+    assert quote("\u00e9t\u00e9.png") == "\u00e9t\u00e9.png"
+    for name in ("a\nb.png", "a\tb", "x\r.png", "\x1b[31m.png", "a\u2028b", '"q.png', " lead"):
+        text = quote(name)
+        assert text.startswith('"') and text.isprintable() and json.loads(text) == name
+
+
+def test_pixel_budget_is_configurable_and_regular_files_only(corpus, tmp_path):
+    import tensorflow as tf
+
+    from medivision_tf.data import check_file, decode, inside_root, make_dataset, scan
+    from medivision_tf.data.scan import describe_file
+
+    good = open(corpus.good[0], "rb").read()  # 32 x 32
+    assert decode.decode_image(good, 1, max_pixels=1024).shape == (32, 32, 1)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="pixel budget max_pixels=1000"):
+        decode.decode_image(good, 1, max_pixels=1000)
+    assert check_file(corpus.good[0], max_pixels=1000)[0] == "too_large"
+    assert describe_file("/dev/null")[0] == "not_regular"
+    assert describe_file(corpus.cases["fifo"].path) == (
+        "not_regular", f"{corpus.cases['fifo'].path!r} is a named pipe (FIFO)")
+    assert not inside_root(corpus.cases["link_file_out"].path, corpus.root)
+    assert inside_root(corpus.cases["link_file_out"].path, corpus.root, follow_links=True)
+    from medivision_tf.data import from_directory
+
+    table = from_directory(corpus.root)
+    fifo_and_good = table[table["path"].isin([corpus.cases["fifo"].path, corpus.good[0]])]
+    with pytest.raises(ValueError, match="not regular files.*x.png"):
+        make_dataset(fifo_and_good, image_size=8)  # never blocks on the FIFO
+    clean, report = scan(table, verbose=False, decode=False, max_pixels=10**10)
+    assert corpus.cases["png_bomb"].path not in set(report["path"])  # a larger budget
+    assert corpus.cases["png_bomb"].path in set(clean["path"])

@@ -55,6 +55,9 @@ def register(subparsers):
                       help="folder CSV paths are relative to (default: the CSV's folder)")
     scan.add_argument("--report", default=None,
                       help="write the report to this CSV (default: none)")
+    scan.add_argument("--max-pixels", type=int, default=None,
+                      help="pixel budget: refuse images with more pixels (height x width), "
+                      "read from the header (default: 89478485, Pillow's limit)")
     scan.add_argument("--strict", action="store_true",
                       help="exit with an error if any file is bad (default: skip them)")
     scan.add_argument("--quiet", action="store_true",
@@ -106,7 +109,9 @@ def run_scan(args):
     from medivision_tf.data.scan import scan
 
     table = as_table(args.source, root=args.root)
-    clean, report = scan(table, strict=args.strict, verbose=False if args.quiet else "auto")
+    options = {} if args.max_pixels is None else {"max_pixels": args.max_pixels}
+    clean, report = scan(table, strict=args.strict, verbose=False if args.quiet else "auto",
+                         **options)
     # A linked folder that was not entered is one skipped entry of the total.
     print(f"{len(clean)} usable, {len(report)} skipped of {len(clean) + len(report)} samples")
     if len(report):

@@ -218,7 +218,29 @@ def _validate(table, split):
                 f"Refusing {len(outside)} paths outside the root {root!r}: "
                 f"{outside[:5]}. Run medivision_tf.data.scan(table) to skip them."
             )
+    if "image" not in table:
+        special = _not_regular(table["path"])
+        if special:
+            raise ValueError(
+                f"Refusing {len(special)} paths that are not regular files (FIFO, device, "
+                f"socket, folder; reading one can block forever): {special[:5]}. "
+                "Run medivision_tf.data.scan(table) to skip them."
+            )
     return table
+
+
+def _not_regular(paths):
+    """Existing paths that are not regular files (`os.stat` only, nothing opened)."""
+    import stat
+
+    special = []
+    for path in paths:
+        try:
+            if not stat.S_ISREG(os.stat(path).st_mode):
+                special.append(path)
+        except OSError:  # missing: skipped by skip_errors, reported by scan
+            pass
+    return special
 
 
 def _label_array(table, names):
