@@ -204,7 +204,12 @@ def list_images(folder, extensions=IMAGE_EXTENSIONS, exclude=(), root=None, refu
     root = folder if root is None else root
     found = []
     seen = {os.path.realpath(folder)}
-    for current, dirs, files in os.walk(folder, followlinks=True):
+    def unreadable(error):  # a folder that cannot be listed is reported, not a crash
+        if refused is not None:
+            refused.append((error.filename, "unreadable",
+                            f"folder {error.filename!r} cannot be listed: {error.strerror}"))
+
+    for current, dirs, files in os.walk(folder, followlinks=True, onerror=unreadable):
         kept = []
         for d in sorted(d for d in dirs if not d.startswith((".", "__"))):
             path = os.path.join(current, d)

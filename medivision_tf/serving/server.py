@@ -388,25 +388,33 @@ def prepare_app(predictors, max_body_bytes=DEFAULT_MAX_BODY_BYTES):
             )
         return await run_predict(predictor, request)
 
-    async def wrong_method(request: Request):
+    def wrong_method(request):
         return _json(
             {"error": f"Method {request.method} is not allowed on {request.url.path}: "
                       "predict requests are POST."},
             405, headers={"Allow": "POST"},
         )
 
-    # Registered first: GET /v1/models/x:predict would otherwise match the
-    # status route (model "x:predict") and answer 404.
-    other = ["GET", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
-    app.add_api_route("/v1/models/{model_name}:predict", wrong_method, methods=other)
+    async def predict_route(model_name: str, request: Request):
+        if request.method != "POST":
+            return wrong_method(request)
+        return await predict(model_name, request)
+
+    async def versioned_predict_route(model_name: str, version: str, request: Request):
+        if request.method != "POST":
+            return wrong_method(request)
+        return await versioned_predict(model_name, version, request)
+
+    # The predict routes take every method (others answer 405, Allow: POST)
+    # and come first: GET /v1/models/x:predict would otherwise match the
+    # status route (as model "x:predict") and answer 404.
+    methods = ["POST", "GET", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
+    app.add_api_route("/v1/models/{model_name}:predict", predict_route, methods=methods)
     app.add_api_route(
-        "/v1/models/{model_name}/versions/{version}:predict", wrong_method, methods=other
+        "/v1/models/{model_name}/versions/{version}:predict", versioned_predict_route,
+        methods=methods,
     )
     app.add_api_route("/v1/models/{model_name}", model_status, methods=["GET"])
     app.add_api_route("/v1/models/{model_name}/metadata", model_metadata, methods=["GET"])
-    app.add_api_route("/v1/models/{model_name}:predict", predict, methods=["POST"])
-    app.add_api_route(
-        "/v1/models/{model_name}/versions/{version}:predict", versioned_predict, methods=["POST"]
-    )
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     return app
