@@ -166,8 +166,9 @@ def load_shards(folder):
         table["labels"] = [_parse_labels(t) for t in table["labels"]]
     else:
         table["label"] = table["label"].astype(int)
-    if "split" in table and not manifest.get("has_split"):
-        table = table.drop(columns="split")
+    for column, key in (("split", "has_split"), ("group", "has_group")):
+        if column in table and not manifest.get(key):
+            table = table.drop(columns=column)
     table.attrs["class_names"] = list(manifest["class_names"])
     table.attrs["multi_label"] = bool(manifest["multi_label"])
     table.attrs["shards"] = {
@@ -328,6 +329,7 @@ def write_shards(
         dicom_window = table.attrs.get("dicom_window", "auto")
     window = decode.check_window(dicom_window)
     has_split = "split" in table and table["split"].notna().any()
+    has_group = "group" in table and table["group"].notna().any()
     out = os.fspath(out)
     tf.io.gfile.makedirs(out)
 
@@ -464,6 +466,7 @@ def write_shards(
         "class_names": list(names),
         "multi_label": bool(multi),
         "has_split": bool(has_split),
+        "has_group": bool(has_group),
         "decode": options,
         "num_examples": int(index_rows.max()) + 1,
         "num_written": int(len(examples)),
