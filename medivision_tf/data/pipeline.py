@@ -354,7 +354,7 @@ def make_dataset(
     if shards.is_shard_table(table):  # TFRecord shards: graph ops only (data/shards.py)
         dataset = shards.shard_examples(
             table, finish, image_size=size, channels=channels, shuffle=shuffle and not cache,
-            seed=seed, shuffle_buffer=shuffle_buffer)
+            seed=seed, shuffle_buffer=shuffle_buffer, by_file=not cache)
         load = None
     elif "image" in table:  # array sources: the pixels are already decoded
         shapes = {np.asarray(i).shape for i in table["image"]}
@@ -380,7 +380,7 @@ def make_dataset(
         if shuffle and not cache:  # shuffle cheap path strings, the whole set
             dataset = dataset.shuffle(count, seed=seed, reshuffle_each_iteration=True)
         dataset = dataset.map(load, num_parallel_calls=num_parallel_calls, deterministic=True)
-    if skip_errors:
+    if skip_errors and load is not None:  # shards hold decoded images only
         dataset = dataset.ignore_errors(log_warning=True)
     if cache:
         dataset = dataset.cache("" if in_memory else os.fspath(cache))

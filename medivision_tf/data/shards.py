@@ -578,7 +578,7 @@ def record_functions(table, finish, image_size, channels):
 
 
 def shard_examples(table, finish, *, image_size, channels, shuffle=False, seed=0,
-                   shuffle_buffer=None, cycle_length=16):
+                   shuffle_buffer=None, cycle_length=16, by_file=True):
     """Unbatched `(uint8 image, label)` examples of a shard table's rows.
 
     Shard files holding the table's rows are read in parallel
@@ -599,6 +599,8 @@ def shard_examples(table, finish, *, image_size, channels, shuffle=False, seed=0
         shuffle_buffer: records in the shuffle buffer (default: all rows, at
             most 2048).
         cycle_length: shard files read at once.
+        by_file: allow sharding by file across workers (False: by data; a
+            cache between reader and model needs that).
 
     Returns:
         A `tf.data.Dataset`.
@@ -630,7 +632,7 @@ def shard_examples(table, finish, *, image_size, channels, shuffle=False, seed=0
     options = tf.data.Options()
     policy = tf.data.experimental.AutoShardPolicy
     options.experimental_distribute.auto_shard_policy = (
-        policy.FILE if len(paths) >= _num_workers() else policy.DATA
+        policy.FILE if by_file and len(paths) >= _num_workers() else policy.DATA
     )
     return dataset.with_options(options)
 
