@@ -170,32 +170,37 @@ def test_multi_label_csv_shards(tmp_path):
 
 
 def test_cli_shard_then_train_matches_training_on_the_files(tmp_path):
-    """`medivision shard` then `medivision train <shards>`: same accuracy as the
-    files (same seed; the example order differs, so within noise)."""
+    """`medivision shard` then `medivision train <shards>`: the accuracy of
+    `medivision train <files>` (same seed; the example order differs, so
+    within noise), then `medivision evaluate` on the shards' test split."""
     from medivision_tf.cli import main
-    from medivision_tf.training import train_and_evaluate
 
     root = tmp_path / "lesions"
-    make_synthetic_lesions(160, 32, 2, seed=4).to_directory(str(root))
+    make_synthetic_lesions(120, 32, 2, seed=4).to_directory(str(root))
     out = tmp_path / "lesion-shards"
     assert main(["shard", str(root), "--out", str(out), "--image-size", "32",
-                 "--channels", "1", "--examples-per-shard", "40", "--quiet"]) == 0
-    assert main(["train", str(out), "--out", str(tmp_path / "run-cli"), "--quiet",
-                 "--backbone", "smallcnn", "--weights", "none", "--image-size", "32",
-                 "--channels", "1", "--epochs", "1", "--fine-tune-epochs", "0",
-                 "--tensorboard", "false", "--batch-size", "16"]) == 0
-    assert (tmp_path / "run-cli" / "evaluation" / "metrics.json").is_file()
-    config = dict(backbone="smallcnn", weights=None, image_size=32, channels=1, epochs=4,
-                  fine_tune_epochs=0, batch_size=16, tensorboard=False, seed=0,
-                  learning_rate=3e-3, augment=False)
+                 "--channels", "1", "--examples-per-shard", "30", "--quiet"]) == 0
+    flags = ["--quiet", "--backbone", "smallcnn", "--weights", "none", "--image-size", "32",
+             "--channels", "1", "--epochs", "4", "--fine-tune-epochs", "0", "--tensorboard",
+             "false", "--batch-size", "16", "--learning-rate", "0.003", "--augment", "false"]
     accuracy = {}
     for name, source in (("files", root), ("shards", out)):
-        result = train_and_evaluate(dict(config, source=str(source)),
-                                    run_dir=tmp_path / f"run-{name}", verbose=0)
-        assert result.num_test == 24
-        accuracy[name] = result.report.summary["accuracy"]
+        assert main(["train", str(source), "--out", str(tmp_path / name)] + flags) == 0
+        metrics = json.loads((tmp_path / name / "evaluation" / "metrics.json").read_text())
+        assert metrics["summary"]["num_samples"] == 18  # 15% held out
+        accuracy[name] = metrics["summary"]["accuracy"]
     print(f"held-out accuracy: {accuracy}")
+    # The shard table keeps the source's row order: the same seed, the same split.
+    config = TrainConfig(source=str(root), image_size=32, channels=1)
+    split_files = load_source(config)[0]
+    split_shards = load_source(config.replace(source=str(out)))[0]
+    for name in ("train", "val", "test"):
+        assert list(split_shards[name]["path"]) == list(split_files[name]["path"])
     assert accuracy["files"] > 0.7 and abs(accuracy["files"] - accuracy["shards"]) <= 0.2
+    assert main(["evaluate", str(tmp_path / "shards" / "model.keras"), str(out),
+                 "--out", str(tmp_path / "eval"), "--quiet"]) == 0
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())[
+        "summary"]["num_samples"] == 120
 
 
 WORKER = r'''

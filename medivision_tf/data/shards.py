@@ -138,8 +138,9 @@ def load_shards(folder):
     """The sample table of a shard folder (read from its `examples.csv`).
 
     The table has the columns `path` (the original file), `label` and
-    `class_name` (or `labels`, multi-label), `group`, `split` (when the
-    source had splits), `shard` (the file holding the example) and `index`;
+    `class_name` (or `labels`, multi-label), `group` and `split` (when the
+    source had them), `shard` (the file holding the example) and `index`,
+    in the source's row order (so a seeded split of it equals the source's);
     `attrs` hold `class_names`, `multi_label` and `shards` (the folder and
     its stored image size and channels), which `make_dataset` reads.
 
@@ -162,6 +163,7 @@ def load_shards(folder):
         table = pd.read_csv(handle, dtype={"path": str, "group": str, "split": str,
                                            "shard": str, "class_name": str, "labels": str},
                             keep_default_na=False)
+    table = table.drop(columns="source_row").reset_index(drop=True)
     if manifest["multi_label"]:
         table["labels"] = [_parse_labels(t) for t in table["labels"]]
     else:
@@ -335,6 +337,7 @@ def write_shards(
 
     # Cheap checks first (as `scan` does: missing, empty, format, size, label);
     # decoding happens once, while writing, and its failures join the report.
+    table = table.assign(source_row=np.arange(len(table)))
     clean, report = scan(table, decode=False, verbose=False, dicom_window=dicom_window)
     report = report.copy()
     rng = np.random.default_rng(seed)
@@ -444,7 +447,9 @@ def write_shards(
         examples["labels"] = [_labels_text(ids) for ids in examples["labels"]]
     elif "class_name" not in examples:
         examples["class_name"] = [names[i] for i in examples["label"]]
-    examples = examples[columns + ["group", "split", "shard"]].sort_values("index")
+    examples = examples[columns + ["group", "split", "shard", "source_row"]]
+    # In the source's order: the same seed splits it as it splits the source.
+    examples = examples.sort_values("source_row")
     buffer = io.StringIO()
     examples.to_csv(buffer, index=False)
     _write_text(_join(out, INDEX_NAME), buffer.getvalue())
