@@ -86,10 +86,14 @@ def test_shard_reader_has_no_python_function_ops(shard_folder):
     table = shards.load_shards(out)
     finish = lambda image: decode.finish_image(image, 24, 3, dtype=tf.uint8)  # noqa: E731
     string = tf.TensorSpec([], tf.string)
+    record = (tf.TensorSpec([], tf.int64), string, tf.TensorSpec([], tf.int32))
+    subset = table.iloc[::2]  # a subset of the rows: filtered by index
     for size, channels in (((32, 32), 1), ((24, 24), 3)):  # as stored, and resized
-        keep, parse = shards.record_functions(table, finish, size, channels)
-        assert shards.python_ops(keep, string) == []
+        parse, keep, decode_record = shards.record_functions(subset, finish, size, channels)
         assert shards.python_ops(parse, string) == []
+        assert shards.python_ops(keep, *record) == []
+        assert shards.python_ops(decode_record, *record) == []
+    assert shards.record_functions(table, finish, (32, 32), 1)[1] is None  # all rows
     # The check sees through nested functions: the file decoder has one (TIFF/DICOM).
     assert shards.python_ops(lambda path: decode.load_image(path), string)
 

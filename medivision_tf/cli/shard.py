@@ -36,6 +36,10 @@ def register(subparsers):
                         help="how --image-size is reached (default: pad)")
     parser.add_argument("--examples-per-shard", type=int, default=1024,
                         help="examples per shard file (default: 1024)")
+    parser.add_argument("--png-compression", type=int, choices=range(10), default=0,
+                        metavar="{0..9}",
+                        help="zlib level of the stored PNGs: 0 reads fastest, 6-9 makes "
+                        "smaller shards (default: 0)")
     parser.add_argument("--dicom-window", default=None,
                         help="DICOM window: auto, minmax or CENTER,WIDTH "
                         "(default: the source's, else auto)")
@@ -67,6 +71,7 @@ def run_shard(args):
     manifest = write_shards(
         args.source, args.out, image_size=args.image_size, channels=args.channels,
         resize=args.resize, examples_per_shard=args.examples_per_shard,
+        png_compression=args.png_compression,
         dicom_window=_window(args.dicom_window), bit_depth_16=args.bit_depth_16,
         seed=args.seed, root=args.root, verbose=not args.quiet,
     )
