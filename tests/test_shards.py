@@ -282,3 +282,19 @@ def test_two_workers_see_each_example_once_per_epoch(tmp_path):
     assert results[0]["epochs"] == results[1]["epochs"] == 1
     assert results[0]["weights"] == results[1]["weights"]
     assert (tmp_path / "run" / "model.keras").is_file()
+
+
+def test_reproduce_finds_shard_folders(tmp_path):
+    from medivision_tf import reproduce
+
+    images = tmp_path / "kidney-images"
+    for index, name in enumerate(["cyst", "normal", "stone", "tumor"] * 2):
+        (images / name).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(images / name / f"{index}.png"), np.full((8, 8), index * 20, "uint8"))
+    root = tmp_path / "data"
+    shards.write_shards(images, root / "kidney_shards", image_size=8, verbose=False)  # by classes
+    shards.write_shards(images, root / "kidney_ct", image_size=8, verbose=False)  # by name
+    assert reproduce.find_prepared(root, "kidney_ct") == {"kidney_ct": str(root / "kidney_ct")}
+    os.rename(root / "kidney_ct", tmp_path / "elsewhere")
+    assert reproduce.find_prepared(root, "kidney_ct") == {
+        "kidney_ct": str(root / "kidney_shards")}
