@@ -260,8 +260,9 @@ def make_dataset(
     """Builds a batched `tf.data.Dataset` of (images, labels) from a source.
 
     Args:
-        source: a sample table, a class-folder path, a `.csv`/`.npz` path or
-            an `(images, labels)` pair of arrays.
+        source: a sample table, a class-folder path, a `.csv`/`.npz` path,
+            a shard folder (`medivision shard`; read with graph ops only, see
+            `medivision_tf.data.shards`) or an `(images, labels)` pair of arrays.
         image_size: int or `(height, width)` of the output images.
         channels: 1 (grayscale) or 3 (RGB).
         batch_size: images per batch.
