@@ -58,6 +58,12 @@ from medivision_tf.data.sources import (
     list_images,
     with_attrs,
 )
+from medivision_tf.data.shards import (
+    is_shard_folder,
+    load_shards,
+    verify_shards,
+    write_shards,
+)
 from medivision_tf.data.splits import by_split, class_weights, kfold, split_table, summarize
 from medivision_tf.data.synthetic import (
     LESION_PATTERNS,

@@ -40,14 +40,19 @@ def to_targets(labels, num_classes, multi_label):
 
 def with_targets(dataset, num_classes, multi_label):
     """(images, class ids | multi-hot) batches -> (float32 images, one-hot |
-    multi-hot targets), auto-sharded by data across workers, prefetched."""
+    multi-hot targets), auto-sharded by data across workers (shard folders: by
+    file when there are enough files), prefetched."""
     dataset = dataset.map(
         lambda x, y: (tf.cast(x, tf.float32), to_targets(y, num_classes, multi_label)),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+    policy = tf.data.experimental.AutoShardPolicy
+    # A shard reader has chosen its policy already (FILE when there are enough files).
+    if dataset.options().experimental_distribute.auto_shard_policy == policy.AUTO:
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = policy.DATA
+        dataset = dataset.with_options(options)
+    return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def user_dataset(data, batch_size, num_classes, multi_label):

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from medivision_tf.data import decode
+from medivision_tf.data import decode, shards
 from medivision_tf.data.datasets import MANIFEST, is_prepared, load_prepared
 from medivision_tf.data.sources import (
     class_names_of,
@@ -140,6 +140,7 @@ def as_table(source, root=None):
     | any other folder | `from_directory` (class folders, pre-split folders) |
     | any other `.csv` file | `from_csv(path, root=root)` |
     | a `.npz` file | `from_npz` (MedMNIST layout) |
+    | a folder (or gfile URL) holding `shards.json` | `shards.load_shards` (read from TFRecords) |
 
     Args:
         source: one of the above (str or `os.PathLike` paths).
@@ -167,6 +168,8 @@ def as_table(source, root=None):
         return from_numpy(*source)
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
+        if shards.is_shard_folder(path):  # local or gs://, ram://...
+            return shards.load_shards(path)
         if os.path.isdir(path):
             if is_prepared(path):
                 return load_prepared(path)
@@ -257,8 +260,9 @@ def make_dataset(
     """Builds a batched `tf.data.Dataset` of (images, labels) from a source.
 
     Args:
-        source: a sample table, a class-folder path, a `.csv`/`.npz` path or
-            an `(images, labels)` pair of arrays.
+        source: a sample table, a class-folder path, a `.csv`/`.npz` path,
+            a shard folder (`medivision shard`; read with graph ops only, see
+            `medivision_tf.data.shards`) or an `(images, labels)` pair of arrays.
         image_size: int or `(height, width)` of the output images.
         channels: 1 (grayscale) or 3 (RGB).
         batch_size: images per batch.
@@ -348,7 +352,12 @@ def make_dataset(
             image, size, channels, resize, interpolation, antialias, dtype=tf.uint8
         )
 
-    if "image" in table:  # array sources: the pixels are already decoded
+    if shards.is_shard_table(table):  # TFRecord shards: graph ops only (data/shards.py)
+        dataset = shards.shard_examples(
+            table, finish, image_size=size, channels=channels, shuffle=shuffle and not cache,
+            seed=seed, shuffle_buffer=shuffle_buffer, by_file=not cache)
+        load = None
+    elif "image" in table:  # array sources: the pixels are already decoded
         shapes = {np.asarray(i).shape for i in table["image"]}
         if len(shapes) != 1:
             raise ValueError(
@@ -368,10 +377,11 @@ def make_dataset(
             return finish(image), label
 
     in_memory = cache in (True, "memory")
-    if shuffle and not cache:  # shuffle cheap path strings, the whole set
-        dataset = dataset.shuffle(count, seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.map(load, num_parallel_calls=num_parallel_calls, deterministic=True)
-    if skip_errors:
+    if load is not None:
+        if shuffle and not cache:  # shuffle cheap path strings, the whole set
+            dataset = dataset.shuffle(count, seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.map(load, num_parallel_calls=num_parallel_calls, deterministic=True)
+    if skip_errors and load is not None:  # shards hold decoded images only
         dataset = dataset.ignore_errors(log_warning=True)
     if cache:
         dataset = dataset.cache("" if in_memory else os.fspath(cache))
