@@ -273,7 +273,11 @@ def _dicom_error(dataset, error):
         return ValueError(
             f"DICOM transfer syntax '{syntax.name}' ({syntax}) cannot be decoded: no "
             f"working decoder plugin is installed for it. Install the DICOM extra: "
-            f"{DICOM_EXTRA}. pydicom said: {text[:300]}"
+            f"{DICOM_EXTRA}."
+            + (" 12-bit JPEG Extended needs the pylibjpeg-libjpeg plugin (GPLv3, so not "
+               "in the extra: install it yourself if its licence suits you)."
+               if str(syntax) == "1.2.840.10008.1.2.4.51" else "")
+            + f" pydicom said: {text[:300]}"
         )
     name = f" (transfer syntax '{syntax.name}')" if syntax is not None else ""
     return ValueError(f"Unreadable DICOM{name}: {text[:300]}")
