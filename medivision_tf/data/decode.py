@@ -383,6 +383,8 @@ def load_images(
     antialias=False,
     dicom_window="auto",
     bit_depth_16="auto",
+    frames="middle",
+    nifti_axis="axial",
 ):
     """Reads image files into one float32 array, the way `make_dataset` does.
 
@@ -401,6 +403,8 @@ def load_images(
         dicom_window: `"auto"`, `"minmax"` or `(center, width)`.
         bit_depth_16: `"auto"`, `"scale"`, `"12bit"` or `"minmax"` for
             16-bit PNG/TIFF (see `decode_image`).
+        frames, nifti_axis: see `decode_image` (`model_config.decode`
+            holds a model's choices: `DecodeOptions.image_kwargs()`).
 
     Returns:
         float32 array `(n, height, width, channels)`, raw pixels 0-255, in
@@ -434,11 +438,15 @@ def load_images(
     def finish(image):
         return finish_image(image, size, channels, resize, interpolation, antialias)
 
-    images = _decode_files(paths, channels, window, bit_depth_16, finish, batch_size)
+    options = {"frames": frames, "nifti_axis": nifti_axis}
+    images = _decode_files(paths, channels, window, bit_depth_16, finish, batch_size, options)
     return np.concatenate(images).astype("float32", copy=False)
 
 
-def read_images(paths, channels=3, *, dicom_window="auto", bit_depth_16="auto"):
+def read_images(
+    paths, channels=3, *, dicom_window="auto", bit_depth_16="auto", frames="middle",
+    nifti_axis="axial",
+):
     """Reads image files at their own sizes, decoded exactly as for training.
 
     The same decoder as `make_dataset` and `load_images` (`load_image`:
@@ -474,7 +482,9 @@ def read_images(paths, channels=3, *, dicom_window="auto", bit_depth_16="auto"):
     window = check_window(dicom_window)
     if not paths:
         return []
-    return [image[0] for image in _decode_files(paths, channels, window, bit_depth_16, None, 1)]
+    options = {"frames": frames, "nifti_axis": nifti_axis}
+    decoded = _decode_files(paths, channels, window, bit_depth_16, None, 1, options)
+    return [image[0] for image in decoded]
 
 
 def _check_paths(paths):
@@ -491,12 +501,12 @@ def _check_paths(paths):
     return paths
 
 
-def _decode_files(paths, channels, window, bit_depth_16, finish, batch_size):
+def _decode_files(paths, channels, window, bit_depth_16, finish, batch_size, options=None):
     """The one file reader: `load_image` (+ `finish`) over `paths` in a
     parallel `tf.data` map; NumPy batches of `batch_size` in path order."""
 
     def load(index, path):
-        image = load_image(path, channels, window, bit_depth_16)
+        image = load_image(path, channels, window, bit_depth_16, **(options or {}))
         return index, (image if finish is None else finish(image))
 
     dataset = tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), paths))
@@ -513,7 +523,7 @@ def _decode_files(paths, channels, window, bit_depth_16, finish, batch_size):
         details = []
         for i in bad[:3]:
             try:
-                load_image(paths[i], channels, window, bit_depth_16)
+                load_image(paths[i], channels, window, bit_depth_16, **(options or {}))
             except (tf.errors.OpError, ValueError) as error:
                 message = str(getattr(error, "message", error))
                 message = re.sub(r"\{\{.*?\}\}|\[Op:.*", "", message).strip().splitlines()

@@ -104,3 +104,29 @@ def _maybe_dicom(path):
             return formats.sniff_format(handle.read(352)) == "dicom"
     except OSError:
         return False
+
+
+def reexpand_volumes(table, frames="middle", nifti_slices="nonempty", nifti_axis="axial"):
+    """`expand_volumes` again with other options (a table a source already
+    expanded with its defaults: its frame rows are folded back first).
+
+    Example:
+
+    ```python
+    table = reexpand_volumes(from_directory("mri/"), nifti_slices=5)
+    ```
+    """
+    current = (table.attrs.get("frames", "middle"), table.attrs.get("nifti_slices", "nonempty"),
+               table.attrs.get("nifti_axis", "axial"))
+    if current == (frames, nifti_slices, nifti_axis) or "path" not in table:
+        return table
+    attrs = dict(table.attrs)
+    if "source_path" in table:
+        table = table.drop_duplicates("source_path").copy()
+        table["path"] = table["source_path"]
+        table = table.drop(columns=["source_path", "frame"])
+        if "group" in table and (table["group"] == table["path"]).all():
+            table = table.drop(columns=["group"])
+        table = table.reset_index(drop=True)
+    table.attrs.update(attrs)
+    return expand_volumes(table, frames, nifti_slices, nifti_axis)
