@@ -306,6 +306,7 @@ def _build_archive(model, input_shape, class_names):
     the graph.
     """
     height, width, channels = input_shape
+    bit_depth_16 = get_model_config(model).decode.bit_depth_16
     names = tf.constant(class_names, dtype=tf.string)
     image_spec = tf.TensorSpec((None, height, width, channels), tf.float32, name="image")
     bytes_spec = tf.TensorSpec((None,), tf.string, name="image_bytes")
@@ -318,13 +319,27 @@ def _build_archive(model, input_shape, class_names):
 
     def decode(encoded):
         # decode_image handles JPEG, PNG (8/16-bit), BMP and (the first frame
-        # of) GIF; TIFF and DICOM need Python (tf.numpy_function), which a
-        # SavedModel cannot hold. dtype=float32 gives [0, 1] of the file's
-        # range: x 255 and rounded, 8-bit files keep their exact values and
-        # 16-bit ones are scaled by 1/257 as the data layer does.
+        # of) GIF; TIFF, DICOM and NIfTI need Python (tf.numpy_function), which
+        # a SavedModel cannot hold. dtype=float32 gives [0, 1] of the file's
+        # range: x 255 and rounded, 8-bit files keep their exact values; 16-bit
+        # PNGs follow the model's `decode.bit_depth_16` as the data layer does
+        # ("auto": max <= 4095 is 12-bit data).
         image = tf.io.decode_image(
             encoded, channels=0, dtype=tf.float32, expand_animations=False
         )
+        is_png16 = tf.logical_and(
+            tf.equal(tf.strings.substr(encoded, 0, 4), b"\x89PNG"),
+            tf.equal(tf.strings.substr(encoded, 24, 1), b"\x10"),
+        )
+        if bit_depth_16 == "minmax":
+            low, high = tf.reduce_min(image), tf.reduce_max(image)
+            stretched = tf.math.divide_no_nan(image - low, high - low)
+            image = tf.where(is_png16, stretched, image)
+        elif bit_depth_16 in ("auto", "12bit"):
+            twelve = tf.reduce_max(image) * 65535.0 <= 4095.0 + 0.5
+            if bit_depth_16 == "12bit":
+                twelve = tf.constant(True)
+            image = tf.where(tf.logical_and(is_png16, twelve), image * (65535.0 / 4095.0), image)
         image = tf.round(image * 255.0)
         # Then exactly what the training pipeline does after decoding
         # (medivision_tf.data.decode.finish_image): channels (alpha dropped,

@@ -274,7 +274,7 @@ def predict_files(model, paths, top_k=3, batch_size=32, tta=False, threshold=0.5
             f"`top_k` must be an integer from 1 to {len(class_names)} (the number of "
             f"classes). Received: top_k={top_k!r}"
         )
-    images = load_images(paths, config.image_size, config.channels)
+    images = load_images(paths, config.image_size, config.channels, **config.decode.image_kwargs())
     probabilities = predict_probabilities(model, images, batch_size, tta, verbose)
     order = np.argsort(-probabilities, axis=1)
     frame = pd.DataFrame(

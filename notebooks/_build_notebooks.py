@@ -513,6 +513,33 @@ def train_on_your_dataset():
         ),
         md(
             """
+            ### DICOM windowing and NIfTI volumes
+
+            DICOM files are read with pydicom's own pipeline (modality LUT, then the file's VOI LUT or
+            window with its `VOILUTFunction`, PALETTE COLOR, MONOCHROME1 inverted), or with an
+            explicit window such as CT soft tissue `(40, 400)`; the choice is a training option
+            (`--dicom-window 40,400`) saved with the model, so `predict` and `explain` read files the
+            same way. NIfTI volumes (`.nii`, `.nii.gz`) become 2-D slices (`--nifti-axis axial`,
+            `--nifti-slices nonempty`), one `group` per volume so a split never cuts a volume. See
+            `docs/data.md`, "DICOM windowing" and "Frames and volumes".
+            """
+        ),
+        code(
+            """
+            import glob, os
+            import pydicom
+            from medivision_tf.data import formats
+
+            corpus = os.path.join(os.path.dirname(pydicom.__file__), "data", "test_files")
+            ct = os.path.join(corpus, "CT_small.dcm")      # its preamble looks like a TIFF file
+            if os.path.exists(ct):
+                own = formats.read_dicom(ct)                    # the file's own window
+                soft = formats.read_dicom(ct, window=(40, 400)) # CT soft tissue
+                print(formats.sniff_format(open(ct, "rb").read(352)), own.shape, soft.mean().round(1))
+            """
+        ),
+        md(
+            """
             ## 4. Splits by patient, class weights
 
             The official `val/` folder is tiny, so we keep the official `test/` split and re-split

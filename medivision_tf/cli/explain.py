@@ -57,7 +57,7 @@ def run(args):
     config = get_model_config(model)
     class_index = _class_index(args.target_class, list(config.class_names))
     # One read for all files (every bad file named), decoded as the model sees them.
-    images = read_images(args.images, channels=config.channels)
+    images = read_images(args.images, channels=config.channels, **config.decode.image_kwargs())
     names = _unique_stems(args.images)
     rows = explain_images(
         model, images, args.out, method=args.method, names=names,

@@ -38,6 +38,8 @@ from medivision_tf.data.decode import (
     sniff_format,
     to_channels,
 )
+from medivision_tf.data.formats import nifti_slices, read_nifti, split_frame, with_frame
+from medivision_tf.data.volumes import expand_volumes, reexpand_volumes
 from medivision_tf.data.pipeline import (
     DEFAULT_AUGMENTATION,
     as_table,

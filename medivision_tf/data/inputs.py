@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from medivision_tf.config import check_class_names
 from medivision_tf.data.pipeline import as_table, make_dataset
+from medivision_tf.data.volumes import reexpand_volumes
 from medivision_tf.data.sources import class_names_of, from_numpy, is_multi_label
 from medivision_tf.data.splits import by_split, class_weights, split_table
 
@@ -146,6 +147,8 @@ def load_source(config):
         raise ValueError("No training data: set the config key 'source' or pass train_data.")
     # A prepared folder (manifest.csv) keeps its split and patient groups.
     table = as_table(config.source)
+    decode = config.decode_options()
+    table = reexpand_volumes(table, decode.frames, decode.nifti_slices, decode.nifti_axis)
     class_names = class_names_of(table)
     if is_multi_label(table) != config.multi_label:
         raise ValueError(
@@ -219,6 +222,8 @@ def table_dataset(table, config, *, training, batch_size, repeat=False):
         augment=config.augment and training,
         cache=config.cache,
         repeat=repeat,
+        dicom_window=config.decode_options().dicom_window,
+        bit_depth_16=config.bit_depth_16,
         # Decoded arrays cannot fail to decode: keep the length known to tf.data.
         skip_errors="image" not in table.columns,
     )

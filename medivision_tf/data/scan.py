@@ -28,7 +28,8 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from medivision_tf.data.decode import decode_image, sniff_format
+from medivision_tf.data import formats
+from medivision_tf.data.decode import PYTHON_FORMATS, decode_image, sniff_format
 from medivision_tf.data.sources import class_names_of, inside_root, is_multi_label, with_attrs
 
 REASONS = {
@@ -129,7 +130,10 @@ def _decoder(dicom_window):
 HEADER_BYTES = 65536  # what `check_file(decode=False)` reads of a file
 
 
-def check_file(path, root=None, max_pixels=DEFAULT_MAX_PIXELS, decode=True, dicom_window="auto"):
+def check_file(
+    path, root=None, max_pixels=DEFAULT_MAX_PIXELS, decode=True, dicom_window="auto",
+    frames="middle",
+):
     """Checks one image file the way `scan` does.
 
     Args:
@@ -142,6 +146,8 @@ def check_file(path, root=None, max_pixels=DEFAULT_MAX_PIXELS, decode=True, dico
             `HEADER_BYTES` (64 KB) for the format and size checks (TIFF and
             DICOM headers are read by tifffile/pydicom, which seek).
         dicom_window: DICOM window used when decoding.
+        frames: `"first"`/`"middle"`: the frame of a multi-frame file that
+            is decoded (a path ending in `#frame=N` names its own).
 
     Returns:
         None when the file is usable, else `(reason, detail)` where `reason`
@@ -156,6 +162,7 @@ def check_file(path, root=None, max_pixels=DEFAULT_MAX_PIXELS, decode=True, dico
     """
     if not isinstance(path, str) or not path:
         return "missing", f"no path given ({path!r})"
+    path, frame = formats.split_frame(path)
     if root is not None and not inside_root(path, root):
         return "outside_root", f"{path!r} is outside {root!r}"
     if not os.path.isfile(path):
@@ -177,7 +184,22 @@ def check_file(path, root=None, max_pixels=DEFAULT_MAX_PIXELS, decode=True, dico
             dims = image_dimensions(handle.read(), fmt)
     if dims is not None and dims[0] * dims[1] > max_pixels:
         return "too_large", f"{fmt} of {dims[1]}x{dims[0]} pixels > max_pixels={max_pixels}"
-    if decode:
+    if decode and fmt in PYTHON_FORMATS:
+        # The same Python reader the graph calls through tf.numpy_function,
+        # called directly so the detail is its message, not "Graph execution error".
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                shape = formats.python_decode(
+                    data, fmt, -1 if frame is None else frame, window=dicom_window,
+                    frames=frames,
+                ).shape
+        except (ValueError, OSError) as error:
+            detail = f"{fmt}: {error}"[:300]
+            return ("unreadable_dicom" if fmt == "dicom" else "corrupt"), detail
+        if shape[0] * shape[1] > max_pixels:
+            return "too_large", f"{fmt} of {shape[1]}x{shape[0]} pixels > max_pixels={max_pixels}"
+    elif decode:
         try:
             shape = _decoder(dicom_window)(tf.constant(data)).numpy()
         except (tf.errors.OpError, ValueError) as error:

@@ -37,10 +37,13 @@ import re
 import numpy as np
 import pandas as pd
 
+from medivision_tf.data import formats
 from medivision_tf.data.decode import check_window
+from medivision_tf.data.volumes import expand_volumes
 
 IMAGE_EXTENSIONS = (
     ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".dcm", ".dicom",
+    ".nii", ".nii.gz",
 )
 DICOM_EXTENSIONS = (".dcm", ".dicom")
 SPLIT_ALIASES = {
@@ -135,7 +138,13 @@ def _has_extension(name, extensions):
     lower = name.lower()
     if lower.startswith("."):
         return False
-    return "*" in extensions or os.path.splitext(lower)[1] in extensions
+    return "*" in extensions or lower.endswith(tuple(extensions))
+
+
+def _extensionless(name):
+    """No extension, or a numeric one (UID-named DICOM files: `1.2.840.1`)."""
+    extension = os.path.splitext(name)[1]
+    return not extension or extension[1:].isdigit()
 
 
 def inside_root(path, root):
@@ -161,10 +170,11 @@ def inside_root(path, root):
 
 
 def is_dicom_file(path):
-    """Whether a file carries the DICOM preamble ("DICM" at byte 128)."""
+    """Whether a file is DICOM: `DICM` at byte 128, or a raw data set
+    without preamble (see `formats.sniff_format`)."""
     try:
         with open(path, "rb") as handle:
-            return handle.read(132)[128:132] == b"DICM"
+            return formats.sniff_format(handle.read(352)) == "dicom"
     except OSError:
         return False
 
@@ -176,13 +186,22 @@ def list_images(folder, extensions=IMAGE_EXTENSIONS, exclude=()):
         folder: the folder to walk.
         extensions: lower-case extensions to keep (`"*"`: every file).
         exclude: glob patterns of file names to skip, e.g. `("*_mask*",)`.
+
+    Files without extension (or with a numeric one, as UID-named DICOM
+    files have) are kept when their bytes are DICOM and `.dcm` is among
+    `extensions`.
     """
     extensions = tuple(e.lower() for e in extensions)
     found = []
     for current, dirs, files in os.walk(folder, followlinks=True):
         dirs[:] = sorted(d for d in dirs if not d.startswith((".", "__")))
         for name in sorted(files):
-            if name.startswith(".") or not _has_extension(name, extensions):
+            if name.startswith("."):
+                continue
+            if not _has_extension(name, extensions) and not (
+                ".dcm" in extensions and _extensionless(name)
+                and is_dicom_file(os.path.join(current, name))
+            ):
                 continue
             if any(fnmatch.fnmatch(name, pattern) for pattern in exclude):
                 continue
@@ -198,6 +217,9 @@ def from_directory(
     exclude=(),
     group_pattern=None,
     predicate=None,
+    frames="middle",
+    nifti_slices="nonempty",
+    nifti_axis="axial",
 ):
     """A sample table from a folder per class (the usual Kaggle layout).
 
@@ -222,6 +244,13 @@ def from_directory(
             the file name, is the patient id (`group` column), e.g.
             `r"^[A-Z]+-(\\d+)-"` for `CNV-1016042-1.jpeg`.
         predicate: optional `f(path) -> bool` keeping only some files.
+        frames: multi-frame DICOM: `"first"`, `"middle"` (default: one
+            sample per file) or `"all"` (every frame a sample, grouped by
+            file); see `volumes.expand_volumes`.
+        nifti_slices: NIfTI volumes become one sample per slice: `"all"`,
+            `"nonempty"` (default), `"middle"` or an int k (middle k).
+        nifti_axis: slicing axis: `"axial"` (default), `"coronal"`,
+            `"sagittal"`.
 
     Returns:
         The sample table (see module docstring).
@@ -294,7 +323,7 @@ def from_directory(
             f"{empty} under {root!r}."
         )
     table["label"] = table["label"].astype("int32")
-    return _finish(table, class_names, root)
+    return expand_volumes(_finish(table, class_names, root), frames, nifti_slices, nifti_axis)
 
 
 def from_dicom(root, *, class_names=None, window="auto", exclude=(), group_pattern=None):
@@ -360,6 +389,9 @@ def from_csv(
     split_column=None,
     class_names=None,
     extension="",
+    frames="middle",
+    nifti_slices="nonempty",
+    nifti_axis="axial",
 ):
     """A sample table from a CSV file or DataFrame naming images and labels.
 
@@ -394,6 +426,9 @@ def from_csv(
         class_names: class order (default: sorted names, or `"0".."k-1"`
             for integer labels); integer labels index into it.
         extension: appended to every path, e.g. `".png"` for APTOS's ids.
+        frames, nifti_slices, nifti_axis: multi-frame DICOM and NIfTI
+            volumes, as in `from_directory` (slices of a volume share a
+            `group`, unless `group_column` names the patient).
 
     Returns:
         The sample table (see module docstring).
@@ -497,7 +532,8 @@ def from_csv(
         table["split"] = [SPLIT_ALIASES.get(s, s) for s in splits]
     if table.empty:
         raise ValueError(f"The CSV/DataFrame has no rows: {path_or_frame!r}"[:300])
-    return _finish(table, names, root if confine else None, multi_label=multi)
+    table = _finish(table, names, root if confine else None, multi_label=multi)
+    return expand_volumes(table, frames, nifti_slices, nifti_axis)
 
 
 def _images_to_uint8(images):

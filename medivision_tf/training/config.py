@@ -47,6 +47,9 @@ CHOICES = {
     "sequence": SEQUENCE_MODES,
     "backbone": tuple(backbones.available_backbones()),
     "freeze_backbone": ("auto", True, False),
+    "bit_depth_16": ("auto", "scale", "12bit", "minmax"),
+    "frames": ("first", "middle", "all"),
+    "nifti_axis": ("axial", "coronal", "sagittal"),
 }
 
 
@@ -144,6 +147,15 @@ class TrainConfig:
             training images after training (needed after short from-scratch
             trainings; frozen pretrained BatchNorm is left alone).
         seed: seed of the split, the weights, the shuffling and augmentation.
+        dicom_window: DICOM window: `"auto"` (the file's VOI LUT / window),
+            `"minmax"` or `"center,width"`, e.g. `"40,400"` (CT soft tissue).
+        bit_depth_16: 16-bit PNG/TIFF: `"auto"` (max <= 4095 read as 12-bit),
+            `"scale"` (/257), `"12bit"` or `"minmax"`.
+        frames: multi-frame DICOM: `"first"`, `"middle"` or `"all"` (every
+            frame a sample, grouped by file).
+        nifti_axis: NIfTI slicing axis: `"axial"`, `"coronal"`, `"sagittal"`.
+        nifti_slices: NIfTI slices used: `"all"`, `"nonempty"`, `"middle"`
+            or k (the middle k).
     """
 
     source: typing.Optional[str] = None
@@ -188,6 +200,20 @@ class TrainConfig:
     calibrate_before_validation: typing.Optional[bool] = None
     calibrate_batchnorm: bool = True
     seed: int = 0
+    dicom_window: str = "auto"
+    bit_depth_16: str = "auto"
+    frames: str = "middle"
+    nifti_axis: str = "axial"
+    nifti_slices: str = "nonempty"
+
+    def decode_options(self):
+        """The `medivision_tf.config.DecodeOptions` of this run (saved in the model)."""
+        from medivision_tf.config import DecodeOptions
+
+        return DecodeOptions(
+            dicom_window=self.dicom_window, bit_depth_16=self.bit_depth_16, frames=self.frames,
+            nifti_axis=self.nifti_axis, nifti_slices=self.nifti_slices,
+        )
 
     def __post_init__(self):
         hints = typing.get_type_hints(type(self))
@@ -196,6 +222,7 @@ class TrainConfig:
             coerced = _check_type(field.name, value, hints[field.name])
             object.__setattr__(self, field.name, coerced)
         self._check_values()
+        self.decode_options()  # dicom_window and nifti_slices, named when wrong
 
     def _check_values(self):
         for key, allowed in CHOICES.items():

@@ -216,6 +216,7 @@ def train(
             dropout=config.dropout,
             multi_label=config.multi_label,
             class_names=inputs.class_names,
+            decode=config.decode_options(),
         )
     if config.batchnorm_momentum is not None:
         set_batchnorm_momentum(model, config.batchnorm_momentum)
