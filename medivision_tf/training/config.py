@@ -215,6 +215,32 @@ class TrainConfig:
             nifti_axis=self.nifti_axis, nifti_slices=self.nifti_slices,
         )
 
+    def model_config(self, class_names):
+        """The `medivision_tf.config.ModelConfig` of the model this run trains.
+
+        The one place where training keys become `build_medivision` arguments.
+
+        Args:
+            class_names: the classes of the training data, in label-id order.
+
+        Example:
+
+        ```python
+        TrainConfig(backbone="smallcnn", weights=None).model_config(["a", "b"]).num_classes  # 2
+        ```
+        """
+        from medivision_tf.config import ModelConfig
+
+        return ModelConfig(
+            num_classes=len(class_names), backbone=self.backbone,
+            input_shape=(self.image_size, self.image_size, self.channels),
+            weights=self.weights, sequence=self.sequence, lstm_units=self.lstm_units,
+            projection_units=self.projection_units, attention_units=self.attention_units,
+            dropout=self.dropout, multi_label=self.multi_label,
+            class_names=tuple(class_names), lstm_unroll=self.lstm_unroll,
+            decode=self.decode_options(),
+        )
+
     def __post_init__(self):
         hints = typing.get_type_hints(type(self))
         for field in dataclasses.fields(self):

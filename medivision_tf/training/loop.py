@@ -40,7 +40,7 @@ import tensorflow as tf
 from medivision_tf import compat
 from medivision_tf.data.inputs import training_inputs
 from medivision_tf.model import (
-    build_medivision,
+    build_from_config,
     calibrate_batchnorm,
     set_backbone_trainable,
     set_batchnorm_momentum,
@@ -203,21 +203,7 @@ def train(
     num_classes = len(inputs.class_names)
     policy = choose_precision(config.mixed_precision, strategy)
     with strategy.scope(), dtype_policy(policy):
-        model = build_medivision(
-            num_classes,
-            backbone=config.backbone,
-            input_shape=(config.image_size, config.image_size, config.channels),
-            weights=config.weights,
-            sequence=config.sequence,
-            lstm_units=config.lstm_units,
-            projection_units=config.projection_units,
-            lstm_unroll=config.lstm_unroll,
-            attention_units=config.attention_units,
-            dropout=config.dropout,
-            multi_label=config.multi_label,
-            class_names=inputs.class_names,
-            decode=config.decode_options(),
-        )
+        model = build_from_config(config.model_config(inputs.class_names))
     if config.batchnorm_momentum is not None:
         set_batchnorm_momentum(model, config.batchnorm_momentum)
     say(f"Strategy: {type(strategy).__name__} ({replicas} replica(s)), dtype policy "
