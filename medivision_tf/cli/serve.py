@@ -25,7 +25,7 @@ def register(subparsers):
         "export_dir", help="model base path, e.g. saved_models/lesions (its name is the served name)"
     )
     export.add_argument("--version", type=int, default=None, help="version number (default: next)")
-    export.add_argument("--overwrite", action="store_true", help="replace an existing version")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing version (default: refuse)")
     export.set_defaults(func=run_export)
 
     serve = subparsers.add_parser(
