@@ -159,26 +159,27 @@ def _apply_augmentation(images, draws, options):
     center), contrast, brightness; values clipped to [0, 255].
     """
     flip = options["flip"]
-    if flip in ("horizontal", "horizontal_and_vertical"):
-        mirror = draws[:, _U_FLIP_H] < 0.5
-        images = tf.where(mirror[:, None, None, None], tf.reverse(images, [2]), images)
-    if flip in ("vertical", "horizontal_and_vertical"):
-        mirror = draws[:, _U_FLIP_V] < 0.5
-        images = tf.where(mirror[:, None, None, None], tf.reverse(images, [1]), images)
+    flip_x = flip in ("horizontal", "horizontal_and_vertical")
+    flip_y = flip in ("vertical", "horizontal_and_vertical")
     rotation, zoom = options["rotation"], options["zoom"]
+    batch = tf.shape(draws)[0]
+    sign_x = tf.where(draws[:, _U_FLIP_H] < 0.5, -1.0, 1.0) if flip_x else tf.ones([batch])
+    sign_y = tf.where(draws[:, _U_FLIP_V] < 0.5, -1.0, 1.0) if flip_y else tf.ones([batch])
     if rotation or zoom:
         shape = tf.shape(images)
         height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
-        # Output pixel (x, y) samples input point M (x, y): a zoom by z about
-        # the center, then a rotation by `angle` about the center (what
-        # RandomZoom after RandomRotation does, in one warp).
+        # Output pixel p samples the input at M p: a zoom by `scale` about
+        # the center, a rotation by `angle` about the center, then the flips
+        # (mirror x and/or y about the center): what RandomFlip,
+        # RandomRotation and RandomZoom do, in one bilinear warp.
         angle = (2.0 * draws[:, _U_ANGLE] - 1.0) * (rotation * 2.0 * np.pi)
         scale = 1.0 + (2.0 * draws[:, _U_ZOOM] - 1.0) * zoom
         cos, sin = tf.cos(angle) * scale, tf.sin(angle) * scale
         cx, cy = (width - 1.0) / 2.0, (height - 1.0) / 2.0
         zeros = tf.zeros_like(cos)
         transform = tf.stack(
-            [cos, -sin, cx - cos * cx + sin * cy, sin, cos, cy - sin * cx - cos * cy,
+            [sign_x * cos, -sign_x * sin, cx + sign_x * (sin * cy - cos * cx),
+             sign_y * sin, sign_y * cos, cy - sign_y * (sin * cx + cos * cy),
              zeros, zeros],
             axis=1,
         )
@@ -186,16 +187,23 @@ def _apply_augmentation(images, draws, options):
             images, transform, interpolation="bilinear", fill_mode=options["fill_mode"],
             fill_value=0, data_format="channels_last",
         )
-    if options["contrast"]:
-        factor = 1.0 + (2.0 * draws[:, _U_CONTRAST] - 1.0) * options["contrast"]
-        mean = tf.reduce_mean(images, axis=(1, 2), keepdims=True)
-        images = (images - mean) * factor[:, None, None, None] + mean
-    if options["brightness"]:
-        delta = (2.0 * draws[:, _U_BRIGHTNESS] - 1.0) * (options["brightness"] * 255.0)
-        images = images + delta[:, None, None, None]
-    if options["contrast"] or options["brightness"] or (
-        (rotation or zoom) and options["fill_mode"] != "constant"
-    ):
+    else:  # flips only: exact mirror images
+        if flip_x:
+            images = tf.where((sign_x < 0)[:, None, None, None], tf.reverse(images, [2]), images)
+        if flip_y:
+            images = tf.where((sign_y < 0)[:, None, None, None], tf.reverse(images, [1]), images)
+    contrast, brightness = options["contrast"], options["brightness"]
+    if contrast or brightness:
+        # (x - mean) * factor + mean + delta, as one multiply and one add.
+        factor = 1.0 + (2.0 * draws[:, _U_CONTRAST] - 1.0) * contrast
+        delta = (2.0 * draws[:, _U_BRIGHTNESS] - 1.0) * (brightness * 255.0)
+        factor = factor[:, None, None, None]
+        offset = delta[:, None, None, None]
+        if contrast:
+            mean = tf.reduce_mean(images, axis=(1, 2), keepdims=True)
+            offset = offset + mean * (1.0 - factor)
+        images = tf.clip_by_value(images * factor + offset, 0.0, 255.0)
+    elif (rotation or zoom) and options["fill_mode"] != "constant":
         images = tf.clip_by_value(images, 0.0, 255.0)
     return images
 
