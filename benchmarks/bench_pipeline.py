@@ -176,8 +176,8 @@ out = {"aucmedi, augmented (default ImageAugmentation)": [],
 for round_ in range(rounds):
     for name in (list(out) if round_ % 2 == 0 else list(out)[::-1]):
         out[name].append(rate("no augmentation" not in name))
-import aucmedi, statistics
-print(json.dumps({"version": getattr(aucmedi, "__version__", "?"), "rates": {
+import importlib.metadata, statistics
+print(json.dumps({"version": importlib.metadata.version("aucmedi"), "rates": {
     k: {"wall": statistics.median(w for w, _ in v), "cpu": statistics.median(c for _, c in v)}
     for k, v in out.items()}}))
 """
