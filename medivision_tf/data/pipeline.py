@@ -1,10 +1,14 @@
 """`make_dataset`: a sample table (or anything a source reads) -> tf.data.
 
 ```
-paths/labels -> [shuffle, seeded] -> read + decode + resize (parallel, in graph)
-  -> [cache: memory or file] -> [shuffle] -> batch -> float32
-  -> [augment: Keras preprocessing layers] -> prefetch(AUTOTUNE)
+paths/labels/index -> [shuffle, seeded] -> read + decode + resize (parallel, in graph)
+  -> [cache: memory or file, uint8] -> [shuffle] -> [repeat]
+  -> [augment: per-example stateless draws keyed by (seed, epoch, index)] -> batch
+  -> [float32 + augment the batch (parallel: the draws travel with the examples)]
+  -> prefetch(AUTOTUNE)
 ```
+`augmentation_model` gives the same augmentation as a layer for the front
+of a model (the accelerator does it; only in training).
 Images come out as float32 raw pixels in 0-255, `(batch, H, W, channels)`;
 the model does its own preprocessing. Labels are int32 `(batch,)` class ids,
 or float32 `(batch, num_classes)` multi-hot for multi-label tables.
