@@ -241,7 +241,8 @@ def print_comparison(rates, peers=None, skip=None):
                 f"{plain[kind] / baseline[kind]:.2f} (goal >= 0.9)")
         if peers:
             peer = peers["rates"]["aucmedi, augmented (default ImageAugmentation)"]
-            line += f"; augmented / AUCMEDI augmented {augmented[kind] / peer[kind]:.2f} (goal >= 2)"
+            line += (f"; augmented / AUCMEDI augmented {augmented[kind] / peer[kind]:.2f} "
+                     "(goal >= 2)")
         print(line)
     if peers:
         print(f"(AUCMEDI {peers['version']}, DataGenerator with workers={os.cpu_count()})")
