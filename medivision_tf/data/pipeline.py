@@ -1,10 +1,14 @@
 """`make_dataset`: a sample table (or anything a source reads) -> tf.data.
 
 ```
-paths/labels -> [shuffle, seeded] -> read + decode + resize (parallel, in graph)
-  -> [cache: memory or file] -> [shuffle] -> batch -> float32
-  -> [augment: Keras preprocessing layers] -> prefetch(AUTOTUNE)
+paths/labels/index -> [shuffle, seeded] -> read + decode + resize (parallel, in graph)
+  -> [cache: memory or file, uint8] -> [shuffle] -> [repeat]
+  -> [augment: per-example stateless draws keyed by (seed, epoch, index)] -> batch
+  -> [float32 + augment the batch (parallel: the draws travel with the examples)]
+  -> prefetch(AUTOTUNE)
 ```
+`augmentation_model` gives the same augmentation as a layer for the front
+of a model (the accelerator does it; only in training).
 Images come out as float32 raw pixels in 0-255, `(batch, H, W, channels)`;
 the model does its own preprocessing. Labels are int32 `(batch,)` class ids,
 or float32 `(batch, num_classes)` multi-hot for multi-label tables.
@@ -107,21 +111,218 @@ def augmentation_layers(
     return keras.Sequential(layers, name="augmentation")
 
 
-def _augmenter(augment, seed):
+
+# --- Stateless, per-example augmentation ---------------------------------
+# The same augmentations and strengths as `augmentation_layers`, as plain
+# functions of a per-example parameter vector. The pipeline draws the vector
+# with `tf.random.stateless_uniform` from a key of (seed, epoch, example), so
+# the map that applies it may run in parallel and still give the same images
+# every run; `Augmentation` (the layer in front of a model) draws it from a
+# Keras `SeedGenerator` on the accelerator.
+_FLIPS = ("horizontal", "vertical", "horizontal_and_vertical")
+# Columns of the parameter vector: uniforms in [0, 1).
+_U_FLIP_H, _U_FLIP_V, _U_ANGLE, _U_ZOOM, _U_CONTRAST, _U_BRIGHTNESS = range(6)
+_DRAWS = 6
+
+
+def _check_options(options):
+    """The full option dict (defaults filled in); raises on unknown values."""
+    unknown = set(options) - set(DEFAULT_AUGMENTATION) - {"fill_mode"}
+    if unknown:
+        raise ValueError(
+            f"Unknown augmentation options {sorted(unknown)}. Allowed: "
+            f"{sorted(DEFAULT_AUGMENTATION) + ['fill_mode']}."
+        )
+    options = {**DEFAULT_AUGMENTATION, "fill_mode": "constant", **options}
+    if options["flip"] not in _FLIPS + (None,):
+        raise ValueError(
+            f"Unknown flip {options['flip']!r}. Choose one of: {', '.join(_FLIPS)} or None."
+        )
+    for name in ("rotation", "zoom", "contrast", "brightness"):
+        value = options[name]
+        if value is None:
+            options[name] = 0.0
+        elif not isinstance(value, (int, float, np.number)) or not 0 <= value < 1:
+            raise ValueError(
+                f"`{name}` must be a number in [0, 1) or None. Received: {name}={value!r}"
+            )
+    fills = ("constant", "reflect", "wrap", "nearest")
+    if options["fill_mode"] not in fills:
+        raise ValueError(
+            f"Unknown fill_mode {options['fill_mode']!r}. Choose one of: {', '.join(fills)}."
+        )
+    return options
+
+
+def _apply_augmentation(images, draws, options):
+    """Augments a float32 batch `(B, H, W, C)` of 0-255 pixels.
+
+    `draws` is `(B, 6)` uniforms in [0, 1): one row per image, so an image's
+    augmentation depends only on its own row. Order as in
+    `augmentation_layers`: flip, rotation + zoom (one bilinear warp about the
+    center), contrast, brightness; values clipped to [0, 255].
+    """
+    flip = options["flip"]
+    flip_x = flip in ("horizontal", "horizontal_and_vertical")
+    flip_y = flip in ("vertical", "horizontal_and_vertical")
+    rotation, zoom = options["rotation"], options["zoom"]
+    batch = tf.shape(draws)[0]
+    sign_x = tf.where(draws[:, _U_FLIP_H] < 0.5, -1.0, 1.0) if flip_x else tf.ones([batch])
+    sign_y = tf.where(draws[:, _U_FLIP_V] < 0.5, -1.0, 1.0) if flip_y else tf.ones([batch])
+    if rotation or zoom:
+        shape = tf.shape(images)
+        height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
+        # Output pixel p samples the input at M p: a zoom by `scale` about
+        # the center, a rotation by `angle` about the center, then the flips
+        # (mirror x and/or y about the center): what RandomFlip,
+        # RandomRotation and RandomZoom do, in one bilinear warp.
+        angle = (2.0 * draws[:, _U_ANGLE] - 1.0) * (rotation * 2.0 * np.pi)
+        scale = 1.0 + (2.0 * draws[:, _U_ZOOM] - 1.0) * zoom
+        cos, sin = tf.cos(angle) * scale, tf.sin(angle) * scale
+        cx, cy = (width - 1.0) / 2.0, (height - 1.0) / 2.0
+        zeros = tf.zeros_like(cos)
+        transform = tf.stack(
+            [sign_x * cos, -sign_x * sin, cx + sign_x * (sin * cy - cos * cx),
+             sign_y * sin, sign_y * cos, cy - sign_y * (sin * cx + cos * cy),
+             zeros, zeros],
+            axis=1,
+        )
+        images = keras.ops.image.affine_transform(
+            images, transform, interpolation="bilinear", fill_mode=options["fill_mode"],
+            fill_value=0, data_format="channels_last",
+        )
+    else:  # flips only: exact mirror images
+        if flip_x:
+            images = tf.where((sign_x < 0)[:, None, None, None], tf.reverse(images, [2]), images)
+        if flip_y:
+            images = tf.where((sign_y < 0)[:, None, None, None], tf.reverse(images, [1]), images)
+    contrast, brightness = options["contrast"], options["brightness"]
+    if contrast or brightness:
+        # (x - mean) * factor + mean + delta, as one multiply and one add.
+        factor = 1.0 + (2.0 * draws[:, _U_CONTRAST] - 1.0) * contrast
+        delta = (2.0 * draws[:, _U_BRIGHTNESS] - 1.0) * (brightness * 255.0)
+        factor = factor[:, None, None, None]
+        offset = delta[:, None, None, None]
+        if contrast:
+            mean = tf.reduce_mean(images, axis=(1, 2), keepdims=True)
+            offset = offset + mean * (1.0 - factor)
+        images = tf.clip_by_value(images * factor + offset, 0.0, 255.0)
+    elif (rotation or zoom) and options["fill_mode"] != "constant":
+        images = tf.clip_by_value(images, 0.0, 255.0)
+    return images
+
+
+def _example_draws(seed, epoch_key, index):
+    """The 6 uniforms of one example, keyed by (seed, epoch, example index)."""
+    key = tf.stack([tf.cast(seed, tf.int64), epoch_key])
+    key = tf.random.experimental.stateless_fold_in(key, tf.cast(index, tf.int64))
+    return tf.random.stateless_uniform([_DRAWS], seed=key, dtype=tf.float32)
+
+
+@keras.saving.register_keras_serializable(package="medivision_tf")
+class Augmentation(keras.layers.Layer):
+    """Random flips, rotations, zooms, contrast and brightness for 0-255 images.
+
+    The same augmentations and strengths as the pipeline's `augment=True`,
+    as a layer to put in front of a model so that the accelerator does the
+    work. Active only in training (`training=True`, as `fit` calls it);
+    at inference it returns its input unchanged. Draws come from a Keras
+    `SeedGenerator`: `keras.utils.set_random_seed` plus `seed` repeat them.
+
+    Args:
+        flip, rotation, zoom, contrast, brightness, fill_mode: see
+            `augmentation_layers` (defaults: `DEFAULT_AUGMENTATION`).
+        seed: int seed of the draws.
+        **kwargs: `keras.layers.Layer` arguments (`name`, ...).
+
+    Example:
+
+    ```python
+    import numpy as np
+    from medivision_tf.data.pipeline import Augmentation
+
+    layer = Augmentation(rotation=0.02, seed=0)
+    images = np.full((2, 32, 32, 3), 128.0, "float32")
+    layer(images, training=True).shape      # (2, 32, 32, 3), augmented
+    layer(images, training=False)           # unchanged
+    ```
+    """
+
+    def __init__(self, flip="horizontal", rotation=0.04, zoom=0.1, contrast=0.1,
+                 brightness=0.1, fill_mode="constant", seed=0, **kwargs):
+        super().__init__(**kwargs)
+        self.options = _check_options(
+            dict(flip=flip, rotation=rotation, zoom=zoom, contrast=contrast,
+                 brightness=brightness, fill_mode=fill_mode)
+        )
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.supports_masking = True
+
+    def call(self, images, training=None):
+        if not training:
+            return images
+        images = tf.cast(images, tf.float32)
+        draws = keras.random.uniform(
+            (tf.shape(images)[0], _DRAWS), seed=self.seed_generator
+        )
+        return _apply_augmentation(images, draws, self.options)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), **self.options, "seed": self.seed}
+
+
+def augmentation_model(input_shape=None, *, seed=0, **options):
+    """The pipeline's augmentation as a Keras layer or model for the accelerator.
+
+    Put it in front of the model you train (`keras.Sequential([augment,
+    model])`), fit that, and save or export the inner model: the exported
+    model then has no augmentation. With `make_dataset(..., augment=False)`
+    the CPU only decodes and resizes.
+
+    Args:
+        input_shape: `(H, W, C)`: return a functional `keras.Model` with this
+            input; None (default): return the `Augmentation` layer.
+        seed: seed of the draws.
+        **options: `DEFAULT_AUGMENTATION` keys (`flip`, `rotation`, `zoom`,
+            `contrast`, `brightness`) and `fill_mode`.
+
+    Returns:
+        An `Augmentation` layer, or a `keras.Model` named `"augmentation"`.
+
+    Example:
+
+    ```python
+    import keras
+    from medivision_tf.data.pipeline import augmentation_model
+
+    classifier = keras.Sequential([keras.Input((64, 64, 3)),
+                                   keras.layers.GlobalAveragePooling2D(),
+                                   keras.layers.Dense(2)])
+    trainable = keras.Sequential([augmentation_model(seed=0), classifier])
+    # trainable.fit(make_dataset(..., augment=False)); classifier.save(...)
+    ```
+    """
+    layer = Augmentation(**options, seed=seed, name="augmentation")
+    if input_shape is None:
+        return layer
+    inputs = keras.Input(tuple(input_shape), name="image")
+    return keras.Model(inputs, layer(inputs), name="augmentation")
+
+
+def _augmenter(augment):
+    """None, ("stateless", options) or ("layer", a Keras layer / callable)."""
     if augment is False or augment is None:
         return None
     if augment is True:
-        return augmentation_layers(**DEFAULT_AUGMENTATION, seed=seed)
+        return "stateless", _check_options({})
     if isinstance(augment, dict):
-        unknown = set(augment) - set(DEFAULT_AUGMENTATION) - {"fill_mode"}
-        if unknown:
-            raise ValueError(
-                f"Unknown augmentation options {sorted(unknown)}. Allowed: "
-                f"{sorted(DEFAULT_AUGMENTATION) + ['fill_mode']}."
-            )
-        return augmentation_layers(**{**DEFAULT_AUGMENTATION, **augment, "seed": seed})
+        return "stateless", _check_options(augment)
     if isinstance(augment, keras.layers.Layer) or callable(augment):
-        return augment
+        return "layer", augment
     raise TypeError(
         "`augment` must be True, False, None, a dict of augmentation_layers "
         f"options or a Keras layer. Received: {augment!r}"
@@ -232,6 +433,47 @@ def _label_array(table, names):
     return table["label"].to_numpy("int32")
 
 
+
+# Interpolations whose output stays within its input's range (convex
+# combinations of pixels): no clip needed after rounding.
+_CONVEX_INTERPOLATIONS = ("bilinear", "area", "nearest")
+
+
+def _load_file(path, size, channels, resize, interpolation, antialias, dicom_window,
+               bit_depth_16, dtype):
+    """`finish_image(load_image(path))`, with the same pixels, for less work.
+
+    RGB output from an 8-bit format TensorFlow decodes (JPEG, PNG, BMP, GIF,
+    WebP): decoded straight to 3 channels (the decoders repeat gray and drop
+    alpha as `to_channels` does) and resized from uint8, skipping the
+    full-size float cast and the channel shuffle. Other formats, 16-bit PNG
+    and grayscale output take `decode.decode_image`.
+    """
+    contents = tf.io.read_file(path)
+
+    def resized(image):
+        return decode.resize_image(image, size, resize, interpolation, antialias)
+
+    def general():
+        return resized(decode.decode_image(contents, channels, dicom_window, bit_depth_16))
+
+    if channels == 3:
+        def direct():
+            image = tf.io.decode_image(contents, channels=3, expand_animations=False)
+            image.set_shape([None, None, 3])
+            return resized(image)
+
+        image = tf.cond(
+            tf.equal(decode._sniff_kind(contents), decode._KIND_TF), direct, general
+        )
+    else:
+        image = general()
+    image = tf.round(image)
+    if interpolation not in _CONVEX_INTERPOLATIONS:
+        image = tf.clip_by_value(image, 0.0, 255.0)
+    return tf.cast(image, dtype)
+
+
 def make_dataset(
     source,
     *,
@@ -340,16 +582,23 @@ def make_dataset(
             split is None and "split" in table and set(table["split"]) == {"train"}
         )
     shuffle = training if shuffle is None else bool(shuffle)
-    augmenter = _augmenter(training if augment is None else augment, seed)
+    augmenter = _augmenter(training if augment is None else augment)
+    kind, augment_with = augmenter if augmenter else (None, None)
+    stateless = kind == "stateless"
     if dicom_window is None:
         dicom_window = table.attrs.get("dicom_window", "auto")
     labels = _label_array(table, names)
     count = len(table)
+    # uint8 takes a quarter of the memory of float32 in caches and batches;
+    # without a cache or augmentation the load map gives float32 directly
+    # (no second map).
+    after_batch = bool(cache) or augmenter is not None
+    load_dtype = tf.uint8 if after_batch else tf.float32
+    indices = np.arange(count, dtype="int64")  # the example index: a draw key
 
     def finish(image):
-        # uint8 takes a quarter of the memory of float32 in caches and buffers.
         return decode.finish_image(
-            image, size, channels, resize, interpolation, antialias, dtype=tf.uint8
+            image, size, channels, resize, interpolation, antialias, dtype=load_dtype
         )
 
     if shards.is_shard_table(table):  # TFRecord shards: graph ops only (data/shards.py)
@@ -364,17 +613,19 @@ def make_dataset(
                 f"Array images must share one shape; found {sorted(shapes)[:5]}."
             )
         images = np.stack([np.asarray(i) for i in table["image"]])
-        dataset = tf.data.Dataset.from_tensor_slices((images, labels))
+        dataset = tf.data.Dataset.from_tensor_slices((images, labels, indices))
 
-        def load(image, label):
-            return finish(image), label
+        def load(image, label, index):
+            return finish(image), label, index
 
     else:
-        dataset = tf.data.Dataset.from_tensor_slices((table["path"].to_numpy(str), labels))
+        dataset = tf.data.Dataset.from_tensor_slices(
+            (table["path"].to_numpy(str), labels, indices)
+        )
 
-        def load(path, label):
-            image = decode.load_image(path, channels, dicom_window, bit_depth_16)
-            return finish(image), label
+        def load(path, label, index):
+            return _load_file(path, size, channels, resize, interpolation, antialias,
+                              dicom_window, bit_depth_16, load_dtype), label, index
 
     in_memory = cache in (True, "memory")
     if load is not None:
@@ -390,17 +641,44 @@ def make_dataset(
             dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         dataset = dataset.repeat()
+    if stateless:
+        # Per-example draws keyed by (seed, epoch, example index): a seeded
+        # random stream, new each epoch (each iteration, or each repetition),
+        # is zipped with the examples, so the augmentation map may run in
+        # parallel and any order and still give the same images every run.
+        draw_seed = int(seed) if seed is not None else int(np.random.randint(2**31))
+        epoch_keys = tf.data.Dataset.random(seed=draw_seed, rerandomize_each_iteration=True)
+        dataset = tf.data.Dataset.zip(dataset, epoch_keys).map(
+            lambda example, key: (
+                example[0], example[1], _example_draws(draw_seed, key, example[2])
+            ),
+            num_parallel_calls=AUTOTUNE,
+            deterministic=True,
+        )
+    else:
+        dataset = dataset.map(lambda image, label, index: (image, label))
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
 
-    def to_float(images, labels):
-        images = tf.cast(images, tf.float32)
-        if augmenter is not None:
-            images = augmenter(images, training=True)
-        return images, labels
+    if stateless:
+        options = augment_with
 
-    # Augmentation runs in order (not in parallel) so the seeded draws give
-    # the same batches every run; it is vectorized over the batch.
-    dataset = dataset.map(to_float, num_parallel_calls=None if augmenter else AUTOTUNE)
+        def augment_batch(images, labels, draws):
+            images = _apply_augmentation(tf.cast(images, tf.float32), draws, options)
+            return images, labels
+
+        dataset = dataset.map(augment_batch, num_parallel_calls=AUTOTUNE, deterministic=True)
+    elif kind == "layer":
+        # Your own layer draws from its own state: in order (not in
+        # parallel) so that its seeded draws give the same batches every run.
+        dataset = dataset.map(
+            lambda images, labels: (augment_with(tf.cast(images, tf.float32), training=True),
+                                    labels)
+        )
+    elif cache:
+        dataset = dataset.map(
+            lambda images, labels: (tf.cast(images, tf.float32), labels),
+            num_parallel_calls=AUTOTUNE, deterministic=True,
+        )
     if prefetch:
         dataset = dataset.prefetch(AUTOTUNE)
     dataset.class_names = names
