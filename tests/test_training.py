@@ -477,3 +477,28 @@ def test_batchnorm_is_recalibrated_before_each_validation_from_scratch(small_dat
     after = np.array(norm.moving_mean)
     assert not np.allclose(before, after)  # the batch statistics of the training images
     assert np.all(np.isfinite(after))
+
+
+def test_augmentation_on_the_model_trains_a_wrapper_and_saves_the_plain_model(
+        tmp_path, small_data):
+    from medivision_tf.data.pipeline import Augmentation
+
+    data = small_data["train"]
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            seen.append([type(layer).__name__ for layer in self.model.layers])
+
+    result = train(_config(steps_per_epoch=2, augment=True, augment_on="model"),
+                   train_data=(data.images[:64], data.labels[:64]),
+                   val_data=(data.images[64:80], data.labels[64:80]),
+                   class_names=data.class_names, run_dir=tmp_path, callbacks=[Record()],
+                   verbose=0)
+    assert seen and "Augmentation" in seen[0]  # fit ran the augmentation layers
+    for path in (result.model_path, result.best_path):
+        saved = medivision_tf.load_model(path, compile=False)
+        assert not any(isinstance(layer, Augmentation) for layer in saved.layers)
+        assert saved.name == "medivision"
+    with pytest.raises(ValueError, match="augment_on"):
+        training.TrainConfig(augment_on="gpu")

@@ -42,7 +42,9 @@ from medivision_tf.data.formats import nifti_slices, read_nifti, split_frame, wi
 from medivision_tf.data.volumes import expand_volumes, reexpand_volumes
 from medivision_tf.data.pipeline import (
     DEFAULT_AUGMENTATION,
+    Augmentation,
     as_table,
+    augmentation_model,
     augmentation_layers,
     make_dataset,
 )

@@ -183,7 +183,8 @@ def load_source(config):
     return {"train": train, "val": val, "test": test}, class_names
 
 
-def table_dataset(table, config, *, training, batch_size, repeat=False):
+def table_dataset(table, config, *, training, batch_size, repeat=False,
+                  augment_in_pipeline=True):
     """A batched dataset of (images, labels) from a sample table.
 
     `medivision_tf.data.make_dataset` with the config's `image_size`,
@@ -198,6 +199,8 @@ def table_dataset(table, config, *, training, batch_size, repeat=False):
         batch_size: images per batch (`train` passes the global batch).
         repeat: repeat forever (reshuffled each pass); `fit` then needs
             `steps_per_epoch`.
+        augment_in_pipeline: False when the model augments instead
+            (`augment_on="model"`).
 
     Returns:
         A `tf.data.Dataset` of float32 images `(batch, size, size, channels)`
@@ -219,7 +222,8 @@ def table_dataset(table, config, *, training, batch_size, repeat=False):
         training=training,
         shuffle=training,
         seed=config.seed,
-        augment=config.augment and training,
+        # augment_on="model": the training model augments (see training.loop).
+        augment=config.augment and training and augment_in_pipeline,
         cache=config.cache,
         repeat=repeat,
         dicom_window=config.decode_options().dicom_window,
@@ -257,7 +261,8 @@ class TrainingInputs:
     test_table: typing.Optional[pd.DataFrame] = None
 
 
-def training_inputs(config, *, global_batch, train_data=None, val_data=None, class_names=None):
+def training_inputs(config, *, global_batch, train_data=None, val_data=None, class_names=None,
+                    augment_in_pipeline=True):
     """Builds the training and validation datasets of a run in one pass.
 
     Args:
@@ -269,6 +274,8 @@ def training_inputs(config, *, global_batch, train_data=None, val_data=None, cla
         val_data: validation data in any of these forms (optional).
         class_names: the classes of `train_data` (required with a tf.data
             dataset; checked against a source's or table's classes).
+        augment_in_pipeline: False when the training model augments
+            (`augment_on="model"`): the pipeline then only decodes and resizes.
 
     Returns:
         A `TrainingInputs`.
@@ -309,7 +316,7 @@ def training_inputs(config, *, global_batch, train_data=None, val_data=None, cla
         # `steps` batches never runs dry (Keras would cut the next epoch short).
         train_ds = with_targets(
             table_dataset(train_table, config, training=True, batch_size=global_batch,
-                          repeat=True),
+                          repeat=True, augment_in_pipeline=augment_in_pipeline),
             num_classes, config.multi_label,
         )
         steps = config.steps_per_epoch or math.ceil(len(train_table) / global_batch)

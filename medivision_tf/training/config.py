@@ -50,6 +50,7 @@ CHOICES = {
     "bit_depth_16": ("auto", "scale", "12bit", "minmax"),
     "frames": ("first", "middle", "all"),
     "nifti_axis": ("axial", "coronal", "sagittal"),
+    "augment_on": ("auto", "pipeline", "model"),
 }
 
 
@@ -127,6 +128,11 @@ class TrainConfig:
             `mixed_bfloat16`. The output layers stay float32.
         augment: random flips/rotations/zoom in the training pipeline
             (sources, tables and arrays; not user tf.data datasets).
+        augment_on: where augmentation runs: `pipeline` (tf.data, on the
+            CPU), `model` (the same augmentation as layers in front of the
+            model during `fit`, on the accelerator; the saved and exported
+            model has none) or `auto`: `model` when a GPU or TPU is visible,
+            else `pipeline`.
         cache: cache decoded images in memory (same).
         steps_per_epoch: this many steps per epoch (`None`: one pass over the
             training set, rounded up to whole batches). Sources, tables and
@@ -194,6 +200,7 @@ class TrainConfig:
     strategy: str = "auto"
     mixed_precision: str = "none"
     augment: bool = False
+    augment_on: str = "auto"
     cache: bool = False
     steps_per_epoch: typing.Optional[int] = None
     batchnorm_momentum: typing.Optional[float] = None
