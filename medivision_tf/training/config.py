@@ -73,9 +73,11 @@ class TrainConfig:
         backbone: a name from `medivision_tf.available_backbones()`.
         weights: `"imagenet"`, `None` (from scratch) or a weights file path.
         sequence: `"spatial"` or `"rows"` (see `build_medivision`).
-        lstm_units, projection_units, attention_units, dropout: head sizes
-            (see `build_medivision`; `projection_units=None` feeds the LSTM
-            the raw backbone features).
+        lstm_units: LSTM width (see `build_medivision`).
+        projection_units: width the sequence elements are projected to
+            before the LSTM (`None` feeds the LSTM the raw backbone features).
+        attention_units: width of the attention scoring projection.
+        dropout: dropout rate before the classifier, in [0, 1).
         lstm_unroll: unroll the LSTM (same function, no `while` loop; see
             `build_medivision`; keep False on GPUs, where the rolled LSTM runs
             the cuDNN kernel).

@@ -248,7 +248,8 @@ def train(
             set_backbone_trainable(model, False)
         else:
             set_backbone_trainable(model, True, keep_batchnorm_frozen=keep_bn)
-        say(f"Phase 1: {config.epochs} epoch(s), backbone "
+        say(f"Phase 1: {config.epochs} epoch(s) (from epoch {state.get('epochs_done', 0) + 1}), "
+            "backbone "
             f"{'frozen' if config.freeze_backbone else 'trainable'}, "
             f"learning rate {config.learning_rate}.")
         fit(1, config.learning_rate, 0, config.epochs)
@@ -257,7 +258,8 @@ def train(
     if config.fine_tune_epochs and not state.get("phase2_complete"):
         unfreeze = True if config.fine_tune_layers is None else config.fine_tune_layers
         count = set_backbone_trainable(model, unfreeze, keep_batchnorm_frozen=keep_bn)
-        say(f"Phase 2: {config.fine_tune_epochs} epoch(s), {count} backbone layer(s) "
+        say(f"Phase 2: {config.fine_tune_epochs} epoch(s) (from epoch "
+            f"{max(state.get('epochs_done', 0), config.epochs) + 1}), {count} backbone layer(s) "
             f"trainable, learning rate {config.fine_tune_learning_rate}.")
         fit(2, config.fine_tune_learning_rate, config.epochs, total_epochs)
 
