@@ -16,7 +16,7 @@ model = medivision_tf.build_medivision(3, backbone="smallcnn", weights=None,
                                        input_shape=(64, 64, 1), sequence="rows")
 config = medivision_tf.get_model_config(model)
 config.sequence, config.input_shape, config.class_names   # 'rows', (64, 64, 1), (...)
-same = medivision_tf.build_medivision(**config.to_dict())  # the same architecture
+same = medivision_tf.model.build_from_config(config)  # the same architecture
 ```
 """
 
@@ -39,6 +39,10 @@ class ModelConfig:
         (`class_names` is always filled in: `class_0`, ... by default).
         head: `"lstm_attention"` (MediVision) or `"pooling"` (the baseline
             of `build_pooling_baseline`, which has no sequence head).
+        trust: the values `medivision_tf.trust.fit_trust` fitted on validation
+            data (temperature, conformal threshold, OOD statistics), as a
+            JSON-ready dict, or None before fitting. Not a `build_medivision`
+            argument: fitted, not chosen (see `medivision_tf.trust`).
     """
 
     num_classes: int
@@ -55,6 +59,7 @@ class ModelConfig:
     lstm_unroll: bool = False
     name: str = "medivision"
     head: str = "lstm_attention"
+    trust: typing.Optional[dict] = None
 
     def __post_init__(self):
         object.__setattr__(self, "input_shape", tuple(int(d) for d in self.input_shape))
