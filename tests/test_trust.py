@@ -202,3 +202,23 @@ def test_export_and_server_agree_with_predict_with_trust(trusted, data, tmp_path
     np.testing.assert_allclose([r["ood_score"] for r in rows], expected["ood_score"], atol=1e-5)
     assert [r["prediction_set"] for r in rows] == expected["prediction_set"].tolist()
     assert [r["out_of_distribution"] for r in rows] == expected["out_of_distribution"].tolist()
+
+
+def test_train_fits_and_saves_trust_with_validation_data(tmp_path, data):
+    from medivision_tf.training import train
+
+    train_split, val, _ = data
+    config = dict(backbone="smallcnn", weights=None, image_size=SIZE, channels=1, batch_size=32,
+                  epochs=1, fine_tune_epochs=0, tensorboard=False, lstm_units=8,
+                  attention_units=4, steps_per_epoch=2, conformal_alpha=0.2)
+    args = dict(train_data=(train_split.images, train_split.labels),
+                class_names=train_split.class_names, verbose=0)
+    result = train(config, val_data=(val.images, val.labels), run_dir=tmp_path / "t", **args)
+    trust = get_trust(medivision_tf.load_model(result.model_path, compile=False))
+    assert trust is not None and trust["conformal"]["alpha"] == 0.2
+    assert trust["conformal"]["num_calibration"] == len(val.images)
+    off = train({**config, "trust": False}, val_data=(val.images, val.labels),
+                run_dir=tmp_path / "off", **args)
+    assert get_trust(off.model) is None
+    with pytest.raises(ValueError, match="conformal_alpha=1.5"):
+        train({**config, "conformal_alpha": 1.5}, run_dir=tmp_path / "bad", **args)
