@@ -63,23 +63,20 @@ def aps_scores(probabilities):
     import tensorflow as tf
 
     p = tf.cast(probabilities, tf.float32)
-    at_least = tf.cast(p[:, None, :] >= p[:, :, None], tf.float32)
-    return tf.reduce_sum(p[:, None, :] * at_least, axis=-1)
+    more_probable = tf.cast(p[:, None, :] > p[:, :, None], tf.float32)
+    return tf.reduce_sum(p[:, None, :] * more_probable, axis=-1)
 
 
 def prediction_sets(calibrated, threshold):
-    """Classes with APS score <= threshold, the top class always included."""
+    """Classes whose APS score is <= threshold (the top class's score is 0)."""
     import tensorflow as tf
 
     scores = aps_scores(calibrated)
-    # A threshold of (about) 1 means "all classes": the full mass sums to 1
-    # only up to float32 rounding, which must not drop the last class.
+    # A threshold of (about) 1 means "all classes": masses sum to 1 only up
+    # to float32 rounding, which must not drop the last class.
     if threshold >= 1.0 - 1e-6:
         return tf.ones_like(calibrated, dtype=tf.bool)
-    inside = scores <= tf.constant(threshold, tf.float32)
-    top = tf.one_hot(tf.argmax(calibrated, axis=-1), tf.shape(calibrated)[-1],
-                     on_value=True, off_value=False)
-    return tf.logical_or(inside, top)
+    return scores <= tf.constant(threshold, tf.float32)
 
 
 def mahalanobis_scores(features, whitening, centers):
