@@ -16,7 +16,7 @@ model = medivision_tf.build_medivision(3, backbone="smallcnn", weights=None,
                                        input_shape=(64, 64, 1), sequence="rows")
 config = medivision_tf.get_model_config(model)
 config.sequence, config.input_shape, config.class_names   # 'rows', (64, 64, 1), (...)
-same = medivision_tf.build_medivision(**config.to_dict())  # the same architecture
+same = medivision_tf.model.build_from_config(config)  # the same architecture
 ```
 """
 
@@ -141,6 +141,10 @@ class ModelConfig:
         decode: the `DecodeOptions` image files are read with (DICOM
             window, 16-bit scaling, frames, NIfTI slicing); a dict or None
             (the defaults) is accepted.
+        trust: the values `medivision_tf.trust.fit_trust` fitted on validation
+            data (temperature, conformal threshold, OOD statistics), as a
+            JSON-ready dict, or None before fitting. Not a `build_medivision`
+            argument: fitted, not chosen (see `medivision_tf.trust`).
     """
 
     num_classes: int
@@ -158,6 +162,7 @@ class ModelConfig:
     name: str = "medivision"
     head: str = "lstm_attention"
     decode: typing.Optional[DecodeOptions] = None
+    trust: typing.Optional[dict] = None
 
     def __post_init__(self):
         object.__setattr__(self, "decode", DecodeOptions.from_dict(self.decode))

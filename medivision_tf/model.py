@@ -442,6 +442,7 @@ def build_from_config(config):
         config = ModelConfig.from_dict(config)
     values = config.to_dict()
     head = values.pop("head")
+    values.pop("trust", None)  # fitted on data (medivision_tf.trust), not an argument
     if head == "pooling":
         keep = ("num_classes", "backbone", "input_shape", "weights", "dropout", "multi_label",
                 "class_names", "name", "decode")

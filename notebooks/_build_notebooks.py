@@ -910,6 +910,50 @@ def explain_with_gradcam():
                   round(float(mx.map_correlation(native, maps["Grad-CAM"][:NUM_SHOWN]).mean()), 3))
             """
         ),
+        md(
+            """
+            ## 6. How far to trust each answer
+
+            A heatmap says where the model looked, not whether to believe it. `medivision_tf.trust`
+            adds three answers, fitted on validation images (never the test images) and stored in
+            the model, so `.keras` files, SavedModels and `medivision serve` carry them
+            ([docs/trust.md](../docs/trust.md)):
+
+            * **calibrated probabilities** (temperature scaling): a 0.8 is right about 80% of the time;
+            * a **prediction set** (split-conformal, APS): the classes that, together, hold the true
+              class for 1 - alpha of new images: one class when the model is sure, more when it is not;
+            * an **out-of-distribution flag**: the Mahalanobis distance of the pooled features to the
+              nearest class, flagged above a threshold that accepts 95% of validation images.
+
+            `medivision train` fits them itself when it has a validation split.
+            """
+        ),
+        code(
+            """
+            from medivision_tf.evaluation import expected_calibration_error
+            from medivision_tf.trust import fit_trust, get_trust, predict_with_trust
+
+            val = make_synthetic_lesions(max(NUM_EXPLAINED, 100), IMAGE_SIZE, NUM_CLASSES, seed=1)
+            fit_trust(model, val.images, val.labels, alpha=0.1)
+            trust = get_trust(model)
+            out = predict_with_trust(model, test.images)
+            sets = out["prediction_set"]
+            print(f"temperature {trust['temperature']:.2f}; ECE before "
+                  f"{expected_calibration_error(test.labels, out['uncalibrated_probabilities'])[0]:.3f}, "
+                  f"after {expected_calibration_error(test.labels, out['probabilities'])[0]:.3f}")
+            print(f"coverage of the 90% sets: {sets[np.arange(len(test)), test.labels].mean():.3f}, "
+                  f"mean set size {sets.sum(axis=1).mean():.2f}")
+            for i in range(NUM_SHOWN):
+                members = [class_names[c] for c in np.flatnonzero(sets[i])]
+                print(f"image {i}: true {class_names[test.labels[i]]:>10}, set {members}, "
+                      f"OOD score {out['ood_score'][i]:.1f}")
+
+            noise = np.random.default_rng(0).uniform(0, 255, (16,) + test.images.shape[1:])
+            far = predict_with_trust(model, noise.astype("float32"))
+            print(f"flagged out-of-distribution: {out['out_of_distribution'].mean():.0%} of test "
+                  f"images, {far['out_of_distribution'].mean():.0%} of noise images")
+            """
+        ),
     ]
     return name, cells, {}
 

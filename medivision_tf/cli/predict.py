@@ -11,9 +11,11 @@ import os
 def register(subparsers):
     parser = subparsers.add_parser(
         "predict",
-        help="classify image files (class, probability, top-k)",
+        help="classify image files (class, probability, top-k, prediction set, OOD flag)",
         description="Prints the predicted class, its probability and the top-k "
-        "classes of each image (JPEG, PNG, BMP, GIF, WebP, TIFF, DICOM).",
+        "classes of each image (JPEG, PNG, BMP, GIF, WebP, TIFF, DICOM); for models "
+        "with trust values (fitted by train on validation data) also the calibrated "
+        "probability, the conformal prediction set, the OOD score and flag.",
     )
     parser.add_argument("model", help=".keras model file")
     parser.add_argument("images", nargs="+", help="image files")
@@ -41,10 +43,13 @@ def run_predict(args):
     top_k = args.top_k if args.top_k is not None else min(3, num_classes)
     table = predict_files(model, args.images, top_k=top_k, batch_size=args.batch_size,
                           tta=args.tta, verbose=False if args.quiet else "auto")
-    for path, name, probability, top in zip(
-        table["path"], table["class"], table["probability"], table["top_k"]
-    ):
-        print(f"{path}\t{name}\t{probability:.4f}\ttop-{top_k}: {top}")
+    trusted = "prediction_set" in table
+    for row in table.itertuples(index=False):
+        line = f"{row.path}\t{row[1]}\t{row.probability:.4f}\ttop-{top_k}: {row.top_k}"
+        if trusted:
+            flag = "  OUT-OF-DISTRIBUTION" if row.out_of_distribution else ""
+            line += f"\tset: {{{row.prediction_set.replace('|', ', ')}}}\tood {row.ood_score:.2f}{flag}"
+        print(line)
     if args.csv:
         os.makedirs(os.path.dirname(os.path.abspath(args.csv)), exist_ok=True)
         table.to_csv(args.csv, index=False)

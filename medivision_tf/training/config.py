@@ -154,6 +154,11 @@ class TrainConfig:
         calibrate_batchnorm: re-estimate trainable BatchNorm statistics on the
             training images after training (needed after short from-scratch
             trainings; frozen pretrained BatchNorm is left alone).
+        trust: after training, fit temperature scaling, conformal
+            prediction sets and the OOD threshold on the validation split and
+            store them in the model (`medivision_tf.trust.fit_trust`; skipped
+            without validation data and for multi-label models).
+        conformal_alpha: allowed miscoverage of the prediction sets, in (0, 1).
         seed: seed of the split, the weights, the shuffling and augmentation.
         dicom_window: DICOM window: `"auto"` (the file's VOI LUT / window),
             `"minmax"` or `"center,width"`, e.g. `"40,400"` (CT soft tissue).
@@ -208,6 +213,8 @@ class TrainConfig:
     batchnorm_momentum: typing.Optional[float] = None
     calibrate_before_validation: typing.Optional[bool] = None
     calibrate_batchnorm: bool = True
+    trust: bool = True
+    conformal_alpha: float = 0.1
     seed: int = 0
     dicom_window: str = "auto"
     bit_depth_16: str = "auto"
@@ -274,6 +281,11 @@ class TrainConfig:
                     f"Config key {key!r} must be in [0, 1). "
                     f"Received: {key}={getattr(self, key)!r}"
                 )
+        if not 0 < self.conformal_alpha < 1:
+            raise ValueError(
+                "Config key 'conformal_alpha' must be in (0, 1), e.g. 0.1 for 90% "
+                f"prediction sets. Received: conformal_alpha={self.conformal_alpha!r}"
+            )
         for key in ("learning_rate", "fine_tune_learning_rate", "batch_size", "image_size"):
             if getattr(self, key) <= 0:
                 raise ValueError(

@@ -268,6 +268,10 @@ def train(
         fit.restore_last(compiled=False)  # a rerun after a kill during the final write
         if config.calibrate_batchnorm:
             calibrate_batchnorm(model, inputs.train.take(min(inputs.steps or 50, 50)))
+        if config.trust and inputs.val is not None and not config.multi_label:
+            from medivision_tf.trust import fit_trust
+
+            fit_trust(model, inputs.val, alpha=config.conformal_alpha, seed=config.seed)
         with atomic_path(model_path) as partial:
             model.save(partial)
         state.update(complete=True, backup=None)
