@@ -449,23 +449,31 @@ def _load_file(path, size, channels, resize, interpolation, antialias, dicom_win
     full-size float cast and the channel shuffle. Other formats, 16-bit PNG
     and grayscale output take `decode.decode_image`.
     """
-    contents = tf.io.read_file(path)
-
     def resized(image):
         return decode.resize_image(image, size, resize, interpolation, antialias)
 
-    def general():
-        return resized(decode.decode_image(contents, channels, dicom_window, bit_depth_16))
+    def general():  # also reads `#frame=N` paths (DICOM frames, NIfTI slices)
+        return resized(decode.load_image(path, channels, dicom_window, bit_depth_16))
 
     if channels == 3:
-        def direct():
-            image = tf.io.decode_image(contents, channels=3, expand_animations=False)
-            image.set_shape([None, None, 3])
-            return resized(image)
+        def by_format():
+            contents = tf.io.read_file(path)
 
-        image = tf.cond(
-            tf.equal(decode._sniff_kind(contents), decode._KIND_TF), direct, general
-        )
+            def direct():
+                image = tf.io.decode_image(contents, channels=3, expand_animations=False)
+                image.set_shape([None, None, 3])
+                return resized(image)
+
+            def decoded():
+                return resized(decode.decode_image(contents, channels, dicom_window,
+                                                   bit_depth_16))
+
+            return tf.cond(
+                tf.equal(decode._sniff_kind(contents), decode._KIND_TF), direct, decoded
+            )
+
+        framed = tf.strings.regex_full_match(path, r"(?s).*#frame=[0-9]+")
+        image = tf.cond(framed, general, by_format)
     else:
         image = general()
     image = tf.round(image)
