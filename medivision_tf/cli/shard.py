@@ -43,8 +43,10 @@ def register(subparsers):
     parser.add_argument("--dicom-window", default=None,
                         help="DICOM window: auto, minmax or CENTER,WIDTH "
                         "(default: the source's, else auto)")
-    parser.add_argument("--bit-depth-16", choices=("scale", "minmax"), default="scale",
-                        help="16-bit PNG/TIFF to 0-255 (default: scale)")
+    parser.add_argument("--bit-depth-16", choices=("auto", "scale", "12bit", "minmax"),
+                        default="auto",
+                        help="16-bit PNG/TIFF to 0-255: auto (12-bit data, max <= 4095, "
+                        "scaled as 12-bit; else scale), scale, 12bit or minmax (default: auto)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the shuffle that deals rows to shards (default: 0)")
     parser.add_argument("--root", default=None,

@@ -251,7 +251,7 @@ def write_shards(
     interpolation="bilinear",
     antialias=False,
     dicom_window=None,
-    bit_depth_16="scale",
+    bit_depth_16="auto",
     examples_per_shard=1024,
     png_compression=0,
     seed=0,
@@ -277,7 +277,8 @@ def write_shards(
         channels: 1 (grayscale) or 3 (RGB) stored channels.
         resize, interpolation, antialias: see `make_dataset`.
         dicom_window: DICOM window (default: the table's or `"auto"`).
-        bit_depth_16: `"scale"` or `"minmax"` for 16-bit PNG/TIFF.
+        bit_depth_16: 16-bit PNG/TIFF handling, one of
+            `medivision_tf.data.formats.BIT_DEPTH_16_MODES` (default "auto").
         examples_per_shard: examples per shard file (the last of each split
             may hold fewer). 100-200 MB shards suit buckets best.
         png_compression: zlib level of the PNGs, 0-9. 0 (default): stored
