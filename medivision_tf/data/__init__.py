@@ -40,14 +40,13 @@ from medivision_tf.data.decode import (
 )
 from medivision_tf.data.formats import nifti_slices, read_nifti, split_frame, with_frame
 from medivision_tf.data.volumes import expand_volumes, reexpand_volumes
-from medivision_tf.data.pipeline import (
+from medivision_tf.data.augment import (
     DEFAULT_AUGMENTATION,
     Augmentation,
-    as_table,
-    augmentation_model,
     augmentation_layers,
-    make_dataset,
+    augmentation_model,
 )
+from medivision_tf.data.pipeline import as_table, make_dataset
 from medivision_tf.data.scan import REASONS, check_file, scan
 from medivision_tf.data.sources import (
     IMAGE_EXTENSIONS,

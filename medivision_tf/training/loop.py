@@ -39,7 +39,7 @@ import tensorflow as tf
 
 from medivision_tf import compat
 from medivision_tf.data.inputs import training_inputs
-from medivision_tf.data.pipeline import augmentation_model
+from medivision_tf.data.augment import augmentation_model
 from medivision_tf.model import (
     build_from_config,
     calibrate_batchnorm,
@@ -215,7 +215,6 @@ def train(
     inputs = training_inputs(config, global_batch=global_batch, train_data=train_data,
                              augment_in_pipeline=augment_on == "pipeline",
                              val_data=val_data, class_names=class_names)
-    num_classes = len(inputs.class_names)
     policy = choose_precision(config.mixed_precision, strategy)
     with strategy.scope(), dtype_policy(policy):
         model = build_from_config(config.model_config(inputs.class_names))
