@@ -38,6 +38,8 @@ OWN_BENCHMARKS = {
     "memory": ("bench_memory.py", "Peak training memory per backbone"),
     "flops": ("bench_flops.py", "FLOPs per image and share of the CPU's matmul rate"),
     "digits": ("bench_digits.py", "Real-data accuracy: scikit-learn digits"),
+    "realdata": ("bench_realdata.py",
+                 "Real photographs (Fashion-MNIST): accuracy, calibration, prediction sets, OOD"),
 }
 EXTERNAL_BENCHMARKS = {
     "pipeline": ("bench_pipeline.py", "Input pipeline vs training step"),

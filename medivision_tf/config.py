@@ -16,7 +16,7 @@ model = medivision_tf.build_medivision(3, backbone="smallcnn", weights=None,
                                        input_shape=(64, 64, 1), sequence="rows")
 config = medivision_tf.get_model_config(model)
 config.sequence, config.input_shape, config.class_names   # 'rows', (64, 64, 1), (...)
-same = medivision_tf.build_medivision(**config.to_dict())  # the same architecture
+same = medivision_tf.model.build_from_config(config)  # the same architecture
 ```
 """
 
@@ -25,6 +25,105 @@ import typing
 
 #: How the feature map becomes a sequence (see `build_medivision`).
 SEQUENCE_MODES = ("spatial", "rows")
+# The same choices as `medivision_tf.data.formats` (not imported here: no TF).
+_WINDOWS = ("auto", "minmax")
+_BIT_DEPTH_16 = ("auto", "scale", "12bit", "minmax")
+_FRAMES = ("first", "middle", "all")
+_AXES = ("axial", "coronal", "sagittal")
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeOptions:
+    """How image files are read into pixels; saved with the model, so
+    `predict`, `explain`, `evaluate` and exports read files as training did.
+
+    Attributes:
+        dicom_window: `"auto"` (the file's VOI LUT / window, else min..max),
+            `"minmax"` or `(center, width)`, e.g. `(40, 400)`.
+        bit_depth_16: 16-bit PNG/TIFF: `"auto"` (max <= 4095: 12-bit data),
+            `"scale"` (/257), `"12bit"` or `"minmax"`.
+        frames: multi-frame DICOM: `"first"`, `"middle"` or `"all"`.
+        nifti_axis: `"axial"`, `"coronal"` or `"sagittal"`.
+        nifti_slices: `"all"`, `"nonempty"`, `"middle"` or an int k.
+
+    Example:
+
+    ```python
+    options = DecodeOptions(dicom_window=(40, 400))
+    DecodeOptions.from_dict(options.to_dict()) == options     # True
+    ```
+    """
+
+    dicom_window: typing.Union[str, tuple] = "auto"
+    bit_depth_16: str = "auto"
+    frames: str = "middle"
+    nifti_axis: str = "axial"
+    nifti_slices: typing.Union[str, int] = "nonempty"
+
+    def __post_init__(self):
+        window = self.dicom_window
+        if isinstance(window, str) and "," in window:
+            window = window.split(",")
+        if not (isinstance(window, str) and window in _WINDOWS):
+            try:
+                window = tuple(float(v) for v in window)
+            except (TypeError, ValueError):
+                window = ()
+            if len(window) != 2 or window[1] <= 0:
+                raise ValueError(
+                    '`dicom_window` must be "auto", "minmax" or (center, width) with '
+                    f"width > 0. Received: dicom_window={self.dicom_window!r}"
+                )
+        object.__setattr__(self, "dicom_window", window)
+        for field, allowed in (("bit_depth_16", _BIT_DEPTH_16), ("frames", _FRAMES),
+                               ("nifti_axis", _AXES)):
+            if getattr(self, field) not in allowed:
+                raise ValueError(
+                    f"Unknown {field} {getattr(self, field)!r}. Choose one of: "
+                    f"{', '.join(allowed)}."
+                )
+        slices = self.nifti_slices
+        if isinstance(slices, str) and slices.isdigit():
+            slices = int(slices)
+        if not (slices in ("all", "nonempty", "middle") or (
+            isinstance(slices, int) and not isinstance(slices, bool) and slices >= 1
+        )):
+            raise ValueError(
+                "`nifti_slices` must be 'all', 'nonempty', 'middle' or a positive int k. "
+                f"Received: nifti_slices={self.nifti_slices!r}"
+            )
+        object.__setattr__(self, "nifti_slices", slices)
+
+    def to_dict(self):
+        """JSON-ready dict (the window as a list)."""
+        values = dataclasses.asdict(self)
+        if isinstance(self.dicom_window, tuple):
+            values["dicom_window"] = list(self.dicom_window)
+        return values
+
+    @classmethod
+    def from_dict(cls, values):
+        """From `to_dict()` output (None: the defaults); unknown keys are refused."""
+        if values is None:
+            return cls()
+        if isinstance(values, cls):
+            return values
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(
+                f"Unknown decode option(s) {', '.join(map(repr, unknown))}. "
+                f"Valid keys: {', '.join(sorted(names))}."
+            )
+        return cls(**values)
+
+    def image_kwargs(self):
+        """Keyword arguments for `data.decode.load_images`/`read_images`."""
+        return {
+            "dicom_window": self.dicom_window, "bit_depth_16": self.bit_depth_16,
+            "frames": "middle" if self.frames == "all" else self.frames,
+            "nifti_axis": self.nifti_axis,
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +138,13 @@ class ModelConfig:
         (`class_names` is always filled in: `class_0`, ... by default).
         head: `"lstm_attention"` (MediVision) or `"pooling"` (the baseline
             of `build_pooling_baseline`, which has no sequence head).
+        decode: the `DecodeOptions` image files are read with (DICOM
+            window, 16-bit scaling, frames, NIfTI slicing); a dict or None
+            (the defaults) is accepted.
+        trust: the values `medivision_tf.trust.fit_trust` fitted on validation
+            data (temperature, conformal threshold, OOD statistics), as a
+            JSON-ready dict, or None before fitting. Not a `build_medivision`
+            argument: fitted, not chosen (see `medivision_tf.trust`).
     """
 
     num_classes: int
@@ -55,8 +161,11 @@ class ModelConfig:
     lstm_unroll: bool = False
     name: str = "medivision"
     head: str = "lstm_attention"
+    decode: typing.Optional[DecodeOptions] = None
+    trust: typing.Optional[dict] = None
 
     def __post_init__(self):
+        object.__setattr__(self, "decode", DecodeOptions.from_dict(self.decode))
         object.__setattr__(self, "input_shape", tuple(int(d) for d in self.input_shape))
         if self.class_names is not None:
             object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
@@ -67,6 +176,7 @@ class ModelConfig:
         values["input_shape"] = list(self.input_shape)
         if self.class_names is not None:
             values["class_names"] = list(self.class_names)
+        values["decode"] = self.decode.to_dict()
         return values
 
     @classmethod

@@ -14,6 +14,12 @@ out_dir/
   training_curves.png      when a history CSV is given
 ```
 
+For a model with trust values (`medivision_tf.trust`, fitted by `train` on
+validation data) the summary also holds `ece_before_calibration`,
+`ece_after_calibration` (temperature-scaled), `temperature`,
+`conformal_alpha`, `coverage` (share of images whose prediction set holds the
+true class) and `mean_set_size`; the reliability diagram draws both curves.
+
 Prediction (with test-time augmentation) is `medivision_tf.prediction`'s;
 `predict_probabilities` and `TTA_TRANSFORMS` are re-exported here.
 
@@ -35,6 +41,7 @@ import dataclasses
 import json
 import math
 import os
+import typing
 
 import numpy as np
 import pandas as pd
@@ -228,6 +235,25 @@ def compute_metrics(labels, probabilities, class_names=None, multi_label=False,
     )
 
 
+def _add_trust_metrics(report, trust, n_bins):
+    """ECE after temperature scaling, conformal coverage and mean set size."""
+    from medivision_tf.trust import apply
+
+    calibrated = np.asarray(apply.calibrate(report.probabilities, trust["temperature"]))
+    sets = np.asarray(apply.prediction_sets(calibrated, trust["conformal"]["threshold"]))
+    labels = report.labels.astype(int)
+    ece_after, bins = expected_calibration_error(labels, calibrated, n_bins)
+    report.calibrated = bins
+    report.summary.update(
+        ece_before_calibration=report.summary["ece"],
+        ece_after_calibration=ece_after,
+        temperature=float(trust["temperature"]),
+        conformal_alpha=float(trust["conformal"]["alpha"]),
+        coverage=float(sets[np.arange(len(labels)), labels].mean()) if len(labels) else float("nan"),
+        mean_set_size=float(sets.sum(axis=1).mean()) if len(labels) else float("nan"),
+    )
+
+
 def _binary_auc(truth, scores):
     if truth.min() == truth.max():  # one class only: undefined
         return float("nan")
@@ -257,6 +283,8 @@ class EvaluationReport:
             tn/fp/fn/tp for multi-label.
         calibration: reliability-diagram bins.
         labels, probabilities, class_names, multi_label, threshold: the inputs.
+        calibrated: reliability-diagram bins of the temperature-scaled
+            probabilities (models with trust values, `medivision_tf.trust`).
     """
 
     summary: dict
@@ -268,6 +296,7 @@ class EvaluationReport:
     class_names: list
     multi_label: bool = False
     threshold: float = 0.5
+    calibrated: typing.Optional[pd.DataFrame] = None
 
     def to_dict(self):
         """JSON-ready dict (NaN becomes None)."""
@@ -278,6 +307,8 @@ class EvaluationReport:
                 "per_class": self.per_class.to_dict(orient="records"),
                 "confusion_matrix": self.confusion_matrix.values.tolist(),
                 "calibration": self.calibration.to_dict(orient="records"),
+                **({} if self.calibrated is None else
+                   {"calibration_after_temperature": self.calibrated.to_dict(orient="records")}),
             }
         )
 
@@ -474,11 +505,21 @@ def plot_reliability_diagram(report, path):
            bottom=bins["accuracy"].fillna(0), width=width, align="edge", color="red",
            alpha=0.3, label="gap")
     ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
+    title = f"Reliability diagram, ECE {report.summary['ece']:.3f}"
+    for frame, label, style in ((bins, "before calibration", "o-"),
+                                (report.calibrated, "after temperature scaling", "s-")):
+        if report.calibrated is None or frame is None:
+            continue
+        seen = frame["count"] > 0
+        ax.plot(frame["confidence"][seen], frame["accuracy"][seen], style, label=label)
+    if report.calibrated is not None:
+        title = (f"Reliability, ECE {report.summary['ece']:.3f} -> "
+                 f"{report.summary['ece_after_calibration']:.3f}")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("confidence")
     ax.set_ylabel("accuracy")
-    ax.set_title(f"Reliability diagram, ECE {report.summary['ece']:.3f}")
+    ax.set_title(title)
     ax.legend(loc="upper left")
     return _save(figure, path)
 
@@ -574,7 +615,7 @@ def evaluate_model(model, data, labels=None, class_names=None, out_dir=None, *,
         # (A table scanned before, e.g. a run's test split, was counted there.)
         scan_here = "image" not in data and not data.attrs.get("scanned")
         data = scan_inputs(data, "The evaluation data")
-        if scan_here:
+        if scan_here and data.attrs.get("input_report"):  # shard tables: checked when written
             pre_skipped = len(data.attrs["input_report"]["skipped"])
         total = len(data)
         data = make_dataset(
@@ -628,6 +669,8 @@ def evaluate_model(model, data, labels=None, class_names=None, out_dir=None, *,
             f"{report.summary['num_skipped']} could not be used (see medivision_tf.data.scan).",
             stacklevel=2,
         )
+    if config.trust and not multi_label:
+        _add_trust_metrics(report, config.trust, n_bins)
     if out_dir is not None:
         report.save(out_dir, history_csv=history_csv)
     return report

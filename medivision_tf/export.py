@@ -8,7 +8,7 @@ or this package. Its signatures:
 | signature         | inputs                                   | outputs                                         |
 |-------------------|------------------------------------------|-------------------------------------------------|
 | `serving_default` | `image` float32 `(batch, H, W, C)`, 0-255 | `probabilities` `(batch, classes)`              |
-| `predict_images`  | `image_bytes` string `(batch,)` JPEG/PNG/BMP/GIF | `probabilities`, `class_index` int64, `class_name` string |
+| `predict_images`  | `image_bytes` string `(batch,)` JPEG/PNG/BMP/GIF | `probabilities`, `class_index` int64, `class_name` string; with trust values (`medivision_tf.trust`): `calibrated_probabilities`, `prediction_set` bool `(batch, classes)`, `ood_score` float32, `out_of_distribution` bool |
 | `explain`         | `image` float32 `(batch, H, W, C)`, 0-255 | `probabilities`, `class_index`, `heatmap` `(batch, H, W)` in [0, 1] (Grad-CAM of the top class) |
 
 `predict_images` decodes and resizes inside the graph (any image size, gray or
@@ -65,6 +65,7 @@ import tensorflow as tf
 
 from medivision_tf.data.decode import MIN_IMAGE_SIZE, check_pixel_budget, finish_image
 from medivision_tf.model import CLASS_LABELS_LAYER, FEATURE_MAP_LAYER, get_model_config
+from medivision_tf.trust import feature_model, trust_outputs
 
 SIGNATURES = ("serving_default", "predict_images", "explain")
 METADATA_DIR = "assets.extra"
@@ -306,7 +307,15 @@ def _build_archive(model, input_shape, class_names):
     the graph.
     """
     height, width, channels = input_shape
+    bit_depth_16 = get_model_config(model).decode.bit_depth_16
     names = tf.constant(class_names, dtype=tf.string)
+    # Fitted trust values (medivision_tf.trust) become extra named outputs of
+    # predict_images, applied with TF ops from the stored values (the same
+    # function predict_with_trust runs). serving_default keeps its single
+    # output: TF Serving answers a one-output signature with bare rows, so
+    # another output would change its REST response's shape for clients.
+    trust = get_model_config(model).trust
+    trust_probe = feature_model(model) if trust else None
     image_spec = tf.TensorSpec((None, height, width, channels), tf.float32, name="image")
     bytes_spec = tf.TensorSpec((None,), tf.string, name="image_bytes")
 
@@ -318,10 +327,11 @@ def _build_archive(model, input_shape, class_names):
 
     def decode(encoded):
         # decode_image handles JPEG, PNG (8/16-bit), BMP and (the first frame
-        # of) GIF; TIFF and DICOM need Python (tf.numpy_function), which a
-        # SavedModel cannot hold. dtype=float32 gives [0, 1] of the file's
-        # range: x 255 and rounded, 8-bit files keep their exact values and
-        # 16-bit ones are scaled by 1/257 as the data layer does.
+        # of) GIF; TIFF, DICOM and NIfTI need Python (tf.numpy_function), which
+        # a SavedModel cannot hold. dtype=float32 gives [0, 1] of the file's
+        # range: x 255 and rounded, 8-bit files keep their exact values; 16-bit
+        # PNGs follow the model's `decode.bit_depth_16` as the data layer does
+        # ("auto": max <= 4095 is 12-bit data).
         # The pixel budget first, from the header (graph ops): a few-KB PNG
         # claiming 20000x20000 pixels is refused (HTTP 400), never decoded.
         encoded = check_pixel_budget(encoded)
@@ -337,6 +347,19 @@ def _build_archive(model, input_shape, class_names):
         )
         with tf.control_dependencies([small]):
             image = tf.identity(image)
+        is_png16 = tf.logical_and(
+            tf.equal(tf.strings.substr(encoded, 0, 4), b"\x89PNG"),
+            tf.equal(tf.strings.substr(encoded, 24, 1), b"\x10"),
+        )
+        if bit_depth_16 == "minmax":
+            low, high = tf.reduce_min(image), tf.reduce_max(image)
+            stretched = tf.math.divide_no_nan(image - low, high - low)
+            image = tf.where(is_png16, stretched, image)
+        elif bit_depth_16 in ("auto", "12bit"):
+            twelve = tf.reduce_max(image) * 65535.0 <= 4095.0 + 0.5
+            if bit_depth_16 == "12bit":
+                twelve = tf.constant(True)
+            image = tf.where(tf.logical_and(is_png16, twelve), image * (65535.0 / 4095.0), image)
         image = tf.round(image * 255.0)
         # Then exactly what the training pipeline does after decoding
         # (medivision_tf.data.decode.finish_image): channels (alpha dropped,
@@ -351,13 +374,20 @@ def _build_archive(model, input_shape, class_names):
             image_bytes,
             fn_output_signature=tf.TensorSpec((height, width, channels), tf.float32),
         )
-        probabilities = model(images, training=False)
+        if trust:
+            # One forward pass gives the pooled features and the probabilities.
+            features, probabilities = trust_probe(images, training=False)
+        else:
+            probabilities = model(images, training=False)
         index = top_class(probabilities)
-        return {
+        outputs = {
             "probabilities": probabilities,
             "class_index": index,
             "class_name": tf.gather(names, index),
         }
+        if trust:
+            outputs.update(trust_outputs(probabilities, features, trust))
+        return outputs
 
     def explain(image):
         from medivision_tf.explain.gradcam import gradcam_and_probabilities

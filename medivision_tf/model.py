@@ -52,6 +52,7 @@ def build_medivision(
     class_names=None,
     lstm_unroll=False,
     name="medivision",
+    decode=None,
 ):
     """Builds a MediVision classifier as a functional `keras.Model`.
 
@@ -97,6 +98,11 @@ def build_medivision(
             Keep False on GPUs, where Keras runs a rolled LSTM with the fused
             cuDNN kernel.
         name: the model name.
+        decode: how image files are read for this model (DICOM window,
+            16-bit scaling, frames, NIfTI slicing): a
+            `medivision_tf.config.DecodeOptions`, its dict, or None (the
+            defaults). Stored in the model's config; `predict`, `explain`
+            and exports read files with it.
 
     Returns:
         A `keras.Model` mapping `(batch, *input_shape)` images to
@@ -156,7 +162,7 @@ def build_medivision(
         projection_units=None if projection_units is None else int(projection_units),
         attention_units=attention_units, dropout=float(dropout),
         multi_label=bool(multi_label), class_names=class_names,
-        lstm_unroll=bool(lstm_unroll), name=name,
+        lstm_unroll=bool(lstm_unroll), name=name, decode=decode,
     )
     outputs = _classifier(x, config)
     return keras.Model(inputs, outputs, name=name)
@@ -172,6 +178,7 @@ def build_pooling_baseline(
     multi_label=False,
     class_names=None,
     name="pooling_baseline",
+    decode=None,
 ):
     """The same backbone with a plain pooling head, for comparisons.
 
@@ -199,7 +206,7 @@ def build_pooling_baseline(
         num_classes=num_classes, backbone=backbone, input_shape=input_shape,
         weights=weights if weights is None or weights == "imagenet" else os.fspath(weights),
         dropout=float(dropout), multi_label=bool(multi_label), class_names=class_names,
-        name=name, head="pooling",
+        name=name, head="pooling", decode=decode,
     )
     outputs = _classifier(x, config)
     return keras.Model(inputs, outputs, name=name)
@@ -435,9 +442,10 @@ def build_from_config(config):
         config = ModelConfig.from_dict(config)
     values = config.to_dict()
     head = values.pop("head")
+    values.pop("trust", None)  # fitted on data (medivision_tf.trust), not an argument
     if head == "pooling":
         keep = ("num_classes", "backbone", "input_shape", "weights", "dropout", "multi_label",
-                "class_names", "name")
+                "class_names", "name", "decode")
         return build_pooling_baseline(**{k: values[k] for k in keep})
     return build_medivision(**values)
 

@@ -251,8 +251,10 @@ def predict_files(model, paths, top_k=3, batch_size=32, tta=False, threshold=0.5
 
     Returns:
         DataFrame with `path`, `class`, `probability` (top class), `top_k`
-        (`"name:prob; ..."`), `present` (multi-label only) and one `prob_<class>`
-        column per class.
+        (`"name:prob; ..."`), `present` (multi-label only), for models with
+        trust values (`medivision_tf.trust`) `prediction_set` (`"a|b"`),
+        `ood_score` and `out_of_distribution`, and one `prob_<class>` column
+        per class. With trust values the probabilities are the calibrated ones.
 
     Raises:
         ValueError: no paths, `top_k` out of range, or undecodable files.
@@ -274,8 +276,12 @@ def predict_files(model, paths, top_k=3, batch_size=32, tta=False, threshold=0.5
             f"`top_k` must be an integer from 1 to {len(class_names)} (the number of "
             f"classes). Received: top_k={top_k!r}"
         )
-    images = load_images(paths, config.image_size, config.channels)
+    images = load_images(paths, config.image_size, config.channels, **config.decode.image_kwargs())
     probabilities = predict_probabilities(model, images, batch_size, tta, verbose)
+    trusted = None
+    if config.trust and not config.multi_label:
+        trusted = _trust_columns(model, images, probabilities, config, batch_size)
+        probabilities = trusted.pop("probabilities")
     order = np.argsort(-probabilities, axis=1)
     frame = pd.DataFrame(
         {
@@ -293,6 +299,29 @@ def predict_files(model, paths, top_k=3, batch_size=32, tta=False, threshold=0.5
             "|".join(class_names[i] for i in np.flatnonzero(p >= threshold))
             for p in probabilities
         ]
+    if trusted is not None:
+        for key, values in trusted.items():
+            frame[key] = values
     for i, name in enumerate(class_names):
         frame[f"prob_{name}"] = probabilities[:, i]
     return frame
+
+
+def _trust_columns(model, images, probabilities, config, batch_size):
+    """Calibrated probabilities, set, OOD score and flag (`medivision_tf.trust`).
+
+    The probabilities (TTA-averaged when asked) are calibrated and the set
+    built from them; the OOD score reads the untransformed images' features.
+    """
+    from medivision_tf.trust import apply, predict_with_trust
+
+    out = predict_with_trust(model, images, batch_size)
+    calibrated = np.asarray(apply.calibrate(probabilities, config.trust["temperature"]))
+    sets = np.asarray(apply.prediction_sets(calibrated, config.trust["conformal"]["threshold"]))
+    names = list(config.class_names)
+    return {
+        "probabilities": calibrated,
+        "prediction_set": ["|".join(names[i] for i in np.flatnonzero(row)) for row in sets],
+        "ood_score": out["ood_score"],
+        "out_of_distribution": out["out_of_distribution"],
+    }

@@ -220,7 +220,20 @@ def _parse_names(datasets):
     return list(dict.fromkeys(names))
 
 
+def _is_dataset_folder(folder):
+    """A prepared folder (`manifest.csv`) or a shard folder (`shards.json`)."""
+    from medivision_tf.data.shards import MANIFEST_NAME
+
+    return os.path.isfile(os.path.join(folder, MANIFEST)) or os.path.isfile(
+        os.path.join(folder, MANIFEST_NAME))
+
+
 def _manifest_classes(folder):
+    from medivision_tf.data.shards import MANIFEST_NAME
+
+    if os.path.isfile(os.path.join(folder, MANIFEST_NAME)):  # a shard folder
+        with open(os.path.join(folder, MANIFEST_NAME)) as handle:
+            return frozenset(json.load(handle)["class_names"])
     try:
         frame = pd.read_csv(os.path.join(folder, MANIFEST), usecols=["class_name"], dtype=str)
     except (ValueError, OSError, pd.errors.ParserError):
@@ -231,8 +244,9 @@ def _manifest_classes(folder):
 def find_prepared(data_root, datasets=None):
     """The prepared paper datasets under `data_root`.
 
-    `data_root/NAME/manifest.csv` counts for the registry name `NAME`; any
-    other sub-folder with a `manifest.csv` counts for the dataset whose class
+    `data_root/NAME/manifest.csv` (a prepared folder) or
+    `data_root/NAME/shards.json` (a shard folder from `medivision shard`)
+    counts for the registry name `NAME`; any other such sub-folder counts for the dataset whose class
     names it holds exactly (a folder named after a dataset wins over one found
     by its classes; among several, the first in sorted order).
 
@@ -260,12 +274,12 @@ def find_prepared(data_root, datasets=None):
     found = {}
     for name in names:
         folder = os.path.join(data_root, name)
-        if os.path.isfile(os.path.join(folder, MANIFEST)):
+        if _is_dataset_folder(folder):
             found[name] = folder
     by_classes = {frozenset(spec.classes): spec.name for spec in PAPER_DATASETS.values()}
     for entry in sorted(os.listdir(data_root)):
         folder = os.path.join(data_root, entry)
-        if entry in PAPER_DATASETS or not os.path.isfile(os.path.join(folder, MANIFEST)):
+        if entry in PAPER_DATASETS or not _is_dataset_folder(folder):
             continue
         name = by_classes.get(_manifest_classes(folder))
         if name in names and name not in found:

@@ -513,6 +513,33 @@ def train_on_your_dataset():
         ),
         md(
             """
+            ### DICOM windowing and NIfTI volumes
+
+            DICOM files are read with pydicom's own pipeline (modality LUT, then the file's VOI LUT or
+            window with its `VOILUTFunction`, PALETTE COLOR, MONOCHROME1 inverted), or with an
+            explicit window such as CT soft tissue `(40, 400)`; the choice is a training option
+            (`--dicom-window 40,400`) saved with the model, so `predict` and `explain` read files the
+            same way. NIfTI volumes (`.nii`, `.nii.gz`) become 2-D slices (`--nifti-axis axial`,
+            `--nifti-slices nonempty`), one `group` per volume so a split never cuts a volume. See
+            `docs/data.md`, "DICOM windowing" and "Frames and volumes".
+            """
+        ),
+        code(
+            """
+            import glob, os
+            import pydicom
+            from medivision_tf.data import formats
+
+            corpus = os.path.join(os.path.dirname(pydicom.__file__), "data", "test_files")
+            ct = os.path.join(corpus, "CT_small.dcm")      # its preamble looks like a TIFF file
+            if os.path.exists(ct):
+                own = formats.read_dicom(ct)                    # the file's own window
+                soft = formats.read_dicom(ct, window=(40, 400)) # CT soft tissue
+                print(formats.sniff_format(open(ct, "rb").read(352)), own.shape, soft.mean().round(1))
+            """
+        ),
+        md(
+            """
             ## 4. Splits by patient, class weights
 
             The official `val/` folder is tiny, so we keep the official `test/` split and re-split
@@ -881,6 +908,50 @@ def explain_with_gradcam():
             native = mx.gradcam_heatmaps(model, test.images[:NUM_SHOWN].astype("float32")).numpy()
             print("native Grad-CAM", native.shape, "correlation with tf-keras-vis Grad-CAM:",
                   round(float(mx.map_correlation(native, maps["Grad-CAM"][:NUM_SHOWN]).mean()), 3))
+            """
+        ),
+        md(
+            """
+            ## 6. How far to trust each answer
+
+            A heatmap says where the model looked, not whether to believe it. `medivision_tf.trust`
+            adds three answers, fitted on validation images (never the test images) and stored in
+            the model, so `.keras` files, SavedModels and `medivision serve` carry them
+            ([docs/trust.md](../docs/trust.md)):
+
+            * **calibrated probabilities** (temperature scaling): a 0.8 is right about 80% of the time;
+            * a **prediction set** (split-conformal, APS): the classes that, together, hold the true
+              class for 1 - alpha of new images: one class when the model is sure, more when it is not;
+            * an **out-of-distribution flag**: the Mahalanobis distance of the pooled features to the
+              nearest class, flagged above a threshold that accepts 95% of validation images.
+
+            `medivision train` fits them itself when it has a validation split.
+            """
+        ),
+        code(
+            """
+            from medivision_tf.evaluation import expected_calibration_error
+            from medivision_tf.trust import fit_trust, get_trust, predict_with_trust
+
+            val = make_synthetic_lesions(max(NUM_EXPLAINED, 100), IMAGE_SIZE, NUM_CLASSES, seed=1)
+            fit_trust(model, val.images, val.labels, alpha=0.1)
+            trust = get_trust(model)
+            out = predict_with_trust(model, test.images)
+            sets = out["prediction_set"]
+            print(f"temperature {trust['temperature']:.2f}; ECE before "
+                  f"{expected_calibration_error(test.labels, out['uncalibrated_probabilities'])[0]:.3f}, "
+                  f"after {expected_calibration_error(test.labels, out['probabilities'])[0]:.3f}")
+            print(f"coverage of the 90% sets: {sets[np.arange(len(test)), test.labels].mean():.3f}, "
+                  f"mean set size {sets.sum(axis=1).mean():.2f}")
+            for i in range(NUM_SHOWN):
+                members = [class_names[c] for c in np.flatnonzero(sets[i])]
+                print(f"image {i}: true {class_names[test.labels[i]]:>10}, set {members}, "
+                      f"OOD score {out['ood_score'][i]:.1f}")
+
+            noise = np.random.default_rng(0).uniform(0, 255, (16,) + test.images.shape[1:])
+            far = predict_with_trust(model, noise.astype("float32"))
+            print(f"flagged out-of-distribution: {out['out_of_distribution'].mean():.0%} of test "
+                  f"images, {far['out_of_distribution'].mean():.0%} of noise images")
             """
         ),
     ]

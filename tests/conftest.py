@@ -5,6 +5,8 @@ An untrained network gives constant predictions and empty Grad-CAM maps, so
 tests about predictions or maps use `trained_model`, trained a few epochs.
 """
 
+import socket
+
 import keras
 import numpy as np
 import pytest
@@ -50,3 +52,19 @@ def trained_model(lesion_data):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def free_ports():
+    """`free_ports(n)`: n TCP ports on 127.0.0.1 that are free right now."""
+
+    def find(count):
+        sockets = [socket.socket() for _ in range(count)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        ports = [s.getsockname()[1] for s in sockets]
+        for s in sockets:
+            s.close()
+        return ports
+
+    return find

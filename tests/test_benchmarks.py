@@ -135,3 +135,25 @@ def test_compare_throughput_rotates_the_order_of_runners():
     assert rounds == [["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"]]
     for name in runners:
         assert len(timing["_blocks"][name]) == 3 and timing[name]["images_per_s"] > 0
+
+
+def test_bench_pipeline_side_by_side_and_peer_skip(tmp_path, capsys):
+    """The side-by-side section on a few tiny files; a peer that cannot be
+    installed is skipped with its reason (no timing asserted)."""
+    import bench_pipeline
+
+    from medivision_tf.data import from_directory
+
+    bench_pipeline.write_pngs(str(tmp_path / "pngs"), 8, 40)
+    table = from_directory(str(tmp_path / "pngs"))
+    rates = bench_pipeline.pipeline_comparison(table, batch_size=4, rounds=1)
+    assert set(rates) == {"ours, augmented", "ours, no augmentation",
+                          "plain tf.data (decode_png + resize)"}
+    assert all(rate["wall"] > 0 and rate["cpu"] > 0 for rate in rates.values())
+    peers, reason = bench_pipeline.aucmedi_comparison(
+        str(tmp_path / "pngs"), 4, "/proc/no-venv-here", rounds=1
+    )
+    assert peers is None and "venv" in reason
+    bench_pipeline.print_comparison(rates, None, reason)
+    printed = capsys.readouterr().out
+    assert "augmented / unaugmented" in printed and "AUCMEDI skipped:" in printed

@@ -37,8 +37,8 @@ def test_every_option_has_help_with_its_default_and_choices():
     assert set(COMMANDS) <= set(subparsers)
     for name, sub in subparsers.items():
         for action in sub._actions:
-            if not action.option_strings or action.dest in ("help",):
-                continue
+            if not action.option_strings or action.dest == "help" or action.required:
+                continue  # a required option has no default to show
             assert action.help, f"medivision {name} {action.option_strings[0]} has no help"
             assert "default" in action.help, (
                 f"medivision {name} {action.option_strings[0]}: help shows no default"

@@ -7,7 +7,6 @@ workaround to remove.
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -37,17 +36,7 @@ except Exception as error:  # the upstream bug
 KNOWN_ERRORS = ("Invalid reduction dimension", "Attempt to convert a value (PerReplica")
 
 
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def test_multi_worker_fit_still_needs_the_compat_patch(tmp_path):
+def test_multi_worker_fit_still_needs_the_compat_patch(tmp_path, free_ports):
     """tensorflow/tensorflow#72388: Keras 3's fit under MultiWorkerMirroredStrategy.
 
     Two local worker processes run a plain `fit` without
@@ -56,7 +45,7 @@ def test_multi_worker_fit_still_needs_the_compat_patch(tmp_path):
     """
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
     procs = []
     for index in range(2):
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")

@@ -121,3 +121,74 @@ def test_arrays_source_and_argument_errors():
         data.make_dataset((images, np.arange(10) % 2), batch_size=0)
     with pytest.raises(TypeError, match="int"):
         data.make_dataset(42)
+
+
+def test_stateless_augmentation_repeats_per_seed_and_changes_per_epoch(lesion_table):
+    def build(seed=0, **options):
+        options = {"image_size": 32, "batch_size": 8, "training": True, "augment": True,
+                   "seed": seed, **options}
+        return data.make_dataset(lesion_table, **options)
+
+    first_a, labels_a = first_batch(build())
+    first_b, labels_b = first_batch(build())
+    np.testing.assert_array_equal(labels_a, labels_b)
+    np.testing.assert_array_equal(first_a, first_b)  # same seed: same first batch
+    assert not np.array_equal(first_a, first_batch(build(seed=1))[0])
+    # A second epoch of the same dataset draws anew (same order: shuffle off).
+    fixed = build(shuffle=False)
+    epoch_1, epoch_2 = first_batch(fixed)[0], first_batch(fixed)[0]
+    assert not np.array_equal(epoch_1, epoch_2)
+    np.testing.assert_array_equal(epoch_1, first_batch(build(shuffle=False))[0])
+    # Draws belong to examples, not to batches or to the parallel schedule.
+    small = first_batch(build(shuffle=False, batch_size=4, num_parallel_calls=1))[0]
+    np.testing.assert_array_equal(small, epoch_1[:4])
+    plain = first_batch(data.make_dataset(lesion_table, image_size=32, batch_size=8))[0]
+    assert epoch_1.shape == plain.shape and not np.allclose(epoch_1, plain)
+    assert epoch_1.min() >= 0 and epoch_1.max() <= 255
+
+
+def test_stateless_flips_only_mirror_and_options_are_checked(lesion_table):
+    plain = first_batch(data.make_dataset(lesion_table, image_size=32, batch_size=24))[0]
+    only_flips = {"rotation": 0, "zoom": None, "contrast": 0, "brightness": 0}
+    flipped = first_batch(
+        data.make_dataset(lesion_table, image_size=32, batch_size=24, shuffle=False,
+                          augment=only_flips)
+    )[0]
+    mirrored = [np.array_equal(image, original[:, ::-1])
+                for image, original in zip(flipped, plain)]
+    for image, original, mirror in zip(flipped, plain, mirrored):
+        assert mirror or np.array_equal(image, original)
+    assert 0 < sum(mirrored) < len(plain)
+    with pytest.raises(ValueError, match="Unknown flip 'diagonal'"):
+        data.make_dataset(lesion_table, augment={"flip": "diagonal"})
+    with pytest.raises(ValueError, match="rotation=2"):
+        data.make_dataset(lesion_table, augment={"rotation": 2})
+    with pytest.raises(ValueError, match="fill_mode 'mirror'"):
+        data.make_dataset(lesion_table, augment={"fill_mode": "mirror"})
+
+
+def test_augmentation_model_works_only_in_training_and_round_trips(tmp_path):
+    import keras
+
+    from medivision_tf.data.pipeline import Augmentation, augmentation_model
+
+    images = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    layer = augmentation_model(seed=0)
+    assert isinstance(layer, Augmentation)
+    np.testing.assert_array_equal(layer(images, training=False), images)
+    augmented = np.asarray(layer(images, training=True))
+    assert augmented.shape == images.shape and not np.allclose(augmented, images)
+    assert augmented.min() >= 0 and augmented.max() <= 255
+    model = augmentation_model((32, 32, 3), seed=0, rotation=0.02, flip=None)
+    assert model.output_shape == (None, 32, 32, 3)
+    classifier = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(),
+                                   keras.layers.Dense(2)])
+    trainable = keras.Sequential([model, classifier])
+    trainable.compile("sgd", "sparse_categorical_crossentropy")
+    trainable.fit(images, np.array([0, 1, 0, 1]), epochs=1, verbose=0)
+    path = str(tmp_path / "augment.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.get_layer("augmentation").get_config()["rotation"] == 0.02
+    with pytest.raises(ValueError, match="zoom=-1"):
+        Augmentation(zoom=-1)

@@ -49,7 +49,7 @@ def test_16bit_png_scaled_and_minmax(tmp_path):
     np.testing.assert_allclose(decoded[..., 0], raw / 257.0, atol=1e-3)
     twelve_bit = (raw // 16).astype("uint16")  # 12-bit data in a 16-bit file
     cv2.imwrite(path, twelve_bit)
-    dark = data.load_image(path).numpy()
+    dark = data.load_image(path, bit_depth_16="scale").numpy()  # /257 on request
     stretched = data.load_image(path, bit_depth_16="minmax").numpy()
     assert dark.max() < 16.0
     assert stretched.min() == 0.0 and stretched.max() == pytest.approx(255.0)
@@ -266,7 +266,7 @@ def test_finish_image_and_load_images_match_make_dataset(tmp_path):
 
 
 def test_read_tiff_and_to_channels(tmp_path, monkeypatch):
-    from medivision_tf.data import decode
+    from medivision_tf.data import formats  # the readers live in data/formats.py
 
     image = gradient(8, 10, 3)
     tifffile.imwrite(tmp_path / "x.tif", image)
@@ -277,7 +277,7 @@ def test_read_tiff_and_to_channels(tmp_path, monkeypatch):
         opened.append(handle)
         return handle
 
-    monkeypatch.setattr(decode, "open", tracking_open, raising=False)
+    monkeypatch.setattr(formats, "open", tracking_open, raising=False)
     np.testing.assert_array_equal(data.read_tiff(str(tmp_path / "x.tif")), image)
     assert opened and all(h.closed for h in opened)   # regression: it leaked
     planar = (np.arange(2 * 8 * 10) * 300).reshape(2, 8, 10).astype("uint16")

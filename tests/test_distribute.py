@@ -8,7 +8,6 @@ every replica / worker.
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -57,16 +56,6 @@ def _env():
     return env
 
 
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def test_mirrored_strategy_over_two_logical_cpus(tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
@@ -83,10 +72,10 @@ def test_mirrored_strategy_over_two_logical_cpus(tmp_path):
     assert len(result["replica_diffs"]) > 10 and max(result["replica_diffs"]) == 0.0
 
 
-def test_multi_worker_mirrored_strategy_two_processes(tmp_path):
+def test_multi_worker_mirrored_strategy_two_processes(tmp_path, free_ports):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    ports = _free_ports(2)
+    ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     procs = []
     for index in range(2):

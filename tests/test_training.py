@@ -286,7 +286,7 @@ def lesion_folder(tmp_path_factory):
 def test_train_from_source_folder_with_cosine_schedule(tmp_path, lesion_folder, monkeypatch):
     # Regression: make_dataset skips bad files (unknown cardinality) and the
     # batched dataset was rebatched, so a schedule found no steps per epoch.
-    from medivision_tf.data import pipeline
+    from medivision_tf.data import inputs as pipeline  # where train reads its source
 
     reads = []
     as_table = pipeline.as_table
@@ -318,7 +318,7 @@ def test_train_from_source_folder_with_cosine_schedule(tmp_path, lesion_folder, 
 def test_arrays_go_through_the_data_pipeline(tmp_path, small_data, monkeypatch):
     # Regression: arrays skipped make_dataset (augment/cache ignored, no
     # resize, a float32 copy of the whole set).
-    from medivision_tf.data import pipeline
+    from medivision_tf.data import inputs as pipeline  # where train builds its datasets
 
     calls = []
     make_dataset = pipeline.make_dataset
@@ -328,7 +328,7 @@ def test_arrays_go_through_the_data_pipeline(tmp_path, small_data, monkeypatch):
         return make_dataset(table, **kwargs)
 
     monkeypatch.setattr(pipeline, "make_dataset", spy)
-    monkeypatch.setattr(training, "_label_array", lambda *a: pytest.fail("read the images"))
+    monkeypatch.setattr(pipeline, "label_array", lambda *a: pytest.fail("read the images"))
     data = small_data["train"]  # 48x48 images, trained at 32x32: resized by the pipeline
     result = train(_config(image_size=32, augment=True, cache=True, class_weight="balanced",
                            steps_per_epoch=2),
@@ -353,7 +353,7 @@ def _split_source(monkeypatch, splits):
     table = from_numpy(np.zeros((len(splits), 8, 8), "uint8"), labels,
                        class_names=["a", "b", "c"])
     table["split"] = splits
-    monkeypatch.setattr("medivision_tf.data.pipeline.as_table", lambda source, **kw: table)
+    monkeypatch.setattr("medivision_tf.data.inputs.as_table", lambda source, **kw: table)
     return TrainConfig.from_dict(_config(source="fake", val_split=0.25))
 
 
@@ -477,3 +477,28 @@ def test_batchnorm_is_recalibrated_before_each_validation_from_scratch(small_dat
     after = np.array(norm.moving_mean)
     assert not np.allclose(before, after)  # the batch statistics of the training images
     assert np.all(np.isfinite(after))
+
+
+def test_augmentation_on_the_model_trains_a_wrapper_and_saves_the_plain_model(
+        tmp_path, small_data):
+    from medivision_tf.data.pipeline import Augmentation
+
+    data = small_data["train"]
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            seen.append([type(layer).__name__ for layer in self.model.layers])
+
+    result = train(_config(steps_per_epoch=2, augment=True, augment_on="model"),
+                   train_data=(data.images[:64], data.labels[:64]),
+                   val_data=(data.images[64:80], data.labels[64:80]),
+                   class_names=data.class_names, run_dir=tmp_path, callbacks=[Record()],
+                   verbose=0)
+    assert seen and "Augmentation" in seen[0]  # fit ran the augmentation layers
+    for path in (result.model_path, result.best_path):
+        saved = medivision_tf.load_model(path, compile=False)
+        assert not any(isinstance(layer, Augmentation) for layer in saved.layers)
+        assert saved.name == "medivision"
+    with pytest.raises(ValueError, match="augment_on"):
+        training.TrainConfig(augment_on="gpu")

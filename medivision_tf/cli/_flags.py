@@ -135,3 +135,14 @@ def config_overrides(args, cls, skip=()):
         for f in dataclasses.fields(cls)
         if f.name not in skip and hasattr(args, f.name)
     }
+
+
+def keras_verbosity(quiet):
+    """Keras `verbose` for a command: 0 when `--quiet`; progress bars (1) on a
+    terminal; one line per epoch (2) when stdout is a file or pipe, where
+    Keras' bars would write their ANSI redraws into the log."""
+    import sys
+
+    if quiet:
+        return 0
+    return 1 if sys.stdout.isatty() else 2

@@ -63,6 +63,15 @@ def register(subparsers):
     scan.add_argument("--quiet", action="store_true",
                       help="no progress bar (default: a progress bar on stderr for more "
                       "than 8 images)")
+    scan.add_argument("--dicom-window", default="auto",
+                      help='DICOM window: auto, minmax or "center,width" such as 40,400 '
+                      "(default: auto, the file's VOI LUT or window)")
+    scan.add_argument("--frames", default="middle", choices=("first", "middle", "all"),
+                      help="multi-frame DICOM: which frames are samples (default: middle)")
+    scan.add_argument("--nifti-slices", default="nonempty",
+                      help="NIfTI slices: all, nonempty, middle or k (default: nonempty)")
+    scan.add_argument("--nifti-axis", default="axial", choices=("axial", "coronal", "sagittal"),
+                      help="NIfTI slicing axis (default: axial)")
     scan.set_defaults(func=run_scan)
 
 
@@ -108,12 +117,23 @@ def run_scan(args):
     from medivision_tf.data.pipeline import as_table
     from medivision_tf.data.scan import scan
 
+    from medivision_tf.config import DecodeOptions
+    from medivision_tf.data.volumes import reexpand_volumes
+
+    options = DecodeOptions(dicom_window=args.dicom_window, frames=args.frames,
+                            nifti_slices=args.nifti_slices, nifti_axis=args.nifti_axis)
     table = as_table(args.source, root=args.root)
-    options = {} if args.max_pixels is None else {"max_pixels": args.max_pixels}
+    table = reexpand_volumes(table, options.frames, options.nifti_slices, options.nifti_axis)
+    limits = {} if args.max_pixels is None else {"max_pixels": args.max_pixels}
     clean, report = scan(table, strict=args.strict, verbose=False if args.quiet else "auto",
-                         **options)
+                         dicom_window=options.dicom_window, **limits)
     # A linked folder that was not entered is one skipped entry of the total.
     print(f"{len(clean)} usable, {len(report)} skipped of {len(clean) + len(report)} samples")
+    if "frame" in table:
+        files = table["source_path"].nunique()
+        print(f"Volumes/multi-frame files: {files} files give {int((table['frame'] >= 0).sum())} "
+              f"frame/slice samples (frames={options.frames}, NIfTI slices="
+              f"{options.nifti_slices}, axis={options.nifti_axis})")
     if len(report):
         from medivision_tf.cli._text import quote
 

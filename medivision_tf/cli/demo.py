@@ -1,6 +1,6 @@
 """`medivision demo`: train and evaluate a small MediVision on synthetic data."""
 
-from medivision_tf.cli._flags import add_config_flags, config_overrides
+from medivision_tf.cli._flags import add_config_flags, config_overrides, keras_verbosity
 
 
 def register(subparsers):
@@ -33,7 +33,7 @@ def run(args):
     run_demo(
         out_dir=args.out,
         export_root=args.export_root,
-        verbose=0 if args.quiet else 1,
+        verbose=keras_verbosity(args.quiet),
         **settings,
     )
     return 0

@@ -50,6 +50,11 @@ def run_evaluate(args):
         if "split" not in table.columns:
             raise ValueError(f"--split {args.split} given but {args.source!r} has no split column.")
         table = with_attrs(table[table["split"] == args.split], table)
+    if args.split is None and "split" not in table.columns:
+        print(f"Note: scoring all {len(table)} images of {args.source} (it has no split "
+              "column): if the model was trained on this folder, these figures include its "
+              "training images. Held-out figures are in the run folder's evaluation/.",
+              flush=True)
     out = args.out or os.path.join(os.path.dirname(os.path.abspath(args.model)), "evaluation")
     report = evaluate_model(model, table, out_dir=out, tta=args.tta,
                             batch_size=args.batch_size, history_csv=args.history,

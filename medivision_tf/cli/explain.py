@@ -61,9 +61,9 @@ def run(args):
     class_index = _class_index(args.target_class, list(config.class_names))
     from medivision_tf.cli.predict import check_images
 
-    paths, bad = check_images(args.images, "explain")
+    paths, bad = check_images(args.images, "explain", config.decode)
     # One read for all files (every bad file named), decoded as the model sees them.
-    images = read_images(paths, channels=config.channels)
+    images = read_images(paths, channels=config.channels, **config.decode.image_kwargs())
     names = _unique_stems(paths)
     rows = explain_images(
         model, images, args.out, method=args.method, names=names,

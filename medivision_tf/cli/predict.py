@@ -14,9 +14,11 @@ from medivision_tf.cli._text import quote
 def register(subparsers):
     parser = subparsers.add_parser(
         "predict",
-        help="classify image files (class, probability, top-k)",
+        help="classify image files (class, probability, top-k, prediction set, OOD flag)",
         description="Prints the predicted class, its probability and the top-k "
-        "classes of each image (JPEG, PNG, BMP, GIF, WebP, TIFF, DICOM).",
+        "classes of each image (JPEG, PNG, BMP, GIF, WebP, TIFF, DICOM); for models "
+        "with trust values (fitted by train on validation data) also the calibrated "
+        "probability, the conformal prediction set, the OOD score and flag.",
     )
     parser.add_argument("model", help=".keras model file")
     parser.add_argument("images", nargs="+", help="image files")
@@ -35,15 +37,20 @@ def register(subparsers):
     parser.set_defaults(func=run_predict)
 
 
-def check_images(paths, command):
+def check_images(paths, command, decode=None):
     """`(usable paths, [(path, message)])`: every file checked before any is
     read (`medivision_tf.data.scan.check_file`: regular file, format, pixel
-    budget, at least 2x2 pixels, decodes)."""
+    budget, at least 2x2 pixels, decodes with the model's `decode` options:
+    DICOM window, frame)."""
     from medivision_tf.data.scan import REASONS, check_file
 
     good, bad = [], []
+    options = {} if decode is None else {
+        "dicom_window": decode.dicom_window,
+        "frames": "middle" if decode.frames == "all" else decode.frames,
+    }
     for path in paths:
-        problem = check_file(os.fspath(path))
+        problem = check_file(os.fspath(path), **options)
         if problem is None:
             good.append(path)
         else:
@@ -62,16 +69,20 @@ def run_predict(args):
     from medivision_tf.prediction import predict_files
 
     model = medivision_tf.load_model(args.model, compile=False)
-    num_classes = len(medivision_tf.get_model_config(model).class_names)
+    config = medivision_tf.get_model_config(model)
+    num_classes = len(config.class_names)
     top_k = args.top_k if args.top_k is not None else min(3, num_classes)
-    paths, bad = check_images(args.images, "predict")
+    paths, bad = check_images(args.images, "predict", config.decode)
     table = predict_files(model, paths, top_k=top_k, batch_size=args.batch_size,
                           tta=args.tta, verbose=False if args.quiet else "auto")
     # File names are quoted when they hold control characters: one image, one line.
-    for path, name, probability, top in zip(
-        table["path"], table["class"], table["probability"], table["top_k"]
-    ):
-        print(f"{quote(path)}\t{name}\t{probability:.4f}\ttop-{top_k}: {top}")
+    trusted = "prediction_set" in table
+    for row in table.itertuples(index=False):
+        line = f"{quote(row.path)}\t{row[1]}\t{row.probability:.4f}\ttop-{top_k}: {row.top_k}"
+        if trusted:
+            flag = "  OUT-OF-DISTRIBUTION" if row.out_of_distribution else ""
+            line += f"\tset: {{{row.prediction_set.replace('|', ', ')}}}\tood {row.ood_score:.2f}{flag}"
+        print(line)
     for path, message in bad:
         print(f"{quote(path)}\t{message}")
     if args.csv:

@@ -39,11 +39,11 @@ def register(subparsers):
     parser.add_argument("--datasets", default=None, metavar="NAME,NAME",
                         help="only these datasets (default: all ten)")
     parser.add_argument("--config", default=None, metavar="JSON",
-                        help="TrainConfig JSON applied to every dataset; flags override it")
+                        help="TrainConfig JSON applied to every dataset; flags override it (default: none)")
     add_config_flags(parser, TrainConfig, only=FLAGS, choices=CHOICES)
     parser.add_argument("--paper-figures", default=None, metavar="CSV",
                         help="the paper's per-dataset figures, transcribed: columns dataset "
-                        "and any of accuracy, precision, recall, f1 (fractions or percent)")
+                        "and any of accuracy, precision, recall, f1 (fractions or percent) (default: none)")
     parser.add_argument("--quiet", action="store_true",
                         help="no per-epoch lines (default: one line per epoch)")
     parser.set_defaults(func=run_reproduce)

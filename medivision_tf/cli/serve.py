@@ -25,12 +25,13 @@ def register(subparsers):
         "export_dir", help="model base path, e.g. saved_models/lesions (its name is the served name)"
     )
     export.add_argument("--version", type=int, default=None, help="version number (default: next)")
-    export.add_argument("--overwrite", action="store_true", help="replace an existing version")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing version (default: refuse)")
     export.set_defaults(func=run_export)
 
     serve = subparsers.add_parser(
         "serve",
-        help="serve an export over TF Serving's REST API (uvicorn, 127.0.0.1 by default)",
+        help="serve an export over TF Serving's REST API (needs the 'serve' extra; "
+        "127.0.0.1 by default)",
         description="Loads the newest version under MODEL_DIR and serves all its "
         "signatures at http://HOST:PORT/v1/models/NAME[:predict], the REST API "
         "of TF Serving.",
@@ -65,6 +66,12 @@ def run_export(args):
 
 
 def run_serve(args):
+    import importlib.util
+
+    if importlib.util.find_spec("kserve") is None:  # say so before TensorFlow starts
+        print("medivision serve: error: serving needs the 'serve' extra: "
+              "pip install 'medivision-tf[serve]' (or pip install kserve).", file=sys.stderr)
+        return 2
     try:
         from medivision_tf.serving import serve
     except ImportError as error:  # kserve is the optional 'serve' extra

@@ -13,7 +13,7 @@ run writes a missing evaluation and prints the summary.
 
 import json
 
-from medivision_tf.cli._flags import add_config_flags, config_overrides
+from medivision_tf.cli._flags import add_config_flags, config_overrides, keras_verbosity
 
 
 def register(subparsers):
@@ -55,7 +55,7 @@ def run_train(args):
         overrides["source"] = args.source
     config = load_config(args.config, **overrides)
     result = train_and_evaluate(config, run_dir=args.out, evaluate=not args.no_evaluate,
-                                reuse=True, verbose=0 if args.quiet else 1)
+                                reuse=True, verbose=keras_verbosity(args.quiet))
     if result.reused:
         print(f"{args.out} holds a finished run of this config: not trained again.")
     if result.report is not None:

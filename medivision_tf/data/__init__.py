@@ -38,12 +38,15 @@ from medivision_tf.data.decode import (
     sniff_format,
     to_channels,
 )
-from medivision_tf.data.pipeline import (
+from medivision_tf.data.formats import nifti_slices, read_nifti, split_frame, with_frame
+from medivision_tf.data.volumes import expand_volumes, reexpand_volumes
+from medivision_tf.data.augment import (
     DEFAULT_AUGMENTATION,
-    as_table,
+    Augmentation,
     augmentation_layers,
-    make_dataset,
+    augmentation_model,
 )
+from medivision_tf.data.pipeline import as_table, make_dataset
 from medivision_tf.data.scan import REASONS, check_file, scan
 from medivision_tf.data.sources import (
     IMAGE_EXTENSIONS,
@@ -57,6 +60,12 @@ from medivision_tf.data.sources import (
     is_multi_label,
     list_images,
     with_attrs,
+)
+from medivision_tf.data.shards import (
+    is_shard_folder,
+    load_shards,
+    verify_shards,
+    write_shards,
 )
 from medivision_tf.data.splits import by_split, class_weights, kfold, split_table, summarize
 from medivision_tf.data.synthetic import (

@@ -31,6 +31,7 @@ import tensorflow as tf
 
 from medivision_tf.config import check_class_names
 from medivision_tf.data.pipeline import as_table, make_dataset
+from medivision_tf.data.volumes import reexpand_volumes
 from medivision_tf.data.sources import class_names_of, from_numpy, is_multi_label
 from medivision_tf.data.splits import by_split, class_weights, split_table
 
@@ -43,14 +44,19 @@ def to_targets(labels, num_classes, multi_label):
 
 def with_targets(dataset, num_classes, multi_label):
     """(images, class ids | multi-hot) batches -> (float32 images, one-hot |
-    multi-hot targets), auto-sharded by data across workers, prefetched."""
+    multi-hot targets), auto-sharded by data across workers (shard folders: by
+    file when there are enough files), prefetched."""
     dataset = dataset.map(
         lambda x, y: (tf.cast(x, tf.float32), to_targets(y, num_classes, multi_label)),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+    policy = tf.data.experimental.AutoShardPolicy
+    # A shard reader has chosen its policy already (FILE when there are enough files).
+    if dataset.options().experimental_distribute.auto_shard_policy == policy.AUTO:
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = policy.DATA
+        dataset = dataset.with_options(options)
+    return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def user_dataset(data, batch_size, num_classes, multi_label):
@@ -144,6 +150,8 @@ def load_source(config):
         raise ValueError("No training data: set the config key 'source' or pass train_data.")
     # A prepared folder (manifest.csv) keeps its split and patient groups.
     table = as_table(config.source)
+    decode = config.decode_options()
+    table = reexpand_volumes(table, decode.frames, decode.nifti_slices, decode.nifti_axis)
     class_names = class_names_of(table)
     # Every file checked before any split: bad, hostile, duplicated files are
     # counted and reported (run folder and console), never dropped silently.
@@ -191,7 +199,8 @@ def scan_inputs(table, what="The data"):
     The count and the skipped files travel in `attrs["input_report"]`
     (`num_images`, `num_used`, `skipped`: rows of path/reason/detail) so
     that `TrainingInputs.write_report` can write them to the run folder.
-    Array tables and tables scanned already are returned as they are.
+    Array tables, shard tables (`load_shards`: checked when written) and
+    tables scanned already are returned as they are.
 
     Args:
         table: a sample table.
@@ -211,8 +220,11 @@ def scan_inputs(table, what="The data"):
     ```
     """
     from medivision_tf.data.scan import scan
+    from medivision_tf.data.shards import is_shard_table
 
-    if "image" in table.columns or table.attrs.get("scanned") or table.empty:
+    if "image" in table.columns or table.attrs.get("scanned") or table.empty or (
+        is_shard_table(table)
+    ):
         return table
     try:
         clean, report = scan(table, verbose=False)
@@ -249,7 +261,8 @@ def merged_report(*tables):
     return total if seen else None
 
 
-def table_dataset(table, config, *, training, batch_size, repeat=False):
+def table_dataset(table, config, *, training, batch_size, repeat=False,
+                  augment_in_pipeline=True):
     """A batched dataset of (images, labels) from a sample table.
 
     `medivision_tf.data.make_dataset` with the config's `image_size`,
@@ -264,6 +277,8 @@ def table_dataset(table, config, *, training, batch_size, repeat=False):
         batch_size: images per batch (`train` passes the global batch).
         repeat: repeat forever (reshuffled each pass); `fit` then needs
             `steps_per_epoch`.
+        augment_in_pipeline: False when the model augments instead
+            (`augment_on="model"`).
 
     Returns:
         A `tf.data.Dataset` of float32 images `(batch, size, size, channels)`
@@ -285,9 +300,12 @@ def table_dataset(table, config, *, training, batch_size, repeat=False):
         training=training,
         shuffle=training,
         seed=config.seed,
-        augment=config.augment and training,
+        # augment_on="model": the training model augments (see training.loop).
+        augment=config.augment and training and augment_in_pipeline,
         cache=config.cache,
         repeat=repeat,
+        dicom_window=config.decode_options().dicom_window,
+        bit_depth_16=config.bit_depth_16,
         # Decoded arrays cannot fail to decode: keep the length known to tf.data.
         skip_errors="image" not in table.columns,
     )
@@ -350,7 +368,8 @@ class TrainingInputs:
             )
 
 
-def training_inputs(config, *, global_batch, train_data=None, val_data=None, class_names=None):
+def training_inputs(config, *, global_batch, train_data=None, val_data=None, class_names=None,
+                    augment_in_pipeline=True):
     """Builds the training and validation datasets of a run in one pass.
 
     Args:
@@ -362,6 +381,8 @@ def training_inputs(config, *, global_batch, train_data=None, val_data=None, cla
         val_data: validation data in any of these forms (optional).
         class_names: the classes of `train_data` (required with a tf.data
             dataset; checked against a source's or table's classes).
+        augment_in_pipeline: False when the training model augments
+            (`augment_on="model"`): the pipeline then only decodes and resizes.
 
     Returns:
         A `TrainingInputs`.
@@ -403,7 +424,7 @@ def training_inputs(config, *, global_batch, train_data=None, val_data=None, cla
         # `steps` batches never runs dry (Keras would cut the next epoch short).
         train_ds = with_targets(
             table_dataset(train_table, config, training=True, batch_size=global_batch,
-                          repeat=True),
+                          repeat=True, augment_in_pipeline=augment_in_pipeline),
             num_classes, config.multi_label,
         )
         steps = config.steps_per_epoch or math.ceil(len(train_table) / global_batch)

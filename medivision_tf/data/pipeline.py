@@ -1,10 +1,14 @@
 """`make_dataset`: a sample table (or anything a source reads) -> tf.data.
 
 ```
-paths/labels -> [shuffle, seeded] -> read + decode + resize (parallel, in graph)
-  -> [cache: memory or file] -> [shuffle] -> batch -> float32
-  -> [augment: Keras preprocessing layers] -> prefetch(AUTOTUNE)
+paths/labels/index -> [shuffle, seeded] -> read + decode + resize (parallel, in graph)
+  -> [cache: memory or file, uint8] -> [shuffle] -> [repeat]
+  -> [augment: per-example stateless draws keyed by (seed, epoch, index)] -> batch
+  -> [float32 + augment the batch (parallel: the draws travel with the examples)]
+  -> prefetch(AUTOTUNE)
 ```
+`augmentation_model` gives the same augmentation as a layer for the front
+of a model (the accelerator does it; only in training).
 Images come out as float32 raw pixels in 0-255, `(batch, H, W, channels)`;
 the model does its own preprocessing. Labels are int32 `(batch,)` class ids,
 or float32 `(batch, num_classes)` multi-hot for multi-label tables.
@@ -26,12 +30,20 @@ train.class_names                     # the table's class names
 
 import os
 
-import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from medivision_tf.data import decode
+from medivision_tf.data import decode, shards
+from medivision_tf.data.augment import (  # noqa: F401 (also public here, as before)
+    DEFAULT_AUGMENTATION,
+    Augmentation,
+    apply_augmentation,
+    augmentation_layers,
+    augmentation_model,
+    augmenter,
+    example_draws,
+)
 from medivision_tf.data.datasets import MANIFEST, is_prepared, load_prepared
 from medivision_tf.data.sources import (
     class_names_of,
@@ -44,90 +56,6 @@ from medivision_tf.data.sources import (
 )
 
 AUTOTUNE = tf.data.AUTOTUNE
-# Medical-sensible defaults: small rotations and zooms, mild intensity
-# changes, horizontal flips only (anatomy is rarely upside down). Set
-# `flip=None` where laterality matters.
-DEFAULT_AUGMENTATION = {
-    "flip": "horizontal",
-    "rotation": 0.04,  # fraction of a full turn: +-14 degrees
-    "zoom": 0.1,
-    "contrast": 0.1,
-    "brightness": 0.1,
-}
-
-
-def augmentation_layers(
-    flip="horizontal",
-    rotation=0.04,
-    zoom=0.1,
-    contrast=0.1,
-    brightness=0.1,
-    seed=0,
-    fill_mode="constant",
-):
-    """A `keras.Sequential` of random preprocessing layers for 0-255 images.
-
-    Args:
-        flip: `"horizontal"`, `"vertical"`, `"horizontal_and_vertical"` or
-            None (no flips).
-        rotation: max rotation as a fraction of a full turn (0 or None: off).
-        zoom: max zoom in/out as a fraction (0 or None: off).
-        contrast: max contrast change factor (0 or None: off).
-        brightness: max brightness change as a fraction of 255 (0 or None).
-        seed: seed of the layers; the same seed gives the same draws.
-        fill_mode: how rotation/zoom fill new pixels (`"constant"`: black,
-            like the padding of `resize="pad"`; or `"reflect"`, `"nearest"`).
-
-    Returns:
-        A `keras.Sequential` (possibly without layers), to call with
-        `training=True`.
-
-    Example:
-
-    ```python
-    augment = augmentation_layers(flip=None, rotation=0.02)
-    ```
-    """
-    flips = ("horizontal", "vertical", "horizontal_and_vertical")
-    if flip not in flips + (None,):
-        raise ValueError(f"Unknown flip {flip!r}. Choose one of: {', '.join(flips)} or None.")
-    layers = []
-    if flip:
-        layers.append(keras.layers.RandomFlip(flip, seed=seed))
-    if rotation:
-        layers.append(keras.layers.RandomRotation(rotation, fill_mode=fill_mode, seed=seed + 1))
-    if zoom:
-        layers.append(keras.layers.RandomZoom(zoom, fill_mode=fill_mode, seed=seed + 2))
-    if contrast:
-        layers.append(keras.layers.RandomContrast(contrast, value_range=(0, 255), seed=seed + 3))
-    if brightness:
-        layers.append(
-            keras.layers.RandomBrightness(brightness, value_range=(0, 255), seed=seed + 4)
-        )
-    return keras.Sequential(layers, name="augmentation")
-
-
-def _augmenter(augment, seed):
-    if augment is False or augment is None:
-        return None
-    if augment is True:
-        return augmentation_layers(**DEFAULT_AUGMENTATION, seed=seed)
-    if isinstance(augment, dict):
-        unknown = set(augment) - set(DEFAULT_AUGMENTATION) - {"fill_mode"}
-        if unknown:
-            raise ValueError(
-                f"Unknown augmentation options {sorted(unknown)}. Allowed: "
-                f"{sorted(DEFAULT_AUGMENTATION) + ['fill_mode']}."
-            )
-        return augmentation_layers(**{**DEFAULT_AUGMENTATION, **augment, "seed": seed})
-    if isinstance(augment, keras.layers.Layer) or callable(augment):
-        return augment
-    raise TypeError(
-        "`augment` must be True, False, None, a dict of augmentation_layers "
-        f"options or a Keras layer. Received: {augment!r}"
-    )
-
-
 def as_table(source, root=None):
     """Any supported source -> sample table.
 
@@ -140,6 +68,7 @@ def as_table(source, root=None):
     | any other folder | `from_directory` (class folders, pre-split folders) |
     | any other `.csv` file | `from_csv(path, root=root)` |
     | a `.npz` file | `from_npz` (MedMNIST layout) |
+    | a folder (or gfile URL) holding `shards.json` | `shards.load_shards` (read from TFRecords) |
 
     Args:
         source: one of the above (str or `os.PathLike` paths).
@@ -167,6 +96,8 @@ def as_table(source, root=None):
         return from_numpy(*source)
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
+        if shards.is_shard_folder(path):  # local or gs://, ram://...
+            return shards.load_shards(path)
         if os.path.isdir(path):
             if is_prepared(path):
                 return load_prepared(path)
@@ -218,7 +149,7 @@ def _validate(table, split):
                 f"Refusing {len(outside)} paths outside the root {root!r}: "
                 f"{outside[:5]}. Run medivision_tf.data.scan(table) to skip them."
             )
-    if "image" not in table:
+    if "image" not in table and not shards.is_shard_table(table):  # shards: read as records
         special = _not_regular(table["path"])
         if special:
             raise ValueError(
@@ -230,13 +161,14 @@ def _validate(table, split):
 
 
 def _not_regular(paths):
-    """Existing paths that are not regular files (`os.stat` only, nothing opened)."""
+    """Existing paths that are not regular files (`os.stat` only, nothing
+    opened; a `#frame=N` path is its file's)."""
     import stat
 
     special = []
     for path in paths:
         try:
-            if not stat.S_ISREG(os.stat(path).st_mode):
+            if not stat.S_ISREG(os.stat(decode.formats.split_frame(path)[0]).st_mode):
                 special.append(path)
         except OSError:  # missing: skipped by skip_errors, reported by scan
             pass
@@ -250,6 +182,57 @@ def _label_array(table, names):
             hot[row, list(ids)] = 1.0
         return hot
     return table["label"].to_numpy("int32")
+
+
+
+# Interpolations whose output stays within its input's range (convex
+# combinations of pixels): no clip needed after rounding.
+_CONVEX_INTERPOLATIONS = ("bilinear", "area", "nearest")
+
+
+def _load_file(path, size, channels, resize, interpolation, antialias, dicom_window,
+               bit_depth_16, dtype):
+    """`finish_image(load_image(path))`, with the same pixels, for less work.
+
+    RGB output from an 8-bit format TensorFlow decodes (JPEG, PNG, BMP, GIF,
+    WebP): decoded straight to 3 channels (the decoders repeat gray and drop
+    alpha as `to_channels` does) and resized from uint8, skipping the
+    full-size float cast and the channel shuffle. Other formats, 16-bit PNG
+    and grayscale output take `decode.decode_image`.
+    """
+    def resized(image):
+        return decode.resize_image(image, size, resize, interpolation, antialias)
+
+    def general():  # also reads `#frame=N` paths (DICOM frames, NIfTI slices)
+        return resized(decode.load_image(path, channels, dicom_window, bit_depth_16))
+
+    if channels == 3:
+        def by_format():
+            contents = tf.io.read_file(path)
+
+            def direct():  # the pixel budget from the header, as decode_image does
+                image = tf.io.decode_image(
+                    decode.check_pixel_budget(contents), channels=3, expand_animations=False
+                )
+                image.set_shape([None, None, 3])
+                return resized(image)
+
+            def decoded():
+                return resized(decode.decode_image(contents, channels, dicom_window,
+                                                   bit_depth_16))
+
+            return tf.cond(
+                tf.equal(decode._sniff_kind(contents), decode._KIND_TF), direct, decoded
+            )
+
+        framed = tf.strings.regex_full_match(path, r"(?s).*#frame=[0-9]+")
+        image = tf.cond(framed, general, by_format)
+    else:
+        image = general()
+    image = tf.round(image)
+    if interpolation not in _CONVEX_INTERPOLATIONS:
+        image = tf.clip_by_value(image, 0.0, 255.0)
+    return tf.cast(image, dtype)
 
 
 def make_dataset(
@@ -280,8 +263,9 @@ def make_dataset(
     """Builds a batched `tf.data.Dataset` of (images, labels) from a source.
 
     Args:
-        source: a sample table, a class-folder path, a `.csv`/`.npz` path or
-            an `(images, labels)` pair of arrays.
+        source: a sample table, a class-folder path, a `.csv`/`.npz` path,
+            a shard folder (`medivision shard`; read with graph ops only, see
+            `medivision_tf.data.shards`) or an `(images, labels)` pair of arrays.
         image_size: int or `(height, width)` of the output images.
         channels: 1 (grayscale) or 3 (RGB).
         batch_size: images per batch.
@@ -359,42 +343,61 @@ def make_dataset(
             split is None and "split" in table and set(table["split"]) == {"train"}
         )
     shuffle = training if shuffle is None else bool(shuffle)
-    augmenter = _augmenter(training if augment is None else augment, seed)
+    chosen = augmenter(training if augment is None else augment)
+    kind, augment_with = chosen if chosen else (None, None)
+    stateless = kind == "stateless"
     if dicom_window is None:
         dicom_window = table.attrs.get("dicom_window", "auto")
     labels = _label_array(table, names)
     count = len(table)
+    # uint8 takes a quarter of the memory of float32 in caches and batches;
+    # without a cache or augmentation the load map gives float32 directly
+    # (no second map).
+    after_batch = bool(cache) or chosen is not None
+    load_dtype = tf.uint8 if after_batch else tf.float32
+    indices = np.arange(count, dtype="int64")  # the example index: a draw key
 
     def finish(image):
-        # uint8 takes a quarter of the memory of float32 in caches and buffers.
         return decode.finish_image(
-            image, size, channels, resize, interpolation, antialias, dtype=tf.uint8
+            image, size, channels, resize, interpolation, antialias, dtype=load_dtype
         )
 
-    if "image" in table:  # array sources: the pixels are already decoded
+    if shards.is_shard_table(table):  # TFRecord shards: graph ops only (data/shards.py)
+        dataset = shards.shard_examples(
+            table, finish, image_size=size, channels=channels, shuffle=shuffle and not cache,
+            seed=seed, shuffle_buffer=shuffle_buffer, by_file=not cache)
+        # The draw key of a shard example is its position in the (seeded)
+        # read order: shards carry no row index.
+        dataset = dataset.enumerate().map(
+            lambda index, example: (tf.cast(example[0], load_dtype), example[1], index))
+        load = None
+    elif "image" in table:  # array sources: the pixels are already decoded
         shapes = {np.asarray(i).shape for i in table["image"]}
         if len(shapes) != 1:
             raise ValueError(
                 f"Array images must share one shape; found {sorted(shapes)[:5]}."
             )
         images = np.stack([np.asarray(i) for i in table["image"]])
-        dataset = tf.data.Dataset.from_tensor_slices((images, labels))
+        dataset = tf.data.Dataset.from_tensor_slices((images, labels, indices))
 
-        def load(image, label):
-            return finish(image), label
+        def load(image, label, index):
+            return finish(image), label, index
 
     else:
-        dataset = tf.data.Dataset.from_tensor_slices((table["path"].to_numpy(str), labels))
+        dataset = tf.data.Dataset.from_tensor_slices(
+            (table["path"].to_numpy(str), labels, indices)
+        )
 
-        def load(path, label):
-            image = decode.load_image(path, channels, dicom_window, bit_depth_16)
-            return finish(image), label
+        def load(path, label, index):
+            return _load_file(path, size, channels, resize, interpolation, antialias,
+                              dicom_window, bit_depth_16, load_dtype), label, index
 
     in_memory = cache in (True, "memory")
-    if shuffle and not cache:  # shuffle cheap path strings, the whole set
-        dataset = dataset.shuffle(count, seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.map(load, num_parallel_calls=num_parallel_calls, deterministic=True)
-    if skip_errors:
+    if load is not None:
+        if shuffle and not cache:  # shuffle cheap path strings, the whole set
+            dataset = dataset.shuffle(count, seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.map(load, num_parallel_calls=num_parallel_calls, deterministic=True)
+    if skip_errors and load is not None:  # shards hold decoded images only
         dataset = dataset.ignore_errors(log_warning=True)
     if cache:
         dataset = dataset.cache("" if in_memory else os.fspath(cache))
@@ -403,17 +406,44 @@ def make_dataset(
             dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         dataset = dataset.repeat()
+    if stateless:
+        # Per-example draws keyed by (seed, epoch, example index): a seeded
+        # random stream, new each epoch (each iteration, or each repetition),
+        # is zipped with the examples, so the augmentation map may run in
+        # parallel and any order and still give the same images every run.
+        draw_seed = int(seed) if seed is not None else int(np.random.randint(2**31))
+        epoch_keys = tf.data.Dataset.random(seed=draw_seed, rerandomize_each_iteration=True)
+        dataset = tf.data.Dataset.zip(dataset, epoch_keys).map(
+            lambda example, key: (
+                example[0], example[1], example_draws(draw_seed, key, example[2])
+            ),
+            num_parallel_calls=AUTOTUNE,
+            deterministic=True,
+        )
+    else:
+        dataset = dataset.map(lambda image, label, index: (image, label))
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
 
-    def to_float(images, labels):
-        images = tf.cast(images, tf.float32)
-        if augmenter is not None:
-            images = augmenter(images, training=True)
-        return images, labels
+    if stateless:
+        options = augment_with
 
-    # Augmentation runs in order (not in parallel) so the seeded draws give
-    # the same batches every run; it is vectorized over the batch.
-    dataset = dataset.map(to_float, num_parallel_calls=None if augmenter else AUTOTUNE)
+        def augment_batch(images, labels, draws):
+            images = apply_augmentation(tf.cast(images, tf.float32), draws, options)
+            return images, labels
+
+        dataset = dataset.map(augment_batch, num_parallel_calls=AUTOTUNE, deterministic=True)
+    elif kind == "layer":
+        # Your own layer draws from its own state: in order (not in
+        # parallel) so that its seeded draws give the same batches every run.
+        dataset = dataset.map(
+            lambda images, labels: (augment_with(tf.cast(images, tf.float32), training=True),
+                                    labels)
+        )
+    elif cache:
+        dataset = dataset.map(
+            lambda images, labels: (tf.cast(images, tf.float32), labels),
+            num_parallel_calls=AUTOTUNE, deterministic=True,
+        )
     if prefetch:
         dataset = dataset.prefetch(AUTOTUNE)
     dataset.class_names = names

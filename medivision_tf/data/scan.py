@@ -29,9 +29,11 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from medivision_tf.data import formats
 from medivision_tf.data.decode import (
     DEFAULT_MAX_PIXELS,
     MIN_IMAGE_SIZE,
+    PYTHON_FORMATS,
     decode_image,
     sniff_format,
 )
@@ -88,23 +90,8 @@ def image_dimensions(data, fmt):
             return abs(height), width
         if fmt == "jpeg":
             return _jpeg_dimensions(data)
-        if fmt == "tiff":
-            import io
-
-            import tifffile
-
-            source = data if isinstance(data, str) else io.BytesIO(data)
-            with tifffile.TiffFile(source) as tif:
-                shape = tif.pages[0].shape
-            return int(shape[0]), int(shape[1])
-        if fmt == "dicom":
-            import io
-
-            import pydicom
-
-            source = data if isinstance(data, str) else io.BytesIO(data)
-            meta = pydicom.dcmread(source, stop_before_pixels=True, force=True)
-            return int(meta.Rows), int(meta.Columns)
+        if fmt in ("tiff", "dicom", "nifti"):
+            return formats.header_size(data, fmt)
     except Exception:  # a broken header is found by the decode step
         return None
     return None
@@ -216,8 +203,10 @@ def read_file_bytes(path, limit=None):
     return data, None
 
 
-def check_file(path, root=None, max_pixels=DEFAULT_MAX_PIXELS, decode=True, dicom_window="auto",
-               *, min_size=MIN_IMAGE_SIZE, follow_links=False):
+def check_file(
+    path, root=None, max_pixels=DEFAULT_MAX_PIXELS, decode=True, dicom_window="auto",
+    frames="middle", *, min_size=MIN_IMAGE_SIZE, follow_links=False,
+):
     """Checks one image file the way `scan` does.
 
     Args:
@@ -232,6 +221,8 @@ def check_file(path, root=None, max_pixels=DEFAULT_MAX_PIXELS, decode=True, dico
             `HEADER_BYTES` (64 KB) for the format and size checks (TIFF and
             DICOM headers are read by tifffile/pydicom, which seek).
         dicom_window: DICOM window used when decoding.
+        frames: `"first"`/`"middle"`: the frame of a multi-frame file that
+            is decoded (a path ending in `#frame=N` names its own).
         min_size: refuse images with a side shorter than this (default
             `decode.MIN_IMAGE_SIZE`, 2 pixels).
         follow_links: trust links inside `root` (see `inside_root`).
@@ -250,6 +241,7 @@ def check_file(path, root=None, max_pixels=DEFAULT_MAX_PIXELS, decode=True, dico
     """
     if not isinstance(path, str) or not path:
         return "missing", f"no path given ({path!r})"
+    path, frame = formats.split_frame(path)
     if root is not None and not inside_root(path, root, follow_links):
         real = os.path.realpath(path)
         where = "" if real == os.path.abspath(path) else f" (resolves to {real!r})"
@@ -279,12 +271,27 @@ def check_file(path, root=None, max_pixels=DEFAULT_MAX_PIXELS, decode=True, dico
         return "too_large", f"{fmt} of {dims[1]}x{dims[0]} pixels > max_pixels={max_pixels}"
     if dims is not None and min_size and 0 < min(dims) < min_size:
         return "too_small", f"{fmt} of {dims[1]}x{dims[0]} pixels; at least {min_size}x{min_size} needed"
-    if decode:
+    if decode and fmt in PYTHON_FORMATS:
+        # The same Python reader the graph calls through tf.numpy_function,
+        # called directly so the detail is its message, not "Graph execution error".
+        # The budget was checked above, from the same header (`formats.header_size`).
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                shape = formats.python_decode(
+                    data, fmt, -1 if frame is None else frame, window=dicom_window,
+                    frames=frames, max_pixels=None,
+                ).shape
+        except (ValueError, OSError) as error:
+            detail = f"{fmt}: {error}"[:300]
+            return ("unreadable_dicom" if fmt == "dicom" else "corrupt"), detail
+    elif decode:
         try:
             shape = _decoder(dicom_window, max_pixels)(tf.constant(data)).numpy()
         except (tf.errors.OpError, ValueError) as error:
             detail = f"{fmt}: {error_reason(error)}"[:300]
             return ("unreadable_dicom" if fmt == "dicom" else "corrupt"), detail
+    if decode:
         if max_pixels is not None and shape[0] * shape[1] > max_pixels:
             return "too_large", f"{fmt} of {shape[1]}x{shape[0]} pixels > max_pixels={max_pixels}"
         if shape[0] < 1 or shape[1] < 1:

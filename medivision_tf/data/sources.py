@@ -37,10 +37,13 @@ import re
 import numpy as np
 import pandas as pd
 
+from medivision_tf.data import formats
 from medivision_tf.data.decode import check_window
+from medivision_tf.data.volumes import expand_volumes
 
 IMAGE_EXTENSIONS = (
     ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".dcm", ".dicom",
+    ".nii", ".nii.gz",
 )
 DICOM_EXTENSIONS = (".dcm", ".dicom")
 SPLIT_ALIASES = {
@@ -135,7 +138,13 @@ def _has_extension(name, extensions):
     lower = name.lower()
     if lower.startswith("."):
         return False
-    return "*" in extensions or os.path.splitext(lower)[1] in extensions
+    return "*" in extensions or lower.endswith(tuple(extensions))
+
+
+def _extensionless(name):
+    """No extension, or a numeric one (UID-named DICOM files: `1.2.840.1`)."""
+    extension = os.path.splitext(name)[1]
+    return not extension or extension[1:].isdigit()
 
 
 def inside_root(path, root, follow_links=False):
@@ -170,12 +179,11 @@ def inside_root(path, root, follow_links=False):
 
 
 def is_dicom_file(path):
-    """Whether a file carries the DICOM preamble ("DICM" at byte 128)."""
-    try:
-        with open(path, "rb") as handle:
-            return handle.read(132)[128:132] == b"DICM"
-    except OSError:
-        return False
+    """Whether a file is DICOM: `DICM` at byte 128, or a raw data set
+    without preamble (see `formats.sniff_format`). Only a regular file is
+    opened (a FIFO would block the reader forever)."""
+    head = formats.read_head(path, 352)
+    return head is not None and formats.sniff_format(head) == "dicom"
 
 
 def list_images(folder, extensions=IMAGE_EXTENSIONS, exclude=(), root=None, refused=None):
@@ -192,6 +200,10 @@ def list_images(folder, extensions=IMAGE_EXTENSIONS, exclude=(), root=None, refu
         exclude: glob patterns of file names to skip, e.g. `("*_mask*",)`.
         root: the folder linked folders must stay inside (default `folder`).
         refused: a list collecting the folders not entered.
+
+    Files without extension (or with a numeric one, as UID-named DICOM
+    files have) are kept when their bytes are DICOM and `.dcm` is among
+    `extensions` (only regular files are opened to look: never a FIFO).
 
     Example:
 
@@ -226,7 +238,12 @@ def list_images(folder, extensions=IMAGE_EXTENSIONS, exclude=(), root=None, refu
             kept.append(d)
         dirs[:] = kept
         for name in sorted(files):
-            if name.startswith(".") or not _has_extension(name, extensions):
+            if name.startswith("."):
+                continue
+            if not _has_extension(name, extensions) and not (
+                ".dcm" in extensions and _extensionless(name)
+                and is_dicom_file(os.path.join(current, name))
+            ):
                 continue
             if any(fnmatch.fnmatch(name, pattern) for pattern in exclude):
                 continue
@@ -242,6 +259,9 @@ def from_directory(
     exclude=(),
     group_pattern=None,
     predicate=None,
+    frames="middle",
+    nifti_slices="nonempty",
+    nifti_axis="axial",
 ):
     """A sample table from a folder per class (the usual Kaggle layout).
 
@@ -266,6 +286,13 @@ def from_directory(
             the file name, is the patient id (`group` column), e.g.
             `r"^[A-Z]+-(\\d+)-"` for `CNV-1016042-1.jpeg`.
         predicate: optional `f(path) -> bool` keeping only some files.
+        frames: multi-frame DICOM: `"first"`, `"middle"` (default: one
+            sample per file) or `"all"` (every frame a sample, grouped by
+            file); see `volumes.expand_volumes`.
+        nifti_slices: NIfTI volumes become one sample per slice: `"all"`,
+            `"nonempty"` (default), `"middle"` or an int k (middle k).
+        nifti_axis: slicing axis: `"axial"` (default), `"coronal"`,
+            `"sagittal"`.
 
     Returns:
         The sample table (see module docstring).
@@ -345,7 +372,9 @@ def from_directory(
         )
     table["label"] = table["label"].astype("int32")
     # Folders not entered (links out of the root): `scan` lists them.
-    return _finish(table, class_names, root, refused=refused)
+    return expand_volumes(
+        _finish(table, class_names, root, refused=refused), frames, nifti_slices, nifti_axis
+    )
 
 
 def from_dicom(root, *, class_names=None, window="auto", exclude=(), group_pattern=None):
@@ -411,6 +440,9 @@ def from_csv(
     split_column=None,
     class_names=None,
     extension="",
+    frames="middle",
+    nifti_slices="nonempty",
+    nifti_axis="axial",
 ):
     """A sample table from a CSV file or DataFrame naming images and labels.
 
@@ -445,6 +477,9 @@ def from_csv(
         class_names: class order (default: sorted names, or `"0".."k-1"`
             for integer labels); integer labels index into it.
         extension: appended to every path, e.g. `".png"` for APTOS's ids.
+        frames, nifti_slices, nifti_axis: multi-frame DICOM and NIfTI
+            volumes, as in `from_directory` (slices of a volume share a
+            `group`, unless `group_column` names the patient).
 
     Returns:
         The sample table (see module docstring).
@@ -548,7 +583,8 @@ def from_csv(
         table["split"] = [SPLIT_ALIASES.get(s, s) for s in splits]
     if table.empty:
         raise ValueError(f"The CSV/DataFrame has no rows: {path_or_frame!r}"[:300])
-    return _finish(table, names, root if confine else None, multi_label=multi)
+    table = _finish(table, names, root if confine else None, multi_label=multi)
+    return expand_volumes(table, frames, nifti_slices, nifti_axis)
 
 
 def _images_to_uint8(images):

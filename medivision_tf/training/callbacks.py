@@ -72,10 +72,14 @@ class BestCheckpoint(keras.callbacks.Callback):
         path: the checkpoint file (`.keras`).
         monitor: the log key to watch, e.g. `"val_loss"`.
         state: the run's `RunState`.
+        saved_model: the model to save (default: the model being fit; give
+            the inner model when fit trains a wrapper, e.g. with
+            augmentation layers in front).
     """
 
-    def __init__(self, path, monitor, state):
+    def __init__(self, path, monitor, state, saved_model=None):
         super().__init__()
+        self.saved_model = saved_model
         self.path = os.fspath(path)
         self.monitor = monitor
         self.mode = monitor_mode(monitor)
@@ -93,7 +97,7 @@ class BestCheckpoint(keras.callbacks.Callback):
             return
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         with atomic_path(self.path) as partial:
-            self.model.save(partial)
+            (self.saved_model or self.model).save(partial)
         self.state.update(best_monitor=self.monitor, best_value=float(value),
                           best_epoch=epoch + 1)
 
@@ -169,7 +173,7 @@ def tensorboard_available():
 
 
 def make_callbacks(config, run_dir, state, phase, has_validation, is_chief=True,
-                   train_dataset=None):
+                   train_dataset=None, saved_model=None):
     """The callbacks of one phase of `train`.
 
     In order: NaN stop (first, so nothing is saved from a NaN epoch), best
@@ -188,6 +192,7 @@ def make_callbacks(config, run_dir, state, phase, has_validation, is_chief=True,
             `val_*` monitor falls back to the training quantity.
         is_chief: the worker that writes TensorBoard logs.
         train_dataset: the training dataset, for `calibrate_before_validation`.
+        saved_model: the model the best checkpoint saves (default: the one fit).
 
     Returns:
         A list of `keras.callbacks.Callback`.
@@ -200,7 +205,8 @@ def make_callbacks(config, run_dir, state, phase, has_validation, is_chief=True,
     if config.calibrate_before_validation and has_validation and train_dataset is not None:
         callbacks.append(CalibrateBeforeValidation(train_dataset))
     callbacks += [
-        BestCheckpoint(os.path.join(run_dir, "checkpoints", "best.keras"), monitor, state),
+        BestCheckpoint(os.path.join(run_dir, "checkpoints", "best.keras"), monitor, state,
+                       saved_model=saved_model),
         keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True),
     ]
     if config.early_stopping_patience:

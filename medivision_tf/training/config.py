@@ -47,6 +47,10 @@ CHOICES = {
     "sequence": SEQUENCE_MODES,
     "backbone": tuple(backbones.available_backbones()),
     "freeze_backbone": ("auto", True, False),
+    "bit_depth_16": ("auto", "scale", "12bit", "minmax"),
+    "frames": ("first", "middle", "all"),
+    "nifti_axis": ("axial", "coronal", "sagittal"),
+    "augment_on": ("auto", "pipeline", "model"),
 }
 
 
@@ -69,9 +73,11 @@ class TrainConfig:
         backbone: a name from `medivision_tf.available_backbones()`.
         weights: `"imagenet"`, `None` (from scratch) or a weights file path.
         sequence: `"spatial"` or `"rows"` (see `build_medivision`).
-        lstm_units, projection_units, attention_units, dropout: head sizes
-            (see `build_medivision`; `projection_units=None` feeds the LSTM
-            the raw backbone features).
+        lstm_units: LSTM width (see `build_medivision`).
+        projection_units: width the sequence elements are projected to
+            before the LSTM (`None` feeds the LSTM the raw backbone features).
+        attention_units: width of the attention scoring projection.
+        dropout: dropout rate before the classifier, in [0, 1).
         lstm_unroll: unroll the LSTM (same function, no `while` loop; see
             `build_medivision`; keep False on GPUs, where the rolled LSTM runs
             the cuDNN kernel).
@@ -124,6 +130,11 @@ class TrainConfig:
             `mixed_bfloat16`. The output layers stay float32.
         augment: random flips/rotations/zoom in the training pipeline
             (sources, tables and arrays; not user tf.data datasets).
+        augment_on: where augmentation runs: `pipeline` (tf.data, on the
+            CPU), `model` (the same augmentation as layers in front of the
+            model during `fit`, on the accelerator; the saved and exported
+            model has none) or `auto`: `model` when a GPU or TPU is visible,
+            else `pipeline`.
         cache: cache decoded images in memory (same).
         steps_per_epoch: this many steps per epoch (`None`: one pass over the
             training set, rounded up to whole batches). Sources, tables and
@@ -143,7 +154,21 @@ class TrainConfig:
         calibrate_batchnorm: re-estimate trainable BatchNorm statistics on the
             training images after training (needed after short from-scratch
             trainings; frozen pretrained BatchNorm is left alone).
+        trust: after training, fit temperature scaling, conformal
+            prediction sets and the OOD threshold on the validation split and
+            store them in the model (`medivision_tf.trust.fit_trust`; skipped
+            without validation data and for multi-label models).
+        conformal_alpha: allowed miscoverage of the prediction sets, in (0, 1).
         seed: seed of the split, the weights, the shuffling and augmentation.
+        dicom_window: DICOM window: `"auto"` (the file's VOI LUT / window),
+            `"minmax"` or `"center,width"`, e.g. `"40,400"` (CT soft tissue).
+        bit_depth_16: 16-bit PNG/TIFF: `"auto"` (max <= 4095 read as 12-bit),
+            `"scale"` (/257), `"12bit"` or `"minmax"`.
+        frames: multi-frame DICOM: `"first"`, `"middle"` or `"all"` (every
+            frame a sample, grouped by file).
+        nifti_axis: NIfTI slicing axis: `"axial"`, `"coronal"`, `"sagittal"`.
+        nifti_slices: NIfTI slices used: `"all"`, `"nonempty"`, `"middle"`
+            or k (the middle k).
     """
 
     source: typing.Optional[str] = None
@@ -182,12 +207,55 @@ class TrainConfig:
     strategy: str = "auto"
     mixed_precision: str = "none"
     augment: bool = False
+    augment_on: str = "auto"
     cache: bool = False
     steps_per_epoch: typing.Optional[int] = None
     batchnorm_momentum: typing.Optional[float] = None
     calibrate_before_validation: typing.Optional[bool] = None
     calibrate_batchnorm: bool = True
+    trust: bool = True
+    conformal_alpha: float = 0.1
     seed: int = 0
+    dicom_window: str = "auto"
+    bit_depth_16: str = "auto"
+    frames: str = "middle"
+    nifti_axis: str = "axial"
+    nifti_slices: str = "nonempty"
+
+    def decode_options(self):
+        """The `medivision_tf.config.DecodeOptions` of this run (saved in the model)."""
+        from medivision_tf.config import DecodeOptions
+
+        return DecodeOptions(
+            dicom_window=self.dicom_window, bit_depth_16=self.bit_depth_16, frames=self.frames,
+            nifti_axis=self.nifti_axis, nifti_slices=self.nifti_slices,
+        )
+
+    def model_config(self, class_names):
+        """The `medivision_tf.config.ModelConfig` of the model this run trains.
+
+        The one place where training keys become `build_medivision` arguments.
+
+        Args:
+            class_names: the classes of the training data, in label-id order.
+
+        Example:
+
+        ```python
+        TrainConfig(backbone="smallcnn", weights=None).model_config(["a", "b"]).num_classes  # 2
+        ```
+        """
+        from medivision_tf.config import ModelConfig
+
+        return ModelConfig(
+            num_classes=len(class_names), backbone=self.backbone,
+            input_shape=(self.image_size, self.image_size, self.channels),
+            weights=self.weights, sequence=self.sequence, lstm_units=self.lstm_units,
+            projection_units=self.projection_units, attention_units=self.attention_units,
+            dropout=self.dropout, multi_label=self.multi_label,
+            class_names=tuple(class_names), lstm_unroll=self.lstm_unroll,
+            decode=self.decode_options(),
+        )
 
     def __post_init__(self):
         hints = typing.get_type_hints(type(self))
@@ -196,6 +264,7 @@ class TrainConfig:
             coerced = _check_type(field.name, value, hints[field.name])
             object.__setattr__(self, field.name, coerced)
         self._check_values()
+        self.decode_options()  # dicom_window and nifti_slices, named when wrong
 
     def _check_values(self):
         for key, allowed in CHOICES.items():
@@ -212,6 +281,11 @@ class TrainConfig:
                     f"Config key {key!r} must be in [0, 1). "
                     f"Received: {key}={getattr(self, key)!r}"
                 )
+        if not 0 < self.conformal_alpha < 1:
+            raise ValueError(
+                "Config key 'conformal_alpha' must be in (0, 1), e.g. 0.1 for 90% "
+                f"prediction sets. Received: conformal_alpha={self.conformal_alpha!r}"
+            )
         for key in ("learning_rate", "fine_tune_learning_rate", "batch_size", "image_size"):
             if getattr(self, key) <= 0:
                 raise ValueError(

@@ -39,8 +39,9 @@ import tensorflow as tf
 
 from medivision_tf import compat
 from medivision_tf.data.inputs import training_inputs
+from medivision_tf.data.augment import augmentation_model
 from medivision_tf.model import (
-    build_medivision,
+    build_from_config,
     calibrate_batchnorm,
     set_backbone_trainable,
     set_batchnorm_momentum,
@@ -105,6 +106,18 @@ class TrainResult:
     report: object = None
     reused: bool = False
     train_seconds: typing.Optional[float] = None
+
+
+def resolve_augment_on(augment_on):
+    """`"pipeline"` or `"model"` for `TrainConfig.augment_on` on this machine.
+
+    `"auto"` gives `"model"` when a GPU or TPU is visible (the accelerator
+    augments faster than the CPU pipeline feeds it), else `"pipeline"`.
+    """
+    if augment_on != "auto":
+        return augment_on
+    accelerators = tf.config.list_physical_devices("GPU") + tf.config.list_physical_devices("TPU")
+    return "model" if accelerators else "pipeline"
 
 
 def resolve_config(config=None, **overrides):
@@ -198,27 +211,22 @@ def train(
 
     replicas = strategy.num_replicas_in_sync
     global_batch = config.batch_size * replicas
+    augment_on = resolve_augment_on(config.augment_on)
     inputs = training_inputs(config, global_batch=global_batch, train_data=train_data,
+                             augment_in_pipeline=augment_on == "pipeline",
                              val_data=val_data, class_names=class_names)
     if is_chief:  # "N of M images used"; skipped_files.csv and inputs.json
         inputs.write_report(work_dir, say)
-    num_classes = len(inputs.class_names)
     policy = choose_precision(config.mixed_precision, strategy)
     with strategy.scope(), dtype_policy(policy):
-        model = build_medivision(
-            num_classes,
-            backbone=config.backbone,
-            input_shape=(config.image_size, config.image_size, config.channels),
-            weights=config.weights,
-            sequence=config.sequence,
-            lstm_units=config.lstm_units,
-            projection_units=config.projection_units,
-            lstm_unroll=config.lstm_unroll,
-            attention_units=config.attention_units,
-            dropout=config.dropout,
-            multi_label=config.multi_label,
-            class_names=inputs.class_names,
-        )
+        model = build_from_config(config.model_config(inputs.class_names))
+        fit_model = model
+        if config.augment and augment_on == "model":
+            # Augmentation on the accelerator: layers in front of the model
+            # while fitting (active in training only); `model`, which is
+            # saved and exported, has none.
+            fit_model = keras.Sequential([augmentation_model(seed=config.seed), model],
+                                         name="training")
     if config.batchnorm_momentum is not None:
         set_batchnorm_momentum(model, config.batchnorm_momentum)
     say(f"Strategy: {type(strategy).__name__} ({replicas} replica(s)), dtype policy "
@@ -230,7 +238,7 @@ def train(
     keep_bn = config.keep_batchnorm_frozen
     if keep_bn is None:
         keep_bn = config.weights is not None
-    fit = _Fitter(model, inputs, config, strategy, state, work_dir, is_chief,
+    fit = _Fitter(fit_model, model, inputs, config, strategy, state, work_dir, is_chief,
                   list(callbacks), verbose)
     if not state.get("complete") and state.get("backup"):
         say(f"Resuming after epoch {state.get('epochs_done', 0)} of {total_epochs}.")
@@ -241,7 +249,8 @@ def train(
             set_backbone_trainable(model, False)
         else:
             set_backbone_trainable(model, True, keep_batchnorm_frozen=keep_bn)
-        say(f"Phase 1: {config.epochs} epoch(s), backbone "
+        say(f"Phase 1: {config.epochs} epoch(s) (from epoch {state.get('epochs_done', 0) + 1}), "
+            "backbone "
             f"{'frozen' if config.freeze_backbone else 'trainable'}, "
             f"learning rate {config.learning_rate}.")
         fit(1, config.learning_rate, 0, config.epochs)
@@ -250,7 +259,8 @@ def train(
     if config.fine_tune_epochs and not state.get("phase2_complete"):
         unfreeze = True if config.fine_tune_layers is None else config.fine_tune_layers
         count = set_backbone_trainable(model, unfreeze, keep_batchnorm_frozen=keep_bn)
-        say(f"Phase 2: {config.fine_tune_epochs} epoch(s), {count} backbone layer(s) "
+        say(f"Phase 2: {config.fine_tune_epochs} epoch(s) (from epoch "
+            f"{max(state.get('epochs_done', 0), config.epochs) + 1}), {count} backbone layer(s) "
             f"trainable, learning rate {config.fine_tune_learning_rate}.")
         fit(2, config.fine_tune_learning_rate, config.epochs, total_epochs)
 
@@ -259,6 +269,10 @@ def train(
         fit.restore_last(compiled=False)  # a rerun after a kill during the final write
         if config.calibrate_batchnorm:
             calibrate_batchnorm(model, inputs.train.take(min(inputs.steps or 50, 50)))
+        if config.trust and inputs.val is not None and not config.multi_label:
+            from medivision_tf.trust import fit_trust
+
+            fit_trust(model, inputs.val, alpha=config.conformal_alpha, seed=config.seed)
         with atomic_path(model_path) as partial:
             model.save(partial)
         state.update(complete=True, backup=None)
@@ -288,9 +302,12 @@ def train(
 class _Fitter:
     """Runs one phase's `fit` from where the run folder says it stopped."""
 
-    def __init__(self, model, inputs, config, strategy, state, work_dir, is_chief,
-                 extra_callbacks, verbose):
-        self.model, self.inputs, self.config = model, inputs, config
+    def __init__(self, model, saved_model, inputs, config, strategy, state, work_dir,
+                 is_chief, extra_callbacks, verbose):
+        # `model` is what fit trains (augmentation layers in front of
+        # `saved_model` when augment_on="model"); `saved_model` is what the
+        # checkpoints hold.
+        self.model, self.saved_model, self.inputs, self.config = model, saved_model, inputs, config
         self.strategy, self.state, self.work_dir = strategy, state, work_dir
         self.is_chief, self.extra, self.verbose = is_chief, extra_callbacks, verbose
 
@@ -323,7 +340,8 @@ class _Fitter:
         multi_worker = isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy)
         callbacks = make_callbacks(config, self.work_dir, state, phase,
                                    self.inputs.val is not None, self.is_chief,
-                                   train_dataset=None if multi_worker else self.inputs.train)
+                                   train_dataset=None if multi_worker else self.inputs.train,
+                                   saved_model=self.saved_model)
         callbacks = callbacks[:-1] + self.extra + callbacks[-1:]
         if multi_worker:
             compat.patch_for_multi_worker(self.model, self.inputs.train)

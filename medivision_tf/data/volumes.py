@@ -1,0 +1,135 @@
+"""Multi-frame DICOM and NIfTI volumes as samples: one row per frame/slice.
+
+`expand_volumes(table)` (called by `from_directory` and `from_csv`) turns a
+NIfTI volume into one row per selected 2-D slice, and (with `frames="all"`) a
+multi-frame DICOM into one row per frame. Each new row's `path` names its
+frame (`"brain.nii.gz#frame=41"`, see `formats.with_frame`); `source_path`
+keeps the file, and `group` is the file (or the patient already in `group`),
+so `split_table` never puts slices of one volume on both sides of a split.
+
+Example:
+
+```python
+import numpy as np, nibabel, pandas as pd, tempfile, os
+from medivision_tf.data import from_csv
+
+folder = tempfile.mkdtemp()
+nibabel.save(nibabel.Nifti1Image(np.random.rand(8, 8, 6).astype("float32"), np.eye(4)),
+             os.path.join(folder, "a.nii.gz"))
+table = from_csv(pd.DataFrame({"path": ["a.nii.gz"], "label": ["ad"]}), root=folder)
+len(table), table["group"].nunique()     # (6, 1): six slices, one group
+```
+"""
+
+import os
+
+import pandas as pd
+
+from medivision_tf.data import formats
+
+
+def is_nifti_path(path):
+    """Whether a path names a NIfTI file (`.nii` or `.nii.gz`)."""
+    return str(path).lower().endswith(formats.NIFTI_EXTENSIONS)
+
+
+def expand_volumes(table, frames="middle", nifti_slices="nonempty", nifti_axis="axial"):
+    """One row per frame of multi-frame DICOM (`frames="all"`) and per
+    selected slice of NIfTI volumes; other rows are unchanged.
+
+    Args:
+        table: a sample table with a `path` column.
+        frames: `"first"`, `"middle"` (default) or `"all"` for multi-frame
+            DICOM files.
+        nifti_slices: `"all"`, `"nonempty"` (default), `"middle"` or an int
+            k (the middle k slices); see `formats.nifti_slices`.
+        nifti_axis: `"axial"` (default), `"coronal"` or `"sagittal"`.
+
+    Returns:
+        The table (same attrs, plus `frames`, `nifti_slices`, `nifti_axis`),
+        with `source_path` and `frame` columns when anything was expanded.
+
+    Raises:
+        ValueError: an unknown option (named with the allowed values).
+    """
+    formats.check_frames(frames)
+    formats.check_nifti_axis(nifti_axis)
+    from medivision_tf.data.sources import inside_root
+
+    attrs = dict(table.attrs)
+    root, trusted = attrs.get("root"), bool(attrs.get("trusted_links", False))
+    rows, expanded = [], False
+    for record in table.to_dict("records"):
+        path = record.get("path")
+        indices = None
+        # Only regular files inside the root are opened (isfile: no FIFO);
+        # the others stay one row each, for `scan` to report.
+        if (isinstance(path, str) and formats.split_frame(path)[1] is None
+                and os.path.isfile(path) and (root is None or inside_root(path, root, trusted))):
+            if is_nifti_path(path):
+                try:
+                    indices = formats.nifti_slices(path, nifti_axis, nifti_slices)
+                except ValueError:
+                    indices = None  # scan reports the unreadable volume
+                else:
+                    if not indices:  # an empty volume: kept as one row, scan decides
+                        indices = None
+            elif frames == "all" and _maybe_dicom(path):
+                try:
+                    count = formats.dicom_frame_count(path)
+                except Exception:
+                    count = 1
+                indices = list(range(count)) if count > 1 else None
+        if indices is None:
+            rows.append(record)
+            continue
+        expanded = True
+        group = record.get("group", path)
+        for index in indices:
+            rows.append(
+                {**record, "path": formats.with_frame(path, index), "source_path": path,
+                 "frame": int(index), "group": group if isinstance(group, str) else path}
+            )
+    out = pd.DataFrame(rows, columns=None if rows else table.columns)
+    if expanded:
+        out["source_path"] = out.get("source_path", out["path"]).fillna(out["path"])
+        out["frame"] = out["frame"].fillna(-1).astype("int64")
+        if "group" in out:
+            out["group"] = out["group"].fillna(out["path"]).astype(str)
+        for column in ("label",):
+            if column in out:
+                out[column] = out[column].astype(table[column].dtype)
+    out.attrs.update(attrs)
+    out.attrs.update(frames=frames, nifti_slices=nifti_slices, nifti_axis=nifti_axis)
+    return out
+
+
+def _maybe_dicom(path):
+    head = formats.read_head(path, 352)
+    return head is not None and formats.sniff_format(head) == "dicom"
+
+
+def reexpand_volumes(table, frames="middle", nifti_slices="nonempty", nifti_axis="axial"):
+    """`expand_volumes` again with other options (a table a source already
+    expanded with its defaults: its frame rows are folded back first).
+
+    Example:
+
+    ```python
+    table = reexpand_volumes(from_directory("mri/"), nifti_slices=5)
+    ```
+    """
+    current = (table.attrs.get("frames", "middle"), table.attrs.get("nifti_slices", "nonempty"),
+               table.attrs.get("nifti_axis", "axial"))
+    if current == (frames, nifti_slices, nifti_axis) or "path" not in table:
+        return table
+    attrs = dict(table.attrs)
+    if "source_path" in table:
+        table = table.drop_duplicates("source_path").copy()
+        table["path"] = table["source_path"]
+        table = table.drop(columns=["source_path", "frame"])
+        if "group" in table and (table["group"] == table["path"]).all():
+            table = table.drop(columns=["group"])
+        table = table.reset_index(drop=True)
+    table.attrs.update(attrs)
+    return expand_volumes(table, frames, nifti_slices, nifti_axis)

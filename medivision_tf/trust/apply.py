@@ -1,0 +1,121 @@
+"""The applying side of `medivision_tf.trust`: TensorFlow ops over stored values.
+
+`trust_outputs(probabilities, features, trust)` is the one definition of the
+calibrated probabilities, the prediction set and the OOD score. Python
+(`predict_with_trust`), the SavedModel signatures (`medivision_tf.export`)
+and so the server all run this function, so they agree to float32 rounding.
+
+Stored values (`ModelConfig.trust`, JSON-ready) hold arrays as
+`{"dtype": "float32", "shape": [...], "base64": "..."}`: exact float32 bytes
+(decimal lists would be 3x larger and round-trip only with care), small for
+the default head (128 pooled features: 64 KiB of whitening matrix).
+
+Example:
+
+```python
+import numpy as np
+from medivision_tf.trust.apply import decode_array, encode_array
+
+encode_array(np.eye(2, dtype="float32"))["shape"]   # [2, 2]
+```
+"""
+
+import base64
+
+import numpy as np
+
+TRUST_VERSION = 1
+FEATURE_LAYER = "pool"
+#: Names of the extra outputs (Python dict keys, SavedModel output names).
+OUTPUT_NAMES = ("calibrated_probabilities", "prediction_set", "ood_score",
+                "out_of_distribution")
+
+
+def encode_array(array):
+    """A float32 array as a JSON-ready dict (exact bytes, base64)."""
+    array = np.ascontiguousarray(array, dtype="<f4")
+    return {"dtype": "float32", "shape": list(array.shape),
+            "base64": base64.b64encode(array.tobytes()).decode("ascii")}
+
+
+def decode_array(value):
+    """The float32 array of `encode_array`'s dict."""
+    if not isinstance(value, dict) or value.get("dtype") != "float32":
+        raise ValueError(
+            "A stored trust array must be {'dtype': 'float32', 'shape': [...], "
+            f"'base64': '...'}}. Received: {str(value)[:80]!r}"
+        )
+    data = np.frombuffer(base64.b64decode(value["base64"]), dtype="<f4")
+    return data.reshape(value["shape"]).astype(np.float32)
+
+
+def calibrate(probabilities, temperature):
+    """`softmax(log(max(p, 1e-30)) / T)` with TF ops (float32)."""
+    import tensorflow as tf
+
+    p = tf.cast(probabilities, tf.float32)
+    log_p = tf.math.log(tf.maximum(p, 1e-30))
+    return tf.nn.softmax(log_p / tf.constant(temperature, tf.float32), axis=-1)
+
+
+def aps_scores(probabilities):
+    """APS score of every class, TF version of `fitting.aps_scores`."""
+    import tensorflow as tf
+
+    p = tf.cast(probabilities, tf.float32)
+    more_probable = tf.cast(p[:, None, :] > p[:, :, None], tf.float32)
+    return tf.reduce_sum(p[:, None, :] * more_probable, axis=-1)
+
+
+def prediction_sets(calibrated, threshold):
+    """Classes whose APS score is <= threshold (the top class's score is 0)."""
+    import tensorflow as tf
+
+    scores = aps_scores(calibrated)
+    # A threshold of (about) 1 means "all classes": masses sum to 1 only up
+    # to float32 rounding, which must not drop the last class.
+    if threshold >= 1.0 - 1e-6:
+        return tf.ones_like(calibrated, dtype=tf.bool)
+    return scores <= tf.constant(threshold, tf.float32)
+
+
+def mahalanobis_scores(features, whitening, centers):
+    """Distance of each feature row to its nearest class mean (shared covariance)."""
+    import tensorflow as tf
+
+    z = tf.matmul(tf.cast(features, tf.float32), tf.constant(whitening))
+    differences = z[:, None, :] - tf.constant(centers)[None, :, :]
+    return tf.sqrt(tf.reduce_min(tf.reduce_sum(tf.square(differences), axis=-1), axis=-1))
+
+
+def trust_outputs(probabilities, features, trust):
+    """The four extra outputs from the model's outputs and stored `trust` values.
+
+    Args:
+        probabilities: `(batch, classes)` softmax outputs of the model.
+        features: `(batch, d)` output of its `"pool"` layer.
+        trust: the `ModelConfig.trust` dict written by `fit_trust`.
+
+    Returns:
+        dict of tensors: `calibrated_probabilities` float32 `(batch, classes)`,
+        `prediction_set` bool `(batch, classes)`, `ood_score` float32
+        `(batch,)`, `out_of_distribution` bool `(batch,)`.
+
+    Example:
+
+    ```python
+    out = trust_outputs(probs, pooled, get_model_config(model).trust)
+    ```
+    """
+    import tensorflow as tf
+
+    calibrated = calibrate(probabilities, trust["temperature"])
+    ood = trust["ood"]
+    score = mahalanobis_scores(features, decode_array(ood["whitening"]),
+                               decode_array(ood["centers"]))
+    return {
+        "calibrated_probabilities": calibrated,
+        "prediction_set": prediction_sets(calibrated, trust["conformal"]["threshold"]),
+        "ood_score": score,
+        "out_of_distribution": score > tf.constant(ood["threshold"], tf.float32),
+    }

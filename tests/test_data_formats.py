@@ -1,0 +1,244 @@
+"""Real files written by others: pydicom's shipped test corpus, nibabel's
+test images, and hostile inputs (corrupt DICOM, fake NIfTI, empty volume)."""
+
+import glob
+import gzip
+import os
+import warnings
+
+import numpy as np
+import pytest
+
+from medivision_tf import data
+from medivision_tf.data import formats
+
+pydicom = pytest.importorskip("pydicom")
+
+
+def _corpus():
+    """Every file of the installed pydicom test_files folder (no download)."""
+    folder = os.path.join(os.path.dirname(pydicom.__file__), "data", "test_files")
+    return sorted(p for p in glob.glob(folder + "/**/*", recursive=True) if os.path.isfile(p))
+
+
+def _file(name):
+    """A file of the installed corpus by name (never downloaded)."""
+    return next((p for p in _corpus() if os.path.basename(p) == name), None)
+
+
+def _pydicom_pixels(path):
+    """(dataset, pixel_array) when pydicom decodes the file here, else (ds, None)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            dataset = pydicom.dcmread(path, force=True)
+        except Exception:
+            return None, None
+        if "PixelData" not in dataset:
+            return dataset, None
+        try:
+            return dataset, dataset.pixel_array
+        except Exception:
+            return dataset, False
+
+
+def _expected(dataset, pixels):
+    """The documented windowing (formats module docstring), written out with
+    pydicom's own functions on pydicom's own pixel_array."""
+    from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
+
+    frames = int(dataset.get("NumberOfFrames", 1) or 1)
+    samples = int(dataset.get("SamplesPerPixel", 1) or 1)
+    if frames > 1 and pixels.ndim == (4 if samples > 1 else 3):
+        pixels = pixels[frames // 2]  # frames="middle", the default
+    photometric = str(dataset.get("PhotometricInterpretation", "")).upper()
+    if photometric == "PALETTE COLOR":
+        rgb = apply_color_lut(pixels, dataset).astype("float64")
+        return rgb / 257.0 if rgb.max() > 255 else rgb
+    if pixels.ndim == 3:
+        if pixels.dtype == np.uint8:
+            return pixels.astype("float64")
+        return pixels / (2.0 ** dataset.BitsStored - 1) * 255.0
+    values = apply_modality_lut(pixels, dataset).astype("float64")
+    has_lut = bool(dataset.get("VOILUTSequence"))
+    has_window = dataset.get("WindowCenter") is not None and dataset.get("WindowWidth") is not None
+    low, high = values.min(), values.max()
+    if has_lut or has_window:
+        windowed = apply_voi_lut(values.copy(), dataset).astype("float64")
+        window_range = formats._voi_range(dataset)
+        if window_range is not None:
+            values, (low, high) = windowed, window_range
+    out = (values - low) / (high - low) * 255.0 if high > low else np.zeros_like(values)
+    out = np.clip(out, 0, 255)
+    return 255.0 - out if photometric == "MONOCHROME1" else out
+
+
+def test_pydicom_corpus_decodes_like_pydicom_or_says_why():
+    decoded, clear, total = 0, 0, 0
+    for path in _corpus():
+        dataset, pixels = _pydicom_pixels(path)
+        if pixels is None:
+            continue  # not DICOM, or no pixel data
+        total += 1
+        if pixels is False:  # pydicom cannot decode it here: a clear error
+            with pytest.raises(ValueError, match="DICOM"):
+                formats.read_dicom(path)
+            clear += 1
+            continue
+        expected = _expected(dataset, pixels)
+        color = expected.ndim == 3
+        ours = data.load_image(path, channels=3 if color else 1).numpy()  # the tf.data graph path
+        ours = ours if color else ours[..., 0]
+        assert ours.shape == expected.shape, os.path.basename(path)
+        assert np.abs(ours - expected).max() <= 1.0, os.path.basename(path)
+        decoded += 1
+    print(f"pydicom corpus: {decoded} decoded, {clear} clear errors, {total} with pixel data")
+    assert decoded >= 60 and decoded + clear == total
+
+
+def test_dual_personality_preamble_is_dicom_in_python_and_graph(tmp_path):
+    path = _file("CT_small.dcm")
+    head = open(path, "rb").read()
+    assert head[:4] == b"II*\x00" and formats.sniff_format(head) == "dicom"
+    image = data.load_image(path, channels=1).numpy()
+    assert image.shape == (128, 128, 1) and image.max() > image.min()
+    # Without extension (a UID-named file), found by the folder source and scan.
+    folder = tmp_path / "ct"
+    folder.mkdir()
+    (folder / "1.2.840.113619.2.1.1.1").write_bytes(head)
+    table = data.from_directory(tmp_path)
+    assert len(table) == 1
+    clean, report = data.scan(table, verbose=0)
+    assert report.empty and len(clean) == 1
+
+
+def test_raw_dicom_without_preamble_is_sniffed():
+    path = ""
+    for candidate in _corpus():
+        raw = open(candidate, "rb").read(352)
+        if raw[128:132] != b"DICM" and formats.is_raw_dicom(raw):
+            assert formats.sniff_format(raw) == "dicom", candidate
+            path = candidate
+    assert path
+
+
+def test_scan_names_the_real_reason_for_a_corrupt_dicom(tmp_path):
+    folder = tmp_path / "ct"
+    folder.mkdir()
+    original = open(_file("CT_small.dcm"), "rb").read()
+    (folder / "cut.dcm").write_bytes(original[: len(original) - 4000])
+    clean_file = folder / "ok.dcm"
+    clean_file.write_bytes(original)
+    _, report = data.scan(data.from_directory(tmp_path), verbose=0)
+    assert list(report["reason"]) == ["unreadable_dicom"]
+    detail = report["detail"].iloc[0]
+    assert "Graph execution error" not in detail and "pixel data" in detail, detail
+
+
+def test_compressed_without_plugin_names_syntax_and_extra(monkeypatch):
+    path = _file("JPEG2000.dcm")
+    if path is None:
+        pytest.skip("JPEG2000.dcm not installed")
+    import pydicom.pixels.utils
+
+    def no_plugins(*args, **kwargs):
+        raise RuntimeError("Unable to decode as no plugins are available")
+
+    monkeypatch.setattr(pydicom.dataset.Dataset, "pixel_array", property(no_plugins))
+    with pytest.raises(ValueError, match=r"JPEG 2000.*medivision-tf\[dicom\]"):
+        formats.read_dicom(path)
+
+
+def test_frames_option_picks_first_middle_and_frame_paths():
+    path = _file("rtdose.dcm")  # 15 frames
+    ds = pydicom.dcmread(path)
+    frames = int(ds.NumberOfFrames)
+    first = formats.read_dicom(path, frame="first")
+    middle = formats.read_dicom(path, frame="middle")
+    third = data.load_image(formats.with_frame(path, 3), channels=1).numpy()[..., 0]
+    np.testing.assert_array_equal(third, formats.read_dicom(path, frame=3))
+    np.testing.assert_array_equal(
+        data.load_image(path, channels=1, frames="first").numpy()[..., 0], first
+    )
+    assert frames > 2 and not np.array_equal(first, middle)
+    with pytest.raises(ValueError, match="frames"):
+        formats.check_frames("last")
+
+
+def test_16bit_auto_scales_12bit_data(tmp_path):
+    import cv2
+
+    raw = np.linspace(0, 4095, 64).reshape(8, 8).astype("uint16")
+    cv2.imwrite(str(tmp_path / "a.png"), raw)
+    auto = data.load_image(str(tmp_path / "a.png"), channels=1).numpy()[..., 0]
+    np.testing.assert_allclose(auto, raw / 4095.0 * 255.0, atol=1e-3)
+    full = data.load_image(str(tmp_path / "a.png"), channels=1, bit_depth_16="scale").numpy()
+    assert full.max() < 16.0
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "a.tif", raw)
+    np.testing.assert_allclose(
+        data.load_image(str(tmp_path / "a.tif"), channels=1).numpy()[..., 0], auto, atol=0.5
+    )
+
+
+nibabel = pytest.importorskip("nibabel")
+
+
+def _nibabel_images():
+    from nibabel.testing import data_path
+
+    return sorted(glob.glob(os.path.join(data_path, "*.nii")) + glob.glob(
+        os.path.join(data_path, "*.nii.gz")))
+
+
+def test_nibabel_test_images_give_slices():
+    done = 0
+    for path in _nibabel_images():
+        image = nibabel.load(path)
+        if image.ndim < 3 or min(image.shape[:3]) < 2:
+            continue
+        raw = open(path, "rb").read()
+        assert formats.sniff_format(raw) == "nifti", path
+        count = nibabel.as_closest_canonical(image).shape[2]
+        indices = formats.nifti_slices(path, select="all")
+        assert len(indices) == count
+        middle = data.load_image(formats.with_frame(path, count // 2), channels=1).numpy()
+        np.testing.assert_array_equal(middle[..., 0], formats.read_nifti(path))
+        middle3 = formats.nifti_slices(path, select=3)
+        assert len(middle3) == min(3, count) and (count // 2) in middle3
+        done += 1
+    assert done >= 2
+
+
+def test_hostile_nifti_inputs(tmp_path):
+    fake = tmp_path / "fake.nii.gz"
+    fake.write_bytes(gzip.compress(b"this is not a volume" * 30))
+    with pytest.raises(ValueError, match="NIfTI"):
+        formats.read_nifti(str(fake))
+    empty = nibabel.Nifti1Image(np.zeros((4, 4, 3), "float32"), np.eye(4))
+    nibabel.save(empty, tmp_path / "empty.nii.gz")
+    assert formats.nifti_slices(str(tmp_path / "empty.nii.gz"), select="nonempty") == []
+    zero = nibabel.Nifti1Image(np.zeros((0, 4, 3), "float32"), np.eye(4))
+    nibabel.save(zero, tmp_path / "zero.nii")
+    with pytest.raises(ValueError, match="NIfTI"):
+        formats.read_nifti(str(tmp_path / "zero.nii"))
+
+
+def test_nifti_folder_gives_grouped_slices_and_volume_level_splits(tmp_path):
+    rng = np.random.default_rng(0)
+    for label in ("ad", "cn"):
+        (tmp_path / label).mkdir()
+        for i in range(3):
+            volume = np.zeros((10, 12, 6), "float32")
+            volume[2:8, 2:10, 1:5] = rng.random((6, 8, 4)) + 1  # slices 0 and 5 empty
+            nibabel.save(nibabel.Nifti1Image(volume, np.eye(4)), tmp_path / label / f"s{i}.nii.gz")
+    table = data.from_directory(tmp_path)
+    assert len(table) == 6 * 4 and table["group"].nunique() == 6
+    assert set(table["frame"]) == {1, 2, 3, 4}
+    train, val, test = data.split_table(table, seed=0, group_column="group")
+    assert not set(train["group"]) & (set(val["group"]) | set(test["group"]))
+    images, _ = next(iter(data.make_dataset(table, image_size=16, batch_size=4, channels=1)))
+    assert images.shape == (4, 16, 16, 1)
+    _, report = data.scan(table, verbose=0)
+    assert report.empty

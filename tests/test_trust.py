@@ -1,0 +1,224 @@
+"""medivision_tf.trust: temperature, conformal sets, OOD score; stored, exported, served."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import medivision_tf
+from medivision_tf.trust import (
+    aps_scores,
+    conformal_threshold,
+    fit_temperature,
+    fit_trust,
+    get_trust,
+    predict_with_trust,
+)
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def data():
+    from medivision_tf.data import make_synthetic_lesions
+
+    train = make_synthetic_lesions(150, SIZE, 3, seed=20)
+    val = make_synthetic_lesions(90, SIZE, 3, seed=21)
+    test = make_synthetic_lesions(60, SIZE, 3, seed=22)
+    return train, val, test
+
+
+@pytest.fixture(scope="module")
+def trusted(data):
+    """A tiny MediVision, trained a few steps, with trust values fitted on `val`."""
+    train, val, _ = data
+    keras.utils.set_random_seed(0)
+    model = medivision_tf.build_medivision(
+        3, backbone="smallcnn", weights=None, input_shape=(SIZE, SIZE, 1), lstm_units=8,
+        attention_units=4, class_names=train.class_names,
+    )
+    model.compile(optimizer=keras.optimizers.Adam(3e-3),
+                  loss="sparse_categorical_crossentropy")
+    model.fit(train.images, train.labels, batch_size=32, epochs=3, verbose=0)
+    medivision_tf.calibrate_batchnorm(model, train.images)
+    return fit_trust(model, val.images, val.labels, alpha=0.2)
+
+
+def test_temperature_recovers_a_known_temperature(rng):
+    logits = rng.normal(size=(4000, 4)) * 3
+    true_p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    labels = np.array([rng.choice(4, p=p) for p in true_p])
+    overconfident = np.exp(logits * 2.0)
+    overconfident /= overconfident.sum(1, keepdims=True)
+    assert fit_temperature(overconfident, labels) == pytest.approx(2.0, rel=0.1)
+
+
+def test_conformal_threshold_and_errors():
+    assert conformal_threshold(np.arange(1, 100) / 100, alpha=0.1) == pytest.approx(0.90)
+    assert conformal_threshold([0.5, 0.6], alpha=0.1) == float("inf")
+    with pytest.raises(ValueError, match="alpha=1.5"):
+        conformal_threshold([0.5], alpha=1.5)
+    np.testing.assert_allclose(aps_scores([[0.6, 0.3, 0.1]]), [[0.0, 0.6, 0.9]])
+
+
+def test_sets_match_crepes(rng):
+    crepes = pytest.importorskip("crepes")
+    from medivision_tf.trust import apply
+
+    cal = rng.dirichlet(np.ones(5) * 0.5, size=300).astype("float32")
+    cal_labels = np.array([rng.choice(5, p=p / p.sum()) for p in cal.astype("float64")])
+    new = rng.dirichlet(np.ones(5) * 0.5, size=200).astype("float32")
+    cal_scores = np.asarray(apply.aps_scores(cal))[np.arange(300), cal_labels]
+    threshold = conformal_threshold(cal_scores, alpha=0.1)
+    ours = np.asarray(apply.prediction_sets(new, threshold))
+    reference = crepes.ConformalClassifier().fit(cal_scores)
+    theirs = reference.predict_set(np.asarray(apply.aps_scores(new)), confidence=0.9,
+                                   smoothing=False).astype(bool)
+    assert theirs[np.arange(200), new.argmax(1)].all()  # the top class scores 0
+    np.testing.assert_array_equal(ours, theirs)
+
+
+def test_fit_trust_stores_json_ready_values_that_survive_saving(trusted, data, tmp_path):
+    trust = get_trust(trusted)
+    assert json.loads(json.dumps(trust)) == trust
+    assert 0.05 <= trust["temperature"] <= 20 and trust["conformal"]["alpha"] == 0.2
+    path = tmp_path / "m.keras"
+    trusted.save(path)
+    loaded = medivision_tf.load_model(path, compile=False)
+    assert get_trust(loaded) == trust
+    images = data[2].images[:8]
+    a, b = predict_with_trust(trusted, images), predict_with_trust(loaded, images)
+    np.testing.assert_allclose(a["probabilities"], b["probabilities"], atol=1e-6)
+    np.testing.assert_array_equal(a["prediction_set"], b["prediction_set"])
+
+
+def test_predict_with_trust_outputs(trusted, data):
+    _, val, test = data
+    out = predict_with_trust(trusted, test.images)
+    n = len(test.images)
+    assert out["probabilities"].shape == (n, 3) and out["prediction_set"].dtype == bool
+    np.testing.assert_allclose(out["probabilities"].sum(1), 1, atol=1e-5)
+    # calibration keeps the top class; every set holds it
+    np.testing.assert_array_equal(out["probabilities"].argmax(1),
+                                  out["uncalibrated_probabilities"].argmax(1))
+    assert out["prediction_set"][np.arange(n), out["probabilities"].argmax(1)].all()
+    # OOD: far-off images (uniform noise, inverted) score above the in-distribution ones
+    noise = np.random.default_rng(1).uniform(0, 255, (20, SIZE, SIZE, 1)).astype("float32")
+    far = predict_with_trust(trusted, noise)
+    assert np.median(far["ood_score"]) > np.median(out["ood_score"])
+    accepted = 1 - predict_with_trust(trusted, val.images)["out_of_distribution"].mean()
+    assert accepted >= 0.9  # threshold accepts 95% of validation images (out-of-fold)
+
+
+def test_fit_trust_refuses_bad_input(data):
+    model = medivision_tf.build_medivision(
+        2, backbone="smallcnn", weights=None, input_shape=(SIZE, SIZE, 1), lstm_units=8,
+        attention_units=4, multi_label=True)
+    with pytest.raises(ValueError, match="multi-label"):
+        fit_trust(model, data[1].images[:4], np.zeros((4, 2)))
+    plain = medivision_tf.build_medivision(
+        3, backbone="smallcnn", weights=None, input_shape=(SIZE, SIZE, 1), lstm_units=8,
+        attention_units=4)
+    with pytest.raises(ValueError, match="alpha=0"):
+        fit_trust(plain, data[1].images[:4], [0, 1, 2, 0], alpha=0)
+    with pytest.raises(ValueError, match="no trust values"):
+        predict_with_trust(plain, data[1].images[:2])
+
+
+def test_evaluate_reports_coverage_and_both_eces(trusted, data, tmp_path):
+    from medivision_tf.evaluation import evaluate_model
+
+    test = data[2]
+    report = evaluate_model(trusted, test.images, test.labels, out_dir=tmp_path / "ev",
+                            verbose=False)
+    summary = json.loads((tmp_path / "ev" / "metrics.json").read_text())["summary"]
+    for key in ("coverage", "mean_set_size", "ece_before_calibration", "ece_after_calibration"):
+        assert key in summary
+    out = predict_with_trust(trusted, test.images)
+    assert summary["coverage"] == pytest.approx(
+        out["prediction_set"][np.arange(len(test.labels)), test.labels].mean())
+    assert summary["mean_set_size"] == pytest.approx(out["prediction_set"].sum(1).mean())
+    assert report.summary["ece"] == summary["ece_before_calibration"]
+    assert os.path.getsize(tmp_path / "ev" / "reliability_diagram.png") > 0
+
+
+def test_predict_files_and_cli_columns(trusted, data, tmp_path):
+    from PIL import Image
+
+    from medivision_tf.prediction import predict_files
+
+    paths = []
+    for i, image in enumerate(data[2].images[:3]):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(image[..., 0].astype("uint8")).save(paths[-1])
+    table = predict_files(trusted, paths, top_k=2)
+    for column in ("prediction_set", "ood_score", "out_of_distribution"):
+        assert column in table
+    out = predict_with_trust(trusted, data[2].images[:3])
+    np.testing.assert_allclose(table["ood_score"], out["ood_score"], atol=1e-5)
+    np.testing.assert_allclose(table["probability"], out["probabilities"].max(1), atol=1e-5)
+
+
+def test_export_and_server_agree_with_predict_with_trust(trusted, data, tmp_path):
+    """The same PNG through predict_with_trust, the SavedModel and medivision serve."""
+    import io
+
+    import tensorflow as tf
+    from PIL import Image
+
+    from medivision_tf.export import export_saved_model
+
+    image = data[2].images[:2].astype("uint8")
+    pngs = []
+    for im in image:
+        buffer = io.BytesIO()
+        Image.fromarray(im[..., 0]).save(buffer, format="PNG")
+        pngs.append(buffer.getvalue())
+    expected = predict_with_trust(trusted, image.astype("float32"))
+    path = export_saved_model(trusted, tmp_path / "trusted")
+    out = tf.saved_model.load(path).signatures["predict_images"](image_bytes=tf.constant(pngs))
+    np.testing.assert_allclose(out["calibrated_probabilities"], expected["probabilities"], atol=1e-5)
+    np.testing.assert_allclose(out["ood_score"], expected["ood_score"], atol=1e-5)
+    np.testing.assert_array_equal(out["prediction_set"], expected["prediction_set"])
+    np.testing.assert_array_equal(out["out_of_distribution"], expected["out_of_distribution"])
+
+    pytest.importorskip("kserve")
+    import asyncio
+    import base64
+
+    from medivision_tf.serving.server import SavedModelPredictor
+
+    predictor = SavedModelPredictor("trusted", tmp_path / "trusted")
+    predictor.load()
+    body = {"signature_name": "predict_images",
+            "instances": [{"b64": base64.b64encode(p).decode()} for p in pngs]}
+    answer = asyncio.run(predictor.predict(body))
+    rows = answer["predictions"]
+    assert len(rows) == 2 and {"probabilities", "class_name", "prediction_set"} <= set(rows[0])
+    np.testing.assert_allclose([r["calibrated_probabilities"] for r in rows],
+                               expected["probabilities"], atol=1e-5)
+    np.testing.assert_allclose([r["ood_score"] for r in rows], expected["ood_score"], atol=1e-5)
+    assert [r["prediction_set"] for r in rows] == expected["prediction_set"].tolist()
+    assert [r["out_of_distribution"] for r in rows] == expected["out_of_distribution"].tolist()
+
+
+def test_train_fits_and_saves_trust_with_validation_data(tmp_path, data):
+    from medivision_tf.training import train
+
+    train_split, val, _ = data
+    config = dict(backbone="smallcnn", weights=None, image_size=SIZE, channels=1, batch_size=32,
+                  epochs=1, fine_tune_epochs=0, tensorboard=False, lstm_units=8,
+                  attention_units=4, steps_per_epoch=2, conformal_alpha=0.2)
+    args = dict(train_data=(train_split.images, train_split.labels),
+                class_names=train_split.class_names, verbose=0)
+    result = train(config, val_data=(val.images, val.labels), run_dir=tmp_path / "t", **args)
+    trust = get_trust(medivision_tf.load_model(result.model_path, compile=False))
+    assert trust is not None and trust["conformal"]["alpha"] == 0.2
+    assert trust["conformal"]["num_calibration"] == len(val.images)
+    off = train({**config, "trust": False}, val_data=(val.images, val.labels),
+                run_dir=tmp_path / "off", **args)
+    assert get_trust(off.model) is None
+    with pytest.raises(ValueError, match="conformal_alpha=1.5"):
+        train({**config, "conformal_alpha": 1.5}, run_dir=tmp_path / "bad", **args)
