@@ -108,14 +108,7 @@ class DecodeOptions:
             return cls()
         if isinstance(values, cls):
             return values
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(
-                f"Unknown decode option(s) {', '.join(map(repr, unknown))}. "
-                f"Valid keys: {', '.join(sorted(names))}."
-            )
-        return cls(**values)
+        return _from_fields(cls, values, "decode option")
 
     def image_kwargs(self):
         """Keyword arguments for `data.decode.load_images`/`read_images`."""
@@ -186,14 +179,7 @@ class ModelConfig:
         Raises:
             ValueError: a key that is not a `ModelConfig` field (named).
         """
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(
-                f"Unknown model config key(s) {', '.join(map(repr, unknown))}. "
-                f"Valid keys: {', '.join(sorted(names))}."
-            )
-        return cls(**values)
+        return _from_fields(cls, values, "model config key")
 
     @property
     def channels(self):
@@ -231,3 +217,15 @@ def check_class_names(model_classes, data_classes, what="dataset"):
             f"The {what}'s classes {data_classes} do not match the model's classes "
             f"{model_classes} (same names in the same order are needed)."
         )
+
+
+def _from_fields(cls, values, what):
+    """`cls(**values)`, refusing keys that are not fields of the dataclass `cls`."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(
+            f"Unknown {what}(s) {', '.join(map(repr, unknown))}. "
+            f"Valid keys: {', '.join(sorted(names))}."
+        )
+    return cls(**values)

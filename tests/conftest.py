@@ -5,7 +5,11 @@ An untrained network gives constant predictions and empty Grad-CAM maps, so
 tests about predictions or maps use `trained_model`, trained a few epochs.
 """
 
+import json
+import os
 import socket
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -68,3 +72,34 @@ def free_ports():
         return ports
 
     return find
+
+
+@pytest.fixture
+def two_workers(free_ports):
+    """`two_workers(argv_of, timeout=300)`: two local MultiWorkerMirroredStrategy workers.
+
+    Starts `python *argv_of(index)` for index 0 and 1 with a TF_CONFIG naming
+    both on 127.0.0.1, waits for them and asserts both exited 0.
+    """
+
+    def run(argv_of, timeout=300):
+        cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
+        procs = []
+        for index in range(2):
+            env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+            env["TF_CONFIG"] = json.dumps(
+                {"cluster": cluster, "task": {"type": "worker", "index": index}})
+            procs.append(subprocess.Popen(
+                [sys.executable, *map(str, argv_of(index))],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            ))
+        try:
+            outputs = [p.communicate(timeout=timeout) for p in procs]
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+        for p, (_, err) in zip(procs, outputs):
+            assert p.returncode == 0, err[-3000:]
+
+    return run

@@ -6,9 +6,6 @@ workaround to remove.
 """
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
@@ -36,7 +33,7 @@ except Exception as error:  # the upstream bug
 KNOWN_ERRORS = ("Invalid reduction dimension", "Attempt to convert a value (PerReplica")
 
 
-def test_multi_worker_fit_still_needs_the_compat_patch(tmp_path, free_ports):
+def test_multi_worker_fit_still_needs_the_compat_patch(tmp_path, two_workers):
     """tensorflow/tensorflow#72388: Keras 3's fit under MultiWorkerMirroredStrategy.
 
     Two local worker processes run a plain `fit` without
@@ -45,23 +42,7 @@ def test_multi_worker_fit_still_needs_the_compat_patch(tmp_path, free_ports):
     """
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
-    procs = []
-    for index in range(2):
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-        env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-        procs.append(subprocess.Popen(
-            [sys.executable, str(script), str(tmp_path / f"worker{index}.json")],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-        ))
-    try:
-        outputs = [p.communicate(timeout=300) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for p, (_, err) in zip(procs, outputs):
-        assert p.returncode == 0, err[-3000:]
+    two_workers(lambda index: [script, tmp_path / f"worker{index}.json"])
     errors = [json.loads((tmp_path / f"worker{i}.json").read_text())["error"] for i in range(2)]
     if all(error is None for error in errors):
         pytest.fail("Upstream fixed tensorflow/tensorflow#72388: remove "

@@ -72,28 +72,11 @@ def test_mirrored_strategy_over_two_logical_cpus(tmp_path):
     assert len(result["replica_diffs"]) > 10 and max(result["replica_diffs"]) == 0.0
 
 
-def test_multi_worker_mirrored_strategy_two_processes(tmp_path, free_ports):
+def test_multi_worker_mirrored_strategy_two_processes(tmp_path, two_workers):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    ports = free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    procs = []
-    for index in range(2):
-        env = _env()
-        env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-        procs.append(subprocess.Popen(
-            [sys.executable, str(script), "multi_worker", str(tmp_path / "run"),
-             str(tmp_path / f"worker{index}.json")],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-        ))
-    try:
-        outputs = [p.communicate(timeout=300) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for p, (_, err) in zip(procs, outputs):
-        assert p.returncode == 0, err[-3000:]
+    two_workers(lambda index: [script, "multi_worker", tmp_path / "run",
+                               tmp_path / f"worker{index}.json"])
     results = [json.loads((tmp_path / f"worker{i}.json").read_text()) for i in range(2)]
     for result in results:
         assert result["strategy"] == "CollectiveAllReduceStrategy"  # MultiWorkerMirroredStrategy

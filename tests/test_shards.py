@@ -5,8 +5,6 @@ reading a disjoint part (TF_CONFIG, two processes)."""
 import hashlib
 import json
 import os
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -238,9 +236,7 @@ json.dump(result, open(out, "w"))
 '''
 
 
-def test_two_workers_see_each_example_once_per_epoch(tmp_path):
-    from test_distribute import _env, _free_ports
-
+def test_two_workers_see_each_example_once_per_epoch(tmp_path, two_workers):
     root = tmp_path / "ids"
     for index in range(48):  # every image is one constant value: its id
         folder = root / ("even" if index % 2 == 0 else "odd")
@@ -253,24 +249,8 @@ def test_two_workers_see_each_example_once_per_epoch(tmp_path):
                         verbose=False)   # 1 file < 2 workers: sharded by data
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
-    procs = []
-    for index in range(2):
-        env = _env()
-        env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker",
-                                                                    "index": index}})
-        procs.append(subprocess.Popen(
-            [sys.executable, str(script), str(many), str(one), str(tmp_path / "run"),
-             str(tmp_path / f"worker{index}.json")],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
-    try:
-        outputs = [p.communicate(timeout=400) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for p, (_, err) in zip(procs, outputs):
-        assert p.returncode == 0, err[-3000:]
+    two_workers(lambda index: [script, many, one, tmp_path / "run",
+                               tmp_path / f"worker{index}.json"], timeout=400)
     results = [json.loads((tmp_path / f"worker{i}.json").read_text()) for i in range(2)]
     everything = [i * 4 for i in range(48)]
     for name, policy in (("many", "FILE"), ("one", "DATA")):
