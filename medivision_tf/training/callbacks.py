@@ -19,7 +19,6 @@ model.fit(train_ds, validation_data=val_ds, epochs=3, callbacks=callbacks)
 """
 
 import importlib.util
-import math
 import os
 import sys
 
@@ -93,13 +92,27 @@ class BestCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
-        if value is None or not math.isfinite(float(value)) or not self._better(float(value)):
+        if value is None or not _finite(logs) or not self._better(float(value)):
             return
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        with atomic_path(self.path) as partial:
-            (self.saved_model or self.model).save(partial)
-        self.state.update(best_monitor=self.monitor, best_value=float(value),
-                          best_epoch=epoch + 1)
+        # Written beside best.keras and committed by `EpochBackup` with the
+        # epoch: a kill before the epoch's backup redoes the epoch, and its
+        # discarded result must not stay the run's best.
+        folder, name = os.path.split(self.path)
+        os.makedirs(folder or ".", exist_ok=True)
+        pending = os.path.join(folder, f".partial-{os.getpid()}-pending-{name}")
+        (self.saved_model or self.model).save(pending)
+        self.pending = (pending, float(value), epoch + 1)
+
+    pending = None  # (file, value, epoch) of an improvement not yet committed
+
+    def commit(self):
+        """Moves a pending improvement into place; returns its state keys."""
+        if self.pending is None:
+            return {}
+        pending, value, epoch = self.pending
+        self.pending = None
+        os.replace(pending, self.path)
+        return dict(best_monitor=self.monitor, best_value=value, best_epoch=epoch)
 
 
 class EpochBackup(keras.callbacks.Callback):
@@ -115,13 +128,16 @@ class EpochBackup(keras.callbacks.Callback):
         backup_dir: folder of the weights file.
         state: the run's `RunState`.
         phase: 1 or 2, recorded with the epoch.
+        best: the run's `BestCheckpoint`, whose improvement of this epoch is
+            committed (moved into place, recorded) with the backup.
     """
 
-    def __init__(self, backup_dir, state, phase):
+    def __init__(self, backup_dir, state, phase, best=None):
         super().__init__()
         self.backup_dir = os.fspath(backup_dir)
         self.state = state
         self.phase = phase
+        self.best = best
 
     def on_epoch_end(self, epoch, logs=None):
         if not _finite(logs):
@@ -132,7 +148,8 @@ class EpochBackup(keras.callbacks.Callback):
         with atomic_path(path) as partial:
             self.model.save_weights(partial)
         previous = self.state.get("backup")
-        self.state.update(epochs_done=epoch + 1, phase=self.phase, backup=name)
+        best = self.best.commit() if self.best is not None else {}
+        self.state.update(epochs_done=epoch + 1, phase=self.phase, backup=name, **best)
         if previous and previous != name:
             try:
                 os.remove(os.path.join(self.backup_dir, previous))
@@ -204,9 +221,10 @@ def make_callbacks(config, run_dir, state, phase, has_validation, is_chief=True,
     callbacks = [StopOnNaN()]
     if config.calibrate_before_validation and has_validation and train_dataset is not None:
         callbacks.append(CalibrateBeforeValidation(train_dataset))
+    best = BestCheckpoint(os.path.join(run_dir, "checkpoints", "best.keras"), monitor, state,
+                          saved_model=saved_model)
     callbacks += [
-        BestCheckpoint(os.path.join(run_dir, "checkpoints", "best.keras"), monitor, state,
-                       saved_model=saved_model),
+        best,
         keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True),
     ]
     if config.early_stopping_patience:
@@ -231,5 +249,5 @@ def make_callbacks(config, run_dir, state, phase, has_validation, is_chief=True,
             _NOTICES.add("tensorboard")
             print("Note: TensorBoard logs are off: the 'tensorboard' package is not "
                   "installed (pip install tensorboard).", file=sys.stderr, flush=True)
-    callbacks.append(EpochBackup(os.path.join(run_dir, "backup"), state, phase))
+    callbacks.append(EpochBackup(os.path.join(run_dir, "backup"), state, phase, best=best))
     return callbacks
