@@ -366,10 +366,11 @@ def make_dataset(
         dataset = shards.shard_examples(
             table, finish, image_size=size, channels=channels, shuffle=shuffle and not cache,
             seed=seed, shuffle_buffer=shuffle_buffer, by_file=not cache)
-        # The draw key of a shard example is its position in the (seeded)
-        # read order: shards carry no row index.
-        dataset = dataset.enumerate().map(
-            lambda index, example: (tf.cast(example[0], load_dtype), example[1], index))
+        # Shards carry no row index: the draw key is a hash of the pixels (an
+        # `enumerate` would add a source dataset that breaks sharding by file).
+        dataset = dataset.map(lambda image, label: (
+            tf.cast(image, load_dtype), label,
+            tf.strings.to_hash_bucket_fast(tf.io.serialize_tensor(image), 2**62)))
         load = None
     elif "image" in table:  # array sources: the pixels are already decoded
         shapes = {np.asarray(i).shape for i in table["image"]}
