@@ -63,7 +63,7 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 
-from medivision_tf.data.decode import MIN_IMAGE_SIZE, check_pixel_budget, finish_image
+from medivision_tf.data.decode import check_min_size, check_pixel_budget, finish_image
 from medivision_tf.model import CLASS_LABELS_LAYER, FEATURE_MAP_LAYER, get_model_config
 from medivision_tf.trust import feature_model, trust_outputs
 
@@ -338,15 +338,7 @@ def _build_archive(model, input_shape, class_names):
         image = tf.io.decode_image(
             encoded, channels=0, dtype=tf.float32, expand_animations=False
         )
-        shape = tf.shape(image)
-        small = tf.debugging.Assert(
-            tf.reduce_min(shape[:2]) >= MIN_IMAGE_SIZE,
-            [tf.strings.format(
-                "Image of {}x{} pixels is too small: at least "
-                f"{MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE} needed", (shape[1], shape[0]))],
-        )
-        with tf.control_dependencies([small]):
-            image = tf.identity(image)
+        image = check_min_size(image)
         is_png16 = tf.logical_and(
             tf.equal(tf.strings.substr(encoded, 0, 4), b"\x89PNG"),
             tf.equal(tf.strings.substr(encoded, 24, 1), b"\x10"),

@@ -528,21 +528,29 @@ def clean_assert_message(message):
     return next(g for g in match.groups() if g is not None) if match else message
 
 
+def check_min_size(image):
+    """`image` (H, W, C), after asserting (graph op) it is at least MIN_IMAGE_SIZE a side.
+
+    A 1x1 image would get a confident class; it is refused with its size named.
+    """
+    shape = tf.shape(image)
+    check = tf.debugging.Assert(
+        tf.reduce_min(shape[:2]) >= MIN_IMAGE_SIZE,
+        [tf.strings.format(
+            "Image of {}x{} pixels is too small: at least "
+            f"{MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE} needed", (shape[1], shape[0]))],
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(image)
+
+
 def _decode_files(paths, channels, window, bit_depth_16, finish, batch_size, options=None):
     """The one file reader: `load_image` (+ `finish`) over `paths` in a
     parallel `tf.data` map; NumPy batches of `batch_size` in path order."""
 
     def checked(path):
-        image = load_image(path, channels, window, bit_depth_16, **(options or {}))
-        shape = tf.shape(image)
-        check = tf.debugging.Assert(
-            tf.reduce_min(shape[:2]) >= MIN_IMAGE_SIZE,
-            [tf.strings.format(
-                "Image of {}x{} pixels is too small: at least "
-                f"{MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE} needed", (shape[1], shape[0]))],
-        )
-        with tf.control_dependencies([check]):
-            return tf.identity(image)
+        return check_min_size(load_image(path, channels, window, bit_depth_16,
+                                         **(options or {})))
 
     def load(index, path):
         image = checked(path)
