@@ -3,7 +3,8 @@
 - `predict_probabilities(model, images, tta=...)`: probabilities averaged
   over test-time augmentations (`TTA_TRANSFORMS`), one pass over the data.
 - `predict_files(model, paths, top_k=3)`: class, probability and top-k per
-  image file.
+  image file; a NIfTI volume (or a multi-frame DICOM with the model's
+  `frames="all"`) gives one row per slice and one volume-level row.
 - `load_images`: `medivision_tf.data.decode.load_images`, the one reader of
   image files (JPEG, PNG 8/16-bit, BMP, GIF, WebP, TIFF, DICOM; the format is
   sniffed from the bytes), so files are decoded and resized exactly as the
@@ -22,6 +23,10 @@ from medivision_tf.prediction import predict_files
 model = medivision_tf.load_model("runs/x/model.keras")
 table = predict_files(model, ["scan1.png", "scan2.dcm"], top_k=2)
 table[["path", "class", "probability", "top_k"]]
+
+# A volume: one row per selected slice, then its volume-level row.
+volume = predict_files(model, ["brain.nii.gz"])
+volume.loc[volume["slice"] == "volume", ["path", "class", "probability"]]
 ```
 """
 
@@ -34,11 +39,13 @@ import tensorflow as tf
 # The one reader of image files; re-exported so `prediction.load_images` keeps working.
 from medivision_tf.data.decode import load_images
 from medivision_tf.data.scan import PROGRESS_MIN_IMAGES
+from medivision_tf.data.volumes import expand_paths
 from medivision_tf.model import get_model_config
 
 __all__ = [
     "PROGRESS_MIN_IMAGES",
     "TTA_TRANSFORMS",
+    "VOLUME_ROW",
     "check_tta",
     "load_images",
     "predict_batches",
@@ -231,17 +238,41 @@ def predict_probabilities(model, images, batch_size=32, tta=False, verbose="auto
 
 # === Image files ===
 
+#: The `slice` value of a volume-level row in `predict_files`' table.
+VOLUME_ROW = "volume"
+
 
 def predict_files(model, paths, top_k=3, batch_size=32, tta=False, threshold=0.5,
                   verbose="auto"):
-    """Predicts every image file and returns one row per image.
+    """Predicts every image file and returns one row per image (volumes:
+    one row per slice plus one volume-level row).
 
     Files are read by `load_images` (the training pipeline's decoding and
     resize) at the model's input size and channels (`get_model_config`).
 
+    **Volumes.** A NIfTI file (`.nii`, `.nii.gz`) and, when the model's
+    `decode.frames` is `"all"`, a multi-frame DICOM file are expanded into
+    the slices (frames) training used: `data.volumes.expand_paths` with the
+    model's saved `DecodeOptions` (same `nifti_slices` selection,
+    `nifti_axis` and per-volume percentile normalisation). Each selected
+    slice gives a row, followed by one volume-level row; all of them carry
+    the file in `path`, and a `slice` column (strings, so a CSV reader can
+    parse it) holds the slice index (`"12"`) on slice rows, `"volume"`
+    (`VOLUME_ROW`) on the volume row and `""` on 2-D images. The column is
+    added only when some file is a volume: a call on 2-D images alone
+    returns exactly the columns below. The volume row aggregates its slices:
+    probabilities (calibrated ones with trust values) are averaged, and the
+    class, `top_k`, `present` and the prediction set (the stored conformal
+    threshold applied to the averaged calibrated probabilities) are read
+    from the average; `ood_score` is the median of the slices' scores and
+    `out_of_distribution` is set when more than half of the slices are
+    flagged. The set's coverage guarantee holds for slices (the unit it was
+    fitted on), not for volumes. Of a volume, a slice named by the path
+    (`"x.nii.gz#frame=12"`) is predicted as a 2-D image.
+
     Args:
         model: a MediVision `keras.Model`.
-        paths: image file paths.
+        paths: image or volume file paths.
         top_k: how many classes to list per image (1..num_classes).
         batch_size: images per forward pass.
         tta: test-time augmentation (see `predict_probabilities`).
@@ -250,20 +281,27 @@ def predict_files(model, paths, top_k=3, batch_size=32, tta=False, threshold=0.5
         verbose: progress bar (see `predict_probabilities`).
 
     Returns:
-        DataFrame with `path`, `class`, `probability` (top class), `top_k`
-        (`"name:prob; ..."`), `present` (multi-label only), for models with
-        trust values (`medivision_tf.trust`) `prediction_set` (`"a|b"`),
-        `ood_score` and `out_of_distribution`, and one `prob_<class>` column
-        per class. With trust values the probabilities are the calibrated ones.
+        DataFrame with `path`, `slice` (only with volumes, see above),
+        `class`, `probability` (top class), `top_k` (`"name:prob; ..."`),
+        `present` (multi-label only), for models with trust values
+        (`medivision_tf.trust`) `prediction_set` (`"a|b"`), `ood_score` and
+        `out_of_distribution`, and one `prob_<class>` column per class. With
+        trust values the probabilities are the calibrated ones.
 
     Raises:
-        ValueError: no paths, `top_k` out of range, or undecodable files.
+        ValueError: no paths, `top_k` out of range, undecodable files, a
+            `.nii` file that is not NIfTI, or a volume with no slice
+            selected (all-zero with `nifti_slices="nonempty"`).
         FileNotFoundError: some paths are not files.
 
     Example:
 
     ```python
     predict_files(model, ["a.png"], top_k=2).loc[0, "top_k"]   # 'tumor:0.910; normal:0.090'
+    table = predict_files(model, ["a.png", "brain.nii.gz"])
+    table[table["slice"] == "volume"]          # one row per volume
+    table[table["slice"].str.isdigit()]        # the slice rows
+    # read back from CSV: pd.read_csv("preds.csv", dtype={"slice": str}, keep_default_na=False)
     ```
     """
     paths = [os.fspath(p) for p in paths]
@@ -276,52 +314,96 @@ def predict_files(model, paths, top_k=3, batch_size=32, tta=False, threshold=0.5
             f"`top_k` must be an integer from 1 to {len(class_names)} (the number of "
             f"classes). Received: top_k={top_k!r}"
         )
-    images = load_images(paths, config.image_size, config.channels, **config.decode.image_kwargs())
+    decode = config.decode
+    samples = expand_paths(paths, decode.frames, decode.nifti_slices, decode.nifti_axis)
+    images = load_images(list(samples["path"]), config.image_size, config.channels,
+                         **decode.image_kwargs())
     probabilities = predict_probabilities(model, images, batch_size, tta, verbose)
     trusted = None
     if config.trust and not config.multi_label:
-        trusted = _trust_columns(model, images, probabilities, config, batch_size)
-        probabilities = trusted.pop("probabilities")
-    order = np.argsort(-probabilities, axis=1)
-    frame = pd.DataFrame(
-        {
-            "path": paths,
-            "class": [class_names[i] for i in order[:, 0]],
-            "probability": probabilities[np.arange(len(paths)), order[:, 0]],
-            "top_k": [
-                "; ".join(f"{class_names[i]}:{p[i]:.3f}" for i in row[:top_k])
-                for row, p in zip(order, probabilities)
-            ],
-        }
-    )
+        trusted = _trust_values(model, images, probabilities, config, batch_size)
+        probabilities = trusted["probabilities"]
+    rows = _table_rows(samples)
+    # A volume's probabilities are the mean of its slices': every selected
+    # slice votes with its whole distribution, the result is still a
+    # distribution (and calibrated slices average to calibrated-looking
+    # values), one noisy slice cannot decide alone as with the max, and it
+    # does not turn overconfident with the slice count as the product of
+    # slice probabilities (which treats neighbouring slices as independent
+    # evidence) would. A 2-D image's "mean" is its own row, unchanged.
+    row_probabilities = np.stack([probabilities[indices].mean(axis=0) for _, _, indices in rows])
+    order = np.argsort(-row_probabilities, axis=1)
+    frame = pd.DataFrame({"path": [path for path, _, _ in rows]})
+    if any(label for _, label, _ in rows):
+        frame["slice"] = [label for _, label, _ in rows]
+    frame["class"] = [class_names[i] for i in order[:, 0]]
+    frame["probability"] = row_probabilities[np.arange(len(rows)), order[:, 0]]
+    frame["top_k"] = [
+        "; ".join(f"{class_names[i]}:{p[i]:.3f}" for i in row[:top_k])
+        for row, p in zip(order, row_probabilities)
+    ]
     if config.multi_label:
         frame["present"] = [
             "|".join(class_names[i] for i in np.flatnonzero(p >= threshold))
-            for p in probabilities
+            for p in row_probabilities
         ]
     if trusted is not None:
-        for key, values in trusted.items():
+        for key, values in _trust_columns(rows, row_probabilities, trusted, config).items():
             frame[key] = values
     for i, name in enumerate(class_names):
-        frame[f"prob_{name}"] = probabilities[:, i]
+        frame[f"prob_{name}"] = row_probabilities[:, i]
     return frame
 
 
-def _trust_columns(model, images, probabilities, config, batch_size):
-    """Calibrated probabilities, set, OOD score and flag (`medivision_tf.trust`).
+def _table_rows(samples):
+    """`(path, slice label, sample indices)` per output row, in input order:
+    a 2-D image's one sample (label `""`), or a volume's slices (label the
+    index) followed by its volume row (`VOLUME_ROW`, all its samples)."""
+    rows = []
+    for _, group in samples.groupby("input", sort=True):
+        indices = group.index.to_numpy()
+        path = group["source_path"].iloc[0]
+        if group["frame"].iloc[0] < 0:
+            rows.append((path, "", indices))
+            continue
+        rows += [(path, str(int(f)), np.array([i])) for i, f in zip(indices, group["frame"])]
+        rows.append((path, VOLUME_ROW, indices))
+    return rows
 
-    The probabilities (TTA-averaged when asked) are calibrated and the set
-    built from them; the OOD score reads the untransformed images' features.
+
+def _trust_values(model, images, probabilities, config, batch_size):
+    """Calibrated probabilities, OOD score and flag per sample (`medivision_tf.trust`).
+
+    The probabilities (TTA-averaged when asked) are calibrated; the OOD
+    score reads the untransformed images' features.
     """
     from medivision_tf.trust import apply, predict_with_trust
 
     out = predict_with_trust(model, images, batch_size)
-    calibrated = np.asarray(apply.calibrate(probabilities, config.trust["temperature"]))
-    sets = np.asarray(apply.prediction_sets(calibrated, config.trust["conformal"]["threshold"]))
+    return {
+        "probabilities": np.asarray(apply.calibrate(probabilities, config.trust["temperature"])),
+        "ood_score": np.asarray(out["ood_score"]),
+        "out_of_distribution": np.asarray(out["out_of_distribution"], bool),
+    }
+
+
+def _trust_columns(rows, row_probabilities, trusted, config):
+    """`prediction_set`, `ood_score`, `out_of_distribution` per output row.
+
+    The set is built from the row's (averaged) calibrated probabilities with
+    the stored conformal threshold; a volume's score is the median of its
+    slices' scores and its flag is set when more than half of its slices are
+    flagged (for one sample: the sample's own values).
+    """
+    from medivision_tf.trust import apply
+
+    sets = np.asarray(apply.prediction_sets(row_probabilities,
+                                            config.trust["conformal"]["threshold"]))
     names = list(config.class_names)
     return {
-        "probabilities": calibrated,
         "prediction_set": ["|".join(names[i] for i in np.flatnonzero(row)) for row in sets],
-        "ood_score": out["ood_score"],
-        "out_of_distribution": out["out_of_distribution"],
+        "ood_score": [float(np.median(trusted["ood_score"][i])) for _, _, i in rows],
+        "out_of_distribution": [
+            bool(trusted["out_of_distribution"][i].mean() > 0.5) for _, _, i in rows
+        ],
     }

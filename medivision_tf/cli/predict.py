@@ -1,8 +1,15 @@
-"""`medivision predict`: classify image files.
+"""`medivision predict`: classify image files and volumes.
 
 ```
 medivision predict runs/brain/model.keras scan1.png scan2.dcm --top-k 2 --csv preds.csv
+medivision predict runs/mri/model.keras brain.nii.gz --csv preds.csv
 ```
+
+A NIfTI volume (and a multi-frame DICOM when the model was trained with
+`--frames all`) prints one line per slice the model's slice selection keeps
+(`path [slice 12]`) and one volume-level line (`path [volume: 24 slices]`);
+the CSV gets a `slice` column (`"12"`, `"volume"`, `""` for 2-D images),
+see `medivision_tf.prediction.predict_files`.
 """
 
 import os
@@ -18,10 +25,13 @@ def register(subparsers):
         description="Prints the predicted class, its probability and the top-k "
         "classes of each image (JPEG, PNG, BMP, GIF, WebP, TIFF, DICOM); for models "
         "with trust values (fitted by train on validation data) also the calibrated "
-        "probability, the conformal prediction set, the OOD score and flag.",
+        "probability, the conformal prediction set, the OOD score and flag. A NIfTI "
+        "volume (.nii, .nii.gz; or a multi-frame DICOM for a model trained with "
+        "frames 'all') gives one line per slice, cut and selected as in training, "
+        "and a volume-level line (mean of the slice probabilities).",
     )
     parser.add_argument("model", help=".keras model file")
-    parser.add_argument("images", nargs="+", help="image files")
+    parser.add_argument("images", nargs="+", help="image or volume files")
     parser.add_argument("--top-k", type=int, default=None,
                         help="classes listed per image (default: 3, or the number of "
                         "classes when the model has fewer)")
@@ -41,8 +51,11 @@ def check_images(paths, command, decode=None):
     """`(usable paths, [(path, message)])`: every file checked before any is
     read (`medivision_tf.data.scan.check_file`: regular file, format, pixel
     budget, at least 2x2 pixels, decodes with the model's `decode` options:
-    DICOM window, frame)."""
+    DICOM window, frame); a NIfTI volume must also have a slice the model's
+    `nifti_slices` selection keeps (`data.volumes.check_volume`)."""
     from medivision_tf.data.scan import REASONS, check_file
+    from medivision_tf.data.formats import split_frame
+    from medivision_tf.data.volumes import check_volume, is_nifti_path
 
     good, bad = [], []
     options = {} if decode is None else {
@@ -51,6 +64,13 @@ def check_images(paths, command, decode=None):
     }
     for path in paths:
         problem = check_file(os.fspath(path), **options)
+        if problem is None and is_nifti_path(path) and split_frame(path)[1] is None:
+            try:
+                check_volume(os.fspath(path), *([] if decode is None else
+                                                [decode.nifti_slices, decode.nifti_axis]))
+            except ValueError as error:
+                bad.append((path, f"skipped: {error}"))
+                continue
         if problem is None:
             good.append(path)
         else:
@@ -77,11 +97,13 @@ def run_predict(args):
                           tta=args.tta, verbose=False if args.quiet else "auto")
     # File names are quoted when they hold control characters: one image, one line.
     trusted = "prediction_set" in table
-    for row in table.itertuples(index=False):
-        line = f"{quote(row.path)}\t{row[1]}\t{row.probability:.4f}\ttop-{top_k}: {row.top_k}"
+    labels = _row_labels(table)
+    for label, row in zip(labels, table.to_dict("records")):
+        line = f"{label}\t{row['class']}\t{row['probability']:.4f}\ttop-{top_k}: {row['top_k']}"
         if trusted:
-            flag = "  OUT-OF-DISTRIBUTION" if row.out_of_distribution else ""
-            line += f"\tset: {{{row.prediction_set.replace('|', ', ')}}}\tood {row.ood_score:.2f}{flag}"
+            flag = "  OUT-OF-DISTRIBUTION" if row["out_of_distribution"] else ""
+            line += (f"\tset: {{{row['prediction_set'].replace('|', ', ')}}}"
+                     f"\tood {row['ood_score']:.2f}{flag}")
         print(line)
     for path, message in bad:
         print(f"{quote(path)}\t{message}")
@@ -93,3 +115,22 @@ def run_predict(args):
               f"{len(bad)} skipped", file=sys.stderr)
         return 1
     return 0
+
+
+def _row_labels(table):
+    """The printed name of each row: the quoted path, with `[slice N]` or
+    `[volume: K slices]` for the rows of a volume."""
+    from medivision_tf.prediction import VOLUME_ROW
+
+    if "slice" not in table:
+        return [quote(path) for path in table["path"]]
+    labels, count = [], 0
+    for path, piece in zip(table["path"], table["slice"]):
+        if piece == VOLUME_ROW:
+            labels.append(f"{quote(path)} [volume: {count} slices]")
+        elif piece:
+            labels.append(f"{quote(path)} [slice {piece}]")
+        else:
+            labels.append(quote(path))
+        count = count + 1 if piece and piece != VOLUME_ROW else 0
+    return labels

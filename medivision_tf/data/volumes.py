@@ -133,3 +133,79 @@ def reexpand_volumes(table, frames="middle", nifti_slices="nonempty", nifti_axis
         table = table.reset_index(drop=True)
     table.attrs.update(attrs)
     return expand_volumes(table, frames, nifti_slices, nifti_axis)
+
+
+def expand_paths(paths, frames="middle", nifti_slices="nonempty", nifti_axis="axial"):
+    """The samples `predict`/`explain` read for a list of files, with the
+    model's slice selection: `expand_volumes` over a table of the paths.
+
+    Args:
+        paths: file paths, in order (a path may appear more than once).
+        frames, nifti_slices, nifti_axis: as in `expand_volumes` (pass the
+            model's `DecodeOptions`, so files expand as in training).
+
+    Returns:
+        DataFrame, one row per sample in input order: `input` (position in
+        `paths`), `source_path` (the path given), `path` (what to read:
+        `"x.nii.gz#frame=12"` for a slice, the path itself for a 2-D image)
+        and `frame` (the slice/frame index, -1 for a 2-D image).
+
+    Raises:
+        ValueError: a `.nii`/`.nii.gz` file that is not a readable NIfTI
+            volume, or a volume with no slice to use (an all-zero volume
+            with `nifti_slices="nonempty"`); the message names the file.
+
+    Example:
+
+    ```python
+    import numpy as np, nibabel, tempfile, os
+    path = os.path.join(tempfile.mkdtemp(), "a.nii.gz")
+    nibabel.save(nibabel.Nifti1Image(np.random.rand(8, 8, 6).astype("float32"), np.eye(4)), path)
+    expand_paths([path], nifti_slices=3)["frame"].tolist()     # [1, 2, 3]
+    ```
+    """
+    paths = [os.fspath(p) for p in paths]
+    table = pd.DataFrame({"path": paths, "input": range(len(paths))})
+    table = expand_volumes(table, frames, nifti_slices, nifti_axis)
+    if "source_path" not in table:
+        table["source_path"], table["frame"] = table["path"], -1
+    for path in table.loc[table["frame"] < 0, "path"]:
+        # A NIfTI file expand_volumes kept as one row: say why it gives no slice.
+        if is_nifti_path(path) and formats.split_frame(path)[1] is None and os.path.isfile(path):
+            check_volume(path, nifti_slices, nifti_axis)
+    return table[["input", "source_path", "path", "frame"]].reset_index(drop=True)
+
+
+def check_volume(path, nifti_slices="nonempty", nifti_axis="axial"):
+    """The selected slice indices of a NIfTI file, or the `ValueError` that
+    says why it gives none.
+
+    Args:
+        path: a `.nii` / `.nii.gz` file.
+        nifti_slices, nifti_axis: see `expand_volumes`.
+
+    Returns:
+        A non-empty list of slice indices.
+
+    Raises:
+        ValueError: not a readable NIfTI volume, or no slice selected
+            (`"nonempty"` on a volume that is black after normalisation, such
+            as an all-zero one); the message names the file.
+
+    Example:
+
+    ```python
+    check_volume("brain.nii.gz", nifti_slices=5)   # e.g. [43, 44, 45, 46, 47]
+    ```
+    """
+    try:
+        indices = formats.nifti_slices(path, nifti_axis, nifti_slices)
+    except ValueError as error:
+        raise ValueError(f"{path!r}: {error}") from None
+    if not indices:
+        raise ValueError(
+            f"Empty volume {path!r}: nifti_slices={nifti_slices!r} selects no slice "
+            "(no slice keeps a non-black pixel after the per-volume normalisation, e.g. an "
+            "all-zero volume): there is nothing to predict or explain."
+        )
+    return indices
