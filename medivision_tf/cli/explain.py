@@ -8,9 +8,15 @@ medivision explain runs/demo-.../model.keras scan1.png scan2.dcm --method gradca
 
 Files are decoded by the data layer (`medivision_tf.data.decode`), as in
 training and `medivision predict`: DICOM and 16-bit TIFF/PNG included.
+
+A volume (NIfTI `.nii`/`.nii.gz`, or a multi-frame DICOM for a model trained
+with frames "all") is cut into the slices the model was trained on and
+explained by `medivision_tf.explain.explain_volume`: OUT/<name>_slice<NNN>_<method>.png
+for the `--top-slices` slices that speak most for the volume's class,
+OUT/<name>_grid_<k>.png, the montage OUT/<name>_volume_<method>.png and the
+per-slice scores OUT/<name>_slices.csv.
 """
 
-import os
 import sys
 
 from medivision_tf.cli._text import quote
@@ -25,10 +31,18 @@ def register(subparsers):
         description="Explains the prediction of a .keras MediVision model on "
         "image files: writes OUT/<image>_<method>.png (the heatmap over the "
         "image) and OUT/grid_<k>.png per batch (image, heatmap, attention map, "
-        "prediction and probability), and prints one line per image.",
+        "prediction and probability), and prints one line per image. A NIfTI "
+        "volume (.nii, .nii.gz; or a multi-frame DICOM for a model trained with "
+        "frames 'all') is cut into slices as in training: it gets "
+        "OUT/<volume>_slice<NNN>_<method>.png for the slices most confident of the "
+        "volume's class (mean of the slice probabilities), OUT/<volume>_grid_<k>.png, "
+        "a montage OUT/<volume>_volume_<method>.png and the per-slice scores "
+        "OUT/<volume>_slices.csv.",
     )
     parser.add_argument("model", help="path of a .keras MediVision model")
-    parser.add_argument("images", nargs="+", help="image files (PNG, JPEG, BMP, GIF, WebP, TIFF, DICOM)")
+    parser.add_argument("images", nargs="+",
+                        help="image files (PNG, JPEG, BMP, GIF, WebP, TIFF, DICOM) or "
+                        "NIfTI volumes (.nii, .nii.gz)")
     parser.add_argument(
         "--method", default="gradcam", choices=METHODS,
         help="explanation method (default: gradcam)",
@@ -43,6 +57,10 @@ def register(subparsers):
         help="class name or index to explain (default: each image's predicted class)",
     )
     parser.add_argument("--batch-size", type=int, default=16, help="images per grid (default: 16)")
+    parser.add_argument("--top-slices", type=int, default=9,
+                        help="volumes: how many slices to explain, those with the highest "
+                        "probability of the volume's class (default: 9; 0: every slice "
+                        "the model's slice selection keeps)")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress bar (default: a progress bar on stderr "
                         "for more than 8 images)")
@@ -51,34 +69,63 @@ def register(subparsers):
 
 def run(args):
     from medivision_tf.data.decode import read_images
-    from medivision_tf.explain import explain_images
+    from medivision_tf.data.volumes import expand_paths
+    from medivision_tf.explain import explain_images, explain_volume
     from medivision_tf.model import get_model_config, load_model
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1. Received: {args.batch_size}")
+    if args.top_slices < 0:
+        raise ValueError(f"--top-slices must be >= 0 (0: every slice). Received: {args.top_slices}")
     model = load_model(args.model, compile=False)
     config = get_model_config(model)
     class_index = _class_index(args.target_class, list(config.class_names))
     from medivision_tf.cli.predict import check_images
 
     paths, bad = check_images(args.images, "explain", config.decode)
-    # One read for all files (every bad file named), decoded as the model sees them.
-    images = read_images(paths, channels=config.channels, **config.decode.image_kwargs())
+    decode = config.decode
+    samples = expand_paths(paths, decode.frames, decode.nifti_slices, decode.nifti_axis)
+    volume_inputs = set(samples.loc[samples["frame"] >= 0, "input"])
     names = _unique_stems(paths)
-    rows = explain_images(
-        model, images, args.out, method=args.method, names=names,
-        class_index=class_index, layer_name=args.layer, batch_size=args.batch_size,
-        verbose=False if args.quiet else "auto",
-    )
-    for path, row in zip(paths, rows):
-        print(
-            f"{quote(path)}\t{row['prediction']}\tp={row['probability']:.3f}\t"
-            f"{quote(row['overlay'])}"
+    flat = [i for i in range(len(paths)) if i not in volume_inputs]
+    quiet = False if args.quiet else "auto"
+    lines, grids, overlays = {}, set(), 0
+    if flat:
+        # One read for all files (every bad file named), decoded as the model sees them.
+        images = read_images([paths[i] for i in flat], channels=config.channels,
+                             **decode.image_kwargs())
+        rows = explain_images(
+            model, images, args.out, method=args.method, names=[names[i] for i in flat],
+            class_index=class_index, layer_name=args.layer, batch_size=args.batch_size,
+            verbose=quiet,
         )
+        for i, row in zip(flat, rows):
+            lines[i] = (f"{quote(paths[i])}\t{row['prediction']}\tp={row['probability']:.3f}\t"
+                        f"{quote(row['overlay'])}")
+            grids.add(row["grid"])
+        overlays += len(rows)
+    for i in sorted(volume_inputs):
+        result = explain_volume(
+            model, paths[i], args.out, method=args.method, name=names[i],
+            class_index=class_index, layer_name=args.layer, top_slices=args.top_slices,
+            batch_size=args.batch_size, verbose=quiet,
+        )
+        lines[i] = (
+            f"{quote(paths[i])} [volume: {len(result['slices'])} slices]\t{result['prediction']}"
+            f"\tp={result['probability']:.3f}\t{quote(result['summary'])}\t"
+            f"{len(result['rows'])} slices explained ({result['explained_class']}), most "
+            f"responsible: slice {result['most_responsible_slice']}; scores: "
+            f"{quote(result['csv'])}"
+        )
+        grids.update(row["grid"] for row in result["rows"])
+        overlays += len(result["rows"])
+    for i in range(len(paths)):
+        print(lines[i])
     for path, message in bad:
         print(f"{quote(path)}\t{message}")
-    grids = sorted({row["grid"] for row in rows})
-    print(f"Wrote {len(rows)} overlays and {len(grids)} grid(s) to {quote(args.out)}")
+    volumes = f" and {len(volume_inputs)} volume montage(s)" if volume_inputs else ""
+    print(f"Wrote {overlays} overlays, {len(grids)} grid(s){volumes} to {quote(args.out)}"
+          if volumes else f"Wrote {overlays} overlays and {len(grids)} grid(s) to {quote(args.out)}")
     if bad:
         print(f"medivision explain: {len(paths)} of {len(args.images)} images explained, "
               f"{len(bad)} skipped", file=sys.stderr)
@@ -100,9 +147,11 @@ def _class_index(target, class_names):
 
 
 def _unique_stems(paths):
+    from medivision_tf.explain.volumes import volume_stem
+
     stems, seen = [], {}
     for path in paths:
-        stem = os.path.splitext(os.path.basename(path))[0]
+        stem = volume_stem(path)  # "a.png" -> "a", "brain.nii.gz" -> "brain"
         seen[stem] = seen.get(stem, 0) + 1
         stems.append(stem if seen[stem] == 1 else f"{stem}_{seen[stem]}")
     return stems

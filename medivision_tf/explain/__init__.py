@@ -21,6 +21,13 @@
   `explain_images(model, images, out_dir, method=..., verbose="auto")`: what
   `medivision explain` runs on image files (overlays + grid PNGs, a tqdm bar
   on stderr above 8 images).
+- `explain_volume(model, path, out_dir, method=..., top_slices=9)`: a NIfTI
+  volume (or a multi-frame DICOM with the model's `frames="all"`): the
+  overlays of the slices that speak most for the volume's class
+  (`<name>_slice<NNN>_<method>.png`), their montage
+  (`<name>_volume_<method>.png`, `save_montage`) and every selected slice's
+  scores (`<name>_slices.csv`); `is_volume(model, path)` tells which files
+  it takes.
 
 The target layer defaults to `"feature_map"`, the backbone's last
 convolutional feature map in every `build_medivision` model; any layer with
@@ -63,7 +70,11 @@ _EXPORTS = {
     "overlay": "overlays",
     "prediction_captions": "overlays",
     "save_explanation_grid": "overlays",
+    "save_montage": "overlays",
     "save_png": "overlays",
+    "explain_volume": "volumes",
+    "is_volume": "volumes",
+    "volume_stem": "volumes",
     "explain_report": "report",
 }
 

@@ -62,13 +62,15 @@ def explain_images(
     layer_name=None,
     batch_size=16,
     verbose="auto",
+    grid_prefix="grid",
 ):
     """Explains images (of any sizes) and writes overlays and grid PNGs.
 
     For each image it writes `out_dir/<name>_<method>.png` (the map blended
     over the image at the image's size); for each batch of `batch_size`
-    images, `out_dir/grid_<k>.png` with the image, the method's map and the
-    attention map, and the prediction and its probability as caption.
+    images, `out_dir/<grid_prefix>_<k>.png` (`grid_000.png`, ...) with the
+    image, the method's map and the attention map, and the prediction and
+    its probability as caption. Volumes: `explain_volume`.
 
     Args:
         model: a model from `medivision_tf.build_medivision`.
@@ -83,6 +85,7 @@ def explain_images(
         verbose: progress bar on stderr: `"auto"` (default: above
             `medivision_tf.prediction.PROGRESS_MIN_IMAGES` images), 1/True or
             0/False (see `medivision_tf.prediction.progress_bar`).
+        grid_prefix: file name prefix of the grid PNGs (default `"grid"`).
 
     Returns:
         One dict per image: `name`, `prediction`, `probability`, `overlay`
@@ -113,7 +116,7 @@ def explain_images(
             model, batch, method, class_index, layer_name
         )
         grid = save_explanation_grid(
-            os.path.join(out_dir, f"grid_{k:03d}.png"),
+            os.path.join(out_dir, f"{grid_prefix}_{k:03d}.png"),
             batch,
             {method: maps, "attention": attention},
             captions=prediction_captions(probabilities, class_names),

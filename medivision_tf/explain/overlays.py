@@ -210,5 +210,71 @@ def save_explanation_grid(
     return save_png(path, np.concatenate([top, *rows], axis=0))
 
 
+def save_montage(path, tiles, captions=None, title=None, highlight=None, tile_size=128,
+                 columns=None):
+    """Writes one PNG: images (e.g. the overlays of a volume's slices) tiled
+    in rows, each with a caption, one of them framed.
+
+    Args:
+        path: the PNG file to write (folders are created).
+        tiles: list of `(height, width[, 1|3])` 0-255 images (sizes may
+            differ; each is scaled to a `tile_size` square).
+        captions: one string per tile, written above it (e.g. `"slice 12
+            p=0.91"`), or None.
+        title: a line written at the top, or None.
+        highlight: index of the tile framed in green (e.g. the slice that
+            speaks most for the volume's class), or None.
+        tile_size: side of each tile in pixels.
+        columns: tiles per row (default: `ceil(sqrt(len(tiles)))`).
+
+    Returns:
+        `path`.
+
+    Raises:
+        ValueError: no tiles, captions of the wrong length, or `highlight`
+            out of range.
+
+    Example:
+
+    ```python
+    save_montage("montage.png", [overlay(x, m) for x, m in zip(images, maps)],
+                 captions=[f"slice {i}" for i in range(len(images))], highlight=0)
+    ```
+    """
+    tiles = [_as_rgb_uint8(tile) for tile in tiles]
+    if not tiles:
+        raise ValueError("`tiles` is empty: pass at least one image.")
+    if captions is not None and len(captions) != len(tiles):
+        raise ValueError(f"{len(captions)} captions for {len(tiles)} tiles: pass one per tile.")
+    if highlight is not None and not 0 <= int(highlight) < len(tiles):
+        raise ValueError(
+            f"`highlight` must be a tile index from 0 to {len(tiles) - 1}. "
+            f"Received: highlight={highlight!r}"
+        )
+    columns = columns or int(np.ceil(np.sqrt(len(tiles))))
+    strip = 18 if captions is not None else 0
+    cells = []
+    for n, tile in enumerate(tiles):
+        cell = cv2.resize(tile, (tile_size, tile_size), interpolation=cv2.INTER_AREA)
+        if n == highlight:
+            cv2.rectangle(cell, (0, 0), (tile_size - 1, tile_size - 1), _BOX_COLOR, 3)
+        if captions is not None:
+            band = np.zeros((strip, tile_size, 3), "uint8")
+            _text(band, str(captions[n]), (3, strip - 5), scale=0.35)
+            cell = np.concatenate([band, cell], axis=0)
+        cells.append(cell)
+    blank = np.zeros_like(cells[0])
+    cells += [blank] * (-len(cells) % columns)
+    rows = [np.concatenate(cells[i:i + columns], axis=1) for i in range(0, len(cells), columns)]
+    canvas = np.concatenate(rows, axis=0)
+    if title:
+        width = max(canvas.shape[1], 7 * len(str(title)) + 8)  # room for the title
+        canvas = np.pad(canvas, ((0, 0), (0, width - canvas.shape[1]), (0, 0)))
+        top = np.zeros((22, width, 3), "uint8")
+        _text(top, str(title), (4, 16), scale=0.45)
+        canvas = np.concatenate([top, canvas], axis=0)
+    return save_png(path, canvas)
+
+
 def _text(canvas, text, origin, scale=0.4):
     cv2.putText(canvas, text, origin, _FONT, scale, _TEXT_COLOR, 1, cv2.LINE_AA)
