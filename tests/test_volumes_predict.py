@@ -16,6 +16,7 @@ import pytest
 import medivision_tf
 from medivision_tf import explain as mx
 from medivision_tf.data import formats, from_directory, load_images
+from medivision_tf.data.volumes import check_volume, expand_paths
 from medivision_tf.prediction import VOLUME_ROW, predict_files
 
 nibabel = pytest.importorskip("nibabel")
@@ -160,7 +161,7 @@ def test_the_models_decode_options_cut_the_volume(volumes):
                                     decode["nifti_slices"]) == [int(s) for s in expected]
 
 
-def test_nibabel_and_pydicom_files(volumes):
+def test_nibabel_and_pydicom_files(volumes, tmp_path):
     model = volumes["plain"]
     names = ("example4d.nii.gz", "anatomical.nii", "example_nifti2.nii.gz", "functional.nii")
     paths = [_nibabel_file(name) for name in names]
@@ -182,6 +183,12 @@ def test_nibabel_and_pydicom_files(volumes):
     frames = predict_files(every, [dose], top_k=2, verbose=0)
     count = formats.dicom_frame_count(dose)
     assert frames["slice"].tolist() == [str(i) for i in range(count)] + [VOLUME_ROW]
+    assert mx.is_volume(every, dose) and not mx.is_volume(model, dose)
+    assert mx.is_volume(model, paths[0]) and not mx.is_volume(model, volumes["png"])
+    result = mx.explain_volume(every, dose, tmp_path, top_slices=2, verbose=0)
+    assert result["name"] == "rtdose" and len(result["rows"]) == 2
+    assert result["slices"] == list(range(count))
+    assert (tmp_path / "rtdose_volume_gradcam.png").is_file()
 
 
 def test_hostile_volumes_give_clear_errors(volumes, tmp_path):
@@ -190,6 +197,13 @@ def test_hostile_volumes_give_clear_errors(volumes, tmp_path):
     empty = _save(tmp_path / "empty.nii.gz", np.zeros((8, 8, 4), "float32"))
     with pytest.raises(ValueError, match=r"fake\.nii.*no NIfTI header"):
         predict_files(volumes["plain"], [str(fake)], top_k=2)
+    with pytest.raises(ValueError, match=r"fake\.nii.*no NIfTI header"):
+        check_volume(str(fake))
+    with pytest.raises(ValueError, match=r"Empty volume"):
+        check_volume(empty)
+    assert check_volume(empty, nifti_slices="all") == [0, 1, 2, 3]
+    table = expand_paths([volumes["png"], empty], nifti_slices=2)
+    assert table["frame"].tolist() == [-1, 1, 2] and table["input"].tolist() == [0, 1, 1]
     with pytest.raises(ValueError, match=r"Empty volume .*empty\.nii\.gz.*nifti_slices='nonempty'"):
         predict_files(volumes["plain"], [empty], top_k=2)
     with pytest.raises(ValueError, match=r"Empty volume"):
@@ -246,6 +260,8 @@ def test_explain_volume_writes_slice_overlays_montage_and_scores(volumes, tmp_pa
 
 
 def test_save_montage_tiles_and_frames(tmp_path):
+    assert mx.volume_stem("/x/brain.nii.gz") == "brain" and mx.volume_stem("a.b.nii") == "a.b"
+    assert mx.volume_stem("scan.png") == "scan" and mx.volume_stem("UID123") == "UID123"
     tiles = [np.full((20, 30), 40 * i, "uint8") for i in range(5)]
     path = mx.save_montage(tmp_path / "m.png", tiles, captions=[str(i) for i in range(5)],
                            title="t", highlight=2, tile_size=32)
