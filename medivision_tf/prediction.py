@@ -402,8 +402,9 @@ def _trust_columns(rows, row_probabilities, trusted, config):
     names = list(config.class_names)
     return {
         "prediction_set": ["|".join(names[i] for i in np.flatnonzero(row)) for row in sets],
-        "ood_score": [float(np.median(trusted["ood_score"][i])) for _, _, i in rows],
-        "out_of_distribution": [
-            bool(trusted["out_of_distribution"][i].mean() > 0.5) for _, _, i in rows
-        ],
+        # float32 as the model gives it (a 2-D image's value unchanged)
+        "ood_score": np.asarray([np.median(trusted["ood_score"][i]) for _, _, i in rows],
+                                trusted["ood_score"].dtype),
+        "out_of_distribution": np.asarray(
+            [trusted["out_of_distribution"][i].mean() > 0.5 for _, _, i in rows], bool),
     }
