@@ -2,7 +2,7 @@
 
 - `predict_probabilities(model, images, tta=...)`: probabilities averaged
   over test-time augmentations (`TTA_TRANSFORMS`), one pass over the data.
-- `predict_files(model, paths, top_k=3)`: class, probability and top-k per
+- `predict_files(model, paths, top_k=None)`: class, probability and top-k per
   image file; a NIfTI volume (or a multi-frame DICOM with the model's
   `frames="all"`) gives one row per slice and one volume-level row.
 - `load_images`: `medivision_tf.data.decode.load_images`, the one reader of
@@ -242,7 +242,7 @@ def predict_probabilities(model, images, batch_size=32, tta=False, verbose="auto
 VOLUME_ROW = "volume"
 
 
-def predict_files(model, paths, top_k=3, batch_size=32, tta=False, threshold=0.5,
+def predict_files(model, paths, top_k=None, batch_size=32, tta=False, threshold=0.5,
                   verbose="auto"):
     """Predicts every image file and returns one row per image (volumes:
     one row per slice plus one volume-level row).
@@ -273,7 +273,8 @@ def predict_files(model, paths, top_k=3, batch_size=32, tta=False, threshold=0.5
     Args:
         model: a MediVision `keras.Model`.
         paths: image or volume file paths.
-        top_k: how many classes to list per image (1..num_classes).
+        top_k: how many classes to list per image (1..num_classes); None
+            (default): 3, or every class when there are fewer.
         batch_size: images per forward pass.
         tta: test-time augmentation (see `predict_probabilities`).
         threshold: multi-label models: classes with probability >= threshold
@@ -309,6 +310,8 @@ def predict_files(model, paths, top_k=3, batch_size=32, tta=False, threshold=0.5
         raise ValueError("No image files given.")
     config = get_model_config(model)
     class_names = list(config.class_names)
+    if top_k is None:
+        top_k = min(3, len(class_names))
     if not isinstance(top_k, int) or not 1 <= top_k <= len(class_names):
         raise ValueError(
             f"`top_k` must be an integer from 1 to {len(class_names)} (the number of "

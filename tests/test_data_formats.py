@@ -242,3 +242,15 @@ def test_nifti_folder_gives_grouped_slices_and_volume_level_splits(tmp_path):
     assert images.shape == (4, 16, 16, 1)
     _, report = data.scan(table, verbose=0)
     assert report.empty
+
+
+def test_binary_mask_volume_stays_visible():
+    # nibabel's standard.nii.gz is a 0/255 mask: one value inside, so the
+    # percentile window collapses; the mask must not come out black.
+    path = os.path.join(os.path.dirname(nibabel.__file__), "tests", "data", "standard.nii.gz")
+    values = np.asarray(nibabel.load(path).dataobj)
+    assert len(np.unique(values[values != 0])) == 1
+    selected = formats.nifti_slices(path, select="nonempty")
+    assert selected, "a mask volume has non-empty slices"
+    middle = formats.read_nifti(path)
+    assert set(np.unique(middle)) <= {0, 255} and middle.max() == 255

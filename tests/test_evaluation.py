@@ -144,6 +144,8 @@ def test_predict_files_top_k(trained_model, lesion_data, tmp_path):
     assert all(len(t.split("; ")) == 2 for t in table["top_k"])
     with pytest.raises(ValueError, match="top_k=9"):
         predict_files(trained_model, paths, top_k=9)
+    default = predict_files(trained_model, paths[:1])["top_k"][0]
+    assert len(default.split("; ")) == min(3, len(test.class_names))
     with pytest.raises(FileNotFoundError, match="missing.png"):
         predict_files(trained_model, [str(tmp_path / "missing.png")])
 

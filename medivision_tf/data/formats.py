@@ -491,6 +491,10 @@ def _nifti_volume(data, axis, percentiles):
     values = np.nan_to_num(values)
     inside = values[values != 0]
     low, high = np.percentile(inside if inside.size else values, percentiles)
+    if high <= low:
+        # One value inside (a binary mask, 0/255): the percentile range
+        # collapses; scale from the volume's minimum so the mask stays visible.
+        low, high = float(values.min()), float(max(high, values.max()))
     volume8 = _scale(np.clip(values, low, high), float(low), float(high))
     # Slices along `axis`, each shown the usual way (rows top to bottom).
     volume8 = np.moveaxis(volume8, axis, 0)
