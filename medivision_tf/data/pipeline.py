@@ -45,15 +45,10 @@ from medivision_tf.data.augment import (  # noqa: F401 (also public here, as bef
     example_draws,
 )
 from medivision_tf.data.datasets import MANIFEST, is_prepared, load_prepared
-from medivision_tf.data.sources import (
-    class_names_of,
-    from_csv,
-    from_directory,
-    from_npz,
-    from_numpy,
-    inside_root,
-    is_multi_label,
-)
+from medivision_tf.data.arrays import from_npz, from_numpy
+from medivision_tf.data.files import inside_root
+from medivision_tf.data.sources import from_csv, from_directory
+from medivision_tf.data.table import class_names_of, is_multi_label
 
 AUTOTUNE = tf.data.AUTOTUNE
 def as_table(source, root=None):

@@ -57,7 +57,7 @@ import pandas as pd
 import tensorflow as tf
 
 from medivision_tf.data import decode
-from medivision_tf.data.sources import class_names_of, is_multi_label
+from medivision_tf.data.table import class_names_of, is_multi_label
 
 MANIFEST_NAME = "shards.json"
 INDEX_NAME = "examples.csv"
