@@ -15,6 +15,10 @@ image (H, W, 1|3), raw 0-255 pixels           layer names
   -> Dense(num_classes, softmax | sigmoid)     "predictions"
   -> class names carried in the config         "class_labels"
 ```
+
+Reading a built model (`load_model`, `get_model_config`, ...) is
+`model_access`'s job and the fine-tuning controls (`set_backbone_trainable`,
+`calibrate_batchnorm`, ...) are `finetune`'s; both are re-exported here.
 """
 
 import os
@@ -30,11 +34,23 @@ from medivision_tf.config import (  # noqa: F401 (check_class_names: public here
     check_class_names,
 )
 from medivision_tf.layers import BackbonePreprocessing, ClassLabels, SequenceAttention
-
-FEATURE_MAP_LAYER = "feature_map"
-ATTENTION_LAYER = "attention"
-CLASS_LABELS_LAYER = "class_labels"
-_INPUT_LAYERS = ("image", "to_rgb", "preprocessing")
+from medivision_tf.model_access import (  # noqa: F401 (re-exported)
+    ATTENTION_LAYER,
+    CLASS_LABELS_LAYER,
+    FEATURE_MAP_LAYER,
+    attention_weights,
+    backbone_layers,
+    get_class_names,
+    get_model_config,
+    is_multi_label,
+    load_model,
+    sequence_grid,
+)
+from medivision_tf.finetune import (  # noqa: F401 (re-exported)
+    calibrate_batchnorm,
+    set_backbone_trainable,
+    set_batchnorm_momentum,
+)
 
 
 def build_medivision(
@@ -364,64 +380,6 @@ def _is_download_failure(error):
     )
 
 
-def load_model(filepath, compile=True):
-    """Loads a `.keras` MediVision model (safe mode on).
-
-    Importing `medivision_tf` registers the custom layers, so this works in a
-    fresh process.
-
-    Args:
-        filepath: path of a `.keras` file written by `model.save()`.
-        compile: whether to restore the training configuration too.
-
-    Returns:
-        The `keras.Model`.
-
-    Example:
-
-    ```python
-    model.save("medivision.keras")
-    same = medivision_tf.load_model("medivision.keras")
-    ```
-    """
-    path = os.fspath(filepath)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"Model file not found: {path!r}")
-    return keras.saving.load_model(path, compile=compile, safe_mode=True)
-
-
-def get_class_names(model):
-    """The class names stored in a MediVision model, in output order."""
-    return list(_layer(model, CLASS_LABELS_LAYER).class_names)
-
-
-def get_model_config(model):
-    """The `ModelConfig` a MediVision model was built with.
-
-    It is stored in the model (and so in `.keras` files and exports). Models
-    saved by release 0.1.0, before the config was stored, get one rebuilt
-    from their layers (backbone and weights then read `None`: unknown).
-
-    Args:
-        model: a model from `build_medivision`, `build_pooling_baseline` or
-            `load_model`.
-
-    Returns:
-        A `ModelConfig`.
-
-    Example:
-
-    ```python
-    model = build_medivision(2, backbone="smallcnn", weights=None, input_shape=(64, 64, 1))
-    get_model_config(model).sequence    # 'spatial'
-    ```
-    """
-    labels = _layer(model, CLASS_LABELS_LAYER)
-    if labels.model_config:
-        return ModelConfig.from_dict(labels.model_config)
-    return _inferred_config(model, labels)
-
-
 def build_from_config(config):
     """Builds the (untrained) model a `ModelConfig` describes.
 
@@ -448,211 +406,3 @@ def build_from_config(config):
                 "class_names", "name", "decode")
         return build_pooling_baseline(**{k: values[k] for k in keep})
     return build_medivision(**values)
-
-
-def _inferred_config(model, labels):
-    """A `ModelConfig` for a model saved before configs were stored (0.1.0)."""
-    names = {layer.name for layer in model.layers}
-    values = dict(
-        num_classes=len(labels.class_names), backbone=None, weights=None,
-        input_shape=tuple(model.inputs[0].shape[1:]), multi_label=labels.multi_label,
-        class_names=tuple(labels.class_names), name=model.name,
-        dropout=float(model.get_layer("dropout").rate) if "dropout" in names else 0.0,
-    )
-    if ATTENTION_LAYER not in names:
-        return ModelConfig(head="pooling", **values)
-    height, width = _layer(model, FEATURE_MAP_LAYER).output.shape[1:3]
-    steps = _layer(model, ATTENTION_LAYER).output[1].shape[1]
-    lstm = model.get_layer("lstm")
-    return ModelConfig(
-        sequence="spatial" if steps == height * width and height * width != height else "rows",
-        lstm_units=lstm.units, lstm_unroll=bool(lstm.unroll),
-        projection_units=model.get_layer("projection").units if "projection" in names else None,
-        attention_units=_layer(model, ATTENTION_LAYER).units, **values,
-    )
-
-
-def is_multi_label(model):
-    """Whether a MediVision model has independent sigmoid outputs."""
-    return _layer(model, CLASS_LABELS_LAYER).multi_label
-
-
-def backbone_layers(model):
-    """The backbone's layers in a MediVision model, input side first.
-
-    These are the layers between the preprocessing and the `"feature_map"`
-    layer: what `set_backbone_trainable` freezes and unfreezes.
-    """
-    feature_map = _layer(model, FEATURE_MAP_LAYER)
-    upstream = keras.Model(model.inputs, feature_map.output)
-    skip = set(_INPUT_LAYERS) | {FEATURE_MAP_LAYER}
-    return [layer for layer in upstream.layers if layer.name not in skip]
-
-
-def set_backbone_trainable(model, trainable, keep_batchnorm_frozen=True):
-    """Freezes or unfreezes the backbone for transfer learning.
-
-    Recompile the model afterwards for the change to take effect in `fit`.
-
-    Args:
-        model: a model from `build_medivision`.
-        trainable: `False` freezes the whole backbone (train the head only),
-            `True` unfreezes all of it, an integer `n` unfreezes only its top
-            `n` layers (the rest stays frozen).
-        keep_batchnorm_frozen: keep BatchNormalization layers frozen (they then
-            run in inference mode, keeping their pretrained statistics) when
-            unfreezing, as recommended when fine-tuning a pretrained network.
-            Set it to False to train a backbone from scratch.
-
-    Returns:
-        The number of backbone layers left trainable.
-
-    Example:
-
-    ```python
-    set_backbone_trainable(model, False)   # phase 1: head only
-    set_backbone_trainable(model, 20)      # phase 2: top 20 backbone layers
-    ```
-    """
-    layers = backbone_layers(model)
-    if isinstance(trainable, bool):
-        first_trainable = 0 if trainable else len(layers)
-    elif isinstance(trainable, (int, np.integer)) and trainable >= 0:
-        first_trainable = max(len(layers) - int(trainable), 0)
-    else:
-        raise ValueError(
-            "`trainable` must be True, False or a number of top layers >= 0. "
-            f"Received: trainable={trainable!r}"
-        )
-    count = 0
-    for index, layer in enumerate(layers):
-        unfreeze = index >= first_trainable
-        if keep_batchnorm_frozen and isinstance(layer, keras.layers.BatchNormalization):
-            unfreeze = False
-        layer.trainable = unfreeze
-        count += unfreeze
-    return count
-
-
-def set_batchnorm_momentum(model, momentum):
-    """Sets the momentum of every BatchNormalization layer's moving statistics.
-
-    Args:
-        model: a Keras model.
-        momentum: in `[0, 1)`; lower tracks the batch statistics faster.
-
-    Returns:
-        The number of BatchNorm layers changed.
-
-    Example:
-
-    ```python
-    set_batchnorm_momentum(model, 0.9)   # before fit, when training from scratch
-    ```
-    """
-    if not 0 <= momentum < 1:
-        raise ValueError(f"`momentum` must be in [0, 1). Received: momentum={momentum!r}")
-    layers = [layer for layer in _all_layers(model)
-              if isinstance(layer, keras.layers.BatchNormalization)]
-    for layer in layers:
-        layer.momentum = float(momentum)
-    return len(layers)
-
-
-def calibrate_batchnorm(model, images, batch_size=32, max_batches=None):
-    """Re-estimates the moving statistics of the model's trainable BatchNorm layers.
-
-    After a short training from scratch, BatchNorm's moving averages lag
-    behind the fast-changing weights, so inference mode (what `predict`,
-    exports and Grad-CAM use) can differ from training mode, up to predicting
-    one class for every image. This replaces each moving mean and variance by
-    the average of the batch statistics over `images`, with the weights fixed.
-    Keras has no such step, so it is written here. Frozen BatchNorm layers
-    (pretrained, in inference mode) are left alone.
-
-    Args:
-        model: a Keras model (e.g. from `build_medivision`).
-        images: array `(n, height, width, channels)` of raw pixels, or a
-            `tf.data.Dataset` of images or of `(images, labels)` batches.
-        batch_size: batch size when `images` is an array.
-        max_batches: stop after this many batches (default: all).
-
-    Returns:
-        The number of BatchNorm layers re-estimated.
-
-    Example:
-
-    ```python
-    model.fit(train_images, train_labels, epochs=3)
-    calibrate_batchnorm(model, train_images)
-    ```
-    """
-    layers = [
-        layer
-        for layer in _all_layers(model)
-        if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable
-    ]
-    if not layers:
-        return 0
-    if isinstance(images, np.ndarray):
-        batches = (images[i : i + batch_size] for i in range(0, len(images), batch_size))
-    else:
-        batches = (b[0] if isinstance(b, (tuple, list)) else b for b in images)
-    momenta = [layer.momentum for layer in layers]
-    try:
-        for step, batch in enumerate(batches, start=1):
-            if max_batches is not None and step > max_batches:
-                break
-            # Momentum 1 - 1/step turns the moving average into the plain
-            # mean of the batch statistics seen so far.
-            for layer in layers:
-                layer.momentum = 1.0 - 1.0 / step
-            model(keras.ops.convert_to_tensor(batch, "float32"), training=True)
-    finally:
-        for layer, momentum in zip(layers, momenta):
-            layer.momentum = momentum
-    return len(layers)
-
-
-def attention_weights(model, images, batch_size=32):
-    """The attention layer's weights over the sequence for each image.
-
-    Args:
-        model: a model from `build_medivision`.
-        images: array of shape `(n, height, width, channels)`, raw 0-255.
-        batch_size: images per forward pass.
-
-    Returns:
-        NumPy array `(n, steps)`; each row sums to 1. Reshape a row to
-        `sequence_grid(model)` to lay it over the feature map.
-    """
-    attention = _layer(model, ATTENTION_LAYER)
-    probe = keras.Model(model.inputs, attention.output[1])
-    return np.asarray(probe.predict(np.asarray(images), batch_size=batch_size, verbose=0))
-
-
-def sequence_grid(model):
-    """`(rows, cols)` grid of the attention sequence over the feature map.
-
-    `"spatial"` models give the feature map's `(h, w)`; `"rows"` models
-    give `(h, 1)` (one weight per feature-map row).
-    """
-    height, width = _layer(model, FEATURE_MAP_LAYER).output.shape[1:3]
-    return (height, width) if get_model_config(model).sequence == "spatial" else (height, 1)
-
-
-def _all_layers(model):
-    for layer in model.layers:
-        yield layer
-        if hasattr(layer, "layers"):  # a nested model
-            yield from _all_layers(layer)
-
-
-def _layer(model, name):
-    try:
-        return model.get_layer(name)
-    except ValueError as error:
-        raise ValueError(
-            f"Model {model.name!r} has no layer {name!r}: it was not built by "
-            "medivision_tf.build_medivision."
-        ) from error

@@ -1,4 +1,4 @@
-"""evaluation.py and prediction.py: metrics vs scikit-learn, ECE, plots, TTA, predict."""
+"""medivision_tf.evaluation and prediction.py: metrics vs scikit-learn, ECE, plots, TTA, predict."""
 
 import json
 

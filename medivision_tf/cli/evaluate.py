@@ -41,7 +41,7 @@ def run_evaluate(args):
     import medivision_tf
     from medivision_tf.cli.train import print_summary
     from medivision_tf.data.pipeline import as_table
-    from medivision_tf.data.sources import with_attrs
+    from medivision_tf.data.table import with_attrs
     from medivision_tf.evaluation import evaluate_model
 
     model = medivision_tf.load_model(args.model, compile=False)

@@ -48,19 +48,10 @@ from medivision_tf.data.augment import (
 )
 from medivision_tf.data.pipeline import as_table, make_dataset
 from medivision_tf.data.scan import REASONS, check_file, scan
-from medivision_tf.data.sources import (
-    IMAGE_EXTENSIONS,
-    class_names_of,
-    from_csv,
-    from_dicom,
-    from_directory,
-    from_npz,
-    from_numpy,
-    inside_root,
-    is_multi_label,
-    list_images,
-    with_attrs,
-)
+from medivision_tf.data.table import class_names_of, is_multi_label, with_attrs
+from medivision_tf.data.files import IMAGE_EXTENSIONS, inside_root, list_images
+from medivision_tf.data.sources import from_csv, from_dicom, from_directory
+from medivision_tf.data.arrays import from_npz, from_numpy
 from medivision_tf.data.shards import (
     is_shard_folder,
     load_shards,

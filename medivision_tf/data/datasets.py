@@ -35,12 +35,9 @@ import shutil
 
 import pandas as pd
 
-from medivision_tf.data.sources import (
-    IMAGE_EXTENSIONS,
-    SPLIT_ALIASES,
-    from_csv,
-    list_images,
-)
+from medivision_tf.data.files import IMAGE_EXTENSIONS, list_images
+from medivision_tf.data.sources import from_csv
+from medivision_tf.data.table import SPLIT_ALIASES
 
 MANIFEST = "manifest.csv"
 COPY_MODES = ("copy", "hardlink", "symlink")

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from medivision_tf.data import decode, shards
+from medivision_tf.data import decode, shard_folder, shard_reader
 from medivision_tf.data.augment import (  # noqa: F401 (also public here, as before)
     DEFAULT_AUGMENTATION,
     Augmentation,
@@ -45,15 +45,10 @@ from medivision_tf.data.augment import (  # noqa: F401 (also public here, as bef
     example_draws,
 )
 from medivision_tf.data.datasets import MANIFEST, is_prepared, load_prepared
-from medivision_tf.data.sources import (
-    class_names_of,
-    from_csv,
-    from_directory,
-    from_npz,
-    from_numpy,
-    inside_root,
-    is_multi_label,
-)
+from medivision_tf.data.arrays import from_npz, from_numpy
+from medivision_tf.data.files import inside_root
+from medivision_tf.data.sources import from_csv, from_directory
+from medivision_tf.data.table import class_names_of, is_multi_label
 
 AUTOTUNE = tf.data.AUTOTUNE
 def as_table(source, root=None):
@@ -96,8 +91,8 @@ def as_table(source, root=None):
         return from_numpy(*source)
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
-        if shards.is_shard_folder(path):  # local or gs://, ram://...
-            return shards.load_shards(path)
+        if shard_folder.is_shard_folder(path):  # local or gs://, ram://...
+            return shard_folder.load_shards(path)
         if os.path.isdir(path):
             if is_prepared(path):
                 return load_prepared(path)
@@ -149,7 +144,7 @@ def _validate(table, split):
                 f"Refusing {len(outside)} paths outside the root {root!r}: "
                 f"{outside[:5]}. Run medivision_tf.data.scan(table) to skip them."
             )
-    if "image" not in table and not shards.is_shard_table(table):  # shards: read as records
+    if "image" not in table and not shard_folder.is_shard_table(table):  # shards: read as records
         special = _not_regular(table["path"])
         if special:
             raise ValueError(
@@ -362,8 +357,8 @@ def make_dataset(
             image, size, channels, resize, interpolation, antialias, dtype=load_dtype
         )
 
-    if shards.is_shard_table(table):  # TFRecord shards: graph ops only (data/shards.py)
-        dataset = shards.shard_examples(
+    if shard_folder.is_shard_table(table):  # TFRecord shards: graph ops only (data/shard_reader.py)
+        dataset = shard_reader.shard_examples(
             table, finish, image_size=size, channels=channels, shuffle=shuffle and not cache,
             seed=seed, shuffle_buffer=shuffle_buffer, by_file=not cache)
         # Shards carry no row index: the draw key is a hash of the pixels (an

@@ -1,117 +1,53 @@
-"""Sources: what a user has on disk, turned into one *sample table*.
+"""Sources: sample tables from folders of images (one per class), DICOM folders and CSV files.
 
-A sample table is a pandas DataFrame, one row per image:
-
-| column       | meaning                                                       |
-|--------------|---------------------------------------------------------------|
-| `path`       | absolute file path (array sources: a provenance string)       |
-| `label`      | int class id (single-label tables; -1 = unknown label)        |
-| `labels`     | tuple of int class ids (multi-label tables, instead of label) |
-| `class_name` | the class name (multi-label: names joined with `"|"`)         |
-| `group`      | optional patient/study id; splits never divide a group        |
-| `split`      | optional `"train"`, `"val"` or `"test"`                       |
-| `image`      | array sources only: the uint8 `(H, W, C)` pixels              |
-
-`table.attrs` carries `class_names` (list, index = class id; sorted unless
-you pass your own order), `multi_label` (bool) and `root` (the folder paths
-must stay inside, or None). Read them with `class_names_of(table)` and
-`is_multi_label(table)`, which also work when pandas dropped the attrs.
+The sample table (columns and attrs) is described in `medivision_tf.data.table`;
+array and `.npz` sources are in `medivision_tf.data.arrays`, file listing in
+`medivision_tf.data.files`. Their public names are re-exported here, so
+`medivision_tf.data.sources.from_numpy`, `.class_names_of`, `.list_images` ...
+keep working.
 
 Example:
 
 ```python
-import numpy as np
-from medivision_tf.data import from_numpy, class_names_of
+import tempfile
+from medivision_tf.data import make_synthetic_lesions, from_directory, class_names_of
 
-table = from_numpy(np.zeros((4, 28, 28), "uint8"), [0, 1, 1, 0],
-                   class_names=["normal", "tumor"])
-class_names_of(table)       # ['normal', 'tumor']
+root = tempfile.mkdtemp()
+make_synthetic_lesions(6, 32, 3).to_directory(root)
+table = from_directory(root)
+class_names_of(table)       # ['calcification_cluster', 'ring_lesion', 'solid_nodule']
 table[["label", "class_name"]]
 ```
 """
 
-import fnmatch
 import os
 import re
 
 import numpy as np
 import pandas as pd
 
-from medivision_tf.data import formats
 from medivision_tf.data.decode import check_window
+from medivision_tf.data.files import (
+    DICOM_EXTENSIONS,
+    IMAGE_EXTENSIONS,
+    inside_root,
+    is_dicom_file,
+    list_images,
+)
+from medivision_tf.data.table import SPLIT_ALIASES, finish_table
 from medivision_tf.data.volumes import expand_volumes
 
-IMAGE_EXTENSIONS = (
-    ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".dcm", ".dicom",
-    ".nii", ".nii.gz",
+# Re-exported: the names this module held before it was split.
+from medivision_tf.data.arrays import from_npz, from_numpy  # noqa: F401
+from medivision_tf.data.table import (  # noqa: F401
+    SPLITS,
+    class_names_of,
+    is_multi_label,
+    with_attrs,
 )
-DICOM_EXTENSIONS = (".dcm", ".dicom")
-SPLIT_ALIASES = {
-    "train": "train", "training": "train",
-    "val": "val", "valid": "val", "validation": "val", "dev": "val",
-    "test": "test", "testing": "test",
-}
-SPLITS = ("train", "val", "test")
+
 _PATH_COLUMNS = ("path", "image_path", "filepath", "file_path", "filename", "file", "image", "image_id", "id")
 _LABEL_COLUMNS = ("label", "class", "class_name", "diagnosis", "target", "labels")
-
-
-def class_names_of(table):
-    """The class names of a sample table (index = class id).
-
-    Reads `table.attrs["class_names"]`; if pandas dropped the attrs, rebuilds
-    them from the `label`/`class_name` columns.
-    """
-    names = table.attrs.get("class_names")
-    if names is not None:
-        return list(names)
-    if "label" in table and "class_name" in table:
-        known = table[table["label"] >= 0]
-        pairs = dict(zip(known["label"].astype(int), known["class_name"].astype(str)))
-        if pairs:
-            return [pairs.get(i, f"class_{i}") for i in range(max(pairs) + 1)]
-    raise ValueError(
-        "The table has no class names: expected table.attrs['class_names'] or "
-        f"'label' and 'class_name' columns. Received columns: {list(table.columns)}"
-    )
-
-
-def is_multi_label(table):
-    """Whether a sample table is multi-label (a `labels` column of id tuples)."""
-    return bool(table.attrs.get("multi_label", "labels" in table and "label" not in table))
-
-
-def with_attrs(table, like):
-    """Copies `like`'s attrs (class names, multi_label, root...) onto `table`.
-
-    pandas drops `DataFrame.attrs` in some operations (e.g. `concat` of
-    tables with different attrs, `groupby`); call this on the result to keep
-    the sample-table metadata. `table` is changed in place and returned.
-
-    Args:
-        table: the DataFrame to update.
-        like: the sample table whose attrs are copied.
-
-    Returns:
-        `table`.
-
-    Example:
-
-    ```python
-    subset = with_attrs(table[table["label"] == 0].reset_index(drop=True), table)
-    ```
-    """
-    table.attrs.update({k: v for k, v in like.attrs.items()})
-    return table
-
-
-def _finish(table, class_names, root=None, multi_label=False, **extra):
-    table = table.reset_index(drop=True)
-    table.attrs["class_names"] = list(class_names)
-    table.attrs["multi_label"] = bool(multi_label)
-    table.attrs["root"] = None if root is None else os.path.abspath(str(root))
-    table.attrs.update(extra)
-    return table
 
 
 def _split_name(folder):
@@ -132,123 +68,6 @@ def _check_dir(root, arg="root"):
     if not os.path.isdir(root):
         raise FileNotFoundError(f"No such folder: {arg}={os.fspath(root)!r}")
     return os.path.abspath(os.fspath(root))
-
-
-def _has_extension(name, extensions):
-    lower = name.lower()
-    if lower.startswith("."):
-        return False
-    return "*" in extensions or lower.endswith(tuple(extensions))
-
-
-def _extensionless(name):
-    """No extension, or a numeric one (UID-named DICOM files: `1.2.840.1`)."""
-    extension = os.path.splitext(name)[1]
-    return not extension or extension[1:].isdigit()
-
-
-def inside_root(path, root, follow_links=False):
-    """Whether `path` lies under `root` once `..` parts and links are resolved.
-
-    Both are resolved with `os.path.realpath`: a symbolic link (to a file, or
-    a linked folder on the way) that points outside the root is outside.
-    `scan` reports paths where this is False as `outside_root` and
-    `make_dataset` refuses them.
-
-    Args:
-        path: a file path.
-        root: the folder it must stay inside.
-        follow_links: trust links (compare the paths with only `..` parts
-            resolved). Tables from `load_prepared` set
-            `attrs["trusted_links"]`: `prepare_dataset(mode="symlink")` links
-            into the downloaded folder.
-
-    Example:
-
-    ```python
-    inside_root("/data/x/../y.png", "/data")     # True
-    inside_root("/data/../etc/passwd", "/data")  # False
-    ```
-    """
-    resolve = os.path.abspath if follow_links else os.path.realpath
-    root = resolve(root)
-    try:
-        return os.path.commonpath([resolve(path), root]) == root
-    except ValueError:  # different drives (Windows)
-        return False
-
-
-def is_dicom_file(path):
-    """Whether a file is DICOM: `DICM` at byte 128, or a raw data set
-    without preamble (see `formats.sniff_format`). Only a regular file is
-    opened (a FIFO would block the reader forever)."""
-    head = formats.read_head(path, 352)
-    return head is not None and formats.sniff_format(head) == "dicom"
-
-
-def list_images(folder, extensions=IMAGE_EXTENSIONS, exclude=(), root=None, refused=None):
-    """Image files under `folder` (recursive, sorted, hidden files skipped).
-
-    Linked folders are followed only while they resolve inside `root`
-    (default: `folder`) and were not visited yet (no loops); the others are
-    not entered and are appended to `refused` as `(path, reason, detail)`.
-    Files are listed as found: `scan` checks where each one resolves.
-
-    Args:
-        folder: the folder to walk.
-        extensions: lower-case extensions to keep (`"*"`: every file).
-        exclude: glob patterns of file names to skip, e.g. `("*_mask*",)`.
-        root: the folder linked folders must stay inside (default `folder`).
-        refused: a list collecting the folders not entered.
-
-    Files without extension (or with a numeric one, as UID-named DICOM
-    files have) are kept when their bytes are DICOM and `.dcm` is among
-    `extensions` (only regular files are opened to look: never a FIFO).
-
-    Example:
-
-    ```python
-    refused = []
-    paths = list_images("chest_xray/NORMAL", refused=refused)
-    ```
-    """
-    extensions = tuple(e.lower() for e in extensions)
-    root = folder if root is None else root
-    found = []
-    seen = {os.path.realpath(folder)}
-    def unreadable(error):  # a folder that cannot be listed is reported, not a crash
-        if refused is not None:
-            refused.append((error.filename, "unreadable",
-                            f"folder {error.filename!r} cannot be listed: {error.strerror}"))
-
-    for current, dirs, files in os.walk(folder, followlinks=True, onerror=unreadable):
-        kept = []
-        for d in sorted(d for d in dirs if not d.startswith((".", "__"))):
-            path = os.path.join(current, d)
-            if os.path.islink(path):
-                real = os.path.realpath(path)
-                if not inside_root(real, root):
-                    if refused is not None:
-                        refused.append((path, "outside_root",
-                                        f"linked folder {path!r} resolves outside {root!r}"))
-                    continue
-                if real in seen:
-                    continue
-                seen.add(real)
-            kept.append(d)
-        dirs[:] = kept
-        for name in sorted(files):
-            if name.startswith("."):
-                continue
-            if not _has_extension(name, extensions) and not (
-                ".dcm" in extensions and _extensionless(name)
-                and is_dicom_file(os.path.join(current, name))
-            ):
-                continue
-            if any(fnmatch.fnmatch(name, pattern) for pattern in exclude):
-                continue
-            found.append(os.path.join(current, name))
-    return found
 
 
 def from_directory(
@@ -373,7 +192,7 @@ def from_directory(
     table["label"] = table["label"].astype("int32")
     # Folders not entered (links out of the root): `scan` lists them.
     return expand_volumes(
-        _finish(table, class_names, root, refused=refused), frames, nifti_slices, nifti_axis
+        finish_table(table, class_names, root, refused=refused), frames, nifti_slices, nifti_axis
     )
 
 
@@ -583,128 +402,5 @@ def from_csv(
         table["split"] = [SPLIT_ALIASES.get(s, s) for s in splits]
     if table.empty:
         raise ValueError(f"The CSV/DataFrame has no rows: {path_or_frame!r}"[:300])
-    table = _finish(table, names, root if confine else None, multi_label=multi)
+    table = finish_table(table, names, root if confine else None, multi_label=multi)
     return expand_volumes(table, frames, nifti_slices, nifti_axis)
-
-
-def _images_to_uint8(images):
-    images = np.asarray(images)
-    if images.ndim == 3:
-        images = images[..., None]
-    if images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
-        raise ValueError(
-            "`images` must be (N, H, W) or (N, H, W, 1|3|4). "
-            f"Received shape: {images.shape}"
-        )
-    if images.dtype == np.uint8:
-        return images
-    if images.dtype == np.uint16:
-        return np.round(images / 257.0).astype("uint8")
-    values = images.astype("float32")
-    if values.size and values.max() <= 1.0:
-        values = values * 255.0
-    return np.clip(np.round(values), 0, 255).astype("uint8")
-
-
-def from_numpy(images, labels, *, class_names=None, split=None, name="array"):
-    """A sample table from in-memory arrays (MedMNIST-style).
-
-    Args:
-        images: `(N, H, W)` or `(N, H, W, C)` array. uint8 is kept; uint16 is
-            divided by 257; floats with max <= 1 are multiplied by 255.
-        labels: `(N,)` or `(N, 1)` class ids (single-label), or `(N, K)` 0/1
-            multi-hot with K > 1 (multi-label).
-        class_names: names per class id (default `"0"`, `"1"`, ...).
-        split: optional split name for every row.
-        name: prefix of the provenance strings in the `path` column.
-
-    Returns:
-        A sample table whose `image` column holds each image.
-
-    Example:
-
-    ```python
-    import numpy as np
-    table = from_numpy(np.zeros((3, 28, 28), "uint8"), [[0], [1], [2]])
-    ```
-    """
-    images = _images_to_uint8(images)
-    labels = np.asarray(labels)
-    if len(labels) != len(images):
-        raise ValueError(
-            f"`images` and `labels` differ in length: {len(images)} vs {len(labels)}."
-        )
-    multi = labels.ndim == 2 and labels.shape[1] > 1
-    table = pd.DataFrame({"path": [f"{name}[{i}]" for i in range(len(images))]})
-    table["image"] = list(images)
-    if multi:
-        count = labels.shape[1]
-        table["labels"] = [tuple(int(i) for i in np.flatnonzero(row)) for row in labels]
-    else:
-        flat = labels.reshape(len(labels)).astype("int64")
-        count = int(flat.max()) + 1 if len(flat) else 0
-        table["label"] = flat.astype("int32")
-    names = [str(c) for c in class_names] if class_names is not None else [str(i) for i in range(count)]
-    if len(names) < count:
-        raise ValueError(
-            f"`class_names` has {len(names)} names but labels go up to {count - 1}. "
-            f"Received: class_names={class_names!r}"
-        )
-    if multi:
-        table["class_name"] = ["|".join(names[i] for i in ids) for ids in table["labels"]]
-    else:
-        table["class_name"] = [names[i] if 0 <= i < len(names) else str(i) for i in table["label"]]
-        table.loc[(table["label"] < 0) | (table["label"] >= len(names)), "label"] = -1
-    if split is not None:
-        table["split"] = split
-    return _finish(table, names, None, multi_label=multi)
-
-
-def from_npz(path, *, class_names=None):
-    """A sample table from a `.npz` file in the MedMNIST layout.
-
-    Keys `train_images`/`train_labels`, `val_images`/`val_labels`,
-    `test_images`/`test_labels` give a table with a `split` column; plain
-    `images`/`labels` (or `x`/`y`) give one without.
-
-    Args:
-        path: the `.npz` file.
-        class_names: names per class id (MedMNIST's `INFO[flag]["label"]`
-            values, in id order), default `"0"`, `"1"`, ...
-
-    Example:
-
-    ```python
-    table = from_npz("pathmnist.npz")      # 3 splits, 9 classes
-    table["split"].value_counts()
-    ```
-    """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"No such .npz file: {os.fspath(path)!r}")
-    with np.load(path, allow_pickle=False) as data:
-        keys = set(data.files)
-        pairs = [(s, f"{s}_images", f"{s}_labels") for s in SPLITS]
-        pairs = [p for p in pairs if p[1] in keys and p[2] in keys]
-        if not pairs:
-            for x, y in (("images", "labels"), ("x", "y")):
-                if x in keys and y in keys:
-                    pairs = [(None, x, y)]
-                    break
-        if not pairs:
-            raise ValueError(
-                f"{os.fspath(path)!r} has none of the MedMNIST keys "
-                "(train_images/train_labels, val_..., test_...) nor images/labels. "
-                f"Keys: {sorted(keys)}"
-            )
-        arrays = [(s, data[x], data[y]) for s, x, y in pairs]
-    all_labels = np.concatenate([np.asarray(y).reshape(len(y), -1) for _, _, y in arrays])
-    multi = all_labels.shape[1] > 1
-    count = all_labels.shape[1] if multi else int(all_labels.max()) + 1
-    names = class_names if class_names is not None else [str(i) for i in range(count)]
-    base = os.path.basename(os.fspath(path))
-    tables = [
-        from_numpy(x, y, class_names=names, split=s, name=f"{base}#{s or 'images'}")
-        for s, x, y in arrays
-    ]
-    table = pd.concat(tables, ignore_index=True)
-    return _finish(table, [str(n) for n in names], None, multi_label=multi)

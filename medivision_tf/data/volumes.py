@@ -26,6 +26,7 @@ import os
 import pandas as pd
 
 from medivision_tf.data import formats
+from medivision_tf.data.files import inside_root
 
 
 def is_nifti_path(path):
@@ -54,7 +55,6 @@ def expand_volumes(table, frames="middle", nifti_slices="nonempty", nifti_axis="
     """
     formats.check_frames(frames)
     formats.check_nifti_axis(nifti_axis)
-    from medivision_tf.data.sources import inside_root
 
     attrs = dict(table.attrs)
     root, trusted = attrs.get("root"), bool(attrs.get("trusted_links", False))

@@ -1,0 +1,132 @@
+"""`evaluate_model`: predict a model's test data, compute every metric and write the report folder.
+
+Example:
+
+```python
+from medivision_tf.evaluation import evaluate_model
+
+report = evaluate_model(model, test_images, test_labels, out_dir="runs/x/eval")
+report.summary["balanced_accuracy"], report.summary["ece"]
+```
+"""
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from medivision_tf.config import check_class_names
+from medivision_tf.evaluation.metrics import add_trust_metrics, compute_metrics
+from medivision_tf.model import get_model_config
+from medivision_tf.prediction import check_tta, predict_batches
+
+
+def evaluate_model(model, data, labels=None, class_names=None, out_dir=None, *,
+                   tta=False, batch_size=32, history_csv=None, threshold=0.5, n_bins=10,
+                   verbose="auto"):
+    """Predicts, computes every metric and (with `out_dir`) writes the report.
+
+    Args:
+        model: a MediVision `keras.Model` (class names are read from it).
+        data: images `(n, h, w, c)` (raw 0-255) with `labels`, a
+            `tf.data.Dataset` of `(images, labels)` batches, or a sample table
+            (pandas DataFrame from `medivision_tf.data`) read with the model's
+            input size.
+        labels: class ids (or multi-hot) when `data` is an array.
+        class_names: the data's class names; refused if they differ from the
+            model's (default: the table's, else the model's).
+        out_dir: folder for the JSON, CSV and PNG files (None: write nothing).
+        tta: test-time augmentation (see `predict_probabilities`).
+        batch_size: prediction batch size.
+        history_csv: a training `history.csv` to draw `training_curves.png`.
+        threshold: multi-label decision threshold.
+        n_bins: calibration bins.
+        verbose: progress bar on stderr while predicting: `"auto"` (default:
+            above `prediction.PROGRESS_MIN_IMAGES` images), 1/True or 0/False.
+
+    Returns:
+        An `EvaluationReport`.
+
+    Example:
+
+    ```python
+    report = evaluate_model(model, test.images, test.labels, test.class_names,
+                            out_dir="runs/demo/evaluation", history_csv="runs/demo/history.csv")
+    print(report.summary["accuracy"], report.summary["roc_auc_macro"])
+    ```
+    """
+    config = get_model_config(model)
+    model_classes = list(config.class_names)
+    multi_label = config.multi_label
+    total = None  # images in a dataset, for the progress bar
+    pre_skipped = 0  # files a table's scan refused before prediction
+    if isinstance(data, pd.DataFrame):
+        data_classes = data.attrs.get("class_names")
+        if class_names is None and data_classes:
+            class_names = list(data_classes)
+        from medivision_tf.data.inputs import scan_inputs
+        from medivision_tf.data.pipeline import make_dataset
+
+        # Files are checked before any is opened (FIFOs, links out of the
+        # root, bombs...): the skipped ones are counted in num_skipped.
+        # (A table scanned before, e.g. a run's test split, was counted there.)
+        scan_here = "image" not in data and not data.attrs.get("scanned")
+        data = scan_inputs(data, "The evaluation data")
+        if scan_here and data.attrs.get("input_report"):  # shard tables: checked when written
+            pre_skipped = len(data.attrs["input_report"]["skipped"])
+        total = len(data)
+        data = make_dataset(
+            data, image_size=config.image_size, channels=config.channels,
+            batch_size=batch_size, training=False, shuffle=False, augment=False,
+        )
+    if class_names is not None:
+        check_class_names(model_classes, class_names)
+    names = check_tta(tta)
+    if isinstance(data, tf.data.Dataset):
+        if labels is not None:
+            raise ValueError("Pass `labels` only with an image array, not with a dataset.")
+        # One pass: images are decoded once, predicted under every transform,
+        # and their labels kept in the same loop.
+        probabilities, batch_labels = predict_batches(
+            model, data, batch_size, names, verbose, total=total
+        )
+        if any(y is None for y in batch_labels):
+            raise ValueError("An evaluation dataset must yield (images, labels) batches.")
+        labels = np.concatenate(batch_labels)
+    else:
+        if labels is None:
+            raise ValueError("`labels` are needed to evaluate an image array.")
+        images = np.asarray(data)
+        labels = np.asarray(labels)
+        if len(images) != len(labels):
+            raise ValueError(f"images and labels differ in length: {len(images)} != {len(labels)}")
+        probabilities = None
+    if not multi_label and labels.ndim == 2:
+        labels = labels.argmax(axis=1)  # one-hot
+    if not multi_label and len(labels) and labels.max() >= len(model_classes):
+        raise ValueError(
+            f"Label {int(labels.max())} is out of range for the model's "
+            f"{len(model_classes)} classes {model_classes}."
+        )
+    if probabilities is None:
+        probabilities = predict_batches(model, images, batch_size, names, verbose)[0]
+    report = compute_metrics(labels, probabilities, model_classes, multi_label, threshold, n_bins)
+    report.summary["tta"] = names
+    # How many test images were scored: a table's undecodable files are
+    # skipped by the pipeline, and counted here (metrics.json).
+    dropped = int(total - len(probabilities)) if total is not None else 0
+    report.summary["num_scored"] = int(len(probabilities))
+    report.summary["num_skipped"] = dropped + int(pre_skipped)
+    if report.summary["num_skipped"]:
+        import warnings
+
+        warnings.warn(
+            f"Evaluation scored {len(probabilities)} of "
+            f"{len(probabilities) + report.summary['num_skipped']} test images: "
+            f"{report.summary['num_skipped']} could not be used (see medivision_tf.data.scan).",
+            stacklevel=2,
+        )
+    if config.trust and not multi_label:
+        add_trust_metrics(report, config.trust, n_bins)
+    if out_dir is not None:
+        report.save(out_dir, history_csv=history_csv)
+    return report
