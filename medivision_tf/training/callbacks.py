@@ -216,7 +216,7 @@ def tensorboard_available():
 
 
 def make_callbacks(config, run_dir, state, phase, has_validation, is_chief=True,
-                   train_dataset=None, saved_model=None):
+                   train_dataset=None, saved_model=None, steps_per_epoch=None):
     """The callbacks of one phase of `train`.
 
     In order: NaN stop (first, so nothing is saved from a NaN epoch), best
@@ -236,6 +236,9 @@ def make_callbacks(config, run_dir, state, phase, has_validation, is_chief=True,
         is_chief: the worker that writes TensorBoard logs.
         train_dataset: the training dataset, for `calibrate_before_validation`.
         saved_model: the model the best checkpoint saves (default: the one fit).
+        steps_per_epoch: batches per epoch; BatchNorm is calibrated before
+            validation on at most that many (and at most 10), as the final
+            model is calibrated on at most one epoch's batches.
 
     Returns:
         A list of `keras.callbacks.Callback`.
@@ -246,7 +249,8 @@ def make_callbacks(config, run_dir, state, phase, has_validation, is_chief=True,
     mode = monitor_mode(monitor)
     callbacks = [StopOnNaN()]
     if config.calibrate_before_validation and has_validation and train_dataset is not None:
-        callbacks.append(CalibrateBeforeValidation(train_dataset))
+        callbacks.append(CalibrateBeforeValidation(
+            train_dataset, batches=min(10, steps_per_epoch or 10)))
     best = BestCheckpoint(os.path.join(run_dir, "checkpoints", "best.keras"), monitor, state,
                           saved_model=saved_model)
     callbacks += [

@@ -348,7 +348,8 @@ class _Fitter:
         callbacks = make_callbacks(config, self.work_dir, state, phase,
                                    self.inputs.val is not None, self.is_chief,
                                    train_dataset=None if multi_worker else self.inputs.train,
-                                   saved_model=self.saved_model)
+                                   saved_model=self.saved_model,
+                                   steps_per_epoch=self.inputs.steps)
         callbacks = callbacks[:-1] + self.extra + callbacks[-1:]
         if multi_worker:
             compat.patch_for_multi_worker(self.model, self.inputs.train)
