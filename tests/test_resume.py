@@ -7,7 +7,9 @@ other thread writes, and nothing a kill would lose has reached a file), then
 goes on; during the evaluation it SIGKILLs itself. The points: an epoch of
 phase 1 or 2 right after its history row (before its backup), the middle of
 the first best-checkpoint write, an improved epoch's commit before and after
-its best checkpoint is renamed into place, the middle of the final
+its best checkpoint is renamed into place, the next epoch's improvement
+written but not yet recorded (while the state still holds the last
+checkpoint's temporary name), the middle of the final
 `model.keras` write, right after the run is marked complete (before its
 backup folder is removed), and the evaluation.
 
@@ -36,7 +38,7 @@ import pytest
 EPOCHS, FINE_TUNE_EPOCHS = 2, 2
 TOTAL = EPOCHS + FINE_TUNE_EPOCHS
 POINTS = ["epoch:1", "checkpoint:1", "epoch:3", "best_pending", "best_replaced",
-          "final_write", "complete", "evaluation"]
+          "pending_again", "final_write", "complete", "evaluation"]
 
 SCRIPT = r'''
 import json, os, shutil, signal, sys
@@ -84,7 +86,12 @@ if mode == "snapshots":
     best_epoch_end = mv_callbacks.BestCheckpoint.on_epoch_end
     def tracked(self, epoch, logs=None):
         os.environ["EPOCH"] = str(epoch + 1)
-        return best_epoch_end(self, epoch, logs)
+        result = best_epoch_end(self, epoch, logs)
+        # An improvement right after a committed one, whose temporary name the
+        # state still holds: the new checkpoint is written, not yet recorded.
+        if self.pending is not None and self.state.get("best_pending"):
+            snapshot("pending_again", epoch=epoch + 1)
+        return result
     mv_callbacks.BestCheckpoint.on_epoch_end = tracked
 
     # The first improvement after epoch 1: before and after its checkpoint
@@ -169,7 +176,10 @@ def killed(source):
 
 @pytest.fixture(scope="module")
 def resumed(source, killed):
-    """Each killed folder copied and rerun to the end, two processes at a time."""
+    """Each killed folder copied and rerun to the end, two processes at a time.
+
+    The reruns start at once in the background; each test waits for its own.
+    """
     root = source["root"] / "resumed"
     folders = {}
     for point, folder in killed["folders"].items():
@@ -181,8 +191,7 @@ def resumed(source, killed):
                               timeout=400, env=_env())
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-        procs = dict(zip(POINTS, pool.map(rerun, POINTS)))
-    return {point: (folders[point], procs[point]) for point in POINTS}
+        yield {point: (folders[point], pool.submit(rerun, point)) for point in POINTS}
 
 
 @pytest.fixture(scope="module")
@@ -210,9 +219,10 @@ def _assert_holds_epoch(val_loss, path, history, epoch):
 
 
 @pytest.mark.parametrize("point", POINTS)
-def test_state_and_checkpoints_agree_at_every_kill_point(killed, val_loss, point):
+def test_state_and_checkpoints_agree_at_every_kill_point(killed, resumed, val_loss, point):
     """What `state.json` names is on disk: the best checkpoint of its best epoch
-    (or, while the state names one, the pending file that becomes it)."""
+    (or, while the state names one, the pending file that becomes it).
+    (`resumed` only starts the reruns, on copies, meanwhile.)"""
     folder = killed["folders"][point]
     state = json.loads((folder / "state.json").read_text()) if (
         folder / "state.json").exists() else {}
@@ -232,6 +242,9 @@ def test_state_and_checkpoints_agree_at_every_kill_point(killed, val_loss, point
     if point.startswith("best_"):
         # The improved epoch is committed with the state: its backup is named.
         assert state["best_epoch"] == killed["facts"][point]["epoch"] == state["epochs_done"]
+    if point == "pending_again":
+        # The new improvement is not recorded yet: the state's best is the last epoch.
+        assert state["best_epoch"] == killed["facts"][point]["epoch"] - 1 == state["epochs_done"]
 
 
 def _check_finished(run_dir, val_loss):
@@ -256,7 +269,8 @@ def _check_finished(run_dir, val_loss):
 @pytest.mark.parametrize("point", POINTS)
 def test_a_killed_run_resumes_to_the_state_of_an_uninterrupted_run(killed, resumed, val_loss,
                                                                     point):
-    run_dir, resumed_proc = resumed[point]
+    run_dir, future = resumed[point]
+    resumed_proc = future.result()
     assert resumed_proc.returncode == 0, resumed_proc.stderr[-3000:]
     summary = json.loads(resumed_proc.stdout.strip().splitlines()[-1])
     assert summary["epochs"] == TOTAL
@@ -271,6 +285,8 @@ def test_a_killed_run_resumes_to_the_state_of_an_uninterrupted_run(killed, resum
     elif point.startswith("best_"):
         # The epoch was committed (state, backup, best checkpoint) before the kill.
         first = killed["facts"][point]["epoch"] + 1
+    elif point == "pending_again":
+        first = killed["facts"][point]["epoch"]
     else:  # final_write, complete, evaluation: nothing is trained again
         first = TOTAL + 1
     assert epochs_run == list(range(first, TOTAL + 1))

@@ -99,7 +99,9 @@ class BestCheckpoint(keras.callbacks.Callback):
         # discarded result must not stay the run's best.
         folder, name = os.path.split(self.path)
         os.makedirs(folder or ".", exist_ok=True)
-        pending = os.path.join(folder, f".partial-{os.getpid()}-pending-{name}")
+        # One name per process and epoch: the state may still name the last
+        # epoch's (already renamed) file, which must never be taken for this one.
+        pending = os.path.join(folder, f".partial-{os.getpid()}-epoch{epoch + 1:05d}-{name}")
         (self.saved_model or self.model).save(pending)
         self.pending = (pending, float(value), epoch + 1)
 
