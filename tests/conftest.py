@@ -79,7 +79,8 @@ def two_workers(free_ports):
     """`two_workers(argv_of, timeout=300)`: two local MultiWorkerMirroredStrategy workers.
 
     Starts `python *argv_of(index)` for index 0 and 1 with a TF_CONFIG naming
-    both on 127.0.0.1, waits for them and asserts both exited 0.
+    both on 127.0.0.1, waits for them and asserts both exited 0 (the message
+    holds the end of both workers' stderr).
     """
 
     def run(argv_of, timeout=300):
@@ -99,7 +100,11 @@ def two_workers(free_ports):
             for p in procs:
                 if p.poll() is None:
                     p.kill()
-        for p, (_, err) in zip(procs, outputs):
-            assert p.returncode == 0, err[-3000:]
+        # One worker's failure often shows as the other's lost heartbeat: show both.
+        failed = [f"worker {i} exited {p.returncode}:\n{err[-3000:]}"
+                  for i, (p, (_, err)) in enumerate(zip(procs, outputs)) if p.returncode != 0]
+        assert not failed, "\n\n".join(
+            f"worker {i} exited {p.returncode}:\n{err[-3000:]}"
+            for i, (p, (_, err)) in enumerate(zip(procs, outputs)))
 
     return run

@@ -1,16 +1,32 @@
 """Kill-and-resume at chosen points: a rerun ends as an uninterrupted run does.
 
-Each case runs `train_and_evaluate` in a subprocess that SIGKILLs itself at one
-point (an epoch of phase 1 or 2 right after its history row, in the middle
-of the best-checkpoint write, during the final `model.keras` write, during
-the evaluation), then reruns the same call. The finished run must have
-exactly one `history.csv` row per epoch of both phases, the evaluation
-written, `state.json` naming the best epoch of the whole run, and no
-`.partial-*` file.
+One `train_and_evaluate` subprocess runs the whole training and stops at
+every kill point on its way: there it copies its run folder, which is what a
+SIGKILL at that instant leaves on disk (the process is held at the point, no
+other thread writes, and nothing a kill would lose has reached a file), then
+goes on; during the evaluation it SIGKILLs itself. The points: an epoch of
+phase 1 or 2 right after its history row (before its backup), the middle of
+the first best-checkpoint write, an improved epoch's commit before and after
+its best checkpoint is renamed into place, the next epoch's improvement
+written but not yet recorded (while the state still holds the last
+checkpoint's temporary name), the middle of the final
+`model.keras` write, right after the run is marked complete (before its
+backup folder is removed), and the evaluation.
+
+On every killed folder the state and the checkpoints agree (`best.keras`, or
+the pending checkpoint the state names, holds the epoch `state.json` names).
+Every folder is then rerun (the same call, a fresh process; two at a time):
+it must end with exactly one `history.csv` row per epoch of both phases, the
+rows of epochs finished before the kill unchanged, only the unfinished epochs
+trained again, the evaluation written, `state.json` naming the best epoch of
+the whole run and `best.keras` holding it, and no `.partial-*` file or
+backup folder left.
 """
 
+import concurrent.futures
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,56 +36,91 @@ import pandas as pd
 import pytest
 
 EPOCHS, FINE_TUNE_EPOCHS = 2, 2
+TOTAL = EPOCHS + FINE_TUNE_EPOCHS
+POINTS = ["epoch:1", "checkpoint:1", "epoch:3", "best_pending", "best_replaced",
+          "pending_again", "final_write", "complete", "evaluation"]
 
 SCRIPT = r'''
-import json, os, signal, sys
+import json, os, shutil, signal, sys
 import numpy as np
-run_dir, source, kill = sys.argv[1], sys.argv[2], sys.argv[3]
+run_dir, source, mode, snapshots = sys.argv[1:5]
+taken = {}
 
-def die():
+def snapshot(point, **facts):
+    """What a SIGKILL here leaves: the run folder as it is now."""
+    if point in taken:
+        return
     sys.stdout.flush()
-    os.kill(os.getpid(), signal.SIGKILL)
+    shutil.copytree(run_dir, os.path.join(snapshots, point), symlinks=True)
+    taken[point] = facts
+    with open(os.path.join(snapshots, "points.json"), "w") as f:
+        json.dump(taken, f)
 
 import keras
 from medivision_tf.training import callbacks as mv_callbacks, loop
 
-if kill.startswith("epoch:"):  # after the epoch's history row, before its backup
-    target = int(kill.split(":")[1])
-    original = keras.callbacks.CSVLogger.on_epoch_end
-    def on_epoch_end(self, epoch, logs=None):
-        original(self, epoch, logs)
-        if epoch + 1 == target:
-            die()
-    keras.callbacks.CSVLogger.on_epoch_end = on_epoch_end
-elif kill.startswith("checkpoint:"):  # half-way through writing best.keras
-    target = int(kill.split(":")[1])
+if mode == "snapshots":
+    # After the epoch's history row, before its backup.
+    on_epoch_end = keras.callbacks.CSVLogger.on_epoch_end
+    def logged(self, epoch, logs=None):
+        on_epoch_end(self, epoch, logs)
+        if epoch + 1 in (1, 3):
+            snapshot(f"epoch:{epoch + 1}")
+    keras.callbacks.CSVLogger.on_epoch_end = logged
+
+    # Half-way through a write: best.keras (epoch 1) and the final model.keras.
     save = keras.Model.save
     def partial_save(self, path, *args, **kwargs):
-        if "best.keras" in str(path) and os.environ.get("EPOCH") == str(target):
+        path_text = str(path)
+        point = None
+        if "best.keras" in path_text and os.environ.get("EPOCH") == "1":
+            point = "checkpoint:1"
+        elif path_text.endswith("model.keras") and ".partial-" in path_text:
+            point = "final_write"
+        if point and point not in taken:
             with open(path, "wb") as f:
                 f.write(b"PK\x03\x04 truncated")
-            die()
+            snapshot(point)
         return save(self, path, *args, **kwargs)
     keras.Model.save = partial_save
-    begin = mv_callbacks.BestCheckpoint.on_epoch_end
+    best_epoch_end = mv_callbacks.BestCheckpoint.on_epoch_end
     def tracked(self, epoch, logs=None):
         os.environ["EPOCH"] = str(epoch + 1)
-        return begin(self, epoch, logs)
+        result = best_epoch_end(self, epoch, logs)
+        # An improvement right after a committed one, whose temporary name the
+        # state still holds: the new checkpoint is written, not yet recorded.
+        if self.pending is not None and self.state.get("best_pending"):
+            snapshot("pending_again", epoch=epoch + 1)
+        return result
     mv_callbacks.BestCheckpoint.on_epoch_end = tracked
-elif kill == "final_write":
-    save = keras.Model.save
-    def partial_save(self, path, *args, **kwargs):
-        if str(path).endswith("model.keras") and ".partial-" in str(path):
-            with open(path, "wb") as f:
-                f.write(b"PK\x03\x04 truncated")
-            die()
-        return save(self, path, *args, **kwargs)
-    keras.Model.save = partial_save
-elif kill == "evaluation":
+
+    # The first improvement after epoch 1: before and after its checkpoint
+    # is renamed to best.keras.
+    commit = mv_callbacks.BestCheckpoint.commit
+    def committing(self):
+        epoch = self.pending[2] if self.pending else None
+        first = epoch is not None and epoch >= 2 and "best_pending" not in taken
+        if first:
+            snapshot("best_pending", epoch=epoch)
+        result = commit(self)
+        if first:
+            snapshot("best_replaced", epoch=epoch)
+        return result
+    mv_callbacks.BestCheckpoint.commit = committing
+
+    # Marked complete, its backup folder not yet removed.
+    rmtree = shutil.rmtree
+    def removing(path, *args, **kwargs):
+        if os.path.basename(os.fspath(path)) == "backup":
+            snapshot("complete")
+        return rmtree(path, *args, **kwargs)
+    shutil.rmtree = removing
+
     import medivision_tf.evaluation as evaluation
-    def dying(*args, **kwargs):
+    def dying(*args, **kwargs):  # a real SIGKILL during the evaluation
         os.makedirs(kwargs["out_dir"], exist_ok=True)
-        die()
+        sys.stdout.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
     evaluation.evaluate_model = dying
 
 config = dict(source=source, backbone="smallcnn", weights=None, image_size=32, channels=1,
@@ -101,42 +152,144 @@ def source(tmp_path_factory):
     return {"root": root, "npz": str(path), "script": str(script)}
 
 
-def _run(source, run_dir, kill="none"):
-    return subprocess.run([sys.executable, source["script"], str(run_dir), source["npz"], kill],
+def _command(source, run_dir, mode="resume", snapshots="-"):
+    return [sys.executable, source["script"], str(run_dir), source["npz"], mode, str(snapshots)]
+
+
+@pytest.fixture(scope="module")
+def killed(source):
+    """The run folder at every kill point (`evaluation`: the SIGKILLed run's own)."""
+    run_dir, snapshots = source["root"] / "run", source["root"] / "killed"
+    snapshots.mkdir()
+    proc = subprocess.run(_command(source, run_dir, "snapshots", snapshots),
                           capture_output=True, text=True, timeout=300, env=_env())
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    folders = {point: snapshots / point for point in POINTS if point != "evaluation"}
+    folders["evaluation"] = run_dir
+    missing = [point for point, folder in folders.items() if not folder.is_dir()]
+    assert not missing, f"kill points never reached: {missing}\n{proc.stdout[-2000:]}"
+    facts = json.loads((snapshots / "points.json").read_text())
+    # The uninterrupted training: the run killed during its evaluation.
+    reference = pd.read_csv(run_dir / "history.csv")
+    return {"folders": folders, "facts": facts, "reference": reference}
 
 
-def _check_finished(run_dir):
+@pytest.fixture(scope="module")
+def resumed(source, killed):
+    """Each killed folder copied and rerun to the end, two processes at a time.
+
+    The reruns start at once in the background; each test waits for its own.
+    """
+    root = source["root"] / "resumed"
+    folders = {}
+    for point, folder in killed["folders"].items():
+        folders[point] = root / point.replace(":", "_")
+        shutil.copytree(folder, folders[point], symlinks=True)
+
+    def rerun(point):
+        return subprocess.run(_command(source, folders[point]), capture_output=True, text=True,
+                              timeout=400, env=_env())
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        yield {point: (folders[point], pool.submit(rerun, point)) for point in POINTS}
+
+
+@pytest.fixture(scope="module")
+def val_loss(source, killed):
+    """`val_loss(path)`: a checkpoint's loss on the run's validation split."""
+    import keras
+
+    from medivision_tf.data.inputs import training_inputs
+    from medivision_tf.training import load_config, make_loss
+
+    config = load_config(str(source["root"] / "run" / "config.json"))
+    val = training_inputs(config, global_batch=config.batch_size).val
+
+    def loss(path):
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+        model.compile(loss=make_loss(config))
+        return model.evaluate(val, verbose=0, return_dict=True)["loss"]
+
+    return loss
+
+
+def _assert_holds_epoch(val_loss, path, history, epoch):
+    logged = float(history.loc[history["epoch"] == epoch - 1, "val_loss"].iloc[-1])
+    assert val_loss(path) == pytest.approx(logged, rel=2e-4, abs=1e-5), (path, epoch)
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_state_and_checkpoints_agree_at_every_kill_point(killed, resumed, val_loss, point):
+    """What `state.json` names is on disk: the best checkpoint of its best epoch
+    (or, while the state names one, the pending file that becomes it).
+    (`resumed` only starts the reruns, on copies, meanwhile.)"""
+    folder = killed["folders"][point]
+    state = json.loads((folder / "state.json").read_text()) if (
+        folder / "state.json").exists() else {}
+    best = folder / "checkpoints" / "best.keras"
+    if state.get("best_epoch") is None:
+        assert not best.exists()
+        return
+    history = pd.read_csv(folder / "history.csv")
+    assert state["best_value"] == pytest.approx(
+        float(history.loc[history["epoch"] == state["best_epoch"] - 1, "val_loss"].iloc[-1]))
+    pending = state.get("best_pending")
+    if pending and (folder / "checkpoints" / pending).exists():
+        _assert_holds_epoch(val_loss, folder / "checkpoints" / pending, history,
+                            state["best_epoch"])
+    else:
+        _assert_holds_epoch(val_loss, best, history, state["best_epoch"])
+    if point.startswith("best_"):
+        # The improved epoch is committed with the state: its backup is named.
+        assert state["best_epoch"] == killed["facts"][point]["epoch"] == state["epochs_done"]
+    if point == "pending_again":
+        # The new improvement is not recorded yet: the state's best is the last epoch.
+        assert state["best_epoch"] == killed["facts"][point]["epoch"] - 1 == state["epochs_done"]
+
+
+def _check_finished(run_dir, val_loss):
     history = pd.read_csv(run_dir / "history.csv")
-    assert list(history["epoch"]) == list(range(EPOCHS + FINE_TUNE_EPOCHS))
+    assert list(history["epoch"]) == list(range(TOTAL))
     state = json.loads((run_dir / "state.json").read_text())
     assert state["complete"] and state["evaluated"] and state["phase1_complete"]
-    assert state["phase2_complete"]
+    assert state["phase2_complete"] and state["epochs_done"] == TOTAL
+    assert state.get("backup") is None and state.get("best_pending") is None
     # best.keras is the best epoch of the whole run (both phases).
     assert state["best_epoch"] == int(history["val_loss"].idxmin()) + 1
     assert state["best_value"] == pytest.approx(history["val_loss"].min(), rel=1e-5)
-    assert (run_dir / "checkpoints" / "best.keras").stat().st_size > 1000
+    _assert_holds_epoch(val_loss, run_dir / "checkpoints" / "best.keras", history,
+                        state["best_epoch"])
     assert (run_dir / "evaluation" / "metrics.json").is_file()
+    assert (run_dir / "model.keras").is_file()
     assert not [p for p in run_dir.rglob("*") if p.name.startswith(".partial-")]
     assert not (run_dir / "backup").exists()
     return history
 
 
-@pytest.mark.parametrize("kill", ["epoch:1", "epoch:3", "checkpoint:1", "final_write",
-                                  "evaluation"])
-def test_a_killed_run_resumes_to_the_state_of_an_uninterrupted_run(source, tmp_path, kill):
-    run_dir = tmp_path / "run"
-    killed = _run(source, run_dir, kill)
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-    resumed = _run(source, run_dir)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    summary = json.loads(resumed.stdout.strip().splitlines()[-1])
-    assert summary["epochs"] == EPOCHS + FINE_TUNE_EPOCHS
-    _check_finished(run_dir)
-    epochs_run = [int(line.split()[1].split("/")[0]) for line in resumed.stdout.splitlines()
-                  if line.startswith("Epoch ")]
-    if kill.startswith("epoch:"):
+@pytest.mark.parametrize("point", POINTS)
+def test_a_killed_run_resumes_to_the_state_of_an_uninterrupted_run(killed, resumed, val_loss,
+                                                                    point):
+    run_dir, future = resumed[point]
+    resumed_proc = future.result()
+    assert resumed_proc.returncode == 0, resumed_proc.stderr[-3000:]
+    summary = json.loads(resumed_proc.stdout.strip().splitlines()[-1])
+    assert summary["epochs"] == TOTAL
+    history = _check_finished(run_dir, val_loss)
+    epochs_run = [int(line.split()[1].split("/")[0])
+                  for line in resumed_proc.stdout.splitlines() if line.startswith("Epoch ")]
+    if point.startswith("epoch:"):
         # Only the killed epoch (its backup never landed) and the rest are trained again.
-        assert epochs_run == list(range(int(kill.split(":")[1]), EPOCHS + FINE_TUNE_EPOCHS + 1))
-    elif kill in ("final_write", "evaluation"):
-        assert epochs_run == []  # nothing is trained again
+        first = int(point.split(":")[1])
+    elif point == "checkpoint:1":
+        first = 1
+    elif point.startswith("best_"):
+        # The epoch was committed (state, backup, best checkpoint) before the kill.
+        first = killed["facts"][point]["epoch"] + 1
+    elif point == "pending_again":
+        first = killed["facts"][point]["epoch"]
+    else:  # final_write, complete, evaluation: nothing is trained again
+        first = TOTAL + 1
+    assert epochs_run == list(range(first, TOTAL + 1))
+    # The rows of the epochs finished before the kill are kept as they were.
+    pd.testing.assert_frame_equal(history.iloc[:first - 1],
+                                  killed["reference"].iloc[:first - 1])

@@ -466,7 +466,12 @@ def test_batchnorm_is_recalibrated_before_each_validation_from_scratch(small_dat
     state.values, state.path = {}, os.devnull
     made = mv_callbacks.make_callbacks(config, "unused", state, 1, True, train_dataset=dataset)
     calibrate = [c for c in made if isinstance(c, mv_callbacks.CalibrateBeforeValidation)]
-    assert len(calibrate) == 1
+    assert len(calibrate) == 1 and calibrate[0].batches == 10
+    # At most one epoch's batches, as the final calibration.
+    short = mv_callbacks.make_callbacks(config, "unused", state, 1, True, train_dataset=dataset,
+                                        steps_per_epoch=2)
+    assert [c.batches for c in short if isinstance(c, mv_callbacks.CalibrateBeforeValidation)
+            ] == [2]
     assert not any(isinstance(c, mv_callbacks.CalibrateBeforeValidation) for c in
                    mv_callbacks.make_callbacks(pretrained, "unused", state, 1, True,
                                                train_dataset=dataset))

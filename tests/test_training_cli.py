@@ -1,5 +1,10 @@
-"""`medivision train / evaluate / predict` as subprocesses, and kill-and-resume."""
+"""`medivision train / evaluate / predict` as subprocesses, and kill-and-resume.
 
+The uninterrupted run and the killed-and-resumed run go side by side, as do
+`evaluate` and `predict` (two cores; each process is mostly single-threaded
+tracing and start-up)."""
+
+import concurrent.futures
 import json
 import os
 import signal
@@ -44,14 +49,63 @@ def _train_command(dataset, out, *extra):
             dataset["config"], "--out", str(out), *extra]
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(dataset):
+def _uninterrupted_run(dataset):
     out = dataset["root"] / "run"
     proc = subprocess.run(_train_command(dataset, out, "--quiet", "--seed", "3",
                                           "--projection-units", "none"),
                           capture_output=True, text=True, timeout=300, env=_env())
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, proc.stdout
+
+
+def _kill_and_resume(dataset):
+    """Starts a run, SIGKILLs it once state.json counts a finished epoch,
+    notes what the kill left, then reruns the same command to the end."""
+    out = dataset["root"] / "killed"
+    command = _train_command(dataset, out, "--seed", "3", "--no-evaluate")
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=_env())
+    state_file = out / "state.json"
+
+    def epochs_done():
+        try:
+            return json.loads(state_file.read_text()).get("epochs_done", 0)
+        except (FileNotFoundError, json.JSONDecodeError):
+            return 0
+
+    facts = {}
+    deadline = time.time() + 240
+    try:
+        while epochs_done() < 1 and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        facts["running_at_kill"] = proc.poll() is None
+        facts["epochs_done_at_kill"] = epochs_done()
+        if facts["running_at_kill"]:
+            os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    facts["returncode"] = proc.returncode
+    facts["model_after_kill"] = (out / "model.keras").exists()
+    facts["files_after_kill"] = [p.name for p in out.rglob("*") if p.is_file()]
+    facts["resumed"] = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                                      env=_env())
+    return out, facts
+
+
+@pytest.fixture(scope="module")
+def runs(dataset):
+    """The uninterrupted run and the kill-and-resume run, side by side (two cores)."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        killed = pool.submit(_kill_and_resume, dataset)
+        uninterrupted = pool.submit(_uninterrupted_run, dataset)
+        return {"uninterrupted": uninterrupted.result(), "killed": killed.result()}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(runs):
+    return runs["uninterrupted"]
 
 
 def test_cli_train_writes_the_run_folder(uninterrupted):
@@ -88,11 +142,24 @@ def test_cli_refuses_unknown_key_and_wrong_type(dataset, tmp_path, capsys):
 
 def test_cli_evaluate_and_predict(uninterrupted, dataset, tmp_path):
     out, _ = uninterrupted
-    proc = subprocess.run(
-        [sys.executable, "-m", "medivision_tf", "evaluate", str(out / "model.keras"),
-         dataset["npz"], "--out", str(tmp_path / "eval"), "--tta",
-         "--history", str(out / "history.csv")],
-        capture_output=True, text=True, timeout=300, env=_env())
+    data = dataset["data"]
+    paths = []
+    for i in range(3):
+        paths.append(str(tmp_path / f"image{i}.png"))
+        cv2.imwrite(paths[-1], data.images[i])
+    commands = {
+        "evaluate": [sys.executable, "-m", "medivision_tf", "evaluate", str(out / "model.keras"),
+                     dataset["npz"], "--out", str(tmp_path / "eval"), "--tta",
+                     "--history", str(out / "history.csv")],
+        "predict": [sys.executable, "-m", "medivision_tf", "predict", str(out / "model.keras"),
+                    *paths, "--top-k", "2", "--csv", str(tmp_path / "pred.csv")],
+    }
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:  # two cores
+        procs = dict(zip(commands, pool.map(
+            lambda argv: subprocess.run(argv, capture_output=True, text=True, timeout=300,
+                                        env=_env()), commands.values())))
+
+    proc = procs["evaluate"]
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "balanced_accuracy=" in proc.stdout
     report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
@@ -100,15 +167,7 @@ def test_cli_evaluate_and_predict(uninterrupted, dataset, tmp_path):
     assert report["summary"]["tta"] == ["identity", "flip_left_right"]
     assert (tmp_path / "eval" / "training_curves.png").is_file()
 
-    data = dataset["data"]
-    paths = []
-    for i in range(3):
-        paths.append(str(tmp_path / f"image{i}.png"))
-        cv2.imwrite(paths[-1], data.images[i])
-    proc = subprocess.run(
-        [sys.executable, "-m", "medivision_tf", "predict", str(out / "model.keras"), *paths,
-         "--top-k", "2", "--csv", str(tmp_path / "pred.csv")],
-        capture_output=True, text=True, timeout=300, env=_env())
+    proc = procs["predict"]
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [l for l in proc.stdout.splitlines() if l.startswith(str(tmp_path))]
     assert len(lines) == 3 and all("top-2:" in l for l in lines)
@@ -121,42 +180,21 @@ def test_cli_evaluate_and_predict(uninterrupted, dataset, tmp_path):
     assert all(len(t.split("; ")) == 2 for t in table["top_k"])
 
 
-def test_sigkilled_run_resumes_and_ends_with_the_same_epoch_count(dataset, uninterrupted):
-    out = dataset["root"] / "killed"
-    command = _train_command(dataset, out, "--seed", "3", "--no-evaluate")
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=_env())
-    state_file = out / "state.json"
-
-    def epochs_done():
-        try:
-            return json.loads(state_file.read_text()).get("epochs_done", 0)
-        except (FileNotFoundError, json.JSONDecodeError):
-            return 0
-
-    deadline = time.time() + 240
-    try:
-        while epochs_done() < 1 and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.02)
-        assert proc.poll() is None, "the run finished before it could be killed"
-        assert epochs_done() >= 1
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    assert not (out / "model.keras").exists()
+def test_sigkilled_run_resumes_and_ends_with_the_same_epoch_count(runs):
+    out, facts = runs["killed"]
+    assert facts["running_at_kill"], "the run finished before it could be killed"
+    assert facts["epochs_done_at_kill"] >= 1
+    assert facts["returncode"] == -signal.SIGKILL
+    assert not facts["model_after_kill"]
     # No checkpoint is half-written: only complete files under their final names.
-    killed_files = [p.name for p in out.rglob("*") if p.is_file()]
-    assert not [name for name in killed_files if ".partial" in name]
+    assert not [name for name in facts["files_after_kill"] if ".partial" in name]
 
-    resumed = subprocess.run(command, capture_output=True, text=True, timeout=300, env=_env())
+    resumed = facts["resumed"]
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     # It resumed: the first epoch was not trained again.
     assert "Epoch 1/4" not in resumed.stdout and "Epoch 4/4" in resumed.stdout
     history = pd.read_csv(out / "history.csv")
-    reference = pd.read_csv(uninterrupted[0] / "history.csv")
+    reference = pd.read_csv(runs["uninterrupted"][0] / "history.csv")
     assert list(history["epoch"]) == list(reference["epoch"]) == [0, 1, 2, 3]
     summary = json.loads(resumed.stdout.strip().splitlines()[-1])
     assert summary["epochs"] == EPOCHS + FINE_TUNE_EPOCHS

@@ -99,28 +99,50 @@ class BestCheckpoint(keras.callbacks.Callback):
         # discarded result must not stay the run's best.
         folder, name = os.path.split(self.path)
         os.makedirs(folder or ".", exist_ok=True)
-        pending = os.path.join(folder, f".partial-{os.getpid()}-pending-{name}")
+        # One name per process and epoch: the state may still name the last
+        # epoch's (already renamed) file, which must never be taken for this one.
+        pending = os.path.join(folder, f".partial-{os.getpid()}-epoch{epoch + 1:05d}-{name}")
         (self.saved_model or self.model).save(pending)
         self.pending = (pending, float(value), epoch + 1)
 
     pending = None  # (file, value, epoch) of an improvement not yet committed
 
-    def commit(self):
-        """Moves a pending improvement into place; returns its state keys."""
+    def pending_keys(self):
+        """The state keys of this epoch's improvement, to record with its backup.
+
+        `best_pending` names the new checkpoint's temporary file (in the
+        checkpoint folder) until `commit` has moved it into place; it is None
+        when the epoch did not improve. A run killed between the two steps
+        finds the name in `state.json` and moves the file then
+        (`medivision_tf.training.run_dir.finish_pending_best`).
+        """
         if self.pending is None:
-            return {}
+            return {"best_pending": None}
         pending, value, epoch = self.pending
+        return dict(best_monitor=self.monitor, best_value=value, best_epoch=epoch,
+                    best_pending=os.path.basename(pending))
+
+    def commit(self):
+        """Moves a pending improvement into place (after its state was recorded).
+
+        Returns:
+            Whether there was one.
+        """
+        if self.pending is None:
+            return False
+        pending = self.pending[0]
         self.pending = None
         os.replace(pending, self.path)
-        return dict(best_monitor=self.monitor, best_value=value, best_epoch=epoch)
+        return True
 
 
 class EpochBackup(keras.callbacks.Callback):
     """Backs up the weights after every finished epoch, for an exact resume.
 
     The weights go to a new file that is renamed into place; only then does
-    `state.json` name that file and the number of finished epochs, so the
-    pair read on restart is always complete. Epochs whose logs hold NaN/Inf
+    `state.json` name that file, the number of finished epochs and the
+    epoch's best checkpoint (when it improved), in one atomic update, so what
+    a restart reads always belongs together. Epochs whose logs hold NaN/Inf
     are not backed up. Put it last: an epoch counts as done only after the
     other callbacks (history row, best checkpoint) have run.
 
@@ -129,7 +151,7 @@ class EpochBackup(keras.callbacks.Callback):
         state: the run's `RunState`.
         phase: 1 or 2, recorded with the epoch.
         best: the run's `BestCheckpoint`, whose improvement of this epoch is
-            committed (moved into place, recorded) with the backup.
+            recorded with the backup, then moved into place.
     """
 
     def __init__(self, backup_dir, state, phase, best=None):
@@ -148,8 +170,14 @@ class EpochBackup(keras.callbacks.Callback):
         with atomic_path(path) as partial:
             self.model.save_weights(partial)
         previous = self.state.get("backup")
-        best = self.best.commit() if self.best is not None else {}
+        # The commit point: the state names the epoch, its weights and its best
+        # checkpoint (still under a temporary name) at once. The checkpoint is
+        # renamed after: a kill in between leaves the name in the state, and
+        # the next run moves the file before it goes on.
+        best = self.best.pending_keys() if self.best is not None else {}
         self.state.update(epochs_done=epoch + 1, phase=self.phase, backup=name, **best)
+        if self.best is not None:
+            self.best.commit()
         if previous and previous != name:
             try:
                 os.remove(os.path.join(self.backup_dir, previous))
@@ -190,7 +218,7 @@ def tensorboard_available():
 
 
 def make_callbacks(config, run_dir, state, phase, has_validation, is_chief=True,
-                   train_dataset=None, saved_model=None):
+                   train_dataset=None, saved_model=None, steps_per_epoch=None):
     """The callbacks of one phase of `train`.
 
     In order: NaN stop (first, so nothing is saved from a NaN epoch), best
@@ -210,6 +238,9 @@ def make_callbacks(config, run_dir, state, phase, has_validation, is_chief=True,
         is_chief: the worker that writes TensorBoard logs.
         train_dataset: the training dataset, for `calibrate_before_validation`.
         saved_model: the model the best checkpoint saves (default: the one fit).
+        steps_per_epoch: batches per epoch; BatchNorm is calibrated before
+            validation on at most that many (and at most 10), as the final
+            model is calibrated on at most one epoch's batches.
 
     Returns:
         A list of `keras.callbacks.Callback`.
@@ -220,7 +251,8 @@ def make_callbacks(config, run_dir, state, phase, has_validation, is_chief=True,
     mode = monitor_mode(monitor)
     callbacks = [StopOnNaN()]
     if config.calibrate_before_validation and has_validation and train_dataset is not None:
-        callbacks.append(CalibrateBeforeValidation(train_dataset))
+        callbacks.append(CalibrateBeforeValidation(
+            train_dataset, batches=min(10, steps_per_epoch or 10)))
     best = BestCheckpoint(os.path.join(run_dir, "checkpoints", "best.keras"), monitor, state,
                           saved_model=saved_model)
     callbacks += [

@@ -59,8 +59,10 @@ from medivision_tf.training.run_dir import (
     RunState,
     atomic_path,
     claim_run_dir,
+    finish_pending_best,
     finished_run,
     remove_partials,
+    tidy_finished_run,
     tidy_history,
 )
 
@@ -202,6 +204,8 @@ def train(
     work_dir = run_dir if is_chief else os.path.join(run_dir, ".workers", worker)
     os.makedirs(work_dir, exist_ok=True)
     claim_run_dir(work_dir, config)
+    state = RunState(work_dir)
+    finish_pending_best(work_dir, state)  # a kill between an epoch's commit and its rename
     remove_partials(work_dir)  # left by a process killed while writing
     keras.utils.set_random_seed(config.seed)
 
@@ -232,7 +236,6 @@ def train(
     say(f"Strategy: {type(strategy).__name__} ({replicas} replica(s)), dtype policy "
         f"{policy}, global batch {global_batch}.")
 
-    state = RunState(work_dir)
     backup_dir = os.path.join(work_dir, "backup")
     total_epochs = config.epochs + config.fine_tune_epochs
     keep_bn = config.keep_batchnorm_frozen
@@ -265,6 +268,7 @@ def train(
         fit(2, config.fine_tune_learning_rate, config.epochs, total_epochs)
 
     model_path = os.path.join(work_dir, "model.keras")
+    history_path = os.path.join(work_dir, "history.csv")
     if not state.get("complete"):
         fit.restore_last(compiled=False)  # a rerun after a kill during the final write
         if config.calibrate_batchnorm:
@@ -275,9 +279,12 @@ def train(
             fit_trust(model, inputs.val, alpha=config.conformal_alpha, seed=config.seed)
         with atomic_path(model_path) as partial:
             model.save(partial)
-        state.update(complete=True, backup=None)
+        # Tidied before the run counts as finished: a rerun of a finished
+        # run rewrites nothing of it.
+        tidy_history(history_path)
+        state.update(complete=True, backup=None, best_pending=None)
         shutil.rmtree(backup_dir, ignore_errors=True)
-    history = tidy_history(os.path.join(work_dir, "history.csv"))
+    history = pd.read_csv(history_path) if os.path.exists(history_path) else pd.DataFrame()
     if not is_chief:
         model_path = os.path.join(run_dir, "model.keras")
     say(f"Trained {len(history)} epoch(s); model written to {model_path}")
@@ -341,7 +348,8 @@ class _Fitter:
         callbacks = make_callbacks(config, self.work_dir, state, phase,
                                    self.inputs.val is not None, self.is_chief,
                                    train_dataset=None if multi_worker else self.inputs.train,
-                                   saved_model=self.saved_model)
+                                   saved_model=self.saved_model,
+                                   steps_per_epoch=self.inputs.steps)
         callbacks = callbacks[:-1] + self.extra + callbacks[-1:]
         if multi_worker:
             compat.patch_for_multi_worker(self.model, self.inputs.train)
@@ -442,6 +450,7 @@ def train_and_evaluate(config=None, *, run_dir="runs/train", evaluate=True, requ
     state = RunState(run_dir)
     unevaluated = evaluate and test is not None and not state.get("evaluated")
     if model_path and (reuse or unevaluated):
+        tidy_finished_run(run_dir)  # what a kill after the final write left
         history_csv = os.path.join(run_dir, "history.csv")
         history = pd.read_csv(history_csv) if os.path.exists(history_csv) else pd.DataFrame()
         result = TrainResult(

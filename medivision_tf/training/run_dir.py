@@ -23,6 +23,7 @@ RunState("runs/x").get("epochs_done")   # 3
 import contextlib
 import json
 import os
+import shutil
 
 import pandas as pd
 
@@ -68,8 +69,10 @@ class RunState:
 
     Keys: `epochs_done` (epochs finished over both phases), `phase`, `backup`
     (the weights file of the last finished epoch), `best_monitor`,
-    `best_value`, `best_epoch` (of `checkpoints/best.keras`), `complete`
-    (the final model is written), `evaluated`.
+    `best_value`, `best_epoch` (of `checkpoints/best.keras`), `best_pending`
+    (that checkpoint's temporary name while it is being moved into place),
+    `phase1_complete`, `phase2_complete`, `complete` (the final model is
+    written), `evaluated`.
 
     Args:
         run_dir: the run folder.
@@ -88,11 +91,75 @@ class RunState:
 
 
 def remove_partials(folder):
-    """Deletes `.partial-*` files a killed process left anywhere under `folder`."""
+    """Deletes `.partial-*` files a killed process left anywhere under `folder`.
+
+    Call `finish_pending_best` first: the best checkpoint an interrupted
+    commit names is such a file until it is moved into place.
+    """
     for parent, _, files in os.walk(folder):
         for name in files:
             if name.startswith(".partial-"):
                 os.remove(os.path.join(parent, name))
+
+
+def finish_pending_best(run_dir, state):
+    """Completes a best-checkpoint commit that a kill interrupted.
+
+    `EpochBackup` records an improved epoch in `state.json` (`best_epoch`,
+    `best_value` and `best_pending`, the new checkpoint's temporary name)
+    before it renames that file to `checkpoints/best.keras`. A process killed
+    in between left the state naming the new checkpoint and the old one in
+    place: this moves the pending file into place, so `best.keras` is the
+    epoch the state names. Nothing happens when the state names no pending
+    file or it was moved already.
+
+    Args:
+        run_dir: the run folder.
+        state: its `RunState`.
+
+    Returns:
+        Whether a pending checkpoint was moved.
+
+    Example:
+
+    ```python
+    state = RunState("runs/x")
+    finish_pending_best("runs/x", state)   # before remove_partials("runs/x")
+    ```
+    """
+    name = state.get("best_pending")
+    if not name:
+        return False
+    folder = os.path.join(os.fspath(run_dir), "checkpoints")
+    pending = os.path.join(folder, os.path.basename(name))
+    moved = os.path.isfile(pending)
+    if moved:
+        os.replace(pending, os.path.join(folder, "best.keras"))
+    state.update(best_pending=None)
+    return moved
+
+
+def tidy_finished_run(run_dir):
+    """Removes what a kill after a finished run's last write can leave behind.
+
+    A run is finished (`state.json` `complete`) before its `backup/` folder
+    is deleted, and its evaluation writes `state.json` again afterwards; a
+    process killed there leaves `backup/` or a `.partial-*` file, which a
+    rerun that reuses the finished run removes with this.
+
+    Args:
+        run_dir: a finished run folder.
+
+    Example:
+
+    ```python
+    if finished_run("runs/x", config):
+        tidy_finished_run("runs/x")
+    ```
+    """
+    run_dir = os.fspath(run_dir)
+    remove_partials(run_dir)
+    shutil.rmtree(os.path.join(run_dir, "backup"), ignore_errors=True)
 
 
 def tidy_history(path, epochs=None):
