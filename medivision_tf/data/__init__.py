@@ -48,6 +48,7 @@ from medivision_tf.data.augment import (
 )
 from medivision_tf.data.pipeline import as_table, make_dataset
 from medivision_tf.data.scan import REASONS, check_file, scan
+from medivision_tf.data.duplicates import check_leakage, find_duplicates, image_hashes
 from medivision_tf.data.sources import (
     IMAGE_EXTENSIONS,
     class_names_of,
