@@ -594,7 +594,8 @@ def check_leakage(train, val=None, test=None, *, threshold=NEAR_THRESHOLD, decod
     images = ", ".join(f"{int(counts.get(s, 0))} {s}" for s in ("val", "test") if s in counts)
     exact = int((leaks["kind"] == "exact").sum())
     raise ValueError(
-        f"Leakage: {images} image(s) duplicate training images ({len(leaks)} pairs: "
+        f"Leakage: {int(counts.sum())} held-out image(s) ({images}) duplicate training "
+        f"images ({len(leaks)} pairs: "
         f"{exact} exact, {len(leaks) - exact} near, perceptual-hash distance <= {threshold} "
         f"of 256 bits). A copy on both sides of the split inflates every result:\n"
         + "\n".join(lines)
