@@ -40,6 +40,8 @@ OWN_BENCHMARKS = {
     "digits": ("bench_digits.py", "Real-data accuracy: scikit-learn digits"),
     "realdata": ("bench_realdata.py",
                  "Real photographs (Fashion-MNIST): accuracy, calibration, prediction sets, OOD"),
+    "decode": ("bench_decode.py",
+               "Real medical files: DICOM/NIfTI decode vs pydicom/nibabel, duplicate search"),
 }
 EXTERNAL_BENCHMARKS = {
     "pipeline": ("bench_pipeline.py", "Input pipeline vs training step"),

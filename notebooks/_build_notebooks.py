@@ -566,6 +566,34 @@ def train_on_your_dataset():
         ),
         md(
             """
+            ### Duplicates and leakage
+
+            A copy of a training image in the test split (the same file twice, a resized or
+            recompressed copy) inflates every result. `find_duplicates` hashes every image once
+            (exact: its decoded pixels; near: `imagehash`'s 256-bit perceptual hash, within 24 bits)
+            and lists the pairs, with each one's split; `check_leakage` refuses a split where a
+            val/test image copies a training image, as `train` does unless
+            `allow_duplicates=True`. From a terminal: `medivision scan DIR --duplicates pairs.csv`.
+            """
+        ),
+        code(
+            """
+            import cv2
+
+            pairs = data.find_duplicates(table, verbose=False)
+            print(len(pairs), "duplicate pairs", pairs["kind"].value_counts().to_dict())
+            data.check_leakage(train_table, val_table, test_table)   # raises when a copy leaks
+
+            # A recompressed, enlarged copy of a training image is found:
+            original = train_table["path"].iloc[0]
+            copy = os.path.join(WORK_DIR, "copy_of_a_training_image.jpg")
+            pixels = cv2.imread(original, cv2.IMREAD_UNCHANGED)
+            cv2.imwrite(copy, cv2.resize(pixels, None, fx=1.5, fy=1.5), [cv2.IMWRITE_JPEG_QUALITY, 80])
+            data.find_duplicates([original, copy], verbose=False)
+            """
+        ),
+        md(
+            """
             ## 5. The tf.data pipeline
 
             `make_dataset` reads, decodes (JPEG/PNG/BMP/GIF/WebP in the graph, TIFF and DICOM
@@ -687,6 +715,25 @@ def train_on_your_dataset():
                 depth = os.path.relpath(root, result.run_dir).count(os.sep)
                 if depth < 2:
                     print("  " + os.path.relpath(root, result.run_dir) + "/", sorted(files)[:8])
+            """
+        ),
+        md(
+            """
+            `split.csv` records the split of a run (`path, label, group, split`), so a result can be
+            audited: `train` writes it for sources and tables; here we passed tf.data datasets, so
+            we write it from the tables with the same function.
+            """
+        ),
+        code(
+            """
+            import pandas as pd
+            from medivision_tf.data.inputs import write_split_file
+
+            write_split_file(result.run_dir, {"train": train_table, "val": val_table,
+                                              "test": test_table}, class_names)
+            split = pd.read_csv(os.path.join(result.run_dir, "split.csv"))
+            assert split.groupby("group")["split"].nunique().max() == 1, "a patient on two sides"
+            split.sample(5, random_state=0)
             """
         ),
         md(

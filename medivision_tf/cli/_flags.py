@@ -1,7 +1,8 @@
 """One way to turn a config dataclass into command-line flags.
 
 Every field becomes `--field-name`, typed from its annotation (`int`, `float`,
-`str`, `bool` as true/false, `X | None` also taking `none`), with the help
+`str`, `bool` as true/false or the bare flag for true, `X | None` also
+taking `none`), with the help
 line taken from the class docstring's `Attributes:` section, its default
 shown, and the allowed values listed (`choices`) for fixed-choice keys.
 
@@ -70,7 +71,12 @@ def flag_type(name, hint):
                 return base(text)
             except ValueError:
                 pass
-        allowed = "true or false" if bases == [bool] else " or ".join(b.__name__ for b in bases)
+        if bases == [bool]:
+            raise argparse.ArgumentTypeError(
+                f"{flag} takes true or false (or nothing: true), not {text!r}; "
+                "give SOURCE before the flags"
+            )
+        allowed = " or ".join(b.__name__ for b in bases)
         raise argparse.ArgumentTypeError(f"{flag} takes {allowed}, not {text!r}")
 
     convert.__name__ = "/".join(b.__name__ for b in bases)
@@ -116,8 +122,11 @@ def add_config_flags(parser, cls, *, skip=(), only=None, choices=None, suppress=
         text = helps.get(name, name.replace("_", " ")).rstrip(".")
         if allowed and len(allowed) > 8:
             text += f". Choices: {', '.join(allowed)}"
+        # A plain bool flag alone means true: `--allow-duplicates`.
+        bare = {"nargs": "?", "const": True} if hints[name] is bool else {}
         parser.add_argument(
             f"--{name.replace('_', '-')}",
+            **bare,
             dest=name,
             type=flag_type(name, hints[name]),
             default=argparse.SUPPRESS if suppress else default,

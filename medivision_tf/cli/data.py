@@ -7,6 +7,7 @@ medivision datasets                       # the paper's ten datasets
 medivision datasets retinal_oct           # one dataset: source, classes, layout
 medivision prepare retinal_oct downloads/OCT2017 --out data/oct
 medivision scan data/oct/manifest.csv --report bad.csv
+medivision scan data/oct --duplicates pairs.csv   # exact and near-duplicate pairs
 ```
 """
 
@@ -72,6 +73,13 @@ def register(subparsers):
                       help="NIfTI slices: all, nonempty, middle or k (default: nonempty)")
     scan.add_argument("--nifti-axis", default="axial", choices=("axial", "coronal", "sagittal"),
                       help="NIfTI slicing axis (default: axial)")
+    scan.add_argument("--duplicates", default=None, metavar="FILE.csv",
+                      help="also find exact and near-duplicate images (within and across "
+                      "splits) and write the pairs to this CSV: path_a, path_b, kind "
+                      "(exact|near), distance, and each one's split (default: not searched)")
+    scan.add_argument("--near-threshold", type=int, default=None, metavar="BITS",
+                      help="largest perceptual-hash distance (of 256 bits) that counts as a "
+                      "near duplicate (default: 24; see docs/data.md)")
     scan.set_defaults(func=run_scan)
 
 
@@ -144,4 +152,36 @@ def run_scan(args):
     if args.report:
         report.to_csv(args.report, index=False)
         print(f"Report: {args.report}")
+    if args.duplicates:
+        _write_duplicates(clean, options, args)
+    elif args.near_threshold is not None:
+        raise ValueError("--near-threshold needs --duplicates FILE.csv (where the pairs go).")
     return 0
+
+
+def _write_duplicates(clean, options, args):
+    from medivision_tf.cli._text import quote
+    from medivision_tf.data.duplicates import NEAR_THRESHOLD, find_duplicates
+
+    threshold = NEAR_THRESHOLD if args.near_threshold is None else args.near_threshold
+    pairs = find_duplicates(clean, threshold=threshold, decode=options,
+                            verbose=False if args.quiet else "auto")
+    exact = int((pairs["kind"] == "exact").sum())
+    line = (f"Duplicates: {exact} exact and {len(pairs) - exact} near pairs "
+            f"(perceptual-hash distance <= {threshold} of 256 bits)")
+    if "split_a" in pairs:
+        crossing = pairs[pairs["split_a"] != pairs["split_b"]]
+        leaks = crossing[(crossing["split_a"] == "train") | (crossing["split_b"] == "train")]
+        line += f"; {len(crossing)} across splits, {len(leaks)} between train and val/test"
+    print(line)
+    if len(pairs):
+        shown = pairs.head(10).copy()
+        for column in ("path_a", "path_b"):
+            shown[column] = shown[column].map(quote)
+        print(shown.to_string(index=False))
+        if len(pairs) > 10:
+            print(f"... and {len(pairs) - 10} more")
+    folder = os.path.dirname(os.path.abspath(args.duplicates))
+    os.makedirs(folder, exist_ok=True)
+    pairs.to_csv(args.duplicates, index=False)
+    print(f"Duplicate pairs: {args.duplicates}")

@@ -52,6 +52,7 @@ from medivision_tf.data.table import class_names_of, is_multi_label, with_attrs
 from medivision_tf.data.files import IMAGE_EXTENSIONS, inside_root, list_images
 from medivision_tf.data.sources import from_csv, from_dicom, from_directory
 from medivision_tf.data.arrays import from_npz, from_numpy
+from medivision_tf.data.duplicates import check_leakage, find_duplicates, image_hashes
 from medivision_tf.data.shards import (
     is_shard_folder,
     load_shards,

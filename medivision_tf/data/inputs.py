@@ -134,9 +134,14 @@ def load_source(config):
         `(splits, class_names)`: `splits` maps "train", "val", "test" to
         sample tables (val and test may be empty).
 
+    The splits are checked for leakage (`check_duplicates`: a validation or
+    test image that duplicates a training image is refused unless
+    `config.allow_duplicates`).
+
     Raises:
         ValueError: no source, a multi-label mismatch, split values other
-            than train/val/test (blank ones included), or no training rows.
+            than train/val/test (blank ones included), no training rows, or
+            leakage between the splits.
 
     Example:
 
@@ -186,11 +191,134 @@ def load_source(config):
         )
     if train.empty:
         raise ValueError(f"Source {config.source!r} has no training images.")
-    return {"train": train, "val": val, "test": test}, class_names
+    splits = {"train": train, "val": val, "test": test}
+    # Every image hashed once: a val/test copy of a training image is refused.
+    check_duplicates(config, train, val, test, f"Source {config.source!r}")
+    return mark_checked(splits), class_names
 
 
 REPORT_FILE = "skipped_files.csv"
 SUMMARY_FILE = "inputs.json"
+SPLIT_FILE = "split.csv"
+SPLIT_COLUMNS = ("path", "label", "group", "split")
+
+
+def check_duplicates(config, train, val=None, test=None, what="The data"):
+    """Refuses leakage: a val/test image that duplicates a training image.
+
+    `medivision_tf.data.duplicates.check_leakage` on the sample tables (each
+    image hashed once, decoded with the config's decode options), unless
+    `config.allow_duplicates`. Shard tables are left alone (their images are
+    checked when the shards are written from a source), and so are a user's
+    tf.data datasets (None here).
+
+    Raises:
+        ValueError: naming the count and a few pairs.
+
+    Example:
+
+    ```python
+    splits, _ = load_source(config)
+    check_duplicates(config, splits["train"], splits["val"], splits["test"])
+    ```
+    """
+    from medivision_tf.data.duplicates import check_leakage
+    from medivision_tf.data.shards import is_shard_table
+
+    if config.allow_duplicates or train is None or is_shard_table(train):
+        return
+    val, test = (None if t is None or is_shard_table(t) else t for t in (val, test))
+    try:
+        check_leakage(train, val, test, decode=config.decode_options())
+    except ValueError as error:
+        raise ValueError(f"{what}: {error}") from None
+
+
+_CHECKED = "duplicates_checked"
+
+
+def mark_checked(splits):
+    """Marks split tables checked together by `check_duplicates` (one token in
+    their attrs), so `training_inputs` does not hash them again."""
+    token = uuid.uuid4().hex
+    for table in splits.values():
+        table.attrs[_CHECKED] = token
+    return splits
+
+
+def checked_together(train, *others):
+    """Whether `train` and the non-empty `others` were checked as one split."""
+    token = None if train is None else train.attrs.get(_CHECKED)
+    return token is not None and all(
+        t is None or not len(t) or t.attrs.get(_CHECKED) == token for t in others
+    )
+
+
+def split_record(tables, class_names):
+    """One row per sample of the run: `path`, `label` (class name; several
+    joined by `;` for multi-label), `group` (patient or volume; the path when
+    the table has no groups) and `split`, for `split.csv`.
+
+    Args:
+        tables: `{split name: sample table or None}`.
+        class_names: the run's classes, in label-id order.
+
+    Returns:
+        A DataFrame with the `SPLIT_COLUMNS`.
+
+    Example:
+
+    ```python
+    split_record({"train": train, "val": val, "test": test}, names)
+    ```
+    """
+    frames = []
+    for name, table in tables.items():
+        if table is None or not len(table):
+            continue
+        paths = table["path"].astype(str) if "path" in table else pd.Series(
+            [f"{name}[{i}]" for i in range(len(table))], index=table.index)
+        if is_multi_label(table):
+            labels = [";".join(class_names[i] for i in ids if 0 <= i < len(class_names))
+                      for ids in table["labels"]]
+        else:
+            labels = [class_names[i] if 0 <= i < len(class_names) else "" for i in table["label"]]
+        groups = table["group"].astype(str) if "group" in table else paths
+        frames.append(pd.DataFrame({"path": paths.to_numpy(), "label": labels,
+                                    "group": groups.to_numpy(), "split": name}))
+    if not frames:
+        return pd.DataFrame(columns=list(SPLIT_COLUMNS))
+    return pd.concat(frames, ignore_index=True)
+
+
+def write_split_file(run_dir, tables, class_names):
+    """Writes `run_dir/split.csv` (`split_record`) atomically; nothing when
+    every table is None (a user's tf.data datasets).
+
+    Example:
+
+    ```python
+    splits, names = load_source(config)
+    write_split_file("runs/x", splits, names)
+    ```
+    """
+    if all(t is None for t in tables.values()):
+        return
+    record = split_record(tables, class_names)
+    _write_atomic(os.path.join(run_dir, SPLIT_FILE), lambda p: record.to_csv(p, index=False))
+
+
+def _write_atomic(path, write):
+    """`write(partial_path)`, then renamed over `path`: a reader never sees half
+    a file (`.partial-PID-NAME`, the run folder's convention, removed on error)."""
+    folder, name = os.path.split(path)
+    partial = os.path.join(folder, f".partial-{os.getpid()}-{name}")
+    try:
+        write(partial)
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
 
 
 def scan_inputs(table, what="The data"):
@@ -340,16 +468,25 @@ class TrainingInputs:
     report: typing.Optional[dict] = None
 
     def write_report(self, run_dir, say=print):
-        """Writes `run_dir/skipped_files.csv` and `inputs.json` and says
-        "N of M images used" (`say`: a print function, or None for silence).
+        """Writes `run_dir/split.csv`, `skipped_files.csv` and `inputs.json`
+        and says "N of M images used" (`say`: a print function, or None for
+        silence). Each file is written atomically.
 
-        Nothing is written for array or tf.data inputs (nothing to skip).
+        `split.csv` (`path`, `label`, `group`, `split`) lists every sample of
+        the run's train, val and test tables, NIfTI slices and DICOM frames
+        by their `#frame=N` path with the volume (or patient) as group, so a
+        result can be audited; it is not written for a user's tf.data
+        datasets. The skipped-file report is not written for array or tf.data
+        inputs (nothing to skip).
         """
+        write_split_file(run_dir, {"train": self.train_table, "val": self.val_table,
+                                   "test": self.test_table}, self.class_names)
         if not self.report:
             return
         report = self.report
         skipped = pd.DataFrame(report["skipped"], columns=["path", "reason", "detail"])
-        skipped.to_csv(os.path.join(run_dir, REPORT_FILE), index=False)
+        _write_atomic(os.path.join(run_dir, REPORT_FILE),
+                      lambda p: skipped.to_csv(p, index=False))
         summary = {
             "num_images": report["num_images"],
             "num_used": report["num_used"],
@@ -357,8 +494,11 @@ class TrainingInputs:
             "skipped_by_reason": {str(k): int(v) for k, v in
                                   skipped["reason"].value_counts().items()},
         }
-        with open(os.path.join(run_dir, SUMMARY_FILE), "w") as handle:
-            json.dump(summary, handle, indent=2)
+        def write_summary(partial):
+            with open(partial, "w") as handle:
+                json.dump(summary, handle, indent=2)
+
+        _write_atomic(os.path.join(run_dir, SUMMARY_FILE), write_summary)
         if say is not None:
             reasons = ", ".join(f"{k}: {v}" for k, v in summary["skipped_by_reason"].items())
             say(
@@ -444,6 +584,10 @@ def training_inputs(config, *, global_batch, train_data=None, val_data=None, cla
             table_dataset(val_table, config, training=False, batch_size=global_batch),
             num_classes, config.multi_label,
         )
+    # Tables given here (not split by load_source, which checked its own):
+    # hashed once, a val copy of a training image is refused.
+    if not checked_together(train_table, val_table, test_table):
+        check_duplicates(config, train_table, val_table, test_table, "train_data/val_data")
     weights = None
     if config.class_weight == "balanced":
         # One rule for every kind of data (a class without images is refused).

@@ -169,6 +169,10 @@ class TrainConfig:
         nifti_axis: NIfTI slicing axis: `"axial"`, `"coronal"`, `"sagittal"`.
         nifti_slices: NIfTI slices used: `"all"`, `"nonempty"`, `"middle"`
             or k (the middle k).
+        allow_duplicates: train even when a validation or test image is an
+            exact or near duplicate of a training image (leakage; see
+            `medivision_tf.data.duplicates`). False (default) refuses such a
+            split and names the pairs.
     """
 
     source: typing.Optional[str] = None
@@ -221,6 +225,7 @@ class TrainConfig:
     frames: str = "middle"
     nifti_axis: str = "axial"
     nifti_slices: str = "nonempty"
+    allow_duplicates: bool = False
 
     def decode_options(self):
         """The `medivision_tf.config.DecodeOptions` of this run (saved in the model)."""

@@ -38,7 +38,7 @@ import pandas as pd
 import tensorflow as tf
 
 from medivision_tf import compat
-from medivision_tf.data.inputs import training_inputs
+from medivision_tf.data.inputs import training_inputs, write_split_file
 from medivision_tf.data.augment import augmentation_model
 from medivision_tf.model import (
     build_from_config,
@@ -469,6 +469,7 @@ def train_and_evaluate(config=None, *, run_dir="runs/train", evaluate=True, requ
         )
         result.train_seconds = round(time.perf_counter() - start, 2)
     result.test_data = test
+    write_split_file(run_dir, splits, class_names)  # split.csv with the test split too
     result.num_train, result.num_val, result.num_test = (
         len(splits["train"]), len(splits["val"]), len(splits["test"])
     )
