@@ -52,6 +52,8 @@ import io
 import os
 import re
 
+import threading
+
 import numpy as np
 
 from medivision_tf.data.headers import (  # noqa: F401  (re-exported)
@@ -460,7 +462,9 @@ def read_tiff(source, bit_depth_16="auto"):
 
 # --- NIfTI ---------------------------------------------------------------
 
-_NIFTI_CACHE = {}
+_NIFTI_CACHE = {}  # insertion-ordered: least recently used first
+_NIFTI_CACHE_BYTES = 512 * 2**20
+_NIFTI_LOCK = threading.Lock()
 
 
 def _nifti_volume(data, axis, percentiles):
@@ -471,8 +475,10 @@ def _nifti_volume(data, axis, percentiles):
     import nibabel
 
     key = (hashlib.blake2b(data, digest_size=16).digest(), axis, tuple(percentiles))
-    if key in _NIFTI_CACHE:
-        return _NIFTI_CACHE[key]
+    with _NIFTI_LOCK:  # tf.data's parallel map calls this from several threads
+        if key in _NIFTI_CACHE:
+            _NIFTI_CACHE[key] = _NIFTI_CACHE.pop(key)  # most recently used last
+            return _NIFTI_CACHE[key]
     try:
         raw = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
         if not is_nifti_header(raw[:352]):
@@ -499,9 +505,14 @@ def _nifti_volume(data, axis, percentiles):
     # Slices along `axis`, each shown the usual way (rows top to bottom).
     volume8 = np.moveaxis(volume8, axis, 0)
     volume8 = np.ascontiguousarray(np.rot90(volume8, axes=(1, 2)))
-    if len(_NIFTI_CACHE) > 8:
-        _NIFTI_CACHE.clear()
-    _NIFTI_CACHE[key] = volume8
+    # Least recently used volumes leave first, within a memory budget: a
+    # shuffled epoch visits slices of many volumes in turn, and clearing the
+    # whole cache would decode a volume again for nearly every slice.
+    with _NIFTI_LOCK:
+        _NIFTI_CACHE[key] = volume8
+        while len(_NIFTI_CACHE) > 1 and (
+                sum(v.nbytes for v in _NIFTI_CACHE.values()) > _NIFTI_CACHE_BYTES):
+            _NIFTI_CACHE.pop(next(iter(_NIFTI_CACHE)))
     return volume8
 
 
