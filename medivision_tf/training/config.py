@@ -195,8 +195,8 @@ class TrainConfig:
     learning_rate: float = 1e-3
     fine_tune_learning_rate: float = 1e-4
     weight_decay: float = 0.0
-    lr_schedule: str = "constant"
-    label_smoothing: float = 0.0
+    lr_schedule: str = "cosine"
+    label_smoothing: float = 0.1
     loss: str = "crossentropy"
     focal_gamma: float = 2.0
     class_weight: str = "none"
