@@ -122,6 +122,12 @@ def run_demo(out_dir="runs", export_root="saved_models", verbose=1, **overrides)
             learning_rate=config.learning_rate,
             batch_size=config.batch_size,
             monitor="val_accuracy",
+            # The demo's own recipe (measured in its README section), kept
+            # apart from TrainConfig's defaults: no augmentation or schedule.
+            lr_schedule="constant",
+            label_smoothing=0.0,
+            augment=False,
+            early_stopping_patience=0,
             tensorboard=False,
             seed=config.seed,
         ),

@@ -112,6 +112,33 @@ def test_predict_with_trust_outputs(trusted, data):
     assert accepted >= 0.9  # threshold accepts 95% of validation images (out-of-fold)
 
 
+def test_relative_mahalanobis_score_matches_numpy_and_old_models_keep_theirs(rng, trusted):
+    from medivision_tf.trust import fit_background, fit_mahalanobis, ood_scores
+    from medivision_tf.trust.apply import encode_array
+
+    assert get_trust(trusted)["ood"]["method"] == "relative_mahalanobis"
+    features = rng.normal(size=(200, 6)) * np.array([5.0, 1, 1, 1, 1, 0.2])
+    labels = np.arange(200) % 3
+    features[:, 1] += 3.0 * labels  # the classes differ along one direction only
+    w, centers = fit_mahalanobis(features, labels, 3)
+    w0, center0 = fit_background(features)
+    new = rng.normal(size=(7, 6))
+    nearest = (((new @ w)[:, None, :] - centers[None]) ** 2).sum(-1).min(1)
+    expected = nearest - ((new @ w0 - center0) ** 2).sum(-1)
+    relative = {"method": "relative_mahalanobis", "whitening": encode_array(w),
+                "centers": encode_array(centers), "background_whitening": encode_array(w0),
+                "background_center": encode_array(center0)}
+    np.testing.assert_allclose(ood_scores(new, relative), expected, rtol=1e-4, atol=1e-3)
+    # Models fitted before keep the plain (square-root) Mahalanobis distance.
+    plain = {"method": "mahalanobis", "whitening": encode_array(w),
+             "centers": encode_array(centers)}
+    np.testing.assert_allclose(ood_scores(new, plain), np.sqrt(nearest), rtol=1e-4)
+    with pytest.raises(ValueError, match="Unknown OOD method 'knn'.*relative_mahalanobis"):
+        ood_scores(new, {"method": "knn"})
+    with pytest.raises(ValueError, match=r"features.*\(1, 6\)"):
+        fit_background(features[:1])
+
+
 def test_fit_trust_refuses_bad_input(data):
     model = medivision_tf.build_medivision(
         2, backbone="smallcnn", weights=None, input_shape=(SIZE, SIZE, 1), lstm_units=8,

@@ -32,6 +32,7 @@ DEFAULT_AUGMENTATION = {
     "zoom": 0.1,
     "contrast": 0.1,
     "brightness": 0.1,
+    "translation": 0.0,
 }
 
 
@@ -43,6 +44,7 @@ def augmentation_layers(
     brightness=0.1,
     seed=0,
     fill_mode="constant",
+    translation=0.0,
 ):
     """A `keras.Sequential` of random preprocessing layers for 0-255 images.
 
@@ -53,6 +55,8 @@ def augmentation_layers(
         zoom: max zoom in/out as a fraction (0 or None: off).
         contrast: max contrast change factor (0 or None: off).
         brightness: max brightness change as a fraction of 255 (0 or None).
+        translation: max shift along each axis as a fraction of the image
+            side (0 or None: off), e.g. 0.1: up to 2.8 pixels at 28x28.
         seed: seed of the layers; the same seed gives the same draws.
         fill_mode: how rotation/zoom fill new pixels (`"constant"`: black,
             like the padding of `resize="pad"`; or `"reflect"`, `"nearest"`).
@@ -77,6 +81,9 @@ def augmentation_layers(
         layers.append(keras.layers.RandomRotation(rotation, fill_mode=fill_mode, seed=seed + 1))
     if zoom:
         layers.append(keras.layers.RandomZoom(zoom, fill_mode=fill_mode, seed=seed + 2))
+    if translation:
+        layers.append(keras.layers.RandomTranslation(
+            translation, translation, fill_mode=fill_mode, seed=seed + 5))
     if contrast:
         layers.append(keras.layers.RandomContrast(contrast, value_range=(0, 255), seed=seed + 3))
     if brightness:
@@ -96,8 +103,8 @@ def augmentation_layers(
 # Keras `SeedGenerator` on the accelerator.
 _FLIPS = ("horizontal", "vertical", "horizontal_and_vertical")
 # Columns of the parameter vector: uniforms in [0, 1).
-_U_FLIP_H, _U_FLIP_V, _U_ANGLE, _U_ZOOM, _U_CONTRAST, _U_BRIGHTNESS = range(6)
-_DRAWS = 6
+_U_FLIP_H, _U_FLIP_V, _U_ANGLE, _U_ZOOM, _U_CONTRAST, _U_BRIGHTNESS, _U_DX, _U_DY = range(8)
+_DRAWS = 8
 
 
 def _check_options(options):
@@ -113,7 +120,7 @@ def _check_options(options):
         raise ValueError(
             f"Unknown flip {options['flip']!r}. Choose one of: {', '.join(_FLIPS)} or None."
         )
-    for name in ("rotation", "zoom", "contrast", "brightness"):
+    for name in ("rotation", "zoom", "contrast", "brightness", "translation"):
         value = options[name]
         if value is None:
             options[name] = 0.0
@@ -132,33 +139,36 @@ def _check_options(options):
 def apply_augmentation(images, draws, options):
     """Augments a float32 batch `(B, H, W, C)` of 0-255 pixels.
 
-    `draws` is `(B, 6)` uniforms in [0, 1): one row per image, so an image's
+    `draws` is `(B, 8)` uniforms in [0, 1): one row per image, so an image's
     augmentation depends only on its own row. Order as in
-    `augmentation_layers`: flip, rotation + zoom (one bilinear warp about the
-    center), contrast, brightness; values clipped to [0, 255].
+    `augmentation_layers`: flip, rotation + zoom + translation (one bilinear
+    warp about the center), contrast, brightness; values clipped to [0, 255].
     """
     flip = options["flip"]
     flip_x = flip in ("horizontal", "horizontal_and_vertical")
     flip_y = flip in ("vertical", "horizontal_and_vertical")
-    rotation, zoom = options["rotation"], options["zoom"]
+    rotation, zoom, shift = options["rotation"], options["zoom"], options["translation"]
     batch = tf.shape(draws)[0]
     sign_x = tf.where(draws[:, _U_FLIP_H] < 0.5, -1.0, 1.0) if flip_x else tf.ones([batch])
     sign_y = tf.where(draws[:, _U_FLIP_V] < 0.5, -1.0, 1.0) if flip_y else tf.ones([batch])
-    if rotation or zoom:
+    if rotation or zoom or shift:
         shape = tf.shape(images)
         height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
         # Output pixel p samples the input at M p: a zoom by `scale` about
         # the center, a rotation by `angle` about the center, then the flips
-        # (mirror x and/or y about the center): what RandomFlip,
-        # RandomRotation and RandomZoom do, in one bilinear warp.
+        # (mirror x and/or y about the center), then a shift by up to
+        # `shift` of the side: what RandomFlip, RandomRotation, RandomZoom
+        # and RandomTranslation do, in one bilinear warp.
         angle = (2.0 * draws[:, _U_ANGLE] - 1.0) * (rotation * 2.0 * np.pi)
         scale = 1.0 + (2.0 * draws[:, _U_ZOOM] - 1.0) * zoom
         cos, sin = tf.cos(angle) * scale, tf.sin(angle) * scale
         cx, cy = (width - 1.0) / 2.0, (height - 1.0) / 2.0
+        dx = (2.0 * draws[:, _U_DX] - 1.0) * (shift * width)
+        dy = (2.0 * draws[:, _U_DY] - 1.0) * (shift * height)
         zeros = tf.zeros_like(cos)
         transform = tf.stack(
-            [sign_x * cos, -sign_x * sin, cx + sign_x * (sin * cy - cos * cx),
-             sign_y * sin, sign_y * cos, cy - sign_y * (sin * cx + cos * cy),
+            [sign_x * cos, -sign_x * sin, cx + sign_x * (sin * cy - cos * cx) + dx,
+             sign_y * sin, sign_y * cos, cy - sign_y * (sin * cx + cos * cy) + dy,
              zeros, zeros],
             axis=1,
         )
@@ -182,13 +192,13 @@ def apply_augmentation(images, draws, options):
             mean = tf.reduce_mean(images, axis=(1, 2), keepdims=True)
             offset = offset + mean * (1.0 - factor)
         images = tf.clip_by_value(images * factor + offset, 0.0, 255.0)
-    elif (rotation or zoom) and options["fill_mode"] != "constant":
+    elif (rotation or zoom or shift) and options["fill_mode"] != "constant":
         images = tf.clip_by_value(images, 0.0, 255.0)
     return images
 
 
 def example_draws(seed, epoch_key, index):
-    """The 6 uniforms of one example, keyed by (seed, epoch, example index)."""
+    """The 8 uniforms of one example, keyed by (seed, epoch, example index)."""
     key = tf.stack([tf.cast(seed, tf.int64), epoch_key])
     key = tf.random.experimental.stateless_fold_in(key, tf.cast(index, tf.int64))
     return tf.random.stateless_uniform([_DRAWS], seed=key, dtype=tf.float32)
@@ -205,7 +215,7 @@ class Augmentation(keras.layers.Layer):
     `SeedGenerator`: `keras.utils.set_random_seed` plus `seed` repeat them.
 
     Args:
-        flip, rotation, zoom, contrast, brightness, fill_mode: see
+        flip, rotation, zoom, contrast, brightness, fill_mode, translation: see
             `augmentation_layers` (defaults: `DEFAULT_AUGMENTATION`).
         seed: int seed of the draws.
         **kwargs: `keras.layers.Layer` arguments (`name`, ...).
@@ -224,11 +234,11 @@ class Augmentation(keras.layers.Layer):
     """
 
     def __init__(self, flip="horizontal", rotation=0.04, zoom=0.1, contrast=0.1,
-                 brightness=0.1, fill_mode="constant", seed=0, **kwargs):
+                 brightness=0.1, fill_mode="constant", seed=0, translation=0.0, **kwargs):
         super().__init__(**kwargs)
         self.options = _check_options(
             dict(flip=flip, rotation=rotation, zoom=zoom, contrast=contrast,
-                 brightness=brightness, fill_mode=fill_mode)
+                 brightness=brightness, fill_mode=fill_mode, translation=translation)
         )
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
@@ -263,7 +273,7 @@ def augmentation_model(input_shape=None, *, seed=0, **options):
             input; None (default): return the `Augmentation` layer.
         seed: seed of the draws.
         **options: `DEFAULT_AUGMENTATION` keys (`flip`, `rotation`, `zoom`,
-            `contrast`, `brightness`) and `fill_mode`.
+            `contrast`, `brightness`, `translation`) and `fill_mode`.
 
     Returns:
         An `Augmentation` layer, or a `keras.Model` named `"augmentation"`.

@@ -88,6 +88,56 @@ def mahalanobis_scores(features, whitening, centers):
     return tf.sqrt(tf.reduce_min(tf.reduce_sum(tf.square(differences), axis=-1), axis=-1))
 
 
+def relative_mahalanobis_scores(features, whitening, centers, background_whitening,
+                                background_center):
+    """Relative Mahalanobis score: nearest class distance minus background distance.
+
+    `min_c ||f W - c||^2 - ||f W0 - c0||^2` (squared distances; may be
+    negative): the class-conditional fit of `mahalanobis_scores` minus one
+    class-agnostic Gaussian (`fitting.fit_background`), as in Ren et al.
+    2021 (arXiv:2106.09022). Higher means further from the training images.
+    """
+    import tensorflow as tf
+
+    features = tf.cast(features, tf.float32)
+    z = tf.matmul(features, tf.constant(whitening))
+    differences = z[:, None, :] - tf.constant(centers)[None, :, :]
+    nearest = tf.reduce_min(tf.reduce_sum(tf.square(differences), axis=-1), axis=-1)
+    z0 = tf.matmul(features, tf.constant(background_whitening)) - tf.constant(background_center)
+    return nearest - tf.reduce_sum(tf.square(z0), axis=-1)
+
+
+#: OOD scores by `trust["ood"]["method"]`.
+OOD_METHODS = ("relative_mahalanobis", "mahalanobis")
+
+
+def ood_scores(features, ood):
+    """The OOD score of pooled `features` under the stored `trust["ood"]` values.
+
+    `"relative_mahalanobis"` (written by `fit_trust` since 0.3) or
+    `"mahalanobis"` (models fitted before; their scores stay the same).
+
+    Example:
+
+    ```python
+    scores = ood_scores(pooled, get_model_config(model).trust["ood"])
+    ```
+    """
+    method = ood.get("method")
+    if method == "mahalanobis":
+        return mahalanobis_scores(features, decode_array(ood["whitening"]),
+                                  decode_array(ood["centers"]))
+    if method == "relative_mahalanobis":
+        return relative_mahalanobis_scores(
+            features, decode_array(ood["whitening"]), decode_array(ood["centers"]),
+            decode_array(ood["background_whitening"]), decode_array(ood["background_center"]),
+        )
+    raise ValueError(
+        f"Unknown OOD method {method!r} in the stored trust values. Known: "
+        f"{', '.join(OOD_METHODS)}."
+    )
+
+
 def trust_outputs(probabilities, features, trust):
     """The four extra outputs from the model's outputs and stored `trust` values.
 
@@ -111,8 +161,7 @@ def trust_outputs(probabilities, features, trust):
 
     calibrated = calibrate(probabilities, trust["temperature"])
     ood = trust["ood"]
-    score = mahalanobis_scores(features, decode_array(ood["whitening"]),
-                               decode_array(ood["centers"]))
+    score = ood_scores(features, ood)
     return {
         "calibrated_probabilities": calibrated,
         "prediction_set": prediction_sets(calibrated, trust["conformal"]["threshold"]),

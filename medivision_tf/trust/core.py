@@ -148,21 +148,18 @@ def fit_trust(model, val_images, val_labels=None, alpha=0.1, *, accept_rate=0.95
             held_fit = held
         else:
             held_fit = ~held
-        whitening, centers = fitting.fit_mahalanobis(features[held_fit], labels[held_fit],
-                                                     num_classes)
-        out_of_fold[held] = np.asarray(apply.mahalanobis_scores(features[held], whitening, centers))
+        fold_ood = _fit_ood(features[held_fit], labels[held_fit], num_classes)
+        out_of_fold[held] = np.asarray(apply.ood_scores(features[held], fold_ood))
     ood_threshold = float(np.quantile(out_of_fold, accept_rate, method="higher"))
-    whitening, centers = fitting.fit_mahalanobis(features, labels, num_classes)
+    ood = _fit_ood(features, labels, num_classes)
 
     trust = {
         "version": apply.TRUST_VERSION,
         "temperature": temperature,
         "conformal": {"method": "aps", "alpha": alpha, "threshold": threshold,
                       "num_calibration": int(n)},
-        "ood": {"method": "mahalanobis", "layer": apply.FEATURE_LAYER,
-                "accept_rate": float(accept_rate), "threshold": ood_threshold,
-                "whitening": apply.encode_array(whitening),
-                "centers": apply.encode_array(centers)},
+        "ood": {**ood, "layer": apply.FEATURE_LAYER,
+                "accept_rate": float(accept_rate), "threshold": ood_threshold},
         "validation": {
             "num_images": int(n),
             "nll_before": fitting.negative_log_likelihood(probabilities, labels),
@@ -171,6 +168,17 @@ def fit_trust(model, val_images, val_labels=None, alpha=0.1, *, accept_rate=0.95
     }
     store_trust(model, trust)
     return model
+
+
+def _fit_ood(features, labels, num_classes):
+    """The relative Mahalanobis fit as the JSON-ready `trust["ood"]` arrays."""
+    whitening, centers = fitting.fit_mahalanobis(features, labels, num_classes)
+    background_whitening, background_center = fitting.fit_background(features)
+    return {"method": "relative_mahalanobis",
+            "whitening": apply.encode_array(whitening),
+            "centers": apply.encode_array(centers),
+            "background_whitening": apply.encode_array(background_whitening),
+            "background_center": apply.encode_array(background_center)}
 
 
 def store_trust(model, trust):
@@ -193,8 +201,10 @@ def predict_with_trust(model, images, batch_size=32):
     Returns:
         dict of NumPy arrays: `probabilities` (calibrated, `(n, classes)`),
         `uncalibrated_probabilities`, `prediction_set` (bool `(n, classes)`),
-        `ood_score` (`(n,)`, Mahalanobis distance of the pooled features to
-        the nearest class mean) and `out_of_distribution` (bool `(n,)`).
+        `ood_score` (`(n,)`, relative Mahalanobis score of the pooled
+        features: squared distance to the nearest class mean minus that to
+        the mean of all validation images; see `apply.ood_scores`) and
+        `out_of_distribution` (bool `(n,)`).
 
     Raises:
         ValueError: the model has no trust values.

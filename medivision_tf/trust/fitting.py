@@ -206,13 +206,7 @@ def fit_mahalanobis(features, labels, num_classes, max_dims=512):
     """
     from sklearn.covariance import LedoitWolf
 
-    features = np.asarray(features, dtype=np.float64)
-    labels = np.asarray(labels).astype(np.int64)
-    if features.ndim != 2 or len(features) != len(labels) or len(features) < 2:
-        raise ValueError(
-            "`features` must be (n, d) with n >= 2 and one label per row. "
-            f"Received features {features.shape}, labels {labels.shape}"
-        )
+    features, labels = _check_features(features, labels)
     overall = features.mean(axis=0)
     means = np.stack([
         features[labels == c].mean(axis=0) if np.any(labels == c) else overall
@@ -220,11 +214,58 @@ def fit_mahalanobis(features, labels, num_classes, max_dims=512):
     ])
     centered = features - means[labels]
     covariance = LedoitWolf(assume_centered=True).fit(centered).covariance_
+    whitening = _whitening(covariance, max_dims)
+    return whitening.astype(np.float32), (means @ whitening).astype(np.float32)
+
+
+def fit_background(features, max_dims=512):
+    """Mean and whitening of one Gaussian over all pooled features (no classes).
+
+    The "background" of the relative Mahalanobis score (Ren et al. 2021,
+    arXiv:2106.09022): `score(f) = min_c ||f W - mu_c W||^2 - ||f W0 - mu W0||^2`
+    subtracts the distance under this class-agnostic fit, so directions in
+    which every image varies (brightness, size) weigh less than those that
+    separate the classes. Same Ledoit-Wolf shrinkage as `fit_mahalanobis`.
+
+    Args:
+        features: `(n, d)` pooled features of validation images, n >= 2.
+        max_dims: most columns of `W0`.
+
+    Returns:
+        `(whitening (d, k), center (k,))` float32, `center = mean @ whitening`.
+
+    Example:
+
+    ```python
+    w0, c0 = fit_background(np.random.rand(50, 4))
+    ```
+    """
+    from sklearn.covariance import LedoitWolf
+
+    features, _ = _check_features(features, np.zeros(len(features)))
+    mean = features.mean(axis=0)
+    covariance = LedoitWolf(assume_centered=True).fit(features - mean).covariance_
+    whitening = _whitening(covariance, max_dims)
+    return whitening.astype(np.float32), (mean @ whitening).astype(np.float32)
+
+
+def _check_features(features, labels):
+    features = np.asarray(features, dtype=np.float64)
+    labels = np.asarray(labels).astype(np.int64)
+    if features.ndim != 2 or len(features) != len(labels) or len(features) < 2:
+        raise ValueError(
+            "`features` must be (n, d) with n >= 2 and one label per row. "
+            f"Received features {features.shape}, labels {labels.shape}"
+        )
+    return features, labels
+
+
+def _whitening(covariance, max_dims):
+    """`W = V diag(lambda)^-1/2` of the `max_dims` largest eigenvalues (`precision ~ W W^T`)."""
     eigenvalues, eigenvectors = np.linalg.eigh(covariance)
     order = np.argsort(eigenvalues)[::-1][: int(max_dims)]
     eigenvalues = np.maximum(eigenvalues[order], 1e-12 * max(eigenvalues.max(), 1e-30))
-    whitening = eigenvectors[:, order] / np.sqrt(eigenvalues)
-    return whitening.astype(np.float32), (means @ whitening).astype(np.float32)
+    return eigenvectors[:, order] / np.sqrt(eigenvalues)
 
 
 def fold_ids(n, folds=5, seed=0):
