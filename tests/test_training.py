@@ -190,7 +190,9 @@ def test_losses_optimizers_schedules_and_class_weights(tmp_path, small_data):
         _config(loss="focal", label_smoothing=0.1, class_weight="balanced", optimizer="adamw",
                 weight_decay=1e-4, lr_schedule="cosine", early_stopping_patience=2),
         train_data=(data.images[keep], data.labels[keep]), class_names=data.class_names,
-        val_data=(data.images[:32], data.labels[:32]), run_dir=tmp_path, verbose=0,
+        # Validation from the test draw: images[:32] are training images (train refuses leakage).
+        val_data=(small_data["test"].images[:32], small_data["test"].labels[:32]),
+        run_dir=tmp_path, verbose=0,
     )
     assert np.isfinite(result.history["loss"]).all()
 

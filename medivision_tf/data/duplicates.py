@@ -27,9 +27,8 @@ brightness, enlarged + JPEG 70) are found at 98.5% (the worst, JPEG quality
 50 of a 28-pixel image: 87%), while 7 pairs of distinct images come as close
 (1.4e-7 of all pairs; 2 of the 7 are real duplicates in the data set). At 28
 bits recall is 99.2% but 16 pairs are that close, at 32 bits 99.7% and 37.
-The 64-bit `phash` (hash_size=8) is much weaker: 98.1% recall at 4 bits with
-4,062 distinct pairs as close. Tiny, low-detail images (8x8 digits upscaled)
-are the hard case: recompressed copies of those keep only 77% at 24 bits.
+The 64-bit `phash` is much weaker (98.1% recall at 4 bits, 4,062 distinct
+pairs as close). See docs/data.md, "Duplicates and leakage".
 
 Scaling: exact pairs come from a dictionary of digests (linear). Near pairs
 are searched among one image per exact group, either `"exhaustive"`
@@ -180,7 +179,8 @@ def _decode_batch(paths, options):
             errors.append(None)
         except (ValueError, FileNotFoundError) as error:
             images.append(None)
-            errors.append(str(error).splitlines()[-1 if "\n" in str(error) else 0][:300])
+            lines = str(error).splitlines()  # read_images: summary, then the decoder's reason
+            errors.append((lines[1] if len(lines) > 2 else lines[0])[:300])
     return images, errors
 
 
