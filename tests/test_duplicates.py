@@ -6,6 +6,7 @@ pydicom's shipped DICOM files; NIfTI volumes from nibabel's test data.
 """
 
 import gzip
+import json
 import os
 import shutil
 import sys
@@ -165,6 +166,12 @@ def test_train_refuses_leaking_copies_and_allow_duplicates_trains(fashion, tmp_p
     assert split.set_index("path")["label"].to_dict() == dict(
         zip(table["path"], table["class_name"]))
     assert not [n for n in os.listdir(run) if n.startswith(".partial-")]
+    # The run's split.csv re-scores its own test split.
+    scored = tmp_path / "rescored"
+    assert main(["evaluate", str(run / "model.keras"), str(run / "split.csv"), "--split", "test",
+                 "--out", str(scored), "--quiet"]) == 0
+    metrics = json.load(open(scored / "metrics.json"))
+    assert metrics["summary"]["num_scored"] == (split["split"] == "test").sum()
 
 
 def _volume(rng, pattern, shape=(20, 20, 6)):

@@ -37,6 +37,17 @@ def register(subparsers):
     parser.set_defaults(func=run_evaluate)
 
 
+def _csv_with_split(source):
+    """Whether `source` is a CSV file whose header has `split` and `group`."""
+    import csv
+
+    if not str(source).lower().endswith(".csv") or not os.path.isfile(source):
+        return False
+    with open(source, newline="", encoding="utf-8", errors="replace") as handle:
+        header = next(csv.reader(handle), [])
+    return "split" in header and "group" in header
+
+
 def run_evaluate(args):
     import medivision_tf
     from medivision_tf.cli.train import print_summary
@@ -46,6 +57,19 @@ def run_evaluate(args):
 
     model = medivision_tf.load_model(args.model, compile=False)
     table = as_table(args.source)  # a prepared folder keeps its split
+    if args.split is not None and "split" not in table.columns and _csv_with_split(args.source):
+        # A run folder's split.csv (or any CSV with a `split` column): keep
+        # its split and group columns, so `--split test` re-scores that split.
+        from medivision_tf.data.sources import from_csv
+
+        import pandas as pd
+
+        # split.csv lists absolute paths: they are relative to their common
+        # folder, which the user named by giving this file.
+        paths = pd.read_csv(args.source, usecols=["path"])["path"].astype(str)
+        folders = [os.path.dirname(p.split("#frame=")[0]) for p in paths]
+        root = os.path.commonpath(folders) if folders and all(map(os.path.isabs, folders)) else None
+        table = from_csv(args.source, root=root, split_column="split", group_column="group")
     if args.split is not None:
         if "split" not in table.columns:
             raise ValueError(f"--split {args.split} given but {args.source!r} has no split column.")
