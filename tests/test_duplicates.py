@@ -258,12 +258,17 @@ def test_image_hashes_are_imagehash_phash_and_name_undecodable_files(tmp_path):
     with open(bad, "wb") as handle:
         handle.write(b"\x89PNG\r\n\x1a\n not really")
     hashes = image_hashes([good, bad], verbose=False)
-    assert list(hashes.columns) == ["path", "pixel_hash", "phash", "error"]
+    assert list(hashes.columns) == ["path", "pixel_hash", "phash", "blank", "error"]
     assert hashes["phash"][0] == str(imagehash.phash(Image.fromarray(image).convert("RGB"), 16))
     assert len(hashes["phash"][0]) == 64 and hashes["error"][0] is None
     assert hashes["phash"][1] is None and hashes["error"][1]
     pairs = find_duplicates([good, bad, good.replace("a.png", "a.png")], verbose=False)
-    assert pairs.attrs["unhashed"] == 1
+    assert pairs.attrs["unhashed"] == 1 and pairs.empty  # one file listed twice: no pair
+    blanks = [str(tmp_path / f"blank_{v}.png") for v in (0, 0, 90)]
+    for path, value in zip(blanks, (0, 0, 90)):
+        cv2.imwrite(path, np.full((20, 20), value, np.uint8))
+    assert image_hashes(blanks, verbose=False)["blank"].all()
+    assert find_duplicates([good, *blanks], verbose=False).empty  # blank images: never paired
     with pytest.raises(ValueError, match=r"hash_size.*Received: hash_size=10"):
         image_hashes([good], hash_size=10)
     with pytest.raises(ValueError, match=r"Unknown search 'fast'"):

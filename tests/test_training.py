@@ -352,8 +352,9 @@ def _split_source(monkeypatch, splits):
     from medivision_tf.data import from_numpy
 
     labels = np.arange(len(splits)) % 3
-    table = from_numpy(np.zeros((len(splits), 8, 8), "uint8"), labels,
-                       class_names=["a", "b", "c"])
+    # Distinct images: identical ones across splits would be refused as leakage.
+    images = np.random.default_rng(0).integers(0, 256, (len(splits), 8, 8), dtype="uint8")
+    table = from_numpy(images, labels, class_names=["a", "b", "c"])
     table["split"] = splits
     monkeypatch.setattr("medivision_tf.data.inputs.as_table", lambda source, **kw: table)
     return TrainConfig.from_dict(_config(source="fake", val_split=0.25))

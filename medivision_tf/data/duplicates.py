@@ -70,7 +70,7 @@ import pandas as pd
 NEAR_THRESHOLD = 24
 HASH_SIZE = 16
 PAIR_COLUMNS = ("path_a", "path_b", "kind", "distance")
-HASH_COLUMNS = ("path", "pixel_hash", "phash", "error")
+HASH_COLUMNS = ("path", "pixel_hash", "phash", "blank", "error")
 SEARCHES = ("auto", "exhaustive", "bands")
 #: `search="auto"` compares every pair up to this many pairs (~6,300 images).
 EXHAUSTIVE_PAIRS = 20_000_000
@@ -161,7 +161,8 @@ def _hash_image(image, hash_size):
 
     rgb = _to_rgb_uint8(image)
     digest = hashlib.blake2b(repr(rgb.shape).encode() + rgb.tobytes(), digest_size=16)
-    return digest.hexdigest(), str(imagehash.phash(Image.fromarray(rgb), hash_size))
+    blank = bool(rgb.min() == rgb.max())
+    return digest.hexdigest(), str(imagehash.phash(Image.fromarray(rgb), hash_size)), blank
 
 
 def _decode_batch(paths, options):
@@ -204,8 +205,9 @@ def image_hashes(data, *, hash_size=HASH_SIZE, decode=None, batch_size=_DECODE_B
         A DataFrame with the table's index and columns `path`, `pixel_hash`
         (hex BLAKE2 of the 0-255 RGB pixels and shape), `phash` (hex, as
         `str(imagehash.phash(...))`: `imagehash.hex_to_hash` reads it back)
-        and `error` (why a file could not be decoded, else None; its hashes
-        are then None).
+        `blank` (every pixel the same: such images are never paired) and
+        `error` (why a file could not be decoded, else None; its hashes are
+        then None).
 
     Example:
 
@@ -234,7 +236,7 @@ def image_hashes(data, *, hash_size=HASH_SIZE, decode=None, batch_size=_DECODE_B
                 try:
                     rows.append((path, *_hash_image(image, hash_size), None))
                 except ValueError as error:
-                    rows.append((path, None, None, str(error)))
+                    rows.append((path, None, None, None, str(error)))
                 bar.update(1)
         else:
             options = _decode_options(table, decode)
@@ -242,7 +244,7 @@ def image_hashes(data, *, hash_size=HASH_SIZE, decode=None, batch_size=_DECODE_B
                 chunk = paths[start:start + batch_size]
                 images, errors = _decode_batch(chunk, options)
                 for path, image, error in zip(chunk, images, errors):
-                    hashes = (None, None) if image is None else _hash_image(image, hash_size)
+                    hashes = (None,) * 3 if image is None else _hash_image(image, hash_size)
                     rows.append((path, *hashes, error))
                 bar.update(len(chunk))
     return pd.DataFrame(rows, columns=list(HASH_COLUMNS), index=table.index)
@@ -453,7 +455,9 @@ def find_duplicates(data, *, threshold=NEAR_THRESHOLD, hashes=None, decode=None,
         distance in bits, 0 for exact), plus `split_a` and `split_b` when the
         table has a `split` column. Exact pairs first, then by distance.
         Undecodable files are left out (`medivision_tf.data.scan` reports
-        them); their number is in `attrs["unhashed"]`.
+        them; their number is in `attrs["unhashed"]`), and so are blank
+        images (one value everywhere: empty slices, black frames), which
+        all hash alike and hold nothing to leak.
 
     Example:
 
@@ -476,6 +480,9 @@ def find_duplicates(data, *, threshold=NEAR_THRESHOLD, hashes=None, decode=None,
     paths = hashes["path"].to_numpy(dtype=object)
     files = _source_files(table)
     ok = hashes["pixel_hash"].notna().to_numpy()
+    # A blank image (one value everywhere: an empty slice, a black frame) has no
+    # content to leak, and every blank image hashes alike: never paired.
+    ok &= ~hashes["blank"].fillna(False).astype(bool).to_numpy()
     rows = np.flatnonzero(ok)
     digests = hashes["pixel_hash"].to_numpy(dtype=object)[rows]
     # One image per exact group is searched for near pairs; groups expand after.
@@ -530,7 +537,7 @@ def find_duplicates(data, *, threshold=NEAR_THRESHOLD, hashes=None, decode=None,
     pairs = pairs.sort_values(["kind", "distance", "_a", "_b"]).drop(columns=["_a", "_b"])
     pairs = pairs.reset_index(drop=True)
     pairs.attrs["threshold"] = int(threshold)
-    pairs.attrs["unhashed"] = int((~ok).sum())
+    pairs.attrs["unhashed"] = int(hashes["pixel_hash"].isna().sum())
     return pairs
 
 
