@@ -103,10 +103,10 @@ class TrainConfig:
         fine_tune_learning_rate: phase-2 learning rate (lower: do not wreck the
             pretrained features).
         weight_decay: decoupled weight decay (0: none).
-        lr_schedule: `cosine` (default: decay to 0 over each phase), `constant` or
+        lr_schedule: `constant` (default), `cosine` (decay to 0 over each phase) or
             `exponential` (x0.9 per epoch).
         label_smoothing: in [0, 1) (default 0.1; see docs/training.md for
-            the trials behind these two defaults).
+            the trials behind it).
         loss: `crossentropy` or `focal` (Keras' focal cross-entropy, for
             class imbalance).
         focal_gamma: focusing parameter of the focal loss.
@@ -200,7 +200,7 @@ class TrainConfig:
     learning_rate: float = 1e-3
     fine_tune_learning_rate: float = 1e-4
     weight_decay: float = 0.0
-    lr_schedule: str = "cosine"
+    lr_schedule: str = "constant"
     label_smoothing: float = 0.1
     loss: str = "crossentropy"
     focal_gamma: float = 2.0
