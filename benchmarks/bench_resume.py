@@ -27,7 +27,10 @@ update, while the evaluation draws its plots).
    line, an epoch's begin or end, "Trained"): the killed run is SIGKILLed
    that many seconds after printing the same line, so a slower start-up or
    epoch (the machine is shared) does not move a kill to another segment.
-   Where the run really was is read from its own stdout up to the kill.
+   The offset is scaled by the killed run's speed (its time to the anchor
+   line over the reference's), and a run that finishes before its kill is
+   started again with half the offset (up to three tries, recorded). Where
+   the run really was is read from its own stdout up to the kill.
 4. Each finished folder is checked against the reference run: the same
    epochs per phase; exactly one `history.csv` row per epoch; `state.json`
    complete and evaluated, both phases complete, no backup named,
@@ -165,7 +168,7 @@ class Run:
         self.process.send_signal(signal.SIGKILL)
         return time.perf_counter() - self.start
 
-    def finish(self, timeout=600):
+    def finish(self, timeout=1800):
         """Waits for the exit; returns (returncode, seconds since start)."""
         returncode = self.process.wait(timeout=timeout)
         elapsed = time.perf_counter() - self.start
@@ -449,25 +452,47 @@ def run_reference(data_dir, work, config):
     return run_dir, events, list(event_keys(run.lines))
 
 
-def run_kill(index, kill, data_dir, work, config):
-    """One killed run and its rerun; returns the facts of the kill."""
-    run_dir = os.path.join(work, f"kill{index:02d}")
+def run_kill(index, kill, data_dir, work, config, reference_keys, attempts=3):
+    """One killed run and its rerun; returns the facts of the kill.
+
+    The kill comes `offset_s` after the anchor line, scaled by how fast this
+    run reached the anchor compared with the reference (the machine is
+    shared: its speed changes from run to run). A run that finishes before
+    its kill is started again in a fresh folder with half the offset, up to
+    `attempts` times; the attempts are recorded.
+    """
     total = config["epochs"] + config["fine_tune_epochs"]
-    command = train_command(data_dir, run_dir, config)
-    run = Run(command, os.path.join(work, f"kill{index:02d}.err"))
-    anchor_s = run.wait_for(kill["anchor"], timeout=600)
-    entry = dict(kill, index=index)
-    if anchor_s is None:
-        returncode, _ = run.finish()
-        return dict(entry, killed=False, kill_s=None, phase_at_kill="exited before its anchor",
-                    killed_returncode=returncode)
-    time.sleep(max(0.0, anchor_s + kill["offset_s"] - (time.perf_counter() - run.start)))
-    if run.process.poll() is not None:
+    reference_anchor_s = dict((key, t) for t, key in reference_keys)[kill["anchor"]]
+    entry = dict(kill, index=index, attempts=[])
+    offset = kill["offset_s"]
+    for attempt in range(attempts):
+        run_dir = os.path.join(work, f"kill{index:02d}")
+        shutil.rmtree(run_dir, ignore_errors=True)
+        command = train_command(data_dir, run_dir, config)
+        run = Run(command, os.path.join(work, f"kill{index:02d}.err"))
+        anchor_s = run.wait_for(kill["anchor"], timeout=1800)
+        if anchor_s is None:
+            returncode, _ = run.finish()
+            entry["attempts"].append({"anchor_s": None, "result": f"exit {returncode}"})
+            return dict(entry, killed=False, kill_s=None,
+                        phase_at_kill="exited before its anchor", killed_returncode=returncode)
+        speed = anchor_s / reference_anchor_s
+        delay = offset * speed
+        time.sleep(max(0.0, anchor_s + delay - (time.perf_counter() - run.start)))
+        if run.process.poll() is None:
+            break
         returncode, exit_s = run.finish()
+        entry["attempts"].append({"anchor_s": round(anchor_s, 2), "speed": round(speed, 3),
+                                  "delay_s": round(delay, 2),
+                                  "result": f"exited {returncode} at {exit_s:.1f} s"})
+        offset /= 2
+    else:
         return dict(entry, killed=False, kill_s=round(exit_s, 2),
                     phase_at_kill="exited before the kill", killed_returncode=returncode)
     kill_s = run.kill()
     returncode, _ = run.finish()
+    entry["attempts"].append({"anchor_s": round(anchor_s, 2), "speed": round(speed, 3),
+                              "delay_s": round(delay, 2), "result": "killed"})
     state_path = os.path.join(run_dir, "state.json")
     state = None
     if os.path.isfile(state_path):
@@ -517,7 +542,7 @@ def main(argv=None):
         plan = plan_kills(keys, bounds, config["kills"], config["seed"])
         rows = []
         for index, kill in enumerate(plan):
-            entry = run_kill(index, kill, data_dir, work, config)
+            entry = run_kill(index, kill, data_dir, work, config, keys)
             reasons = []
             if not entry["killed"]:
                 reasons.append(f"not killed: {entry['phase_at_kill']} "
@@ -577,7 +602,10 @@ def render_table(results):
         rows.append([
             r["index"] + 1,
             "-" if r["kill_s"] is None else f"{r['kill_s']:.2f}",
-            f"{r['segment']}: {r['anchor']} +{r['offset_s']:.2f}",
+            f"{r['segment']}: {r['anchor']} +{r['offset_s']:.2f}"
+            + (f" (×{r['attempts'][-1]['speed']:.2f} speed → +{r['attempts'][-1]['delay_s']:.2f})"
+               if r["attempts"] and "speed" in r["attempts"][-1] else "")
+            + (f", try {len(r['attempts'])}" if len(r["attempts"]) > 1 else ""),
             r["phase_at_kill"],
             ", ".join(str(e) for e in r.get("rerun_epochs", [])) or "none",
             "ok" if r["ok"] else "failed",

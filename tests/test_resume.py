@@ -188,7 +188,7 @@ def resumed(source, killed):
 
     def rerun(point):
         return subprocess.run(_command(source, folders[point]), capture_output=True, text=True,
-                              timeout=400, env=_env())
+                              timeout=600, env=_env())
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         yield {point: (folders[point], pool.submit(rerun, point)) for point in POINTS}
