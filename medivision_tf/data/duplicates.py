@@ -479,7 +479,8 @@ def find_duplicates(data, *, threshold=NEAR_THRESHOLD, hashes=None, decode=None,
         )
     paths = hashes["path"].to_numpy(dtype=object)
     files = _source_files(table)
-    ok = hashes["pixel_hash"].notna().to_numpy()
+    # A copy: pandas 3 (copy-on-write) hands out read-only views.
+    ok = hashes["pixel_hash"].notna().to_numpy().copy()
     # A blank image (one value everywhere: an empty slice, a black frame) has no
     # content to leak, and every blank image hashes alike: never paired.
     ok &= ~hashes["blank"].fillna(False).astype(bool).to_numpy()
