@@ -13,10 +13,17 @@ import sys
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 
 import medivision_tf
 from medivision_tf.data import make_synthetic_lesions
+
+# README (a) installs pandas 3 (copy-on-write: `to_numpy()` hands out read-only
+# views), while the test extras pull kserve, which pins pandas<3. Under pandas 2
+# turn copy-on-write on, so this suite runs the tables the way base users get them.
+if int(pd.__version__.split(".")[0]) < 3:
+    pd.set_option("mode.copy_on_write", True)
 
 IMAGE_SIZE = 64
 NUM_CLASSES = 3
