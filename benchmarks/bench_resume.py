@@ -40,7 +40,10 @@ update, while the evaluation draws its plots).
    `model.keras` loads; `evaluation/metrics.json` is there with the
    reference's keys; the folder holds the reference's files (TensorBoard
    event files aside, whose names carry a timestamp), and no `.partial-*`
-   or other temporary file.
+   or other temporary file. And the numbers: every `history.csv` value and
+   every number in `evaluation/metrics.json` equals the reference run's to
+   round-off (relative 1e-4): the resumed epochs see the same batches,
+   augmentation and dropout draws and optimizer state.
 
 The command (`python -m medivision_tf train`, smallcnn from scratch, 32x32
 grayscale, 3 + 3 epochs; `--quick`: 2 + 1 epochs and 4 kills):
@@ -315,7 +318,11 @@ class Checker:
         self.reference = reference_dir
         self.files = folder_files(reference_dir)
         with open(os.path.join(reference_dir, "evaluation", "metrics.json")) as f:
-            self.metric_keys = sorted(json.load(f))
+            self.metrics = json.load(f)
+        self.metric_keys = sorted(self.metrics)
+        import pandas as pd
+
+        self.history = pd.read_csv(os.path.join(reference_dir, "history.csv"))
         self.val = None
         self.last_best_loss = None  # (best.keras's val loss, history's), of the last check
 
@@ -417,9 +424,23 @@ class Checker:
             reasons.append("no evaluation/metrics.json")
         else:
             with open(metrics_path) as f:
-                keys = sorted(json.load(f))
+                metrics = json.load(f)
+            keys = sorted(metrics)
             if keys != self.metric_keys:
                 reasons.append(f"metrics.json keys {keys} differ from the reference's")
+            reasons += _numbers_differ(metrics, self.metrics, "evaluation/metrics.json")
+        if list(history.columns) == list(self.history.columns) and len(history) == len(
+                self.history):
+            # The numbers too: the resumed epochs train on the same batches,
+            # draws and optimizer state as the uninterrupted run.
+            for column in history.columns:
+                for row, (got, want) in enumerate(zip(history[column], self.history[column])):
+                    if not _close(got, want):
+                        reasons.append(f"history.csv epoch {row} {column} {got!r}, "
+                                       f"uninterrupted {want!r}")
+                        break
+        else:
+            reasons.append("history.csv columns or length differ from the reference's")
         files = folder_files(run_dir)
         temporary = sorted(p for p in files if TEMPORARY.search(os.path.basename(p)))
         if temporary:
@@ -433,6 +454,26 @@ class Checker:
         if extra:
             reasons.append(f"extra files: {extra}")
         return reasons
+
+
+def _close(got, want, rtol=1e-4, atol=1e-6):
+    if isinstance(want, (int, float)) and isinstance(got, (int, float)):
+        return abs(got - want) <= atol + rtol * abs(want)
+    return got == want
+
+
+def _numbers_differ(got, want, where):
+    """The numeric leaves of two JSON values that differ beyond round-off."""
+    if isinstance(want, dict) and isinstance(got, dict):
+        return [reason for key in want if key in got
+                for reason in _numbers_differ(got[key], want[key], f"{where}.{key}")]
+    if isinstance(want, list) and isinstance(got, list) and len(want) == len(got):
+        return [reason for i, (g, w) in enumerate(zip(got, want))
+                for reason in _numbers_differ(g, w, f"{where}[{i}]")]
+    if isinstance(want, (int, float)) and not isinstance(want, bool):
+        if not isinstance(got, (int, float)) or not _close(got, want):
+            return [f"{where} {got!r}, uninterrupted {want!r}"]
+    return []
 
 
 def run_reference(data_dir, work, config):

@@ -96,6 +96,29 @@ def test_cache_in_memory_and_on_disk_give_the_same_images(lesion_table, tmp_path
     assert any(p.name.startswith("cache") for p in tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("cache", [False, "memory", "file"])
+def test_start_at_continues_the_repeated_stream_where_it_stood(lesion_table, tmp_path, cache):
+    """A resumed `fit` gets the batches an uninterrupted iteration would have:
+    passes keyed by their number, the augmentation keyed by the pass."""
+    cache = str(tmp_path / "cache") if cache == "file" else cache
+    dataset = data.make_dataset(lesion_table, image_size=32, batch_size=5, training=True,
+                                repeat=True, seed=7, cache=cache)
+    stream = iter(dataset)
+    batches = [next(stream)[0].numpy() for _ in range(12)]  # 60 examples: 2.5 passes of 24
+    # Each pass is a new order of the same images (augmentation aside).
+    assert not np.array_equal(batches[0], batches[5])
+    for start in (1, 4, 5, 9):  # inside pass 0, across the end of a pass, inside pass 2
+        resumed = iter(dataset.start_at(start * 5))
+        for batch in batches[start:]:
+            np.testing.assert_array_equal(next(resumed)[0].numpy(), batch)
+    assert dataset.start_at(0).class_names == dataset.class_names
+    with pytest.raises(ValueError, match="non-negative integer.*-5"):
+        dataset.start_at(-5)
+    # Without repeat there is no stream to resume: each iteration is a new pass.
+    assert not hasattr(data.make_dataset(lesion_table, image_size=32, training=True),
+                       "start_at")
+
+
 def test_split_argument_and_training_inference(lesion_table):
     train, val, test = data.split_table(lesion_table, val=0.25, test=0.25, seed=0)
     table = __import__("pandas").concat([train, val, test])

@@ -260,8 +260,8 @@ def test_image_hashes_are_imagehash_phash_and_name_undecodable_files(tmp_path):
     hashes = image_hashes([good, bad], verbose=False)
     assert list(hashes.columns) == ["path", "pixel_hash", "phash", "blank", "error"]
     assert hashes["phash"][0] == str(imagehash.phash(Image.fromarray(image).convert("RGB"), 16))
-    assert len(hashes["phash"][0]) == 64 and hashes["error"][0] is None
-    assert hashes["phash"][1] is None and hashes["error"][1]
+    assert len(hashes["phash"][0]) == 64 and pd.isna(hashes["error"][0])
+    assert pd.isna(hashes["phash"][1]) and hashes["error"][1]
     pairs = find_duplicates([good, bad, good.replace("a.png", "a.png")], verbose=False)
     assert pairs.attrs["unhashed"] == 1 and pairs.empty  # one file listed twice: no pair
     blanks = [str(tmp_path / f"blank_{v}.png") for v in (0, 0, 90)]

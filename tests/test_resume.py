@@ -293,3 +293,14 @@ def test_a_killed_run_resumes_to_the_state_of_an_uninterrupted_run(killed, resum
     # The rows of the epochs finished before the kill are kept as they were.
     pd.testing.assert_frame_equal(history.iloc[:first - 1],
                                   killed["reference"].iloc[:first - 1])
+    # The epochs trained again are those of the uninterrupted run, to float
+    # round-off: the same batches (the stream resumes where the kill left
+    # it), the same augmentation and dropout draws, the same optimizer state.
+    pd.testing.assert_frame_equal(history, killed["reference"], check_exact=False,
+                                  rtol=1e-4, atol=1e-6)
+    # The test accuracy of the model trained without a break (the run killed
+    # during its evaluation trained to the end; its rerun only evaluates).
+    reference = resumed["evaluation"][1].result()
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    expected = json.loads(reference.stdout.strip().splitlines()[-1])["accuracy"]
+    assert summary["accuracy"] == pytest.approx(expected, abs=1e-9)

@@ -510,3 +510,27 @@ def test_augmentation_on_the_model_trains_a_wrapper_and_saves_the_plain_model(
         assert saved.name == "medivision"
     with pytest.raises(ValueError, match="augment_on"):
         training.TrainConfig(augment_on="gpu")
+
+
+def test_random_layers_are_reseeded_from_the_epoch():
+    """Dropout's SeedGenerator state is left out of saved weights: keyed by
+    (seed, epoch), a resumed run draws the masks of the epoch it resumes."""
+    from medivision_tf.training.callbacks import reseed_random_layers
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dropout(0.5),
+                              keras.layers.Dropout(0.5)])
+    x = np.ones((4, 64), "float32")
+
+    def masks(epoch, seed=0):
+        assert reseed_random_layers(model, seed, epoch) == 2
+        return [model(x, training=True).numpy() for _ in range(2)]
+
+    first = masks(3)
+    masks(0)
+    again = masks(3)
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(first[0], first[1])  # draws still advance within an epoch
+    assert not np.array_equal(first[0], masks(4)[0])
+    assert not np.array_equal(first[0], masks(3, seed=1)[0])

@@ -206,8 +206,9 @@ def image_hashes(data, *, hash_size=HASH_SIZE, decode=None, batch_size=_DECODE_B
         (hex BLAKE2 of the 0-255 RGB pixels and shape), `phash` (hex, as
         `str(imagehash.phash(...))`: `imagehash.hex_to_hash` reads it back)
         `blank` (every pixel the same: such images are never paired) and
-        `error` (why a file could not be decoded, else None; its hashes are
-        then None).
+        `error` (why a file could not be decoded, else missing; its hashes
+        are then missing). Missing values are None under pandas 2 and NaN
+        under pandas 3 (its string dtype): test them with `isna()`.
 
     Example:
 

@@ -455,6 +455,7 @@ class TrainingInputs:
         class_weight: `{class id: weight}` or None.
         train_table, val_table, test_table: the sample tables (None for a
             user's tf.data dataset, or an empty split).
+        global_batch: the batch size of `train`.
     """
 
     train: tf.data.Dataset
@@ -466,6 +467,29 @@ class TrainingInputs:
     val_table: typing.Optional[pd.DataFrame] = None
     test_table: typing.Optional[pd.DataFrame] = None
     report: typing.Optional[dict] = None
+    global_batch: typing.Optional[int] = None
+    num_classes: typing.Optional[int] = None
+    multi_label: bool = False
+
+    def train_from_epoch(self, epoch):
+        """The training dataset as an uninterrupted `fit` reaches it at `epoch`.
+
+        Tables give a repeated stream keyed by pass (see `make_dataset`'s
+        `start_at`): each `fit` of a run (each phase, each resume) starts
+        where the run's earlier epochs stopped, so a resumed run trains on
+        the same batches as one never stopped. A user's dataset, and shards,
+        are returned as given (they restart from their first batch).
+
+        Args:
+            epoch: epochs already run (0-based index of the next epoch).
+        """
+        raw = getattr(self.train, "raw", None)
+        if raw is None or not hasattr(raw, "start_at") or not self.steps:
+            return self.train
+        # A new dataset each call, even at epoch 0: no iterator made of
+        # another (a calibration, an earlier phase) changes what this one gives.
+        stream = raw.start_at(int(epoch) * self.steps * self.global_batch)
+        return with_targets(stream, self.num_classes, self.multi_label)
 
     def write_report(self, run_dir, say=print):
         """Writes `run_dir/split.csv`, `skipped_files.csv` and `inputs.json`
@@ -562,11 +586,10 @@ def training_inputs(config, *, global_batch, train_data=None, val_data=None, cla
         # undecodable files, so its length is unknown to tf.data: the epoch
         # length comes from the table, and the data repeats so that an epoch of
         # `steps` batches never runs dry (Keras would cut the next epoch short).
-        train_ds = with_targets(
-            table_dataset(train_table, config, training=True, batch_size=global_batch,
-                          repeat=True, augment_in_pipeline=augment_in_pipeline),
-            num_classes, config.multi_label,
-        )
+        raw_train = table_dataset(train_table, config, training=True, batch_size=global_batch,
+                                  repeat=True, augment_in_pipeline=augment_in_pipeline)
+        train_ds = with_targets(raw_train, num_classes, config.multi_label)
+        train_ds.raw = raw_train  # for train_from_epoch
         steps = config.steps_per_epoch or math.ceil(len(train_table) / global_batch)
     else:
         train_ds = user_dataset(train_data, global_batch, num_classes, config.multi_label)
@@ -597,4 +620,5 @@ def training_inputs(config, *, global_batch, train_data=None, val_data=None, cla
         train=train_ds, val=val_ds, steps=steps, class_names=class_names,
         class_weight=weights, train_table=train_table, val_table=val_table,
         test_table=test_table, report=merged_report(train_table, val_table, test_table),
+        global_batch=global_batch, num_classes=num_classes, multi_label=config.multi_label,
     )

@@ -1,9 +1,10 @@
 """`make_dataset`: a sample table (or anything a source reads) -> tf.data.
 
 ```
-paths/labels/index -> [shuffle, seeded] -> read + decode + resize (parallel, in graph)
-  -> [cache: memory or file, uint8] -> [shuffle] -> [repeat]
-  -> [augment: per-example stateless draws keyed by (seed, epoch, index)] -> batch
+passes 0, 1, ... (each shuffled by a seed keyed by its number) of paths/labels/index
+  -> read + decode + resize (parallel, in graph)
+     (with a cache, memory or file, uint8: decoded once, then the passes shuffle it)
+  -> [augment: per-example stateless draws keyed by (seed, pass, index)] -> batch
   -> [float32 + augment the batch (parallel: the draws travel with the examples)]
   -> prefetch(AUTOTUNE)
 ```
@@ -299,7 +300,13 @@ def make_dataset(
         A `tf.data.Dataset` of `(images, labels)`: float32 images `(batch,
         H, W, channels)` with values in 0-255, int32 labels `(batch,)` or
         float32 multi-hot `(batch, num_classes)`. Its `class_names`
-        attribute lists the class names.
+        attribute lists the class names. With `repeat` (tables and arrays),
+        `dataset.start_at(n)` gives the same stream after its first `n`
+        examples (pass `n // len` of the data, shuffled and augmented as an
+        uninterrupted iteration would have it): `train` resumes a killed
+        `fit` at epoch `e` with `n = e * steps_per_epoch * batch_size`.
+        Without a cache it starts there at once; with a cache it reads and
+        drops the first `n` cached examples.
 
     Raises:
         ValueError: the dataset is empty, labels are unknown, paths point
@@ -374,50 +381,143 @@ def make_dataset(
                 f"Array images must share one shape; found {sorted(shapes)[:5]}."
             )
         images = np.stack([np.asarray(i) for i in table["image"]])
-        dataset = tf.data.Dataset.from_tensor_slices((images, labels, indices))
+        columns = (images, labels, indices)
 
         def load(image, label, index):
             return finish(image), label, index
 
     else:
-        dataset = tf.data.Dataset.from_tensor_slices(
-            (table["path"].to_numpy(str), labels, indices)
-        )
+        columns = (table["path"].to_numpy(str), labels, indices)
 
         def load(path, label, index):
             return _load_file(path, size, channels, resize, interpolation, antialias,
                               dicom_window, bit_depth_16, load_dtype), label, index
 
     in_memory = cache in (True, "memory")
-    if load is not None:
-        if shuffle and not cache:  # shuffle cheap path strings, the whole set
-            dataset = dataset.shuffle(count, seed=seed, reshuffle_each_iteration=True)
-        dataset = dataset.map(load, num_parallel_calls=num_parallel_calls, deterministic=True)
-    if skip_errors and load is not None:  # shards hold decoded images only
-        dataset = dataset.ignore_errors(log_warning=True)
-    if cache:
-        dataset = dataset.cache("" if in_memory else os.fspath(cache))
+    draw_seed = int(seed) if seed is not None else int(np.random.randint(2**31))
+    resumable = None
+    if load is not None and not cache:
+        # Passes keyed by their number: resumable at any example.
+        columns = tuple(tf.convert_to_tensor(column) for column in columns)
+
+        def passes(start):
+            stream = _passes(columns, count, shuffle=shuffle, seed=draw_seed, repeat=repeat,
+                             start=start)
+            stream = stream.map(
+                lambda image, label, index, key: (*load(image, label, index), key),
+                num_parallel_calls=num_parallel_calls, deterministic=True)
+            if skip_errors:
+                stream = stream.ignore_errors(log_warning=True)
+            return stream
+
+        dataset = passes(0)
+        if repeat:
+            resumable = passes
+    else:
+        if load is not None:  # a cache: decoded once, in table order
+            dataset = tf.data.Dataset.from_tensor_slices(columns).map(
+                load, num_parallel_calls=num_parallel_calls, deterministic=True)
+            if skip_errors:
+                dataset = dataset.ignore_errors(log_warning=True)
+        if cache:
+            dataset = dataset.cache("" if in_memory else os.fspath(cache))
+        base = dataset
+
+        def passes(start):
+            # New shuffle and random ops over the one cache: their seed
+            # generators start afresh, so every stream built here is the same
+            # (`reshuffle_each_iteration` would give each iterator of one
+            # dataset another order). Resumed by reading and dropping examples.
+            stream = base
+            if cache and shuffle:
+                buffer = count if in_memory else min(count, shuffle_buffer or 2048)
+                stream = stream.shuffle(buffer, seed=draw_seed, reshuffle_each_iteration=True)
+            if repeat:
+                stream = stream.repeat()
+            if stateless:  # a seeded random stream, new each iteration, keys the draws
+                keys = tf.data.Dataset.random(seed=draw_seed, rerandomize_each_iteration=True)
+                stream = tf.data.Dataset.zip(stream, keys).map(
+                    lambda example, key: (*example, key))
+            else:  # no draws; a zip would also hide the shard files from auto-sharding
+                stream = stream.map(lambda *example: (*example, tf.constant(0, tf.int64)))
+            return stream.skip(start) if start else stream
+
+        dataset = passes(0)
+        if repeat and load is not None:  # cached tables and arrays; not shards
+            resumable = passes
+
+    def finish_stream(dataset):
+        return _finish_stream(dataset, stateless=stateless, draw_seed=draw_seed,
+                              batch_size=batch_size, drop_remainder=drop_remainder,
+                              kind=kind, augment_with=augment_with, cache=cache,
+                              prefetch=prefetch, names=names)
+
+    result = finish_stream(dataset)
+    if resumable is not None:
+        # `dataset.start_at(n)`: the same repeated stream after its first n
+        # examples (resuming `fit` at epoch e: n = e * steps * batch_size).
+        result.start_at = lambda start: finish_stream(resumable(_check_start(start)))
+    return result
+
+
+def _check_start(start):
+    if not isinstance(start, (int, np.integer)) or isinstance(start, bool) or start < 0:
+        raise ValueError(
+            f"`start` must be a non-negative integer count of examples. Received: {start!r}"
+        )
+    return int(start)
+
+
+def _passes(columns, count, *, shuffle, seed, repeat, start=0):
+    """Passes over the rows of `columns`, each ordered by a seed keyed by its number.
+
+    Elements are the rows plus the pass key (for the augmentation draws).
+    With `repeat`, pass k is a permutation drawn from (seed, k) alone, so the
+    stream can start at any example (`start`) and give what an uninterrupted
+    iteration gives there: a resumed `fit` sees the batches the killed one
+    would have seen. (`Dataset.shuffle(reshuffle_each_iteration=True)` cannot:
+    its order depends on how many passes the same iterator made, and it
+    takes no per-pass tensor seed once a global seed of 0 is set.) Without
+    `repeat`, one pass whose key is drawn anew each iteration: a new order
+    each epoch.
+    """
+
+    def one_pass(key):
         if shuffle:
-            buffer = count if in_memory else min(count, shuffle_buffer or 2048)
-            dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+            noise = tf.random.stateless_uniform(
+                [count], seed=tf.stack([tf.constant(seed, tf.int64), key]))
+            order = tf.argsort(noise, stable=True)
+        else:
+            order = tf.range(count)
+        return tf.data.Dataset.from_tensor_slices(order).map(
+            lambda row: (*(tf.gather(column, row) for column in columns), key))
+
     if repeat:
-        dataset = dataset.repeat()
+        first, skip = divmod(start, count)
+        stream = tf.data.Dataset.range(first, 2**62).flat_map(one_pass)
+        stream = stream.apply(tf.data.experimental.assert_cardinality(
+            tf.data.INFINITE_CARDINALITY))
+        return stream.skip(skip) if skip else stream
+    keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+    return keys.flat_map(one_pass).apply(tf.data.experimental.assert_cardinality(count))
+
+
+def _finish_stream(dataset, *, stateless, draw_seed, batch_size, drop_remainder, kind,
+                   augment_with, cache, prefetch, names):
+    """(image, label, index, key) stream -> augmented, batched (images, labels)."""
     if stateless:
-        # Per-example draws keyed by (seed, epoch, example index): a seeded
-        # random stream, new each epoch (each iteration, or each repetition),
-        # is zipped with the examples, so the augmentation map may run in
-        # parallel and any order and still give the same images every run.
-        draw_seed = int(seed) if seed is not None else int(np.random.randint(2**31))
-        epoch_keys = tf.data.Dataset.random(seed=draw_seed, rerandomize_each_iteration=True)
-        dataset = tf.data.Dataset.zip(dataset, epoch_keys).map(
-            lambda example, key: (
-                example[0], example[1], example_draws(draw_seed, key, example[2])
+        # Per-example draws keyed by (seed, pass key, example index): the
+        # augmentation map may run in parallel and in any order and still
+        # give the same images every run.
+        dataset = dataset.map(
+            lambda image, label, index, key: (
+                image, label, example_draws(draw_seed, key, index)
             ),
             num_parallel_calls=AUTOTUNE,
             deterministic=True,
         )
     else:
-        dataset = dataset.map(lambda image, label, index: (image, label))
+        dataset = dataset.map(lambda image, label, index, key: (image, label))
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
 
     if stateless:

@@ -21,6 +21,7 @@ model.fit(train_ds, validation_data=val_ds, epochs=3, callbacks=callbacks)
 import importlib.util
 import os
 import sys
+import zlib
 
 import keras
 import numpy as np
@@ -196,7 +197,10 @@ class CalibrateBeforeValidation(keras.callbacks.Callback):
     final model will have.
 
     Args:
-        dataset: the training dataset of `(images, targets)` batches.
+        dataset: the training dataset of `(images, targets)` batches, or a
+            function of the epoch giving it (`TrainingInputs.train_from_epoch`:
+            the same batches for an epoch however many datasets came before,
+            so that a resumed run validates as an uninterrupted one).
         batches: how many batches to estimate from.
     """
 
@@ -204,9 +208,67 @@ class CalibrateBeforeValidation(keras.callbacks.Callback):
         super().__init__()
         self.dataset = dataset
         self.batches = batches
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
 
     def on_test_begin(self, logs=None):
-        calibrate_batchnorm(self.model, self.dataset.take(self.batches))
+        dataset = self.dataset(self.epoch) if callable(self.dataset) else self.dataset
+        calibrate_batchnorm(self.model, dataset.take(self.batches))
+
+
+def reseed_random_layers(model, seed, epoch):
+    """Sets the state of every Keras `SeedGenerator` in `model` from (seed, epoch).
+
+    Dropout and augmentation layers draw from a `SeedGenerator` whose state
+    is left out of saved weights (a Keras choice), so a run resumed from a
+    backup would replay the first epoch's dropout masks and the killed run's
+    later epochs could never be matched. Keyed by the epoch, epoch `e` draws
+    the same masks whether or not the run stopped before it. Generators are
+    told apart by their variable path, which the same build gives again.
+
+    Args:
+        model: a Keras model (nested models and layers included).
+        seed: the run's seed (`TrainConfig.seed`).
+        epoch: the epoch about to run (0-based, counted over both phases).
+
+    Returns:
+        How many generators were set.
+
+    Example:
+
+    ```python
+    model = build_medivision(3, backbone="smallcnn", weights=None)
+    reseed_random_layers(model, seed=0, epoch=4)   # dropout masks of epoch 4
+    ```
+    """
+    # Below 2**31 - 1: the TensorFlow backend folds larger seeds modulo that.
+    modulus = 2**31 - 1
+    count = 0
+    for variable in model.variables:
+        if not variable.path.endswith("seed_generator_state"):
+            continue
+        base = (int(seed) * 7919 + zlib.crc32(variable.path.encode())) % modulus
+        state = np.array([(base + int(epoch) * 1_000_003) % modulus, 0])
+        variable.assign(state.astype(variable.dtype))
+        count += 1
+    return count
+
+
+class EpochSeeds(keras.callbacks.Callback):
+    """`reseed_random_layers` at the start of each epoch (see there for why).
+
+    Args:
+        seed: the run's seed.
+    """
+
+    def __init__(self, seed):
+        super().__init__()
+        self.seed = seed
+
+    def on_epoch_begin(self, epoch, logs=None):
+        reseed_random_layers(self.model, self.seed, epoch)
 
 
 _NOTICES = set()  # one-line notices already printed in this process
@@ -221,7 +283,8 @@ def make_callbacks(config, run_dir, state, phase, has_validation, is_chief=True,
                    train_dataset=None, saved_model=None, steps_per_epoch=None):
     """The callbacks of one phase of `train`.
 
-    In order: NaN stop (first, so nothing is saved from a NaN epoch), best
+    In order: NaN stop (first, so nothing is saved from a NaN epoch), the
+    per-epoch reseeding of dropout and augmentation (`EpochSeeds`), best
     checkpoint (`run_dir/checkpoints/best.keras`, best of the whole run),
     CSV history (`run_dir/history.csv`, appended), early stopping and LR
     reduction (when their patience is set), TensorBoard (`run_dir/logs`,
@@ -236,7 +299,8 @@ def make_callbacks(config, run_dir, state, phase, has_validation, is_chief=True,
         has_validation: whether `fit` gets validation data; without it a
             `val_*` monitor falls back to the training quantity.
         is_chief: the worker that writes TensorBoard logs.
-        train_dataset: the training dataset, for `calibrate_before_validation`.
+        train_dataset: the training dataset (or a function of the epoch
+            giving it), for `calibrate_before_validation`.
         saved_model: the model the best checkpoint saves (default: the one fit).
         steps_per_epoch: batches per epoch; BatchNorm is calibrated before
             validation on at most that many (and at most 10), as the final
@@ -249,7 +313,7 @@ def make_callbacks(config, run_dir, state, phase, has_validation, is_chief=True,
     if monitor.startswith("val_") and not has_validation:
         monitor = monitor[len("val_"):]
     mode = monitor_mode(monitor)
-    callbacks = [StopOnNaN()]
+    callbacks = [StopOnNaN(), EpochSeeds(config.seed)]
     if config.calibrate_before_validation and has_validation and train_dataset is not None:
         callbacks.append(CalibrateBeforeValidation(
             train_dataset, batches=min(10, steps_per_epoch or 10)))

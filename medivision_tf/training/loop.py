@@ -46,7 +46,7 @@ from medivision_tf.model import (
     set_backbone_trainable,
     set_batchnorm_momentum,
 )
-from medivision_tf.training.callbacks import make_callbacks
+from medivision_tf.training.callbacks import make_callbacks, reseed_random_layers
 from medivision_tf.training.compile import compile_model
 from medivision_tf.training.config import TrainConfig, load_config
 from medivision_tf.training.distribute import (
@@ -271,8 +271,11 @@ def train(
     history_path = os.path.join(work_dir, "history.csv")
     if not state.get("complete"):
         fit.restore_last(compiled=False)  # a rerun after a kill during the final write
+        # Random layers as the last epoch left them, however the run got here.
+        reseed_random_layers(fit_model, config.seed, total_epochs)
         if config.calibrate_batchnorm:
-            calibrate_batchnorm(model, inputs.train.take(min(inputs.steps or 50, 50)))
+            batches = min(inputs.steps or 50, 50)
+            calibrate_batchnorm(model, inputs.train_from_epoch(0).take(batches))
         if config.trust and inputs.val is not None and not config.multi_label:
             from medivision_tf.trust import fit_trust
 
@@ -347,15 +350,19 @@ class _Fitter:
         multi_worker = isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy)
         callbacks = make_callbacks(config, self.work_dir, state, phase,
                                    self.inputs.val is not None, self.is_chief,
-                                   train_dataset=None if multi_worker else self.inputs.train,
+                                   train_dataset=(None if multi_worker
+                                                  else self.inputs.train_from_epoch),
                                    saved_model=self.saved_model,
                                    steps_per_epoch=self.inputs.steps)
         callbacks = callbacks[:-1] + self.extra + callbacks[-1:]
+        # The stream where the run's earlier epochs left it (each phase, each
+        # resume), so a resumed run sees the batches of one never stopped.
+        train = self.inputs.train_from_epoch(done)
         if multi_worker:
-            compat.patch_for_multi_worker(self.model, self.inputs.train)
+            compat.patch_for_multi_worker(self.model, train)
         if done < end_epoch:
             self.model.fit(
-                self.inputs.train, validation_data=self.inputs.val,
+                train, validation_data=self.inputs.val,
                 class_weight=self.inputs.class_weight,
                 steps_per_epoch=(self.inputs.steps if self.inputs.train_table is not None
                                  else config.steps_per_epoch),
