@@ -160,7 +160,7 @@ def decode_image(
         nifti_axis: `"axial"` (default), `"coronal"` or `"sagittal"`.
         max_pixels: the pixel budget, checked from the header before the
             decode (`check_pixel_budget`; TIFF/DICOM/NIfTI: by
-            `formats.check_header_pixels` before reading the pixels). None:
+            `formats.python_decode` before reading the pixels). None:
             no limit.
 
     Returns:
