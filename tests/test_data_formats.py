@@ -254,3 +254,146 @@ def test_binary_mask_volume_stays_visible():
     assert selected, "a mask volume has non-empty slices"
     middle = formats.read_nifti(path)
     assert set(np.unique(middle)) <= {0, 255} and middle.max() == 255
+
+
+# --- The faster decode paths give the same pixels (issue 15, item 8) -----
+
+
+def _scale_reference(values, low, high):
+    """`formats._scale` as it was: float64 formula on the whole array."""
+    if high <= low:
+        return np.zeros(np.shape(values), "uint8")
+    scaled = (np.asarray(values, "float64") - low) / (high - low) * 255.0
+    return np.clip(np.round(scaled), 0, 255).astype("uint8")
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int8", "uint16", "int16", "int32", "float32"])
+def test_scale_by_table_equals_the_formula(dtype):
+    rng = np.random.default_rng(0)
+    info = np.iinfo(dtype) if dtype != "float32" else None
+    low_v, high_v = (int(info.min), int(info.max)) if info else (-3000, 3000)
+    values = rng.integers(low_v, high_v, (400, 420), endpoint=True).astype(dtype)
+    for low, high in [(float(values.min()), float(values.max())), (-160.0, 240.0),
+                      (10.5, 11.0), (5.0, 5.0)]:
+        np.testing.assert_array_equal(formats._scale(values, low, high),
+                                      _scale_reference(values, low, high))
+
+
+def test_uint16_to_uint8_by_table_equals_the_formula():
+    rng = np.random.default_rng(1)
+    for high in (4095, 65535):
+        pixels = rng.integers(0, high, (500, 300), endpoint=True).astype("uint16")
+        for mode, divisor in [("scale", 257.0), ("12bit", 4095 / 255),
+                              ("auto", 4095 / 255 if high <= 4095 else 257.0)]:
+            expected = np.clip(np.round(pixels / divisor), 0, 255).astype("uint8")
+            np.testing.assert_array_equal(formats.to_uint8(pixels, mode), expected)
+
+
+def test_palette_by_table_equals_pydicoms_colors():
+    from pydicom.pixels import apply_color_lut
+
+    path = _file("examples_palette.dcm")
+    if path is None:
+        pytest.skip("examples_palette.dcm is not in this pydicom")
+    dataset, pixels = _pydicom_pixels(path)
+    rgb = apply_color_lut(pixels, dataset)
+    expected = formats.to_uint8(rgb, "scale" if rgb.dtype == np.uint16 else "minmax")
+    np.testing.assert_array_equal(formats.read_dicom(path), expected)
+
+
+def test_dicom_budget_from_the_one_parse(tmp_path):
+    path = _file("CT_small.dcm")
+    raw = open(path, "rb").read()
+    with pytest.raises(ValueError, match="128x128 pixels exceeds the pixel budget"):
+        formats.python_decode(raw, "dicom", max_pixels=128 * 128 - 1)
+    assert formats.python_decode(raw, "dicom", max_pixels=128 * 128).shape == (128, 128, 1)
+    assert formats.python_decode(raw, "dicom", max_pixels=None).dtype == np.float32
+    np.testing.assert_array_equal(
+        formats.python_decode(raw, "dicom", dtype="uint8"), formats.read_dicom(path)[..., None])
+
+
+def test_graph_sniff_agrees_with_python_sniff_on_short_and_odd_heads():
+    import tensorflow as tf
+
+    from medivision_tf.data import decode
+
+    png16 = b"\x89PNG\r\n\x1a\n" + bytes(16) + b"\x10" + bytes(10)
+    heads = [b"", b"B", b"BM", b"\xff\xd8", b"\xff\xd8\xff", b"GIF89a", b"GIF8",
+             b"RIFF\0\0\0\0WEBP", b"RIFF\0\0\0\0WEB", png16, png16[:24],
+             b"\x89PNG\r\n\x1a\n" + bytes(30), bytes(128) + b"DICM", bytes(128) + b"DIC",
+             b"II*\x00" + bytes(124) + b"DICM", b"\x89PNG\r\n\x1a\n" + bytes(120) + b"DICM"]
+    for head in heads:
+        fmt = formats.sniff_format(head)
+        kind = int(decode._sniff_kind(tf.constant(head)))
+        if fmt == "dicom":
+            assert kind == decode._KIND_PYTHON, head
+        elif head == png16:
+            assert kind == decode._KIND_PNG16, head
+        elif fmt in decode.TF_FORMATS:
+            assert kind == decode._KIND_TF, head
+        else:
+            assert kind == decode._KIND_PYTHON, head
+
+
+def _volume(path, shape=(24, 20, 9), seed=0):
+    import nibabel
+
+    values = np.random.default_rng(seed).normal(100, 30, shape).astype("float32")
+    nibabel.save(nibabel.Nifti1Image(values, np.eye(4)), str(path))
+    return str(path)
+
+
+def test_nifti_slices_read_by_path_equal_the_bytes_decode(tmp_path):
+    import tensorflow as tf
+
+    from medivision_tf.data import decode
+
+    folder = tmp_path / "data" / "a"
+    folder.mkdir(parents=True)
+    for index in range(2):
+        _volume(folder / f"v{index}.nii.gz", seed=index)
+    table = data.from_directory(str(tmp_path / "data"))
+    assert len(table) == 18
+    formats._NIFTI_CACHE.clear()
+    for channels in (1, 3):
+        for path in table["path"]:
+            file, frame = formats.split_frame(path)
+            by_bytes = decode.decode_image(tf.io.read_file(file), channels, frame=frame)
+            np.testing.assert_array_equal(decode.load_image(path, channels).numpy(),
+                                          by_bytes.numpy())
+    # The pipeline: same order and pixels, from a cold and a warm cache.
+    dataset = data.make_dataset(table, image_size=16, channels=1, batch_size=5,
+                                training=False, shuffle=False)
+    formats._NIFTI_CACHE.clear()
+    cold = np.concatenate([images.numpy() for images, _ in dataset])
+    warm = np.concatenate([images.numpy() for images, _ in dataset])
+    expected = np.stack([
+        decode.finish_image(decode.decode_image(
+            tf.io.read_file(formats.split_frame(p)[0]), 1, frame=formats.split_frame(p)[1]),
+            16, 1).numpy() for p in table["path"]])
+    np.testing.assert_array_equal(cold, expected)
+    np.testing.assert_array_equal(warm, expected)
+
+
+def test_nifti_slice_by_path_rereads_a_changed_file_and_checks_the_budget(tmp_path):
+    path = _volume(tmp_path / "v.nii", seed=0)
+    first = formats.read_nifti_slice_file(path, 4)
+    np.testing.assert_array_equal(first, formats.read_nifti(open(path, "rb").read(), frame=4))
+    _volume(tmp_path / "v.nii", shape=(24, 20, 9), seed=1)  # same size, new pixels
+    os.utime(path, ns=(os.stat(path).st_atime_ns, os.stat(path).st_mtime_ns + 10**9))
+    second = formats.read_nifti_slice_file(path, 4)
+    np.testing.assert_array_equal(second, formats.read_nifti(open(path, "rb").read(), frame=4))
+    assert not np.array_equal(first, second)
+    with pytest.raises(ValueError, match="exceeds the pixel budget"):  # also from the cache
+        formats.read_nifti_slice_file(path, 4, max_pixels=100)
+    with pytest.raises(ValueError, match="out of range"):
+        formats.read_nifti_slice_file(path, 9)
+    assert formats.read_nifti_slice_file(str(tmp_path / "missing.nii"), 0) is None
+    dicom = tmp_path / "not_nifti.nii"
+    dicom.write_bytes(open(_file("CT_small.dcm"), "rb").read())
+    assert formats.read_nifti_slice_file(str(dicom), 0) is None
+    # ...which load_image then decodes from its bytes, as before.
+    from medivision_tf.data import decode
+
+    np.testing.assert_array_equal(decode.load_image(f"{dicom}#frame=0", 1).numpy()[..., 0],
+                                  formats.read_dicom(str(dicom)))

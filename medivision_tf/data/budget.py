@@ -100,6 +100,21 @@ def header_pixels(contents):
     )
 
 
+def check_max_pixels(max_pixels):
+    """Validates a pixel budget: a positive int or None; returns it.
+
+    Raises:
+        ValueError: anything else.
+    """
+    if max_pixels is None:
+        return None
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) or max_pixels < 1:
+        raise ValueError(
+            f"`max_pixels` must be a positive integer or None. Received: max_pixels={max_pixels!r}"
+        )
+    return max_pixels
+
+
 def check_pixel_budget(contents, max_pixels=DEFAULT_MAX_PIXELS):
     """Refuses (in the graph) an encoded image whose header claims too many pixels.
 
@@ -128,12 +143,8 @@ def check_pixel_budget(contents, max_pixels=DEFAULT_MAX_PIXELS):
     ```
     """
     contents = tf.convert_to_tensor(contents, tf.string)
-    if max_pixels is None:
+    if check_max_pixels(max_pixels) is None:
         return contents
-    if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) or max_pixels < 1:
-        raise ValueError(
-            f"`max_pixels` must be a positive integer or None. Received: max_pixels={max_pixels!r}"
-        )
     pixels = header_pixels(contents)
     check = tf.debugging.Assert(
         pixels <= int(max_pixels),

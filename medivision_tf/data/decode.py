@@ -44,7 +44,11 @@ import numpy as np
 import tensorflow as tf
 
 from medivision_tf.data import formats
-from medivision_tf.data.budget import check_pixel_budget, header_pixels  # noqa: F401
+from medivision_tf.data.budget import (  # noqa: F401
+    check_max_pixels,
+    check_pixel_budget,
+    header_pixels,
+)
 from medivision_tf.data.formats import (  # noqa: F401  (re-exported)
     BIT_DEPTH_16_MODES,
     DEFAULT_MAX_PIXELS,
@@ -71,55 +75,60 @@ def _sniff_kind(contents):
     TIFF goes to pydicom. Bytes that are none of TensorFlow's formats go to
     Python too (raw DICOM without preamble, NIfTI, TIFF, or not an image:
     `formats.python_decode` then names the reason).
+
+    Plain ops on the first 132 bytes padded with zeros (no magic number
+    tested here holds a zero byte, so the padding never makes a short file
+    match), without `tf.cond`: a conditional costs more than these few
+    comparisons in a `tf.data` map.
     """
-    length = tf.strings.length(contents)
-    head = tf.strings.substr(contents, 0, tf.minimum(12, length))
-    is_dicom = tf.cond(
-        length >= 132,
-        lambda: tf.equal(tf.strings.substr(contents, 128, 4), b"DICM"),
-        lambda: tf.constant(False),
-    )
-    def starts(prefix):
-        return tf.equal(tf.strings.substr(head, 0, len(prefix)), prefix)
+    head = tf.strings.join([tf.strings.substr(contents, 0, 132, unit="BYTE"), b"\0" * 132])
 
-    is_png = starts(b"\x89PNG\r\n\x1a\n")
-    is_webp = tf.logical_and(
-        starts(b"RIFF"), tf.equal(tf.strings.substr(head, 8, 4), b"WEBP")
-    )
+    def at(offset, expected):
+        return tf.equal(tf.strings.substr(head, offset, len(expected)), expected)
+
+    is_dicom = at(128, b"DICM")
+    is_png = at(0, b"\x89PNG\r\n\x1a\n")
+    is_webp = tf.logical_and(at(0, b"RIFF"), at(8, b"WEBP"))
     is_tf = tf.reduce_any(
-        tf.stack(
-            [starts(b"\xff\xd8\xff"), is_png, starts(b"BM"), starts(b"GIF87a"),
-             starts(b"GIF89a"), is_webp]
-        )
+        tf.stack([at(0, b"\xff\xd8\xff"), is_png, at(0, b"BM"), at(0, b"GIF87a"),
+                  at(0, b"GIF89a"), is_webp])
     )
-    is_png16 = tf.cond(
-        length >= 25,
-        lambda: tf.logical_and(is_png, tf.equal(tf.strings.substr(contents, 24, 1), b"\x10")),
-        lambda: tf.constant(False),
-    )
-    return tf.case(
-        [
-            (is_dicom, lambda: tf.constant(_KIND_PYTHON)),
-            (is_png16, lambda: tf.constant(_KIND_PNG16)),
-            (is_tf, lambda: tf.constant(_KIND_TF)),
-        ],
-        default=lambda: tf.constant(_KIND_PYTHON),
-    )
+    is_png16 = tf.logical_and(is_png, at(24, b"\x10"))
+    # The first that holds: DICOM, 16-bit PNG, TensorFlow's, else Python.
+    return tf.where(is_dicom, _KIND_PYTHON, tf.where(
+        is_png16, _KIND_PNG16, tf.where(is_tf, _KIND_TF, _KIND_PYTHON)))
 
 
-def _python_decode(data, frame, options):
+def _python_decode(data, frame, options, slice_path=b""):
     """`formats.python_decode` on bytes from `tf.numpy_function` (the
-    TIFF/DICOM/NIfTI pixel budget is checked there, from the header)."""
+    TIFF/DICOM/NIfTI pixel budget is checked there, from the header).
+
+    `slice_path` (with empty `data`): a NIfTI file whose slice `frame` is read
+    by path (`formats.read_nifti_slice_file`); a path that is not a local
+    NIfTI file is read here (`tf.io.gfile`) and decoded from its bytes.
+    """
     if isinstance(data, np.ndarray):
         data = data.item()
+    if isinstance(slice_path, np.ndarray):
+        slice_path = slice_path.item()
     data = bytes(data)
+    if slice_path and not data:
+        pixels = formats.read_nifti_slice_file(
+            bytes(slice_path), int(frame), options["nifti_axis"],
+            max_pixels=options["max_pixels"])
+        if pixels is not None:
+            return pixels[..., None]
+        with tf.io.gfile.GFile(os.fsdecode(bytes(slice_path)), "rb") as handle:
+            data = handle.read()
     fmt = sniff_format(data)
     if fmt not in PYTHON_FORMATS:
         raise ValueError(
             f"Not an image file we decode (first bytes {data[:12]!r}); "
             "allowed: PNG, JPEG, BMP, GIF, WebP, TIFF, DICOM, NIfTI."
         )
-    return formats.python_decode(data, fmt, int(frame), **options)
+    # uint8 out (every Python reader gives uint8): the float32 cast runs in
+    # the graph, in parallel, not under the Python lock numpy_function holds.
+    return formats.python_decode(data, fmt, int(frame), dtype="uint8", **options)
 
 
 def decode_image(
@@ -132,6 +141,7 @@ def decode_image(
     frames="middle",
     nifti_axis="axial",
     max_pixels=DEFAULT_MAX_PIXELS,
+    _slice_path=None,
 ):
     """Decodes one encoded image (a scalar string tensor) in the graph.
 
@@ -150,7 +160,7 @@ def decode_image(
         nifti_axis: `"axial"` (default), `"coronal"` or `"sagittal"`.
         max_pixels: the pixel budget, checked from the header before the
             decode (`check_pixel_budget`; TIFF/DICOM/NIfTI: by
-            `formats.check_header_pixels` before reading the pixels). None:
+            `formats.python_decode` before reading the pixels). None:
             no limit.
 
     Returns:
@@ -176,15 +186,20 @@ def decode_image(
         "nifti_axis": formats.check_nifti_axis(nifti_axis),
         "max_pixels": max_pixels,
     }
-    contents = check_pixel_budget(contents, max_pixels)
+    contents = tf.convert_to_tensor(contents, tf.string)
+    check_max_pixels(max_pixels)  # a bad value is refused now, not when run
     kind = _sniff_kind(contents)
 
+    # The graph-side pixel budget (PNG/GIF/BMP/JPEG headers) in the branches
+    # of TensorFlow's decoders; the Python formats check their own header.
     def tf_decode():
-        image = tf.io.decode_image(contents, channels=0, expand_animations=False)
+        image = tf.io.decode_image(check_pixel_budget(contents, max_pixels), channels=0,
+                                   expand_animations=False)
         return tf.cast(image, tf.float32)
 
     def png16_decode():
-        image = tf.cast(tf.io.decode_png(contents, channels=0, dtype=tf.uint16), tf.float32)
+        image = tf.cast(tf.io.decode_png(check_pixel_budget(contents, max_pixels), channels=0,
+                                         dtype=tf.uint16), tf.float32)
         if bit_depth_16 == "minmax":
             low, high = tf.reduce_min(image), tf.reduce_max(image)
             return tf.math.divide_no_nan(image - low, high - low) * 255.0
@@ -194,14 +209,17 @@ def decode_image(
         return image / tf.where(twelve, 4095.0 / 255.0, 257.0)
 
     def python_decode():
+        inputs = [contents, tf.cast(frame, tf.int64)]
+        if _slice_path is not None:  # `load_image`: a NIfTI slice read by path
+            inputs.append(_slice_path)
         image = tf.numpy_function(
-            lambda data, index: _python_decode(data, index, options),
-            [contents, tf.cast(frame, tf.int64)],
-            tf.float32,
+            lambda data, index, *path: _python_decode(data, index, options, *path),
+            inputs,
+            tf.uint8,
             stateful=False,
         )
         image.set_shape([None, None, None])
-        return image
+        return tf.cast(image, tf.float32)
 
     image = tf.switch_case(
         kind,
@@ -286,9 +304,16 @@ def load_image(
     file = tf.strings.regex_replace(path, r"#frame=[0-9]+$", "")
     digits = tf.where(named, tf.strings.regex_replace(path, r"(?s)^.*#frame=", ""), "-1")
     frame = tf.strings.to_number(digits, tf.int64)
+
+    # A slice of a NIfTI volume (a sample of its own) is read by path in
+    # Python (`formats.read_nifti_slice_file`): its volume is read and decoded
+    # once for all its slices, not read whole and hashed again for each.
+    is_slice = tf.logical_and(named, tf.strings.regex_full_match(file, r"(?is).*\.nii(\.gz)?"))
+    contents = tf.cond(is_slice, lambda: tf.constant(b""), lambda: tf.io.read_file(file))
     return decode_image(
-        tf.io.read_file(file), channels, dicom_window, bit_depth_16,
+        contents, channels, dicom_window, bit_depth_16,
         frame=frame, frames=frames, nifti_axis=nifti_axis,
+        _slice_path=tf.where(is_slice, file, ""),
     )
 
 

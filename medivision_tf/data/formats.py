@@ -51,7 +51,7 @@ import gzip
 import io
 import os
 import re
-
+import stat
 import threading
 
 import numpy as np
@@ -60,6 +60,7 @@ from medivision_tf.data.headers import (  # noqa: F401  (re-exported)
     DEFAULT_MAX_PIXELS,
     MIN_IMAGE_SIZE,
     check_header_pixels,
+    check_size_budget,
     header_size,
     read_head,
 )
@@ -237,10 +238,50 @@ def _frame_index(count, frame):
 
 
 def _scale(values, low, high):
+    """`values` mapped linearly from `low..high` to uint8 0-255 (rounded, clipped)."""
+    values = np.asarray(values)
     if high <= low:
         return np.zeros(values.shape, "uint8")
-    scaled = (np.asarray(values, "float64") - low) / (high - low) * 255.0
-    return np.clip(np.round(scaled), 0, 255).astype("uint8")
+    table = _small_int_table(values)
+    if table is not None:  # 8/16-bit integers: map each possible value once
+        offset, possible = table
+        return np.take(_scale(possible, low, high), _table_index(values, offset))
+    # The same float64 operations in the same order as
+    # `clip(round((v - low) / (high - low) * 255))`, in place: one array, not five.
+    scaled = np.array(values, "float64")
+    scaled -= low
+    scaled /= high - low
+    scaled *= 255.0
+    np.round(scaled, out=scaled)
+    np.clip(scaled, 0, 255, out=scaled)
+    return scaled.astype("uint8")
+
+
+def _small_int_table(values):
+    """`(offset, every value of the dtype)` for 8/16-bit integer arrays larger
+    than their dtype's range, else None: an elementwise map is then computed
+    on the possible values and indexed (`table[values - offset]`), giving the
+    same result for less work on large images."""
+    if values.dtype.kind not in "ui" or values.dtype.itemsize > 2:
+        return None
+    info = np.iinfo(values.dtype)
+    if values.size <= 2 * (int(info.max) - int(info.min) + 1):
+        return None
+    return int(info.min), np.arange(int(info.min), int(info.max) + 1).astype(values.dtype)
+
+
+def _table_index(values, offset):
+    """Indices into a `_small_int_table` table for `values`."""
+    return values.astype("int32") - offset if offset else values
+
+
+def _uint16_table(divisor):
+    return np.clip(np.round(np.arange(65536, dtype="uint16") / divisor), 0, 255).astype("uint8")
+
+
+# uint16 -> uint8 of `to_uint8` for every uint16 value: 16-bit scaling (False)
+# and 12-bit scaling (True).
+_UINT16_TABLES = {False: _uint16_table(257.0), True: _uint16_table(4095.0 / 255.0)}
 
 
 def to_uint8(pixels, bit_depth_16="auto"):
@@ -265,6 +306,8 @@ def to_uint8(pixels, bit_depth_16="auto"):
             bit_depth_16 == "auto" and pixels.size and int(pixels.max()) <= 4095
         )
         divisor = 4095.0 / 255.0 if twelve else 257.0
+        if pixels.size > 2 * 65536:  # large: the map of every uint16 value, indexed
+            return np.take(_UINT16_TABLES[twelve], pixels)
         return np.clip(np.round(pixels / divisor), 0, 255).astype("uint8")
     values = pixels.astype("float64")
     if values.size == 0:
@@ -304,7 +347,7 @@ def dicom_frame_count(source):
         return 1
 
 
-def read_dicom(source, window="auto", frame="middle"):
+def read_dicom(source, window="auto", frame="middle", max_pixels=None):
     """Reads one DICOM frame as a radiologist would see it, as uint8.
 
     See the module docstring for the exact windowing (pydicom's modality LUT,
@@ -316,6 +359,10 @@ def read_dicom(source, window="auto", frame="middle"):
             `(40, 400)` for CT soft tissue, `(-600, 1500)` for lung.
         frame: for multi-frame files: `"first"`, `"middle"` (default) or a
             frame index.
+        max_pixels: refuse a header claiming more than this many pixels
+            (Rows x Columns) before any pixel is decoded; None (default): no
+            limit. `python_decode` passes its budget here, so the header is
+            parsed once, not once for the budget and again for the pixels.
 
     Returns:
         `(H, W)` uint8 array for grayscale, `(H, W, 3)` for color DICOM.
@@ -340,6 +387,18 @@ def read_dicom(source, window="auto", frame="middle"):
     dataset = None
     try:
         dataset = pydicom.dcmread(source, force=True)
+    except Exception as error:  # pydicom raises many types for bad files
+        if max_pixels is not None and isinstance(source, io.BytesIO):
+            # A header pydicom reads up to the pixels may still claim too much.
+            check_header_pixels(source.getvalue(), "dicom", max_pixels)
+        raise _dicom_error(dataset, error) from error
+    if max_pixels is not None:  # from the parsed header: pixel_array is lazy
+        try:
+            size = int(dataset.Rows), int(dataset.Columns)
+        except Exception:  # a broken header: pydicom names the problem below
+            size = None
+        check_size_budget(size, max_pixels)
+    try:
         if "PixelData" not in dataset and "FloatPixelData" not in dataset and (
             "DoubleFloatPixelData" not in dataset
         ):
@@ -353,8 +412,7 @@ def read_dicom(source, window="auto", frame="middle"):
         pixels = pixels[_frame_index(frames, frame)]
     photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     if photometric == "PALETTE COLOR":
-        rgb = apply_color_lut(pixels, dataset)
-        return to_uint8(rgb, "scale") if rgb.dtype == np.uint16 else to_uint8(rgb, "minmax")
+        return _palette_to_uint8(pixels, dataset, apply_color_lut)
     if pixels.ndim == 3:  # color: BitsStored bits to 0-255
         if pixels.dtype == np.uint8:
             return pixels
@@ -379,8 +437,32 @@ def read_dicom(source, window="auto", frame="middle"):
     return scaled
 
 
+def _palette_rgb8(rgb):
+    """pydicom's palette output to uint8: 16-bit entries / 257, 8-bit as is."""
+    return to_uint8(rgb, "scale") if rgb.dtype == np.uint16 else to_uint8(rgb, "minmax")
+
+
+def _palette_to_uint8(pixels, dataset, apply_color_lut):
+    """PALETTE COLOR indices to uint8 RGB(A) with pydicom's `apply_color_lut`.
+
+    The palette maps each index to a color on its own, and so does the
+    conversion of 8/16-bit entries to uint8: for an image larger than its
+    index range, the LUT is applied to every possible index once (a table of
+    256 or 65536 colors) and the table indexed, the same colors for less work.
+    """
+    table = _small_int_table(pixels)
+    if table is not None:
+        offset, possible = table
+        colors = apply_color_lut(possible, dataset)
+        if colors.dtype in (np.uint8, np.uint16):
+            return np.take(_palette_rgb8(colors), _table_index(pixels, offset), axis=0)
+    return _palette_rgb8(apply_color_lut(pixels, dataset))
+
+
 def _min_max(values):
-    values = np.asarray(values, "float64")
+    values = np.asarray(values)
+    if values.dtype.kind not in "uib":  # integers: exact in float64 as they are
+        values = values.astype("float64")
     return float(values.min()), float(values.max())
 
 
@@ -467,18 +549,31 @@ _NIFTI_CACHE_BYTES = 512 * 2**20
 _NIFTI_LOCK = threading.Lock()
 
 
-def _nifti_volume(data, axis, percentiles):
-    """The normalised uint8 volume `(slices, H, W)` of NIfTI bytes (cached:
-    each slice of a volume is a sample, the volume is decoded once)."""
+def _nifti_key(data, axis, percentiles):
+    """The cache key of NIfTI bytes: a hash of the contents and the options."""
     import hashlib
 
-    import nibabel
+    return (hashlib.blake2b(data, digest_size=16).digest(), axis, tuple(percentiles))
 
-    key = (hashlib.blake2b(data, digest_size=16).digest(), axis, tuple(percentiles))
+
+def _cached_volume(key):
+    """The cached volume under `key` (now the most recently used), or None."""
     with _NIFTI_LOCK:  # tf.data's parallel map calls this from several threads
         if key in _NIFTI_CACHE:
             _NIFTI_CACHE[key] = _NIFTI_CACHE.pop(key)  # most recently used last
             return _NIFTI_CACHE[key]
+    return None
+
+
+def _nifti_volume(data, axis, percentiles, key=None):
+    """The normalised uint8 volume `(slices, H, W)` of NIfTI bytes (cached:
+    each slice of a volume is a sample, the volume is decoded once)."""
+    import nibabel
+
+    key = key or _nifti_key(data, axis, percentiles)
+    cached = _cached_volume(key)
+    if cached is not None:
+        return cached
     try:
         raw = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
         if not is_nifti_header(raw[:352]):
@@ -514,6 +609,72 @@ def _nifti_volume(data, axis, percentiles):
                 sum(v.nbytes for v in _NIFTI_CACHE.values()) > _NIFTI_CACHE_BYTES):
             _NIFTI_CACHE.pop(next(iter(_NIFTI_CACHE)))
     return volume8
+
+
+# File identity (path, device, inode, size, mtime) + options -> (contents key
+# of `_NIFTI_CACHE`, header size): a slice read by path finds its decoded
+# volume without reading and hashing the whole file again.
+_NIFTI_FILES = {}
+_NIFTI_FILE_LOCKS = {}  # one lock per file: its slices wait for one decode
+
+
+def read_nifti_slice_file(path, frame, axis="axial", percentiles=(1.0, 99.0),
+                          max_pixels=DEFAULT_MAX_PIXELS):
+    """Slice `frame` of a NIfTI file named by path, as `read_nifti` gives it
+    from the file's bytes, reading and decoding the volume once for all its
+    slices (the `tf.data` pipeline reads each slice as a sample of its own).
+
+    The decoded volume is found again by the file's identity (path, device,
+    inode, size and modification time, as `os.stat` gives them): a file
+    changed on disk is read again. The pixel budget is checked on each call,
+    from the header size recorded when the volume was read.
+
+    Args:
+        path: a local file path (str or bytes).
+        frame: a slice index.
+        axis, percentiles: see `read_nifti`.
+        max_pixels: the pixel budget (`check_header_pixels`; None: no limit).
+
+    Returns:
+        `(H, W)` uint8 array, or None when the path is not a regular local
+        file holding NIfTI bytes (the caller then decodes the bytes as usual).
+
+    Raises:
+        ValueError: an unreadable or empty volume, a slice out of range, or a
+            header over the pixel budget, with `python_decode`'s messages.
+    """
+    path = os.fsdecode(path)
+    axis = check_nifti_axis(axis)
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        return None
+    file_key = (path, info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, axis,
+                tuple(percentiles))
+    with _NIFTI_LOCK:
+        lock = _NIFTI_FILE_LOCKS.setdefault(file_key, threading.Lock())
+    with lock:  # slices of one volume decoded in parallel: the first decodes it
+        known = _NIFTI_FILES.get(file_key)
+        volume = _cached_volume(known[0]) if known else None
+        if volume is None:
+            with open(path, "rb") as handle:
+                data = handle.read()
+            if sniff_format(data) != "nifti":
+                return None
+            check_header_pixels(data, "nifti", max_pixels)
+            try:
+                size = header_size(data, "nifti")
+            except Exception:  # a broken header: the decoder names the problem
+                size = None
+            key = _nifti_key(data, axis, percentiles)
+            volume = _nifti_volume(data, axis, percentiles, key)
+            with _NIFTI_LOCK:
+                _NIFTI_FILES[file_key] = (key, size)
+        else:
+            check_size_budget(known[1], max_pixels)
+    return volume[_frame_index(len(volume), frame)]
 
 
 def check_nifti_axis(axis):
@@ -607,25 +768,31 @@ def _read_bytes(source):
 
 def python_decode(data, fmt, frame=None, window="auto", bit_depth_16="auto",
                   frames="middle", nifti_axis="axial", percentiles=(1.0, 99.0),
-                  max_pixels=DEFAULT_MAX_PIXELS):
+                  max_pixels=DEFAULT_MAX_PIXELS, dtype="float32"):
     """Decodes TIFF/DICOM/NIfTI bytes to float32 `(H, W, C)` (C = 1 or 3).
+
+    `dtype="uint8"` gives the same values as uint8 (`decode` casts them in
+    the graph, outside the Python lock that `tf.numpy_function` holds).
 
     Used by `decode.decode_image` through `tf.numpy_function` and by `scan`
     (so a failure's message is the real reason, not "Graph execution error").
     `frame` (an index, or None: the `frames` choice) picks a frame/slice.
-    The header is checked against `max_pixels` first (`check_header_pixels`;
-    None: no limit): the one pixel-budget check of the Python formats.
+    The header is checked against `max_pixels` before any pixel is decoded
+    (`check_header_pixels`; DICOM: `read_dicom` checks Rows x Columns of the
+    data set it parses, so the header is parsed once; None: no limit): the
+    one pixel-budget check of the Python formats.
     """
-    check_header_pixels(data, fmt, max_pixels)
     which = frames if frame is None or int(frame) < 0 else int(frame)
-    if fmt == "dicom":
-        pixels = read_dicom(data, window=window, frame=which)
+    if fmt == "dicom":  # the budget from the header read_dicom parses anyway
+        pixels = read_dicom(data, window=window, frame=which, max_pixels=max_pixels)
     elif fmt == "nifti":
+        check_header_pixels(data, fmt, max_pixels)
         pixels = read_nifti(data, axis=nifti_axis, frame=which, percentiles=percentiles)
     elif fmt == "tiff":
+        check_header_pixels(data, fmt, max_pixels)
         pixels = read_tiff(data, bit_depth_16=bit_depth_16)
     else:
         raise ValueError(f"Not a Python-decoded format: {fmt!r} (tiff, dicom, nifti)")
     if pixels.ndim == 2:
         pixels = pixels[..., None]
-    return pixels.astype("float32")
+    return pixels.astype(dtype, copy=False)

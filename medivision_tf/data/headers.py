@@ -106,7 +106,17 @@ def check_header_pixels(data, fmt, max_pixels=DEFAULT_MAX_PIXELS):
         size = header_size(bytes(data), fmt)
     except Exception:  # a broken header: the decoder names the problem
         return
-    if size is not None and size[0] * size[1] > max_pixels:
+    check_size_budget(size, max_pixels)
+
+
+def check_size_budget(size, max_pixels=DEFAULT_MAX_PIXELS):
+    """Refuses a header's `(height, width)` over `max_pixels` (None: either
+    unknown); the one message of the Python pixel budget.
+
+    Raises:
+        ValueError: `height * width > max_pixels`.
+    """
+    if max_pixels is not None and size is not None and size[0] * size[1] > max_pixels:
         raise ValueError(
             f"Image of {size[1]}x{size[0]} pixels exceeds the pixel budget "
             f"max_pixels={max_pixels} (checked from the header, not decoded)."
