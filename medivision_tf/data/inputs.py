@@ -456,6 +456,15 @@ class TrainingInputs:
         train_table, val_table, test_table: the sample tables (None for a
             user's tf.data dataset, or an empty split).
         global_batch: the batch size of `train`.
+        num_classes, multi_label: the targets' shape (for `train_from_epoch`).
+
+    Example:
+
+    ```python
+    inputs = training_inputs(config, global_batch=32)
+    model.fit(inputs.train_from_epoch(3), steps_per_epoch=inputs.steps, epochs=5,
+              initial_epoch=3)    # the batches an uninterrupted run has at epoch 3
+    ```
     """
 
     train: tf.data.Dataset
