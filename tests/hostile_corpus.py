@@ -253,6 +253,10 @@ def make_corpus(base):
     labelled = [(p, "class_" + p.split(os.sep)[0]) for p in rel]
     write_csv("label_typo.csv", labelled + [(os.path.join("a", "rgba.png"), "class_b_typo")])
     write_csv("duplicates.csv", labelled + labelled[:6] + labelled[-6:])
+    # The same file under another label (twice for one of them): which is right is unknowable.
+    other = {"class_a": "class_b", "class_b": "class_a"}
+    conflicts = [(p, other.get(l, "class_a")) for p, l in (labelled[0], labelled[-1])]
+    write_csv("label_conflict.csv", labelled + conflicts + [labelled[0]])
     write_csv("escapes.csv", labelled + [("../../../../../../etc/passwd", "class_a"),
                                          ("/etc/passwd", "class_b"),
                                          ("../outside/images/secret_1.png", "class_a")])

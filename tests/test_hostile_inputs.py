@@ -122,6 +122,25 @@ def test_csv_duplicates_and_escapes_are_reported_and_never_split(corpus):
     assert list(report["reason"]) == ["outside_root"] * 3
 
 
+def test_a_file_listed_under_two_labels_is_never_trained_on(corpus, tmp_path):
+    """Every copy of a file with conflicting labels is skipped and named; an
+    exact repeat of a row stays a plain duplicate."""
+    from medivision_tf.data import as_table, check_file, scan
+
+    table = as_table(corpus.csvs["label_conflict.csv"])
+    clean, report = scan(table, verbose=False)
+    conflict = report[report["reason"] == "label_conflict"]
+    assert len(conflict) == 5 and conflict["path"].nunique() == 2  # 3 + 2 rows of 2 files
+    assert "'class_a'" in conflict["detail"].iloc[0] and "'class_b'" in conflict["detail"].iloc[0]
+    assert not set(conflict["path"]) & set(clean["path"])
+    assert len(clean) == len(corpus.good) - 2
+    # What a file holds is never echoed: a link or typo may point at a secret.
+    secret = tmp_path / "secret.png"
+    secret.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    reason, detail = check_file(str(secret), decode=False)
+    assert reason == "not_image" and detail == "text content" and "root" not in detail
+
+
 @pytest.fixture(scope="module")
 def trained(corpus, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("train")

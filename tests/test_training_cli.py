@@ -127,6 +127,33 @@ def test_cli_train_writes_the_run_folder(uninterrupted):
     assert metrics["summary"]["accuracy"] > 0.5  # chance is 0.33
 
 
+def test_rerun_on_changed_data_is_refused_and_keeps_the_folder(uninterrupted, dataset,
+                                                               tmp_path):
+    """A rerun into a run folder must see the data the run started with: the
+    folder's split.csv is edited as a changed source would change it (a file
+    gone, a file moved to another split)."""
+    import shutil
+
+    out, _ = uninterrupted
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+    split = pd.read_csv(copy / "split.csv")
+    moved = split.index[split["split"] == "train"][1]
+    split.loc[moved, "split"] = "val"
+    split = split.drop(index=split.index[split["split"] == "train"][0])
+    split.to_csv(copy / "split.csv", index=False)
+    before = {p.name: p.stat().st_mtime_ns for p in copy.rglob("*") if p.is_file()}
+    proc = subprocess.run(_train_command(dataset, copy, "--quiet", "--seed", "3",
+                                         "--projection-units", "none"),
+                          capture_output=True, text=True, timeout=300, env=_env())
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "The data changed since this run started" in proc.stderr
+    assert "1 added or relabelled" in proc.stderr and "1 moved to another split" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    after = {p.name: p.stat().st_mtime_ns for p in copy.rglob("*") if p.is_file()}
+    assert after == before  # nothing rewritten
+
+
 def test_cli_refuses_unknown_key_and_wrong_type(dataset, tmp_path, capsys):
     from medivision_tf.cli import main
 

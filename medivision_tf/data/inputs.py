@@ -291,9 +291,69 @@ def split_record(tables, class_names):
     return pd.concat(frames, ignore_index=True)
 
 
+def check_same_split(run_dir, tables, class_names):
+    """Refuses to go on in a run folder whose `split.csv` says other data.
+
+    A rerun (a resume, or the evaluation after a kill) must see the samples
+    the run started with: a file added, removed or relabelled would re-split
+    the data, move trained images into the test split and mix two datasets in
+    one history. Each split the folder's `split.csv` and `tables` both have
+    must hold the same (path, label, group) rows; a split only one side has
+    is left alone (`train` records train/val, the evaluation adds test).
+
+    Args:
+        run_dir: the run folder (nothing to check without a `split.csv`).
+        tables: `{split name: sample table or None}`.
+        class_names: the run's classes, in label-id order.
+
+    Raises:
+        ValueError: naming how many samples were added, removed or moved,
+            with a few paths.
+
+    Example:
+
+    ```python
+    check_same_split("runs/x", {"train": train, "val": val}, names)
+    ```
+    """
+    path = os.path.join(run_dir, SPLIT_FILE)
+    if not os.path.isfile(path) or all(t is None for t in tables.values()):
+        return
+    # Strings throughout: a label or group read back from CSV must compare
+    # equal to the one in memory.
+    before = pd.read_csv(path, dtype=str, keep_default_na=False)
+    now = split_record(tables, class_names).astype(str)
+    shared = sorted(set(before["split"]) & set(now["split"]))
+    keys = ["path", "label", "group"]
+
+    def rows(frame):
+        frame = frame[frame["split"].isin(shared)]
+        return {tuple(r): s for r, s in zip(frame[keys].itertuples(index=False), frame["split"])}
+
+    old, new = rows(before), rows(now)
+    removed = sorted(set(old) - set(new))
+    added = sorted(set(new) - set(old))
+    moved = sorted(r for r in set(old) & set(new) if old[r] != new[r])
+    if not (removed or added or moved):
+        return
+    parts = [f"{len(items)} {what}" for items, what in (
+        (added, "added or relabelled"), (removed, "removed or relabelled"),
+        (moved, "moved to another split")) if items]
+    examples = [f"  + {r[0]} ({r[1]})" for r in added[:3]]
+    examples += [f"  - {r[0]} ({r[1]})" for r in removed[:3]]
+    examples += [f"  ~ {r[0]}: {old[r]} -> {new[r]}" for r in moved[:3]]
+    raise ValueError(
+        f"The data changed since this run started (its {SPLIT_FILE}, splits "
+        f"{', '.join(shared)}): {', '.join(parts)}.\n" + "\n".join(examples)
+        + f"\nGoing on would mix two datasets in one run. Restore the data, or train "
+        f"into a new folder (or remove {run_dir!r})."
+    )
+
+
 def write_split_file(run_dir, tables, class_names):
     """Writes `run_dir/split.csv` (`split_record`) atomically; nothing when
-    every table is None (a user's tf.data datasets).
+    every table is None (a user's tf.data datasets). A folder that has one
+    already must describe the same data (`check_same_split`).
 
     Example:
 
@@ -304,6 +364,7 @@ def write_split_file(run_dir, tables, class_names):
     """
     if all(t is None for t in tables.values()):
         return
+    check_same_split(run_dir, tables, class_names)
     record = split_record(tables, class_names)
     _write_atomic(os.path.join(run_dir, SPLIT_FILE), lambda p: record.to_csv(p, index=False))
 

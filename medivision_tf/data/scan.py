@@ -53,6 +53,7 @@ REASONS = {
     "bad_array": "array image with an unusable shape",
     "unknown_label": "label not in the class names",
     "duplicate": "the same file as an earlier row (kept once)",
+    "label_conflict": "the same file under different labels (every copy skipped)",
 }
 REPORT_COLUMNS = ("index", "path", "reason", "detail")
 _FILE_KINDS = (
@@ -65,6 +66,45 @@ _FILE_KINDS = (
 #: `verbose="auto"` shows a progress bar only above this many images (also
 #: used by `medivision_tf.prediction.progress_bar`: `data` is the lower layer).
 PROGRESS_MIN_IMAGES = 8
+
+
+def _duplicate_rows(table, results, multi):
+    """Report rows for files listed more than once (by real path).
+
+    A copy with the first row's label is a `duplicate` (the first row is
+    kept); a copy with another label makes the label unknowable: every row
+    of that file is a `label_conflict`, so no answer is trained on silently.
+    """
+    column = "labels" if multi else "label"
+    names = class_names_of(table)
+
+    def label_of(index):
+        value = table.at[index, column]
+        return tuple(sorted(value)) if multi else int(value)
+
+    def name_of(label):
+        ids = label if multi else (label,)
+        return "+".join(names[i] if 0 <= i < len(names) else str(i) for i in ids)
+
+    first, rows_of = {}, {}
+    for index, path, problem in results:
+        if problem is None:
+            real = os.path.realpath(path)
+            first.setdefault(real, (index, path))
+            rows_of.setdefault(real, []).append((index, path, label_of(index)))
+    bad = []
+    for real, rows in rows_of.items():
+        if len(rows) == 1:
+            continue
+        if len({label for _, _, label in rows}) > 1:
+            detail = "the same file labelled " + ", ".join(
+                f"{name_of(label)!r} (row {index})" for index, _, label in rows[:5])
+            bad += [(index, path, "label_conflict", detail) for index, path, _ in rows]
+        else:
+            kept = first[real]
+            bad += [(index, path, "duplicate", f"same file as row {kept[0]} ({kept[1]!r})")
+                    for index, path, _ in rows[1:]]
+    return bad
 
 
 def image_dimensions(data, fmt):
@@ -236,7 +276,7 @@ def check_file(
 
     ```python
     check_file("x.png")                     # None
-    check_file("notes.png", decode=False)   # ('not_image', "text content starting b'hello'")
+    check_file("notes.png", decode=False)   # ('not_image', 'text content')
     ```
     """
     if not isinstance(path, str) or not path:
@@ -258,8 +298,12 @@ def check_file(
     fmt = sniff_format(data)
     if fmt is None:
         head = data[:16]
-        kind = "text" if all(32 <= b < 127 or b in (9, 10, 13) for b in head) else "binary"
-        return "not_image", f"{kind} content starting {head[:12]!r}"
+        if all(32 <= b < 127 or b in (9, 10, 13) for b in head):
+            # Say what kind of text, never the text: the file may be a secret
+            # a link or a typo pointed at (predict opens what it is given).
+            markup = head.lstrip()[:1] == b"<"
+            return "not_image", "text content" + (" (HTML or XML)" if markup else "")
+        return "not_image", f"binary content, first bytes {head[:4].hex(' ')}"
     complete = len(data) == size
     dims = image_dimensions(data if complete or fmt not in ("tiff", "dicom") else path, fmt)
     if dims is None and not complete and fmt == "jpeg":  # size marker past the head
@@ -418,15 +462,7 @@ def scan(
         )
     bad = [(i, p, r, d) for i, p, problem in results if problem for r, d in [problem]]
     if not has_arrays:
-        first = {}
-        for index, path, problem in results:
-            if problem is None:
-                real = os.path.realpath(path)
-                if real in first:
-                    bad.append((index, path, "duplicate",
-                                f"same file as row {first[real][0]} ({first[real][1]!r})"))
-                else:
-                    first[real] = (index, path)
+        bad += _duplicate_rows(table, results, multi)
     bad += [(None, p, r, d) for p, r, d in table.attrs.get("refused") or ()]
     report = pd.DataFrame(bad, columns=list(REPORT_COLUMNS))
     if report["index"].isna().any():  # refused folders: no row index (kept as <NA>)

@@ -38,7 +38,7 @@ import pandas as pd
 import tensorflow as tf
 
 from medivision_tf import compat
-from medivision_tf.data.inputs import training_inputs, write_split_file
+from medivision_tf.data.inputs import check_same_split, training_inputs, write_split_file
 from medivision_tf.data.augment import augmentation_model
 from medivision_tf.model import (
     build_from_config,
@@ -454,6 +454,8 @@ def train_and_evaluate(config=None, *, run_dir="runs/train", evaluate=True, requ
             f"'test' rows, or test_split is 0. Received: test_split={config.test_split}"
         )
     model_path = finished_run(run_dir, config)
+    # Before anything is trained or evaluated: the folder's data must be this data.
+    check_same_split(run_dir, splits, class_names)
     state = RunState(run_dir)
     unevaluated = evaluate and test is not None and not state.get("evaluated")
     if model_path and (reuse or unevaluated):
