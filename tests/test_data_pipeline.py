@@ -215,3 +215,54 @@ def test_augmentation_model_works_only_in_training_and_round_trips(tmp_path):
     assert loaded.get_layer("augmentation").get_config()["rotation"] == 0.02
     with pytest.raises(ValueError, match="zoom=-1"):
         Augmentation(zoom=-1)
+
+
+def _write_folder(root, files):
+    import cv2
+
+    for index, (name, image) in enumerate(files):
+        path = root / ("a" if index % 2 else "b") / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        assert cv2.imwrite(str(path), image)
+    return data.from_directory(root)
+
+
+@pytest.mark.parametrize("kind", ["rgb_png", "gray_png", "jpeg", "mixed"])
+def test_every_file_gives_the_pixels_of_load_image(kind, tmp_path):
+    # One-format folders take the pipeline's single-decoder map, mixed ones the
+    # sniffing map: both must give `finish_image(load_image(path))`.
+    rng = np.random.default_rng(7)
+
+    def image(gray=False, dtype="uint8"):
+        shape = (int(rng.integers(30, 70)), int(rng.integers(30, 70)))
+        high = 65535 if dtype == "uint16" else 255
+        return rng.integers(0, high, shape if gray else shape + (3,)).astype(dtype)
+
+    files = {
+        "rgb_png": [(f"{i}.png", image()) for i in range(6)],
+        "gray_png": [(f"{i}.png", image(gray=True)) for i in range(6)],
+        "jpeg": [(f"{i}.jpg", image()) for i in range(6)],
+        "mixed": [("0.png", image()), ("1.jpg", image()), ("2.png", image(gray=True)),
+                  ("3.png", image(dtype="uint16")), ("4.bmp", image()), ("5.jpg", image(True))],
+    }[kind]
+    table = _write_folder(tmp_path, files)
+    for channels in (1, 3):
+        for resize in ("pad", "crop"):
+            batches = data.make_dataset(table, image_size=(24, 32), channels=channels,
+                                        resize=resize, batch_size=4, shuffle=False)
+            images = np.concatenate([x.numpy() for x, _ in batches])
+            assert images.shape == (6, 24, 32, channels)
+            for row, path in enumerate(table["path"]):
+                expected = data.decode.finish_image(
+                    data.decode.load_image(path, channels), (24, 32), channels, resize)
+                np.testing.assert_array_equal(images[row], expected.numpy(), err_msg=path)
+
+
+def test_a_file_rewritten_in_another_format_after_the_build_is_skipped(tmp_path):
+    rng = np.random.default_rng(8)
+    table = _write_folder(tmp_path, [(f"{i}.png", rng.integers(0, 255, (20, 20, 3), "uint8"))
+                                     for i in range(4)])
+    dataset = data.make_dataset(table, image_size=16, batch_size=4, shuffle=False)
+    with open(table["path"][0], "wb") as handle:  # not a PNG any more
+        handle.write(b"\xff\xd8\xff" + bytes(100))
+    assert sum(int(x.shape[0]) for x, _ in dataset) == 3

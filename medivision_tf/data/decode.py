@@ -341,9 +341,7 @@ def resize_image(image, size, mode="pad", interpolation="bilinear", antialias=Fa
             f"Unknown resize mode {mode!r}. Choose one of: {', '.join(RESIZE_MODES)}."
         )
     if mode == "pad":
-        return tf.image.resize_with_pad(
-            image, height, width, method=interpolation, antialias=antialias
-        )
+        return _resize_with_pad(image, height, width, interpolation, antialias)
     if mode == "crop":
         shape = tf.shape(image)
         in_h, in_w = shape[-3], shape[-2]
@@ -357,6 +355,27 @@ def resize_image(image, size, mode="pad", interpolation="bilinear", antialias=Fa
             tf.minimum(crop_h, in_h), tf.minimum(crop_w, in_w),
         )
     return tf.image.resize(image, (height, width), method=interpolation, antialias=antialias)
+
+
+def _resize_with_pad(image, height, width, interpolation, antialias):
+    """`tf.image.resize_with_pad`'s pixels (its size and offset arithmetic,
+    then `tf.image.resize` and a zero `tf.pad`), without its shape asserts
+    and `pad_to_bounding_box`'s checks: in a `tf.data` map they cost more
+    per image than the pad itself (the sizes here are checked already)."""
+    shape = tf.shape(image)
+    in_h, in_w = tf.cast(shape[-3], tf.float32), tf.cast(shape[-2], tf.float32)
+    ratio = tf.maximum(in_w / width, in_h / height)
+    new_h, new_w = in_h / ratio, in_w / ratio
+    resized_h = tf.cast(tf.floor(new_h), tf.int32)
+    resized_w = tf.cast(tf.floor(new_w), tf.int32)
+    top = tf.maximum(0, tf.cast(tf.floor((height - new_h) / 2), tf.int32))
+    left = tf.maximum(0, tf.cast(tf.floor((width - new_w) / 2), tf.int32))
+    image = tf.image.resize(image, tf.stack([resized_h, resized_w]), method=interpolation,
+                            antialias=antialias)
+    spatial = [[top, height - resized_h - top], [left, width - resized_w - left], [0, 0]]
+    padded = tf.pad(image, [[0, 0]] * (image.shape.rank - 3) + spatial)
+    padded.set_shape(image.shape[:-3].concatenate([height, width]).concatenate(image.shape[-1:]))
+    return padded
 
 
 def finish_image(
