@@ -227,7 +227,29 @@ def _write_folder(root, files):
     return data.from_directory(root)
 
 
-@pytest.mark.parametrize("kind", ["rgb_png", "gray_png", "jpeg", "mixed"])
+def _shipped_folder(kind, root):
+    """pydicom's or nibabel's own test files in two class folders."""
+    import os
+    import shutil
+
+    if kind == "dicom":
+        from pydicom.data import get_testdata_file
+
+        shipped = [get_testdata_file(name) for name in
+                   ("CT_small.dcm", "MR_small.dcm", "rtdose.dcm", "MR_small_implicit.dcm",
+                    "MR_small_bigendian.dcm", "SC_rgb_dcmtk_+eb+cr.dcm")]
+    else:
+        from nibabel.testing import data_path
+
+        shipped = [os.path.join(data_path, name) for name in
+                   ("anatomical.nii", "reoriented_anat_moved.nii")]
+    for index, path in enumerate(shipped):
+        folder = root / ("a" if index % 2 else "b")
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, folder / os.path.basename(path))
+
+
+@pytest.mark.parametrize("kind", ["rgb_png", "gray_png", "jpeg", "mixed", "dicom", "nifti"])
 def test_every_file_gives_the_pixels_of_load_image(kind, tmp_path):
     # One-format folders take the pipeline's single-decoder map, mixed ones the
     # sniffing map: both must give `finish_image(load_image(path))`.
@@ -238,6 +260,10 @@ def test_every_file_gives_the_pixels_of_load_image(kind, tmp_path):
         high = 65535 if dtype == "uint16" else 255
         return rng.integers(0, high, shape if gray else shape + (3,)).astype(dtype)
 
+    if kind in ("dicom", "nifti"):
+        _shipped_folder(kind, tmp_path)
+        return _check_against_load_image(
+            data.from_directory(tmp_path, nifti_slices=4, nifti_axis="coronal"))
     files = {
         "rgb_png": [(f"{i}.png", image()) for i in range(6)],
         "gray_png": [(f"{i}.png", image(gray=True)) for i in range(6)],
@@ -245,16 +271,22 @@ def test_every_file_gives_the_pixels_of_load_image(kind, tmp_path):
         "mixed": [("0.png", image()), ("1.jpg", image()), ("2.png", image(gray=True)),
                   ("3.png", image(dtype="uint16")), ("4.bmp", image()), ("5.jpg", image(True))],
     }[kind]
-    table = _write_folder(tmp_path, files)
+    _check_against_load_image(_write_folder(tmp_path, files))
+
+
+def _check_against_load_image(table):
+    axis = table.attrs.get("nifti_axis", "axial")
     for channels in (1, 3):
         for resize in ("pad", "crop"):
             batches = data.make_dataset(table, image_size=(24, 32), channels=channels,
-                                        resize=resize, batch_size=4, shuffle=False)
+                                        resize=resize, batch_size=4, shuffle=False,
+                                        skip_errors=False)
             images = np.concatenate([x.numpy() for x, _ in batches])
-            assert images.shape == (6, 24, 32, channels)
+            assert images.shape == (len(table), 24, 32, channels)
             for row, path in enumerate(table["path"]):
                 expected = data.decode.finish_image(
-                    data.decode.load_image(path, channels), (24, 32), channels, resize)
+                    data.decode.load_image(path, channels, nifti_axis=axis), (24, 32),
+                    channels, resize)
                 np.testing.assert_array_equal(images[row], expected.numpy(), err_msg=path)
 
 

@@ -179,15 +179,8 @@ def decode_image(
     """
     channels = check_channels(channels)
     bit_depth_16 = formats.check_bit_depth_16(bit_depth_16)
-    options = {
-        "window": check_window(dicom_window),
-        "bit_depth_16": bit_depth_16,
-        "frames": formats.check_frames(frames),
-        "nifti_axis": formats.check_nifti_axis(nifti_axis),
-        "max_pixels": max_pixels,
-    }
+    options = _python_options(dicom_window, bit_depth_16, frames, nifti_axis, max_pixels)
     contents = tf.convert_to_tensor(contents, tf.string)
-    check_max_pixels(max_pixels)  # a bad value is refused now, not when run
     kind = _sniff_kind(contents)
 
     # The graph-side pixel budget (PNG/GIF/BMP/JPEG headers) in the branches
@@ -209,23 +202,86 @@ def decode_image(
         return image / tf.where(twelve, 4095.0 / 255.0, 257.0)
 
     def python_decode():
-        inputs = [contents, tf.cast(frame, tf.int64)]
-        if _slice_path is not None:  # `load_image`: a NIfTI slice read by path
-            inputs.append(_slice_path)
-        image = tf.numpy_function(
-            lambda data, index, *path: _python_decode(data, index, options, *path),
-            inputs,
-            tf.uint8,
-            stateful=False,
-        )
-        image.set_shape([None, None, None])
-        return tf.cast(image, tf.float32)
+        return _numpy_decode(contents, frame, options, _slice_path)
 
     image = tf.switch_case(
         kind,
         branch_fns={_KIND_TF: tf_decode, _KIND_PNG16: png16_decode, _KIND_PYTHON: python_decode},
     )
     return to_channels(image, channels)
+
+
+def _python_options(dicom_window, bit_depth_16, frames, nifti_axis, max_pixels):
+    """The checked options of `formats.python_decode` (bad values refused
+    when the graph is built, not when it runs)."""
+    check_max_pixels(max_pixels)
+    return {
+        "window": check_window(dicom_window),
+        "bit_depth_16": formats.check_bit_depth_16(bit_depth_16),
+        "frames": formats.check_frames(frames),
+        "nifti_axis": formats.check_nifti_axis(nifti_axis),
+        "max_pixels": max_pixels,
+    }
+
+
+def _numpy_decode(contents, frame, options, slice_path=None):
+    """float32 `(H, W, C)` from `_python_decode` through `tf.numpy_function`."""
+    inputs = [contents, tf.cast(frame, tf.int64)]
+    if slice_path is not None:  # a NIfTI slice read by path
+        inputs.append(slice_path)
+    image = tf.numpy_function(
+        lambda data, index, *path: _python_decode(data, index, options, *path),
+        inputs,
+        tf.uint8,
+        stateful=False,
+    )
+    image.set_shape([None, None, None])
+    return tf.cast(image, tf.float32)
+
+
+def decode_with_python(
+    contents,
+    channels=3,
+    dicom_window="auto",
+    bit_depth_16="auto",
+    *,
+    frame=-1,
+    frames="middle",
+    nifti_axis="axial",
+    max_pixels=DEFAULT_MAX_PIXELS,
+    slice_path=None,
+):
+    """`decode_image` for bytes known to be TIFF, DICOM or NIfTI: the Python
+    readers of `formats` alone, without the format dispatch.
+
+    `make_dataset` calls it when every file of a table is one of these
+    formats (sniffed when the dataset is built), so that each element skips
+    the graph's sniff and conditionals.
+
+    Args:
+        contents: scalar `tf.string`, the file's bytes (`b""` with
+            `slice_path`).
+        channels, dicom_window, bit_depth_16, frame, frames, nifti_axis,
+            max_pixels: see `decode_image`.
+        slice_path: scalar `tf.string`, a local NIfTI file whose slice
+            `frame` is read by path (its decoded volume cached), or None.
+
+    Returns:
+        float32 tensor `(H, W, channels)` with values in `[0, 255]`.
+
+    Example:
+
+    ```python
+    image = decode_with_python(tf.io.read_file("ct.dcm"), 1, dicom_window=(40, 400))
+    slice_12 = decode_with_python(b"", 1, frame=12, slice_path="brain.nii.gz")
+    ```
+    """
+    channels = check_channels(channels)
+    options = _python_options(dicom_window, bit_depth_16, frames, nifti_axis, max_pixels)
+    contents = tf.convert_to_tensor(contents, tf.string)
+    if slice_path is not None:
+        slice_path = tf.convert_to_tensor(slice_path, tf.string)
+    return to_channels(_numpy_decode(contents, frame, options, slice_path), channels)
 
 
 def to_channels(image, channels):

@@ -186,8 +186,7 @@ def _label_array(table, names):
 _CONVEX_INTERPOLATIONS = ("bilinear", "area", "nearest")
 
 
-def _load_file(path, size, channels, resize, interpolation, antialias, dicom_window,
-               bit_depth_16, dtype):
+def _load_file(path, size, channels, resize, interpolation, antialias, python_options, dtype):
     """`finish_image(load_image(path))`, with the same pixels, for less work.
 
     RGB output from an 8-bit format TensorFlow decodes (JPEG, PNG, BMP, GIF,
@@ -200,7 +199,7 @@ def _load_file(path, size, channels, resize, interpolation, antialias, dicom_win
         return decode.resize_image(image, size, resize, interpolation, antialias)
 
     def general():  # also reads `#frame=N` paths (DICOM frames, NIfTI slices)
-        return resized(decode.load_image(path, channels, dicom_window, bit_depth_16))
+        return resized(decode.load_image(path, channels, **python_options))
 
     if channels == 3:
         def by_format():
@@ -214,8 +213,7 @@ def _load_file(path, size, channels, resize, interpolation, antialias, dicom_win
                 return resized(image)
 
             def decoded():
-                return resized(decode.decode_image(contents, channels, dicom_window,
-                                                   bit_depth_16))
+                return resized(decode.decode_image(contents, channels, **python_options))
 
             return tf.cond(
                 tf.equal(decode._sniff_kind(contents), decode._KIND_TF), direct, decoded
@@ -233,47 +231,69 @@ def _load_file(path, size, channels, resize, interpolation, antialias, dicom_win
 
 # PNG colour types whose 8-bit decode is one gray channel (IHDR byte 25).
 _PNG_GRAY = 0
+# Sample paths naming a NIfTI slice (`volumes.expand_volumes`).
+_NIFTI_SLICE = r"(?is).*\.nii(\.gz)?#frame=[0-9]+"
 
 
 def _one_format(paths, channels):
-    """`"png"` or `"jpeg"` when every path is a local 8-bit file of that format
-    that TensorFlow decodes straight to `channels` with `_load_file`'s pixels
-    (RGB: any 8-bit PNG, or JPEG; gray: 8-bit gray PNG), else None.
+    """The one format of every sample, when a single decoder reads them all
+    with `_load_file`'s pixels, else None:
+
+    - `"png"`: local 8-bit PNG files (gray output: gray ones only);
+    - `"jpeg"`: local JPEG files, RGB output;
+    - `"dicom"`: local DICOM files (whole files; frame paths are not);
+    - `"nifti_slice"`: slices (`x.nii.gz#frame=N`) of local NIfTI files.
 
     Read from each file's first bytes (`formats.sniff_format`, as `scan`
     does), once, when the dataset is built: the map can then call that one
-    decoder and that one header reader, without the two `tf.cond`s (frame
-    path? format?) and the `tf.case` of the budget that every element pays
-    otherwise, about half of the map's time on small images. A file rewritten
-    in another format after the build fails to decode (skipped with
-    `skip_errors`).
+    decoder (and that one header reader), without the conditionals every
+    element pays otherwise (frame path? format? which header?): about half
+    of the map's time on small images. A file rewritten in another format
+    after the build fails to decode (skipped with `skip_errors`).
     """
-    found = None
+    import re
+
+    found, volumes = None, set()
+    slice_pattern = re.compile(_NIFTI_SLICE)
     for path in paths:
-        if decode.formats.split_frame(path)[1] is not None:
-            return None
-        head = decode.formats.read_head(path, 352)
-        fmt = decode.formats.sniff_format(head) if head else None
-        if fmt == "png":
-            if len(head) < 26 or head[24] != 8 or (channels == 1 and head[25] != _PNG_GRAY):
-                return None  # 16-bit (scaled in Python), or colour to gray (`to_channels`)
-        elif fmt != "jpeg" or channels != 3:
-            return None
+        if slice_pattern.fullmatch(path):
+            fmt = "nifti_slice"
+            volumes.add(decode.formats.split_frame(path)[0])
+        elif decode.formats.split_frame(path)[1] is not None:
+            return None  # a DICOM frame path
+        else:
+            head = decode.formats.read_head(path, 352)
+            fmt = decode.formats.sniff_format(head) if head else None
+            if fmt == "png":
+                if len(head) < 26 or head[24] != 8 or (channels == 1 and head[25] != _PNG_GRAY):
+                    return None  # 16-bit (scaled in Python), or colour to gray (`to_channels`)
+            elif (fmt == "jpeg" and channels != 3) or fmt not in ("jpeg", "dicom"):
+                return None
         if found not in (None, fmt):
             return None
         found = fmt
+    if volumes and not all(os.path.isfile(volume) for volume in volumes):
+        return None
     return found
 
 
-def _load_one_format(path, fmt, size, channels, resize, interpolation, antialias, dtype):
-    """`_load_file` for a table whose files are all `fmt` (`_one_format`): the
-    same pixels, the same pixel budget, no conditionals."""
-    contents = decode.check_pixel_budget(tf.io.read_file(path), fmt=fmt)
-    if fmt == "png":
-        image = tf.io.decode_png(contents, channels=channels)
-    else:
-        image = tf.io.decode_jpeg(contents, channels=channels)
-    image.set_shape([None, None, channels])
+def _load_one_format(path, fmt, size, channels, resize, interpolation, antialias, dtype,
+                     python_options):
+    """`_load_file` for a table whose samples are all `fmt` (`_one_format`):
+    the same pixels and the same pixel budget, without conditionals."""
+    if fmt in ("png", "jpeg"):
+        contents = decode.check_pixel_budget(tf.io.read_file(path), fmt=fmt)
+        decoder = tf.io.decode_png if fmt == "png" else tf.io.decode_jpeg
+        image = decoder(contents, channels=channels)
+        image.set_shape([None, None, channels])
+    elif fmt == "dicom":
+        image = decode.decode_with_python(tf.io.read_file(path), channels, **python_options)
+    else:  # a NIfTI slice, read by path from its decoded volume
+        file = tf.strings.regex_replace(path, r"#frame=[0-9]+$", "")
+        frame = tf.strings.to_number(tf.strings.regex_replace(path, r"(?s)^.*#frame=", ""),
+                                     tf.int64)
+        image = decode.decode_with_python(b"", channels, frame=frame, slice_path=file,
+                                          **python_options)
     image = decode.resize_image(image, size, resize, interpolation, antialias)
     image = tf.round(image)
     if interpolation not in _CONVEX_INTERPOLATIONS:
@@ -439,13 +459,18 @@ def make_dataset(
     else:
         columns = (table["path"].to_numpy(str), labels, indices)
         fmt = _one_format(columns[0], channels)
+        # Frames and slices as the table's source listed them (`expand_volumes`).
+        python_options = dict(
+            dicom_window=dicom_window, bit_depth_16=bit_depth_16,
+            frames=table.attrs.get("frames", "middle"),
+            nifti_axis=table.attrs.get("nifti_axis", "axial"))
 
         def load(path, label, index):
             if fmt is not None:
                 return _load_one_format(path, fmt, size, channels, resize, interpolation,
-                                        antialias, load_dtype), label, index
+                                        antialias, load_dtype, python_options), label, index
             return _load_file(path, size, channels, resize, interpolation, antialias,
-                              dicom_window, bit_depth_16, load_dtype), label, index
+                              python_options, load_dtype), label, index
 
     in_memory = cache in (True, "memory")
     draw_seed = int(seed) if seed is not None else int(np.random.randint(2**31))

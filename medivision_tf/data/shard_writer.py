@@ -70,9 +70,9 @@ def _example(png, height, width, channels, row, index, multi_label):
 
 
 def _encoder(size, channels, window, bit_depth_16, resize, interpolation, antialias,
-             compression):
+             compression, volumes):
     def encode(index, path):
-        image = decode.load_image(path, channels, window, bit_depth_16)
+        image = decode.load_image(path, channels, window, bit_depth_16, **volumes)
         if size is None:
             image = tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
         else:
@@ -84,9 +84,9 @@ def _encoder(size, channels, window, bit_depth_16, resize, interpolation, antial
     return encode
 
 
-def _decode_error(path, channels, window, bit_depth_16):
+def _decode_error(path, channels, window, bit_depth_16, volumes):
     try:
-        decode.load_image(path, channels, window, bit_depth_16)
+        decode.load_image(path, channels, window, bit_depth_16, **volumes)
     except (tf.errors.OpError, ValueError) as error:
         message = str(getattr(error, "message", error)).strip().splitlines()
         return (message[0] if message else type(error).__name__)[:300]
@@ -190,6 +190,9 @@ def write_shards(
     if dicom_window is None:
         dicom_window = table.attrs.get("dicom_window", "auto")
     window = decode.check_window(dicom_window)
+    # Frames and slices as the table's source listed them (`expand_volumes`).
+    volumes = {"frames": table.attrs.get("frames", "middle"),
+               "nifti_axis": table.attrs.get("nifti_axis", "axial")}
     has_split = "split" in table and table["split"].notna().any()
     has_group = "group" in table and table["group"].notna().any()
     out = os.fspath(out)
@@ -243,7 +246,7 @@ def write_shards(
         write_text(plan_path, json.dumps({"fingerprint": fingerprint}))
 
     encode = _encoder(size, channels, window, bit_depth_16, resize, interpolation, antialias,
-                      png_compression)
+                      png_compression, volumes)
     infos = {}
     for shard in plan:  # finished earlier (the file and its sidecar exist): kept
         final = join_path(out, shard["file"])
@@ -279,7 +282,8 @@ def write_shards(
             "file": shard["file"], "split": shard["split"], "count": len(written),
             "rows": written, "bytes": int(tf.io.gfile.stat(final).length),
             "sha256": sha256(final),
-            "failed": [[r, paths[r], _decode_error(paths[r], channels, window, bit_depth_16)]
+            "failed": [[r, paths[r], _decode_error(paths[r], channels, window, bit_depth_16,
+                                                        volumes)]
                        for r in failed],
         }
         write_text(final + ".json", json.dumps(info))
