@@ -278,3 +278,25 @@ def test_reproduce_finds_shard_folders(tmp_path):
     os.rename(root / "kidney_ct", tmp_path / "elsewhere")
     assert reproduce.find_prepared(root, "kidney_ct") == {
         "kidney_ct": str(root / "kidney_shards")}
+
+
+def test_shards_of_coronal_nifti_slices_give_the_pixels_of_the_slices(tmp_path):
+    # Slices are read along the table's `nifti_axis`, as `make_dataset` reads them.
+    import shutil
+
+    from nibabel.testing import data_path
+
+    for index, name in enumerate(("anatomical.nii", "reoriented_anat_moved.nii")):
+        (tmp_path / "mri" / f"c{index}").mkdir(parents=True)
+        shutil.copyfile(os.path.join(data_path, name), tmp_path / "mri" / f"c{index}" / name)
+    table = as_table(str(tmp_path / "mri"))
+    from medivision_tf.data import reexpand_volumes
+
+    table = reexpand_volumes(table, nifti_slices=3, nifti_axis="coronal")
+    shards.write_shards(table, tmp_path / "shards", image_size=24, channels=1, verbose=False)
+    options = dict(image_size=24, channels=1, batch_size=8, shuffle=False, augment=False)
+    assert _hashes(make_dataset(str(tmp_path / "shards"), **options)) == _hashes(
+        make_dataset(table, **options))
+    slices = np.stack([decode.finish_image(decode.load_image(p, 1, nifti_axis="coronal"), 24, 1)
+                       for p in table["path"]])
+    assert _hashes([(slices, None)]) == _hashes(make_dataset(table, **options))
