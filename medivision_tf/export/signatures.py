@@ -106,9 +106,13 @@ def build_archive(model, input_shape, class_names):
             encoded, channels=0, dtype=tf.float32, expand_animations=False
         )
         image = check_min_size(image)
+        # Read from the first 25 bytes padded with zeros: a `substr` past the
+        # end of a short request would fail in parallel with the decoder, and
+        # either error could reach the client (the decoder's names the cause).
+        head = tf.strings.join([tf.strings.substr(encoded, 0, 25), b"\0" * 25])
         is_png16 = tf.logical_and(
-            tf.equal(tf.strings.substr(encoded, 0, 4), b"\x89PNG"),
-            tf.equal(tf.strings.substr(encoded, 24, 1), b"\x10"),
+            tf.equal(tf.strings.substr(head, 0, 4), b"\x89PNG"),
+            tf.equal(tf.strings.substr(head, 24, 1), b"\x10"),
         )
         if bit_depth_16 == "minmax":
             low, high = tf.reduce_min(image), tf.reduce_max(image)
