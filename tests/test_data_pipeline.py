@@ -298,3 +298,24 @@ def test_a_file_rewritten_in_another_format_after_the_build_is_skipped(tmp_path)
     with open(table["path"][0], "wb") as handle:  # not a PNG any more
         handle.write(b"\xff\xd8\xff" + bytes(100))
     assert sum(int(x.shape[0]) for x, _ in dataset) == 3
+
+
+@pytest.mark.parametrize("options", [
+    {}, {"contrast": 0.3, "brightness": None}, {"contrast": None, "brightness": 0.2},
+    {"contrast": None, "brightness": None, "fill_mode": "reflect"},
+    {"contrast": None, "brightness": None, "rotation": None, "zoom": None},
+])
+def test_the_compiled_photometric_step_gives_the_plain_steps_images(options):
+    from medivision_tf.data.augment import _check_options, apply_augmentation
+
+    options = _check_options(options)
+    rng = np.random.default_rng(9)
+    images = tf.constant(rng.uniform(0, 255, (4, 32, 40, 3)).astype("float32"))
+    draws = rng.uniform(0, 1, (4, 8)).astype("float32")
+    draws[:, 0] = [0.1, 0.9, 0.1, 0.9]  # two of the four flipped
+    draws = tf.constant(draws)
+    plain = apply_augmentation(images, draws, options).numpy()
+    compiled = apply_augmentation(images, draws, options, compile_photometric=True).numpy()
+    np.testing.assert_allclose(compiled, plain, atol=1e-3)
+    assert compiled.min() >= 0 and compiled.max() <= 255
+    assert not np.allclose(plain, images.numpy())  # something was augmented
