@@ -136,7 +136,7 @@ def _check_options(options):
     return options
 
 
-def apply_augmentation(images, draws, options, *, compile_photometric=False):
+def apply_augmentation(images, draws, options, *, compiled=False):
     """Augments a float32 batch `(B, H, W, C)` of 0-255 pixels.
 
     `draws` is `(B, 8)` uniforms in [0, 1): one row per image, so an image's
@@ -144,16 +144,20 @@ def apply_augmentation(images, draws, options, *, compile_photometric=False):
     `augmentation_layers`: flip, rotation + zoom + translation (one bilinear
     warp about the center), contrast, brightness; values clipped to [0, 255].
 
-    `compile_photometric`: run the contrast/brightness step as one XLA
-    kernel (the `tf.data` pipeline on CPU: its mean, multiply-add and clip
-    are separate passes over the batch otherwise, about a fifth of the
-    augmentation's time; the warp has no XLA kernel). Values may differ from
-    the uncompiled step in the last bit of float32.
+    `compiled`: run it as one XLA kernel (the `tf.data` pipeline on CPU,
+    where it is most of the pipeline's time). Keras' warp
+    (`ImageProjectiveTransformV3`) has no XLA kernel, so with the default
+    `fill_mode="constant"` the warp is the same bilinear sampling written as
+    gathers (`_bilinear_warp`); other fill modes keep Keras' warp and compile
+    the contrast/brightness step alone. Values may differ from the
+    uncompiled ones by float32 rounding (under 0.05 of 255).
     """
-    images = _geometric(images, draws, options)
-    if compile_photometric:
-        return _compiled_photometric(images, draws, _options_key(options))
-    return _photometric(images, draws, options)
+    if compiled:
+        key = _options_key(options)
+        if options["fill_mode"] == "constant":
+            return _compiled_augmentation(images, draws, key)
+        return _compiled_photometric(_geometric(images, draws, options), draws, key)
+    return _photometric(_geometric(images, draws, options), draws, options)
 
 
 def _options_key(options):
@@ -161,22 +165,51 @@ def _options_key(options):
 
 
 @tf.function(jit_compile=True, reduce_retracing=True)
-def _compiled_photometric_fn(images, draws, key):
+def _compiled_augmentation(images, draws, key):
+    options = dict(key)
+    return _photometric(_geometric(images, draws, options, warp=_bilinear_warp), draws, options)
+
+
+@tf.function(jit_compile=True, reduce_retracing=True)
+def _compiled_photometric(images, draws, key):
     return _photometric(images, draws, dict(key))
 
 
-def _compiled_photometric(images, draws, key):
-    # A no-op step needs no kernel (and leaves the images bit for bit).
-    options = dict(key)
-    if not (options["contrast"] or options["brightness"]) and not (
-            (options["rotation"] or options["zoom"] or options["translation"])
-            and options["fill_mode"] != "constant"):
-        return images
-    return _compiled_photometric_fn(images, draws, key)
+def _bilinear_warp(images, transform):
+    """`keras.ops.image.affine_transform(images, transform, "bilinear",
+    fill_mode="constant", fill_value=0)` as gathers that XLA compiles.
+
+    Output pixel (x, y) samples the input at (a0 x + a1 y + a2, b0 x + b1 y
+    + b2) (the first six columns of `transform`, one row per image),
+    blending its four neighbours; a neighbour outside the image counts as 0.
+    """
+    batch, height, width, channels = tf.unstack(tf.shape(images))
+    ys, xs = tf.meshgrid(tf.range(height, dtype=tf.float32), tf.range(width, dtype=tf.float32),
+                         indexing="ij")
+    a0, a1, a2, b0, b1, b2 = (transform[:, i][:, None, None] for i in range(6))
+    source_x, source_y = a0 * xs + a1 * ys + a2, b0 * xs + b1 * ys + b2
+    x0, y0 = tf.floor(source_x), tf.floor(source_y)
+    fx, fy = source_x - x0, source_y - y0
+    last_x, last_y = tf.cast(width - 1, tf.float32), tf.cast(height - 1, tf.float32)
+    pixels = tf.reshape(images, [batch, height * width, channels])
+
+    def neighbour(y, x):
+        inside = (x >= 0.0) & (x <= last_x) & (y >= 0.0) & (y <= last_y)
+        index = (tf.cast(tf.clip_by_value(y, 0.0, last_y), tf.int32) * width
+                 + tf.cast(tf.clip_by_value(x, 0.0, last_x), tf.int32))
+        values = tf.gather(pixels, tf.reshape(index, [batch, -1]), batch_dims=1)
+        values = tf.reshape(values, [batch, height, width, channels])
+        return tf.where(inside[..., None], values, 0.0)
+
+    return (neighbour(y0, x0) * ((1.0 - fx) * (1.0 - fy))[..., None]
+            + neighbour(y0, x0 + 1.0) * (fx * (1.0 - fy))[..., None]
+            + neighbour(y0 + 1.0, x0) * ((1.0 - fx) * fy)[..., None]
+            + neighbour(y0 + 1.0, x0 + 1.0) * (fx * fy)[..., None])
 
 
-def _geometric(images, draws, options):
-    """Flips, then rotation + zoom + translation as one bilinear warp."""
+def _geometric(images, draws, options, warp=None):
+    """Flips, then rotation + zoom + translation as one bilinear warp
+    (Keras' `affine_transform`, or `warp(images, transform)`)."""
     flip = options["flip"]
     flip_x = flip in ("horizontal", "horizontal_and_vertical")
     flip_y = flip in ("vertical", "horizontal_and_vertical")
@@ -205,10 +238,13 @@ def _geometric(images, draws, options):
              zeros, zeros],
             axis=1,
         )
-        images = keras.ops.image.affine_transform(
-            images, transform, interpolation="bilinear", fill_mode=options["fill_mode"],
-            fill_value=0, data_format="channels_last",
-        )
+        if warp is not None:
+            images = warp(images, transform)
+        else:
+            images = keras.ops.image.affine_transform(
+                images, transform, interpolation="bilinear", fill_mode=options["fill_mode"],
+                fill_value=0, data_format="channels_last",
+            )
     else:  # flips only: exact mirror images
         if flip_x:
             images = tf.where((sign_x < 0)[:, None, None, None], tf.reverse(images, [2]), images)

@@ -604,7 +604,7 @@ def _finish_stream(dataset, *, stateless, draw_seed, batch_size, drop_remainder,
 
         def augment_batch(images, labels, draws):
             images = apply_augmentation(tf.cast(images, tf.float32), draws, options,
-                                        compile_photometric=True)
+                                        compiled=True)
             return images, labels
 
         dataset = dataset.map(augment_batch, num_parallel_calls=AUTOTUNE, deterministic=True)
