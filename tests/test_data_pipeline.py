@@ -290,6 +290,73 @@ def _check_against_load_image(table):
                 np.testing.assert_array_equal(images[row], expected.numpy(), err_msg=path)
 
 
+def _expected_images(table, rows, size=(24, 24), channels=1):
+    axis = table.attrs.get("nifti_axis", "axial")
+    return np.stack([data.decode.finish_image(
+        data.decode.load_image(table["path"][row], channels, nifti_axis=axis), size,
+        channels).numpy() for row in rows])
+
+
+def test_dicom_files_decoded_in_groups_keep_their_order_and_skip_a_broken_one(tmp_path):
+    # DICOM files are decoded a group to one call into Python: more files than
+    # a group, a broken one in the second group; the others keep their order,
+    # pixels and labels.
+    import shutil
+
+    from pydicom.data import get_testdata_file
+
+    from medivision_tf.data.pipeline import _PYTHON_GROUP
+
+    names = ("CT_small.dcm", "MR_small.dcm", "MR_small_bigendian.dcm", "rtdose_1frame.dcm")
+    for index in range(_PYTHON_GROUP + 7):
+        folder = tmp_path / ("a" if index % 3 else "b")
+        folder.mkdir(exist_ok=True)
+        shutil.copyfile(get_testdata_file(names[index % 4]), folder / f"{index:02d}.dcm")
+    table = data.from_directory(tmp_path)
+    broken = _PYTHON_GROUP + 2
+    with open(table["path"][broken], "rb") as handle:
+        contents = handle.read()
+    with open(table["path"][broken], "wb") as handle:  # the header, half the pixels
+        handle.write(contents[: len(contents) - 3000])
+    kept = [row for row in range(len(table)) if row != broken]
+
+    def run(**options):
+        batches = list(data.make_dataset(table, image_size=24, channels=1, batch_size=5,
+                                         shuffle=False, **options))
+        return (np.concatenate([x.numpy() for x, _ in batches]),
+                np.concatenate([y.numpy() for _, y in batches]))
+
+    images, labels = run()
+    np.testing.assert_array_equal(images, _expected_images(table, kept))
+    all_labels = np.concatenate([y.numpy() for _, y in data.make_dataset(
+        table.drop(index=broken), image_size=8, batch_size=64, shuffle=False)])
+    assert labels.tolist() == all_labels.tolist()
+    with pytest.raises(tf.errors.OpError, match="(?i)pixel data"):
+        run(skip_errors=False)
+
+
+def test_nifti_slices_decoded_in_groups_skip_a_volume_removed_after_the_build(tmp_path):
+    import os
+    import shutil
+
+    from nibabel.testing import data_path
+
+    for index in range(3):
+        folder = tmp_path / ("a" if index % 2 else "b")
+        folder.mkdir(exist_ok=True)
+        shutil.copyfile(os.path.join(data_path, "anatomical.nii"), folder / f"v{index}.nii")
+    table = data.from_directory(tmp_path, nifti_slices="all")
+    volume = table["path"].str.replace(r"#frame=\d+$", "", regex=True)
+    assert len(table) > 2 * 32 and volume.nunique() == 3  # several groups
+    dataset = data.make_dataset(table, image_size=24, channels=1, batch_size=16, shuffle=False)
+    removed = volume[len(table) // 2]
+    kept = [row for row in range(len(table)) if volume[row] != removed]
+    expected = _expected_images(table, kept)
+    os.remove(removed)
+    images = np.concatenate([x.numpy() for x, _ in dataset])
+    np.testing.assert_array_equal(images, expected)
+
+
 def test_a_file_rewritten_in_another_format_after_the_build_is_skipped(tmp_path):
     rng = np.random.default_rng(8)
     table = _write_folder(tmp_path, [(f"{i}.png", rng.integers(0, 255, (20, 20, 3), "uint8"))

@@ -589,14 +589,20 @@ def _nifti_volume(data, axis, percentiles, key=None):
         values = values.reshape(values.shape + (1,) * (3 - values.ndim))
     if values.size == 0:
         raise ValueError(f"Empty NIfTI volume (shape {values.shape})")
-    values = np.nan_to_num(values)
+    if not np.isfinite(values).all():  # a check costs a fraction of the copy
+        values = np.nan_to_num(values)
     inside = values[values != 0]
-    low, high = np.percentile(inside if inside.size else values, percentiles)
+    if inside.size:  # `inside` is a copy: percentile may sort it in place
+        low, high = np.percentile(inside, percentiles, overwrite_input=True)
+    else:
+        low, high = np.percentile(values, percentiles)
     if high <= low:
         # One value inside (a binary mask, 0/255): the percentile range
         # collapses; scale from the volume's minimum so the mask stays visible.
         low, high = float(values.min()), float(max(high, values.max()))
-    volume8 = _scale(np.clip(values, low, high), float(low), float(high))
+    # `_scale` clips to 0-255 after scaling: values outside low..high come out
+    # as 0 or 255 without clipping them first.
+    volume8 = _scale(values, float(low), float(high))
     # Slices along `axis`, each shown the usual way (rows top to bottom).
     volume8 = np.moveaxis(volume8, axis, 0)
     volume8 = np.ascontiguousarray(np.rot90(volume8, axes=(1, 2)))

@@ -277,28 +277,71 @@ def _one_format(paths, channels):
     return found
 
 
-def _load_one_format(path, fmt, size, channels, resize, interpolation, antialias, dtype,
-                     python_options):
-    """`_load_file` for a table whose samples are all `fmt` (`_one_format`):
-    the same pixels and the same pixel budget, without conditionals."""
-    if fmt in ("png", "jpeg"):
-        contents = decode.check_pixel_budget(tf.io.read_file(path), fmt=fmt)
-        decoder = tf.io.decode_png if fmt == "png" else tf.io.decode_jpeg
-        image = decoder(contents, channels=channels)
-        image.set_shape([None, None, channels])
-    elif fmt == "dicom":
-        image = decode.decode_with_python(tf.io.read_file(path), channels, **python_options)
-    else:  # a NIfTI slice, read by path from its decoded volume
-        file = tf.strings.regex_replace(path, r"#frame=[0-9]+$", "")
-        frame = tf.strings.to_number(tf.strings.regex_replace(path, r"(?s)^.*#frame=", ""),
-                                     tf.int64)
-        image = decode.decode_with_python(b"", channels, frame=frame, slice_path=file,
-                                          **python_options)
+def _load_one_format(path, fmt, size, channels, resize, interpolation, antialias, dtype):
+    """`_load_file` for a table whose samples are all `fmt` (`"png"` or
+    `"jpeg"`, see `_one_format`): the same pixels and the same pixel budget,
+    without conditionals. (DICOM files and NIfTI slices: `_load_python_groups`.)"""
+    contents = decode.check_pixel_budget(tf.io.read_file(path), fmt=fmt)
+    decoder = tf.io.decode_png if fmt == "png" else tf.io.decode_jpeg
+    image = decoder(contents, channels=channels)
+    image.set_shape([None, None, channels])
+    return _resized(image, size, resize, interpolation, antialias, dtype)
+
+
+def _resized(image, size, resize, interpolation, antialias, dtype):
+    """A decoded float32 image resized, rounded and cast as `finish_image` does."""
     image = decode.resize_image(image, size, resize, interpolation, antialias)
     image = tf.round(image)
     if interpolation not in _CONVEX_INTERPOLATIONS:
         image = tf.clip_by_value(image, 0.0, 255.0)
     return tf.cast(image, dtype)
+
+
+# Samples of a Python-decoded format (DICOM files, NIfTI slices) per
+# `tf.numpy_function` call (`decode._python_decode_group`).
+_PYTHON_GROUP = 32
+_GROUPED_FORMATS = ("dicom", "nifti_slice")
+
+
+def _load_python_groups(dataset, fmt, size, channels, resize, interpolation, antialias, dtype,
+                        python_options, skip_errors, num_parallel_calls):
+    """`(path, *rest)` elements -> `(image, *rest)`, in order, for a table
+    whose samples are all `fmt` (a `_GROUPED_FORMATS` one): `_load_one_format`'s
+    pixels, decoded `_PYTHON_GROUP` samples to one call into Python.
+
+    A sample that fails to decode is skipped with a logged warning
+    (`skip_errors`), else the error stops the iteration, as with one call
+    per sample.
+    """
+    options = decode._python_options(max_pixels=decode.DEFAULT_MAX_PIXELS, **python_options)
+    finite = dataset.cardinality()
+
+    def read(path, *rest):
+        if fmt == "dicom":
+            return (tf.io.read_file(path), tf.constant(-1, tf.int64), tf.constant(b""),
+                    path, *rest)
+        # A NIfTI slice, read by path from its decoded volume.
+        file = tf.strings.regex_replace(path, r"#frame=[0-9]+$", "")
+        frame = tf.strings.to_number(tf.strings.regex_replace(path, r"(?s)^.*#frame=", ""),
+                                     tf.int64)
+        return (tf.constant(b""), frame, file, path, *rest)
+
+    def decode_group(contents, frames, files, paths, *rest):
+        return (*decode._numpy_decode_group(contents, frames, files, paths, options,
+                                            skip_errors), *rest)
+
+    def finish(pixels, shape, ok, *rest):
+        image = decode.to_channels(tf.cast(tf.reshape(pixels, shape), tf.float32), channels)
+        return (_resized(image, size, resize, interpolation, antialias, dtype), *rest)
+
+    dataset = dataset.map(read, num_parallel_calls=num_parallel_calls, deterministic=True)
+    dataset = dataset.batch(_PYTHON_GROUP).map(
+        decode_group, num_parallel_calls=num_parallel_calls, deterministic=True).unbatch()
+    if skip_errors:
+        dataset = dataset.filter(lambda pixels, shape, ok, *rest: ok)
+    elif finite >= 0 or finite == tf.data.INFINITE_CARDINALITY:
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(finite))
+    return dataset.map(finish, num_parallel_calls=num_parallel_calls, deterministic=True)
 
 
 def make_dataset(
@@ -459,6 +502,7 @@ def make_dataset(
     else:
         columns = (table["path"].to_numpy(str), labels, indices)
         fmt = _one_format(columns[0], channels)
+        grouped_format = fmt if fmt in _GROUPED_FORMATS else None
         # Frames and slices as the table's source listed them (`expand_volumes`).
         python_options = dict(
             dicom_window=dicom_window, bit_depth_16=bit_depth_16,
@@ -468,9 +512,16 @@ def make_dataset(
         def load(path, label, index):
             if fmt is not None:
                 return _load_one_format(path, fmt, size, channels, resize, interpolation,
-                                        antialias, load_dtype, python_options), label, index
+                                        antialias, load_dtype), label, index
             return _load_file(path, size, channels, resize, interpolation, antialias,
                               python_options, load_dtype), label, index
+
+    grouped = None
+    if load is not None and "image" not in table and grouped_format:
+        def grouped(dataset):
+            return _load_python_groups(dataset, grouped_format, size, channels, resize, interpolation,
+                                       antialias, load_dtype, python_options, skip_errors,
+                                       num_parallel_calls)
 
     in_memory = cache in (True, "memory")
     draw_seed = int(seed) if seed is not None else int(np.random.randint(2**31))
@@ -482,9 +533,12 @@ def make_dataset(
         def passes(start):
             stream = _passes(columns, count, shuffle=shuffle, seed=draw_seed, repeat=repeat,
                              start=start)
-            stream = stream.map(
-                lambda image, label, index, key: (*load(image, label, index), key),
-                num_parallel_calls=num_parallel_calls, deterministic=True)
+            if grouped is not None:
+                stream = grouped(stream)
+            else:
+                stream = stream.map(
+                    lambda image, label, index, key: (*load(image, label, index), key),
+                    num_parallel_calls=num_parallel_calls, deterministic=True)
             if skip_errors:
                 stream = stream.ignore_errors(log_warning=True)
             return stream
@@ -494,8 +548,12 @@ def make_dataset(
             resumable = passes
     else:
         if load is not None:  # a cache: decoded once, in table order
-            dataset = tf.data.Dataset.from_tensor_slices(columns).map(
-                load, num_parallel_calls=num_parallel_calls, deterministic=True)
+            dataset = tf.data.Dataset.from_tensor_slices(columns)
+            if grouped is not None:
+                dataset = grouped(dataset)
+            else:
+                dataset = dataset.map(load, num_parallel_calls=num_parallel_calls,
+                                      deterministic=True)
             if skip_errors:
                 dataset = dataset.ignore_errors(log_warning=True)
         if cache:
