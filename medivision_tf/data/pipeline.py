@@ -30,6 +30,7 @@ train.class_names                     # the table's class names
 """
 
 import os
+import re
 
 import numpy as np
 import pandas as pd
@@ -223,10 +224,7 @@ def _load_file(path, size, channels, resize, interpolation, antialias, python_op
         image = tf.cond(framed, general, by_format)
     else:
         image = general()
-    image = tf.round(image)
-    if interpolation not in _CONVEX_INTERPOLATIONS:
-        image = tf.clip_by_value(image, 0.0, 255.0)
-    return tf.cast(image, dtype)
+    return _rounded(image, interpolation, dtype)
 
 
 # PNG colour types whose 8-bit decode is one gray channel (IHDR byte 25).
@@ -251,8 +249,6 @@ def _one_format(paths, channels):
     of the map's time on small images. A file rewritten in another format
     after the build fails to decode (skipped with `skip_errors`).
     """
-    import re
-
     found, volumes = None, set()
     slice_pattern = re.compile(_NIFTI_SLICE)
     for path in paths:
@@ -289,8 +285,13 @@ def _load_one_format(path, fmt, size, channels, resize, interpolation, antialias
 
 
 def _resized(image, size, resize, interpolation, antialias, dtype):
-    """A decoded float32 image resized, rounded and cast as `finish_image` does."""
-    image = decode.resize_image(image, size, resize, interpolation, antialias)
+    """A decoded image resized, rounded and cast as `finish_image` does."""
+    return _rounded(decode.resize_image(image, size, resize, interpolation, antialias),
+                    interpolation, dtype)
+
+
+def _rounded(image, interpolation, dtype):
+    """A resized image rounded to whole 0-255 values and cast to `dtype`."""
     image = tf.round(image)
     if interpolation not in _CONVEX_INTERPOLATIONS:
         image = tf.clip_by_value(image, 0.0, 255.0)
