@@ -22,7 +22,13 @@ and prints images/s for each and the ratio pipeline / training;
    `DataGenerator` (default `ImageAugmentation`, and without) on the same
    files, run in its own virtual environment (`python -m venv` + `pip install
    aucmedi`, kept in `--peers-venv`; never one of our dependencies). When it
-   cannot be installed the benchmark prints why and skips it.
+   cannot be installed the benchmark prints why and skips it;
+4. the same three of ours again as repeated streams (`stream_comparison`),
+   as `medivision train` reads them: one pass of warm-up, then five passes'
+   worth of batches from the same iterator. A fresh pass of 8 batches also
+   measures the start of an iterator (empty buffers, one stage at work),
+   which training pays once, not once per epoch. (AUCMEDI's generator is
+   indexed batch by batch in a loop: nothing to warm.)
 
 Timings on a shared CPU vary by up to 1.5x run to run: compare within one
 run.
@@ -210,6 +216,59 @@ def pipeline_comparison(table, batch_size, rounds=3):
     }
 
 
+def _stream_rate(dataset, warm_batches, batches):
+    """(wall images/s, images per CPU-second) of a repeated stream after
+    `warm_batches`: how `medivision train` consumes the pipeline (its data
+    repeats, so no pass starts a new iterator with empty buffers)."""
+    iterator = iter(dataset)
+    for _ in range(warm_batches):
+        next(iterator)
+    start, start_cpu, seen = time.perf_counter(), time.process_time(), 0
+    for _ in range(batches):
+        seen += int(next(iterator)[0].shape[0])
+    return seen / (time.perf_counter() - start), seen / max(time.process_time() - start_cpu, 1e-9)
+
+
+def stream_comparison(table, batch_size, rounds=3):
+    """`pipeline_comparison` on repeated streams (`_stream_rate`): one pass
+    of warm-up, then five passes' worth of batches."""
+    import tensorflow as tf
+
+    from medivision_tf.data import make_dataset
+
+    def plain_stream():
+        def load(path, label):
+            image = tf.io.decode_png(tf.io.read_file(path), channels=3)
+            return tf.image.resize(image, (224, 224)), label
+
+        dataset = tf.data.Dataset.from_tensor_slices(
+            (table["path"].to_numpy(str), table["label"].to_numpy("int32")))
+        dataset = dataset.shuffle(len(table), seed=0).repeat().map(
+            load, num_parallel_calls=tf.data.AUTOTUNE)
+        return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+    builders = {
+        "ours, augmented": lambda: make_dataset(
+            table, image_size=224, batch_size=batch_size, training=True, seed=0, augment=True,
+            repeat=True),
+        "ours, no augmentation": lambda: make_dataset(
+            table, image_size=224, batch_size=batch_size, training=True, seed=0, augment=False,
+            repeat=True),
+        "plain tf.data (decode_png + resize)": plain_stream,
+    }
+    per_pass = max(1, len(table) // batch_size)
+    samples = {name: [] for name in builders}
+    names = list(builders)
+    for round_ in range(rounds):
+        for name in names if round_ % 2 == 0 else names[::-1]:
+            samples[name].append(_stream_rate(builders[name](), per_pass, 5 * per_pass))
+    return {
+        name: {"wall": statistics.median(w for w, _ in runs),
+               "cpu": statistics.median(c for _, c in runs)}
+        for name, runs in samples.items()
+    }
+
+
 _AUCMEDI_SCRIPT = r"""
 import json, os, sys, time
 import numpy as np
@@ -290,13 +349,14 @@ def aucmedi_comparison(folder, batch_size, venv_dir, rounds=3):
     return json.loads(done.stdout.strip().splitlines()[-1]), None
 
 
-def print_comparison(rates, peers=None, skip=None):
+def print_comparison(rates, peers=None, skip=None, title="fresh passes"):
     """Prints the side-by-side table and the issue's ratios."""
     rows = dict(rates)
     if peers:
         rows.update(peers["rates"])
     width = max(len(k) for k in rows)
-    print(f"\nSide by side (median of alternated rounds; images/s wall, images per CPU-s):")
+    print(f"\nSide by side, {title} (median of alternated rounds; images/s wall, "
+          "images per CPU-s):")
     for name, rate in rows.items():
         print(f"{name:<{width}}  {rate['wall']:8.1f} images/s  {rate['cpu']:8.1f} images/CPU-s")
     augmented, plain = rates["ours, augmented"], rates["ours, no augmentation"]
@@ -353,6 +413,7 @@ def main(argv=None):
         }
         rates.update(shard_comparison(folder, args.images, args.source_size, args.batch_size))
         side_by_side = pipeline_comparison(table, args.batch_size, args.rounds)
+        streams = stream_comparison(table, args.batch_size, args.rounds)
         peers = skip = None
         if args.peers:
             peers, skip = aucmedi_comparison(folder, args.batch_size, args.peers_venv,
@@ -368,6 +429,7 @@ def main(argv=None):
           f"{rates['pipeline, prefetch + memory cache'] / train:.1f}x")
     print_shard_ratios(rates, train)
     print_comparison(side_by_side, peers, skip)
+    print_comparison(streams, peers, skip, title="repeated streams as `train` reads them")
 
 
 if __name__ == "__main__":

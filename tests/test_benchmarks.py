@@ -157,3 +157,8 @@ def test_bench_pipeline_side_by_side_and_peer_skip(tmp_path, capsys):
     bench_pipeline.print_comparison(rates, None, reason)
     printed = capsys.readouterr().out
     assert "augmented / unaugmented" in printed and "AUCMEDI skipped:" in printed
+    streams = bench_pipeline.stream_comparison(table, batch_size=4, rounds=1)
+    assert set(streams) == set(rates)
+    assert all(rate["wall"] > 0 and rate["cpu"] > 0 for rate in streams.values())
+    bench_pipeline.print_comparison(streams, None, reason, title="repeated streams")
+    assert "Side by side, repeated streams" in capsys.readouterr().out
