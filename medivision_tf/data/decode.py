@@ -239,7 +239,7 @@ def _numpy_decode(contents, frame, options, slice_path=None):
     return tf.cast(image, tf.float32)
 
 
-def _python_decode_group(contents, frames, slice_paths, names, options, skip_errors):
+def _python_decode_group(paths, options, skip_errors, whole_files):
     """`_python_decode` of several samples in one `tf.numpy_function` call.
 
     Each call into Python from a `tf.data` thread costs about half a
@@ -248,21 +248,32 @@ def _python_decode_group(contents, frames, slice_paths, names, options, skip_err
     far more than reading a NIfTI slice from its cached volume; one call per
     group pays it once for the group.
 
+    Args:
+        paths: the sample paths: local files, read here (a read error is the
+            sample's own, not its group's), or NIfTI slices `file#frame=N`,
+            read from their decoded volume.
+        options: `_python_options`.
+        skip_errors: log and mark a failing sample instead of raising.
+        whole_files: the paths are whole files (DICOM), not slices.
+
     Returns `(pixels, shapes, ok)`: the uint8 images flattened one after the
-    other, their `(H, W, C)` shapes, and whether each decoded. A sample that
-    fails is logged and marked (`skip_errors`) or raises, as one sample
-    would.
+    other, their `(H, W, C)` shapes, and whether each decoded.
     """
     images, ok = [], []
-    for data, frame, path, name in zip(contents, frames, slice_paths, names):
+    for path in paths:
         try:
-            image = _python_decode(data, frame, options, path)
+            if whole_files:
+                with open(os.fsdecode(bytes(path)), "rb") as handle:
+                    image = _python_decode(handle.read(), -1, options)
+            else:
+                file, frame = formats.split_frame(os.fsdecode(bytes(path)))
+                image = _python_decode(b"", frame, options, os.fsencode(file))
             if image.ndim == 2:
                 image = image[..., None]
         except Exception as error:  # the readers raise many types for bad files
             if not skip_errors:
                 raise
-            tf.get_logger().warning(f"Skipped {os.fsdecode(bytes(name))}: {error}")
+            tf.get_logger().warning(f"Skipped {os.fsdecode(bytes(path))}: {error}")
             image = np.zeros((0, 0, 1), np.uint8)
         images.append(image)
         ok.append(image.size > 0)
@@ -271,20 +282,12 @@ def _python_decode_group(contents, frames, slice_paths, names, options, skip_err
     return pixels, shapes, np.array(ok, bool)
 
 
-def _numpy_decode_group(contents, frames, slice_paths, names, options, skip_errors):
+def _numpy_decode_group(paths, options, skip_errors, whole_files):
     """`_python_decode_group` through `tf.numpy_function`: `(pixels, shapes,
-    ok)` with `pixels` a ragged uint8 `(k, None)` (each image flattened).
-
-    `contents`, `frames`, `slice_paths`, `names`: `(k,)` tensors, as
-    `_numpy_decode` takes one of each (`names`: the sample paths, for the
-    log of skipped samples).
-    """
+    ok)` with `pixels` a ragged uint8 `(k, None)` (each image flattened)."""
     pixels, shapes, ok = tf.numpy_function(
-        lambda *group: _python_decode_group(*group, options, skip_errors),
-        [contents, tf.cast(frames, tf.int64), slice_paths, names],
-        (tf.uint8, tf.int32, tf.bool),
-        stateful=False,
-    )
+        lambda group: _python_decode_group(group, options, skip_errors, whole_files),
+        [paths], (tf.uint8, tf.int32, tf.bool), stateful=False)
     pixels.set_shape([None])
     shapes.set_shape([None, 3])
     ok.set_shape([None])

@@ -307,8 +307,9 @@ _GROUPED_FORMATS = ("dicom", "nifti_slice")
 def _load_python_groups(dataset, fmt, size, channels, resize, interpolation, antialias, dtype,
                         python_options, skip_errors, num_parallel_calls):
     """`(path, *rest)` elements -> `(image, *rest)`, in order, for a table
-    whose samples are all `fmt` (a `_GROUPED_FORMATS` one): `_load_one_format`'s
-    pixels, decoded `_PYTHON_GROUP` samples to one call into Python.
+    whose samples are all `fmt` (a `_GROUPED_FORMATS` one, local files):
+    `_load_file`'s pixels, read and decoded `_PYTHON_GROUP` samples to one
+    call into Python.
 
     A sample that fails to decode is skipped with a logged warning
     (`skip_errors`), else the error stops the iteration, as with one call
@@ -317,25 +318,13 @@ def _load_python_groups(dataset, fmt, size, channels, resize, interpolation, ant
     options = decode._python_options(max_pixels=decode.DEFAULT_MAX_PIXELS, **python_options)
     finite = dataset.cardinality()
 
-    def read(path, *rest):
-        if fmt == "dicom":
-            return (tf.io.read_file(path), tf.constant(-1, tf.int64), tf.constant(b""),
-                    path, *rest)
-        # A NIfTI slice, read by path from its decoded volume.
-        file = tf.strings.regex_replace(path, r"#frame=[0-9]+$", "")
-        frame = tf.strings.to_number(tf.strings.regex_replace(path, r"(?s)^.*#frame=", ""),
-                                     tf.int64)
-        return (tf.constant(b""), frame, file, path, *rest)
-
-    def decode_group(contents, frames, files, paths, *rest):
-        return (*decode._numpy_decode_group(contents, frames, files, paths, options,
-                                            skip_errors), *rest)
+    def decode_group(paths, *rest):
+        return (*decode._numpy_decode_group(paths, options, skip_errors, fmt == "dicom"), *rest)
 
     def finish(pixels, shape, ok, *rest):
         image = decode.to_channels(tf.cast(tf.reshape(pixels, shape), tf.float32), channels)
         return (_resized(image, size, resize, interpolation, antialias, dtype), *rest)
 
-    dataset = dataset.map(read, num_parallel_calls=num_parallel_calls, deterministic=True)
     dataset = dataset.batch(_PYTHON_GROUP).map(
         decode_group, num_parallel_calls=num_parallel_calls, deterministic=True).unbatch()
     if skip_errors:
@@ -478,6 +467,7 @@ def make_dataset(
             image, size, channels, resize, interpolation, antialias, dtype=load_dtype
         )
 
+    grouped = None  # DICOM files / NIfTI slices: `_load_python_groups`
     if shard_folder.is_shard_table(table):  # TFRecord shards: graph ops only (data/shard_reader.py)
         dataset = shard_reader.shard_examples(
             table, finish, image_size=size, channels=channels, shuffle=shuffle and not cache,
@@ -503,7 +493,6 @@ def make_dataset(
     else:
         columns = (table["path"].to_numpy(str), labels, indices)
         fmt = _one_format(columns[0], channels)
-        grouped_format = fmt if fmt in _GROUPED_FORMATS else None
         # Frames and slices as the table's source listed them (`expand_volumes`).
         python_options = dict(
             dicom_window=dicom_window, bit_depth_16=bit_depth_16,
@@ -511,18 +500,17 @@ def make_dataset(
             nifti_axis=table.attrs.get("nifti_axis", "axial"))
 
         def load(path, label, index):
-            if fmt is not None:
+            if fmt in ("png", "jpeg"):
                 return _load_one_format(path, fmt, size, channels, resize, interpolation,
                                         antialias, load_dtype), label, index
             return _load_file(path, size, channels, resize, interpolation, antialias,
                               python_options, load_dtype), label, index
 
-    grouped = None
-    if load is not None and "image" not in table and grouped_format:
-        def grouped(dataset):
-            return _load_python_groups(dataset, grouped_format, size, channels, resize, interpolation,
-                                       antialias, load_dtype, python_options, skip_errors,
-                                       num_parallel_calls)
+        if fmt in _GROUPED_FORMATS:
+            def grouped(dataset):
+                return _load_python_groups(dataset, fmt, size, channels, resize, interpolation,
+                                           antialias, load_dtype, python_options, skip_errors,
+                                           num_parallel_calls)
 
     in_memory = cache in (True, "memory")
     draw_seed = int(seed) if seed is not None else int(np.random.randint(2**31))
