@@ -1,8 +1,10 @@
 """Real files written by others: pydicom's shipped test corpus, nibabel's
 test images, and hostile inputs (corrupt DICOM, fake NIfTI, empty volume)."""
 
+import copy
 import glob
 import gzip
+import io
 import os
 import warnings
 
@@ -299,6 +301,62 @@ def test_palette_by_table_equals_pydicoms_colors():
     rgb = apply_color_lut(pixels, dataset)
     expected = formats.to_uint8(rgb, "scale" if rgb.dtype == np.uint16 else "minmax")
     np.testing.assert_array_equal(formats.read_dicom(path), expected)
+
+
+def _planted_dicoms():
+    """pydicom files with the header variants the windowing must honour."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    for name in ("CT_small.dcm", "liver_1frame.dcm", "image_dfl.dcm", "examples_overlay.dcm"):
+        path = _file(name)
+        if path is None:
+            continue
+        base = pydicom.dcmread(path)
+        for variant in ("as is", "MONOCHROME1", "negative slope", "SIGMOID", "LINEAR_EXACT",
+                        "VOI LUT sequence", "rescale and window", "flat"):
+            ds = copy.deepcopy(base)
+            if variant == "MONOCHROME1":
+                ds.PhotometricInterpretation = "MONOCHROME1"
+            elif variant == "negative slope":
+                ds.RescaleSlope, ds.RescaleIntercept = -2.5, 100
+            elif variant in ("SIGMOID", "LINEAR_EXACT"):
+                ds.WindowCenter, ds.WindowWidth, ds.VOILUTFunction = 60, 300, variant
+            elif variant == "VOI LUT sequence":
+                item = Dataset()
+                item.LUTDescriptor = [256, int(ds.pixel_array.min()), 16]
+                item.add_new(0x00283006, "OW",
+                             np.arange(0, 256 * 200, 200, dtype="uint16").tobytes())
+                ds.VOILUTSequence = Sequence([item])
+            elif variant == "rescale and window":
+                ds.RescaleSlope, ds.RescaleIntercept = 0.5, -1024
+                ds.WindowCenter, ds.WindowWidth = 40, 400
+            elif variant == "flat":
+                flat = ds.pixel_array.copy()
+                flat[:] = flat.flat[0]
+                ds.PixelData = flat.tobytes()
+            buffer = io.BytesIO()
+            ds.save_as(buffer, enforce_file_format=False)
+            yield f"{name} {variant}", buffer.getvalue()
+
+
+def test_dicom_lookup_gives_the_pixels_of_the_per_pixel_path(monkeypatch):
+    """read_dicom runs its per-pixel steps once per value and looks the image
+    up (`_GrayLookup`); the pixels must be exactly the per-pixel path's."""
+    cases = list(_planted_dicoms())
+    if not cases:
+        pytest.skip("pydicom's test files are not installed")
+    windows = ("auto", "minmax", (40, 400), (-600, 1500))
+    fast = {(c, w): formats.read_dicom(d, window=w) for c, d in cases for w in windows}
+    datasets = [pydicom.dcmread(io.BytesIO(d)) for _, d in cases]
+    used = sum(formats._GrayLookup.for_pixels(ds.pixel_array, ds) is not None for ds in datasets)
+    assert used >= len(cases) * 3 // 4  # most cases take the lookup
+    monkeypatch.setattr(formats._GrayLookup, "for_pixels", classmethod(lambda cls, p, d: None))
+    for case, dicom in cases:
+        for window in windows:
+            direct = formats.read_dicom(dicom, window=window)
+            assert fast[case, window].dtype == direct.dtype == np.uint8, case
+            np.testing.assert_array_equal(fast[case, window], direct, err_msg=f"{case} {window}")
 
 
 def test_dicom_budget_from_the_one_parse(tmp_path):
