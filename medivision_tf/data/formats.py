@@ -379,7 +379,7 @@ def read_dicom(source, window="auto", frame="middle", max_pixels=None):
     ```
     """
     import pydicom
-    from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
+    from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
 
     window = check_window(window)
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -403,7 +403,9 @@ def read_dicom(source, window="auto", frame="middle", max_pixels=None):
             "DoubleFloatPixelData" not in dataset
         ):
             raise ValueError("the file has no pixel data")
-        pixels = dataset.pixel_array
+        # The function `Dataset.pixel_array` calls, without the property's
+        # cache bookkeeping (an id of the pixel data, computed twice per read).
+        pixels = pixel_array(dataset)
     except Exception as error:  # pydicom raises many types for bad files
         raise _dicom_error(dataset, error) from error
     frames = max(1, int(dataset.get("NumberOfFrames", 1) or 1))

@@ -325,8 +325,12 @@ def _load_python_groups(dataset, fmt, size, channels, resize, interpolation, ant
         image = decode.to_channels(tf.cast(tf.reshape(pixels, shape), tf.float32), channels)
         return (_resized(image, size, resize, interpolation, antialias, dtype), *rest)
 
+    # One group in Python at a time, ahead of the graph maps: the calls hold
+    # the interpreter lock, so two at once only take turns (each then took
+    # twice as long), and the second core is left to the graph work.
+    python_calls = None if num_parallel_calls is None else 1
     dataset = dataset.batch(_PYTHON_GROUP).map(
-        decode_group, num_parallel_calls=num_parallel_calls, deterministic=True).unbatch()
+        decode_group, num_parallel_calls=python_calls, deterministic=True).unbatch()
     if skip_errors:
         dataset = dataset.filter(lambda pixels, shape, ok, *rest: ok)
     elif finite >= 0 or finite == tf.data.INFINITE_CARDINALITY:
@@ -615,8 +619,16 @@ def _passes(columns, count, *, shuffle, seed, repeat, start=0):
             order = tf.argsort(noise, stable=True)
         else:
             order = tf.range(count)
+        if small_columns:  # one gather per pass instead of a map per example
+            return tf.data.Dataset.from_tensor_slices(
+                (*(tf.gather(column, order) for column in columns), tf.fill([count], key)))
         return tf.data.Dataset.from_tensor_slices(order).map(
             lambda row: (*(tf.gather(column, row) for column in columns), key))
+
+    # Paths, labels and indices are gathered whole each pass; an image array
+    # (array sources) is gathered one row at a time, never copied whole.
+    small_columns = all(column.shape.rank is not None and column.shape.rank <= 2
+                        for column in columns)
 
     if repeat:
         first, skip = divmod(start, count)
@@ -642,9 +654,9 @@ def _finish_stream(dataset, *, stateless, draw_seed, batch_size, drop_remainder,
             num_parallel_calls=AUTOTUNE,
             deterministic=True,
         )
-    else:
-        dataset = dataset.map(lambda image, label, index, key: (image, label))
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    if not stateless:  # the index and key columns dropped per batch, not per example
+        dataset = dataset.map(lambda images, labels, index, key: (images, labels))
 
     if stateless:
         options = augment_with
