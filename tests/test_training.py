@@ -12,7 +12,7 @@ import medivision_tf
 from medivision_tf import training
 from medivision_tf.data import make_synthetic_lesions
 from medivision_tf.evaluation import evaluate_model
-from medivision_tf.training import TrainConfig, train
+from medivision_tf.training import TrainConfig, finished_run, train
 
 SIZE = 48
 
@@ -510,6 +510,50 @@ def test_augmentation_on_the_model_trains_a_wrapper_and_saves_the_plain_model(
         assert saved.name == "medivision"
     with pytest.raises(ValueError, match="augment_on"):
         training.TrainConfig(augment_on="gpu")
+
+
+def test_augment_on_auto_is_recorded_and_kept_on_resume(tmp_path, small_data, monkeypatch,
+                                                        capsys):
+    """"auto" is settled once per run: config.json records where augmentation
+    ran, and a run resumed on a machine that would choose otherwise goes on
+    as it started (same draws); `augment_on` without `augment` warns."""
+    from medivision_tf.training import loop
+
+    data = small_data["train"]
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            seen.append("Augmentation" in [type(layer).__name__ for layer in self.model.layers])
+
+    class Stop(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise KeyboardInterrupt  # killed after the first epoch
+
+    def run(callbacks):
+        return train(_config(epochs=2, steps_per_epoch=2, augment=True),
+                     train_data=(data.images[:64], data.labels[:64]),
+                     val_data=(data.images[64:80], data.labels[64:80]),
+                     class_names=data.class_names, run_dir=tmp_path,
+                     callbacks=[Record(), *callbacks], verbose=0)
+
+    monkeypatch.setattr(loop, "resolve_augment_on",  # a GPU machine
+                        lambda value: "model" if value == "auto" else value)
+    with pytest.raises(KeyboardInterrupt):
+        run([Stop()])
+    recorded = json.load(open(tmp_path / "config.json"))["augment_on"]
+    assert recorded == "model" and seen == [True]
+    monkeypatch.setattr(loop, "resolve_augment_on",  # a CPU one
+                        lambda value: "pipeline" if value == "auto" else value)
+    result = run([])
+    assert len(seen) > 1 and all(seen)  # resumed, still augmenting in the model
+    assert result.config.augment_on == "model"
+    assert finished_run(tmp_path, training.TrainConfig(**_config(epochs=2, steps_per_epoch=2,
+                                                                 augment=True)))
+    capsys.readouterr()
+    train(_config(augment_on="model"), train_data=(data.images[:32], data.labels[:32]),
+          class_names=data.class_names, run_dir=tmp_path / "plain", verbose=0)
+    assert "augment_on='model' has no effect without augment=True" in capsys.readouterr().err
 
 
 def test_random_layers_are_reseeded_from_the_epoch():

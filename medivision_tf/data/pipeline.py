@@ -377,10 +377,15 @@ def make_dataset(
             `"train"`, else False.
         shuffle: shuffle the samples each epoch (default: `training`).
         seed: seed of the shuffle and of the augmentation; the same seed
-            gives the same order and the same first batch.
+            gives the same order and the same first batch (of a new
+            dataset: each iteration is a new epoch, with new draws).
         augment: True (the `DEFAULT_AUGMENTATION`), False, a dict of
             `augmentation_layers` options overriding the defaults, or your
-            own Keras layer. Default: True for training, else False.
+            own Keras layer. Default: True for training, else False. True
+            and dicts draw per example from stateless random ops keyed by
+            (seed, epoch, example index), so the map runs in parallel and
+            still repeats; your own layer keeps its own random state and
+            runs in order, on one core.
         cache: False, True / `"memory"` (decoded, resized images kept in
             memory after the first epoch) or a file path prefix (an on-disk
             cache; delete it when the data changes).
@@ -397,7 +402,9 @@ def make_dataset(
         repeat: repeat forever (use `steps_per_epoch` in `fit`).
         skip_errors: a file that fails to decode mid-epoch is skipped with
             a logged warning instead of stopping training (run `scan` first
-            to find such files).
+            to find such files). The dataset's length is then unknown
+            (`cardinality() == -2`; `fit` learns the epoch's steps after the
+            first epoch); `False` keeps it (array sources always do).
         dicom_window: DICOM window (`"auto"`, `"minmax"`, `(center, width)`);
             default: the table's `attrs["dicom_window"]` or `"auto"`.
         bit_depth_16: `"scale"` or `"minmax"` for 16-bit PNG/TIFF files.
@@ -472,6 +479,9 @@ def make_dataset(
         )
 
     grouped = None  # DICOM files / NIfTI slices: `_load_python_groups`
+    # Only files can fail to decode; arrays keep a known length without
+    # `ignore_errors` (Keras then shows the steps of an epoch).
+    skip_errors = skip_errors and "image" not in table
     if shard_folder.is_shard_table(table):  # TFRecord shards: graph ops only (data/shard_reader.py)
         dataset = shard_reader.shard_examples(
             table, finish, image_size=size, channels=channels, shuffle=shuffle and not cache,

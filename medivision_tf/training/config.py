@@ -129,13 +129,15 @@ class TrainConfig:
         mixed_precision: `none`, `auto` (`mixed_float16` on GPU,
             `mixed_bfloat16` on TPU, none on CPU), `mixed_float16` or
             `mixed_bfloat16`. The output layers stay float32.
-        augment: random flips/rotations/zoom in the training pipeline
-            (sources, tables and arrays; not user tf.data datasets).
+        augment: random flips, rotations, zoom, contrast and brightness of
+            the training images (sources, tables and arrays; not user tf.data
+            datasets), where `augment_on` says.
         augment_on: where augmentation runs: `pipeline` (tf.data, on the
             CPU), `model` (the same augmentation as layers in front of the
             model during `fit`, on the accelerator; the saved and exported
             model has none) or `auto`: `model` when a GPU or TPU is visible,
-            else `pipeline`.
+            else `pipeline`. `train` records the choice in config.json, and a
+            resumed run keeps it.
         cache: cache decoded images in memory (same).
         steps_per_epoch: this many steps per epoch (`None`: one pass over the
             training set, rounded up to whole batches). Sources, tables and

@@ -21,6 +21,7 @@ RunState("runs/x").get("epochs_done")   # 3
 """
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -213,7 +214,11 @@ def finished_run(run_dir, config):
     model_path = os.path.join(run_dir, "model.keras")
     if not (state and state.get("complete") and previous and os.path.isfile(model_path)):
         return None
-    changed = changed_keys(previous, config.resolved())
+    config = config.resolved()
+    if config.augment_on == "auto" and previous.get("augment_on") in ("pipeline", "model"):
+        # `train` records where "auto" put the augmentation on its machine.
+        config = dataclasses.replace(config, augment_on=previous["augment_on"])
+    changed = changed_keys(previous, config)
     if changed:
         raise ValueError(
             f"Run folder {run_dir!r} holds a finished run with another config (keys "
