@@ -141,12 +141,14 @@ def test_compressed_without_plugin_names_syntax_and_extra(monkeypatch):
     path = _file("JPEG2000.dcm")
     if path is None:
         pytest.skip("JPEG2000.dcm not installed")
-    import pydicom.pixels.utils
+    from pydicom.pixels.decoders.base import Decoder
 
     def no_plugins(*args, **kwargs):
         raise RuntimeError("Unable to decode as no plugins are available")
 
-    monkeypatch.setattr(pydicom.dataset.Dataset, "pixel_array", property(no_plugins))
+    # Every way to pixels (`Dataset.pixel_array`, `pydicom.pixels.pixel_array`)
+    # ends in a decoder's `as_array`: without a plugin, that is where it fails.
+    monkeypatch.setattr(Decoder, "as_array", no_plugins)
     with pytest.raises(ValueError, match=r"JPEG 2000.*medivision-tf\[dicom\]"):
         formats.read_dicom(path)
 
