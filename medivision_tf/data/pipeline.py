@@ -622,6 +622,11 @@ def _passes(columns, count, *, shuffle, seed, repeat, start=0):
     each epoch.
     """
 
+    # Paths, labels and indices are gathered whole each pass; an image array
+    # (array sources) is gathered one row at a time, never copied whole.
+    small_columns = all(column.shape.rank is not None and column.shape.rank <= 2
+                        for column in columns)
+
     def one_pass(key):
         if shuffle:
             noise = tf.random.stateless_uniform(
@@ -634,11 +639,6 @@ def _passes(columns, count, *, shuffle, seed, repeat, start=0):
                 (*(tf.gather(column, order) for column in columns), tf.fill([count], key)))
         return tf.data.Dataset.from_tensor_slices(order).map(
             lambda row: (*(tf.gather(column, row) for column in columns), key))
-
-    # Paths, labels and indices are gathered whole each pass; an image array
-    # (array sources) is gathered one row at a time, never copied whole.
-    small_columns = all(column.shape.rank is not None and column.shape.rank <= 2
-                        for column in columns)
 
     if repeat:
         first, skip = divmod(start, count)

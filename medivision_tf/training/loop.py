@@ -65,6 +65,7 @@ from medivision_tf.training.run_dir import (
     remove_partials,
     tidy_finished_run,
     tidy_history,
+    with_recorded_augment_on,
 )
 
 
@@ -121,20 +122,6 @@ def resolve_augment_on(augment_on):
         return augment_on
     accelerators = tf.config.list_physical_devices("GPU") + tf.config.list_physical_devices("TPU")
     return "model" if accelerators else "pipeline"
-
-
-def _settle_augment_on(config, run_dir):
-    """`config` with `augment_on="auto"` settled for the run in `run_dir`: a
-    run already there keeps what its config.json recorded (a run started on
-    a GPU and resumed on a CPU goes on with the same augmentation), a new one
-    resolves it on this machine and records that."""
-    if config.augment_on != "auto":
-        return config
-    recorded = (read_json(os.path.join(run_dir, "config.json")) or {}).get("augment_on")
-    # ("auto" recorded by an older version: kept, and resolved at the start.)
-    chosen = recorded if recorded in ("pipeline", "model", "auto") else resolve_augment_on(
-        "auto")
-    return dataclasses.replace(config, augment_on=chosen)
 
 
 def resolve_config(config=None, **overrides):
@@ -221,7 +208,12 @@ def train(
     if config.augment_on != "auto" and not config.augment:
         print(f"Warning: augment_on={config.augment_on!r} has no effect without augment=True.",
               file=sys.stderr, flush=True)
-    config = _settle_augment_on(config, work_dir)
+    previous = read_json(os.path.join(work_dir, "config.json")) or {}
+    config = with_recorded_augment_on(config, previous)
+    if config.augment_on == "auto" and previous.get("augment_on") != "auto":
+        # A new run settles "auto" on this machine (config.json records it);
+        # an "auto" recorded by an older version stays as it was.
+        config = dataclasses.replace(config, augment_on=resolve_augment_on("auto"))
     claim_run_dir(work_dir, config)
     state = RunState(work_dir)
     finish_pending_best(work_dir, state)  # a kill between an epoch's commit and its rename
@@ -234,7 +226,7 @@ def train(
 
     replicas = strategy.num_replicas_in_sync
     global_batch = config.batch_size * replicas
-    augment_on = resolve_augment_on(config.augment_on)  # settled above
+    augment_on = resolve_augment_on(config.augment_on)
     inputs = training_inputs(config, global_batch=global_batch, train_data=train_data,
                              augment_in_pipeline=augment_on == "pipeline",
                              val_data=val_data, class_names=class_names)

@@ -188,6 +188,16 @@ def changed_keys(previous, config):
     return sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
 
 
+def with_recorded_augment_on(config, previous):
+    """`config` with `augment_on="auto"` replaced by where a run's config.json
+    (`previous`, a dict or None) says "auto" put the augmentation: `train`
+    records its machine's choice, and the run keeps it."""
+    recorded = (previous or {}).get("augment_on")
+    if config.augment_on == "auto" and recorded in ("pipeline", "model"):
+        return dataclasses.replace(config, augment_on=recorded)
+    return config
+
+
 def finished_run(run_dir, config):
     """The model of a finished run of `config` in `run_dir`, or None.
 
@@ -214,11 +224,7 @@ def finished_run(run_dir, config):
     model_path = os.path.join(run_dir, "model.keras")
     if not (state and state.get("complete") and previous and os.path.isfile(model_path)):
         return None
-    config = config.resolved()
-    if config.augment_on == "auto" and previous.get("augment_on") in ("pipeline", "model"):
-        # `train` records where "auto" put the augmentation on its machine.
-        config = dataclasses.replace(config, augment_on=previous["augment_on"])
-    changed = changed_keys(previous, config)
+    changed = changed_keys(previous, with_recorded_augment_on(config.resolved(), previous))
     if changed:
         raise ValueError(
             f"Run folder {run_dir!r} holds a finished run with another config (keys "
