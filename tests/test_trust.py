@@ -112,11 +112,62 @@ def test_predict_with_trust_outputs(trusted, data):
     assert accepted >= 0.9  # threshold accepts 95% of validation images (out-of-fold)
 
 
-def test_relative_mahalanobis_score_matches_numpy_and_old_models_keep_theirs(rng, trusted):
+def test_knn_score_matches_numpy_and_its_threshold_is_leave_one_out(rng, trusted, data):
+    from medivision_tf.trust import feature_model, knn_scores, ood_scores
+
+    ood = get_trust(trusted)["ood"]
+    val = data[1]
+    assert ood["method"] == "knn" and ood["layer"] == "feature_map"
+    assert ood["k"] == 5 and ood["num_bank"] == len(val.images)
+    # The bank is the validation images' mean feature-map vectors, normalized.
+    features = np.asarray(feature_model(trusted)(val.images)[0])
+    bank = features / np.linalg.norm(features, axis=1, keepdims=True)
+    from medivision_tf.trust.apply import decode_array
+
+    np.testing.assert_allclose(decode_array(ood["bank"]), bank, atol=1e-6)
+    # Score: 1 - the 5th highest cosine similarity to the bank.
+    new = rng.normal(size=(7, features.shape[1])).astype("float32") + features.mean(0)
+    cosine = (new / np.linalg.norm(new, axis=1, keepdims=True)) @ bank.T
+    expected = 1 - np.sort(cosine, axis=1)[:, -5]
+    np.testing.assert_allclose(ood_scores(new, ood), expected, atol=1e-5)
+    # The threshold: 95% of leave-one-out scores (no image is its own neighbour).
+    self_cosine = bank @ bank.T
+    np.fill_diagonal(self_cosine, -2)
+    loo = 1 - np.sort(self_cosine, axis=1)[:, -5]
+    assert ood["threshold"] == pytest.approx(np.quantile(loo, 0.95, method="higher"), abs=1e-5)
+    np.testing.assert_allclose(knn_scores(features, bank, 5, exclude_self=True), loo, atol=1e-5)
+
+
+def test_knn_bank_is_capped_and_sampled(rng, monkeypatch):
+    from medivision_tf.trust import core
+
+    monkeypatch.setattr(core, "MAX_BANK_ROWS", 50)
+    features = rng.normal(size=(120, 16)).astype("float32")
+    labels = np.arange(120) % 3
+    ood = core._fit_knn(features, labels, 3, accept_rate=0.9, seed=0)
+    assert ood["num_bank"] == 50 and ood["bank"]["shape"] == [50, 16]
+    # A wide feature map keeps fewer rows (MAX_BANK_VALUES floats in all).
+    monkeypatch.setattr(core, "MAX_BANK_VALUES", 16 * 20)
+    assert core._fit_knn(features, labels, 3, 0.9, 0)["num_bank"] == 20
+    # Two images: the nearest other one is the only neighbour.
+    tiny = core._fit_knn(features[:2], labels[:2], 3, 0.9, 0)
+    assert tiny["k"] == 1 and tiny["num_bank"] == 2
+
+
+def test_relative_mahalanobis_score_matches_numpy_and_old_models_keep_theirs(rng, trusted,
+                                                                               data):
     from medivision_tf.trust import fit_background, fit_mahalanobis, ood_scores
     from medivision_tf.trust.apply import encode_array
 
-    assert get_trust(trusted)["ood"]["method"] == "relative_mahalanobis"
+    val = data[1]
+    twin = keras.models.clone_model(trusted)
+    twin.set_weights(trusted.get_weights())
+    relative_fit = fit_trust(twin, val.images, val.labels, ood_method="relative_mahalanobis")
+    assert get_trust(relative_fit)["ood"]["method"] == "relative_mahalanobis"
+    flagged = predict_with_trust(relative_fit, val.images)["out_of_distribution"].mean()
+    assert flagged <= 0.1  # out-of-fold threshold at 95%
+    with pytest.raises(ValueError, match="Unknown `ood_method` 'energy'.*knn"):
+        fit_trust(trusted, val.images, val.labels, ood_method="energy")
     features = rng.normal(size=(200, 6)) * np.array([5.0, 1, 1, 1, 1, 0.2])
     labels = np.arange(200) % 3
     features[:, 1] += 3.0 * labels  # the classes differ along one direction only
@@ -133,8 +184,8 @@ def test_relative_mahalanobis_score_matches_numpy_and_old_models_keep_theirs(rng
     plain = {"method": "mahalanobis", "whitening": encode_array(w),
              "centers": encode_array(centers)}
     np.testing.assert_allclose(ood_scores(new, plain), np.sqrt(nearest), rtol=1e-4)
-    with pytest.raises(ValueError, match="Unknown OOD method 'knn'.*relative_mahalanobis"):
-        ood_scores(new, {"method": "knn"})
+    with pytest.raises(ValueError, match="Unknown OOD method 'energy'.*relative_mahalanobis"):
+        ood_scores(new, {"method": "energy"})
     with pytest.raises(ValueError, match=r"features.*\(1, 6\)"):
         fit_background(features[:1])
 

@@ -9,18 +9,20 @@ so `.keras` files, SavedModels and the server carry them:
 - **split-conformal prediction sets** (APS score, level `alpha`): a set of
   classes holding the true one for about `1 - alpha` of new images; small
   when the model is sure, larger when it is not.
-- **out-of-distribution score**: relative Mahalanobis score of the pooled
-  features (layer `"pool"`): squared distance to the nearest class mean under
-  one shared covariance minus that to one class-agnostic Gaussian; the
-  flag `out_of_distribution` is set above a threshold that accepts 95% of
-  in-distribution validation images.
+- **out-of-distribution score**: cosine distance of the backbone's pooled
+  features (layer `"feature_map"`, averaged over positions) to the 5th
+  nearest of a stored bank of validation images (deep nearest neighbours);
+  the flag `out_of_distribution` is set above a threshold that accepts 95%
+  of in-distribution validation images (leave-one-out distances). A
+  relative Mahalanobis score is the alternative
+  (`fit_trust(..., ood_method="relative_mahalanobis")`).
 
 Why the values live in the config (a dict) and not in layer weights: the
 config already travels in `.keras` files and export metadata and is readable
 as plain JSON (`assets.extra/medivision.json`), and adding a layer would
-change the model's outputs. The four OOD arrays (two whitenings `d x d`,
-the class centers `classes x d` and the background center `d`; `d` = pooled
-width, 128 by default) are stored as exact float32 bytes in
+change the model's outputs. The OOD values (the kNN bank: at most 4,096
+normalized rows of the feature width, 128 for `smallcnn`, 2 MiB; or the
+Mahalanobis whitenings and centers) are stored as exact float32 bytes in
 base64 (see `medivision_tf.trust.apply`).
 
 Example:
@@ -40,7 +42,7 @@ out["probabilities"].shape, out["prediction_set"].shape, out["out_of_distributio
 ```
 """
 
-from medivision_tf.trust.apply import OUTPUT_NAMES, ood_scores, trust_outputs
+from medivision_tf.trust.apply import OUTPUT_NAMES, knn_scores, ood_scores, trust_outputs
 from medivision_tf.trust.core import (
     feature_model,
     fit_trust,
@@ -58,6 +60,6 @@ from medivision_tf.trust.fitting import (
 
 __all__ = [
     "OUTPUT_NAMES", "aps_scores", "conformal_threshold", "feature_model", "fit_background",
-    "fit_mahalanobis", "fit_temperature", "fit_trust", "get_trust", "ood_scores",
+    "fit_mahalanobis", "fit_temperature", "fit_trust", "get_trust", "knn_scores", "ood_scores",
     "predict_with_trust", "store_trust", "trust_outputs",
 ]

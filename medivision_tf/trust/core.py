@@ -6,6 +6,14 @@ from medivision_tf.model import CLASS_LABELS_LAYER, get_model_config
 from medivision_tf.trust import apply, fitting
 
 OOD_FOLDS = 5
+#: The kNN score's neighbour: the 5th nearest validation image (1st to 10th
+#: measured within 0.001 AUROC of each other; 5 is less at the mercy of one
+#: stray validation image than the 1st).
+KNN_NEIGHBOURS = 5
+#: Most validation images kept in the kNN bank, and most float32 values
+#: (rows x feature width: 4 MiB) the bank may take in the model's config.
+MAX_BANK_ROWS = 4096
+MAX_BANK_VALUES = 2 ** 20
 
 
 def get_trust(model):
@@ -20,29 +28,47 @@ def get_trust(model):
     return get_model_config(model).trust
 
 
-def feature_model(model):
-    """A `keras.Model` from the model's input to `[pooled features, probabilities]`.
+def feature_model(model, layer=None):
+    """A `keras.Model` from the model's input to `[OOD features, probabilities]`.
 
-    It shares the model's layers and weights (nothing is copied).
+    It shares the model's layers and weights (nothing is copied). The
+    features are the output of `layer`, averaged over positions when it is a
+    feature map.
+
+    Args:
+        model: a MediVision model.
+        layer: the layer the OOD score reads; default: the one its stored
+            trust values name (`trust["ood"]["layer"]`), else
+            `apply.FEATURE_LAYER` (`"feature_map"`).
+
+    Example:
+
+    ```python
+    features, probabilities = feature_model(model)(images)
+    ```
     """
     import keras
 
+    if layer is None:
+        trust = get_trust(model)
+        layer = (trust or {}).get("ood", {}).get("layer", apply.FEATURE_LAYER)
     try:
-        pool = model.get_layer(apply.FEATURE_LAYER)
+        output = model.get_layer(layer).output
     except ValueError as error:
         raise ValueError(
-            f"Model {model.name!r} has no layer {apply.FEATURE_LAYER!r} (the pooled "
-            "features the OOD score reads): build it with build_medivision or "
-            "build_pooling_baseline."
+            f"Model {model.name!r} has no layer {layer!r} (the features the OOD score "
+            "reads): build it with build_medivision or build_pooling_baseline."
         ) from error
-    return keras.Model(model.inputs, [pool.output, model.output])
+    if len(output.shape) == 4:  # a feature map: its mean over positions
+        output = keras.ops.mean(keras.ops.cast(output, "float32"), axis=(1, 2))
+    return keras.Model(model.inputs, [output, model.output])
 
 
-def _forward(model, images, labels=None, batch_size=32):
+def _forward(model, images, labels=None, batch_size=32, layer=None):
     """`(features, probabilities, labels)` as float32 / int arrays."""
     import tensorflow as tf
 
-    probe = feature_model(model)
+    probe = feature_model(model, layer)
     if isinstance(images, tf.data.Dataset):
         if labels is not None:
             raise ValueError("Pass `val_labels` only with an image array, not with a dataset.")
@@ -74,7 +100,7 @@ def _forward(model, images, labels=None, batch_size=32):
 
 
 def fit_trust(model, val_images, val_labels=None, alpha=0.1, *, accept_rate=0.95,
-              batch_size=32, seed=0):
+              ood_method="knn", batch_size=32, seed=0):
     """Fits temperature, conformal threshold and OOD score on validation data.
 
     The values are stored in the model itself (`ModelConfig.trust`, inside the
@@ -91,15 +117,23 @@ def fit_trust(model, val_images, val_labels=None, alpha=0.1, *, accept_rate=0.95
         alpha: allowed miscoverage of the prediction sets, in (0, 1): sets
             hold the true class for about `1 - alpha` of new images.
         accept_rate: share of in-distribution images the OOD threshold accepts.
+        ood_method: `"knn"` (default): cosine distance to the 5th nearest
+            validation image in the backbone's pooled features, the images
+            stored as a bank of at most `MAX_BANK_ROWS` (fewer for wide
+            backbones: `MAX_BANK_VALUES`) and the threshold taken from
+            leave-one-out distances; or `"relative_mahalanobis"`: a shared
+            Gaussian per class minus one over all images (Ren et al. 2021),
+            threshold from 5-fold out-of-fold scores. See
+            `medivision_tf.trust.apply.ood_scores`.
         batch_size: images per forward pass.
-        seed: seed of the folds that place the OOD threshold.
+        seed: seed of the bank's sample and of the OOD folds.
 
     Returns:
         `model` (the same object, now with `get_trust(model)`).
 
     Raises:
         ValueError: a multi-label model, `alpha`/`accept_rate` outside (0, 1),
-            or no (labelled) images.
+            an unknown `ood_method`, or fewer than 2 (labelled) images.
 
     Example:
 
@@ -125,9 +159,18 @@ def fit_trust(model, val_images, val_labels=None, alpha=0.1, *, accept_rate=0.95
     alpha = fitting.check_alpha(alpha)
     if not 0 < accept_rate < 1:
         raise ValueError(f"`accept_rate` must be in (0, 1). Received: accept_rate={accept_rate!r}")
-    features, probabilities, labels = _forward(model, val_images, val_labels, batch_size)
+    if ood_method not in OOD_FITS:
+        raise ValueError(
+            f"Unknown `ood_method` {ood_method!r}. Known: {', '.join(OOD_FITS)}."
+        )
+    features, probabilities, labels = _forward(model, val_images, val_labels, batch_size,
+                                               layer=apply.FEATURE_LAYER)
     if labels is None:
         raise ValueError("fit_trust needs labels: pass `val_labels` or (images, labels) batches.")
+    if len(labels) < 2:
+        raise ValueError(
+            f"fit_trust needs at least 2 validation images; received {len(labels)}."
+        )
     probabilities, labels = fitting._check_probabilities(probabilities, labels)
     n, num_classes = probabilities.shape
 
@@ -139,27 +182,14 @@ def fit_trust(model, val_images, val_labels=None, alpha=0.1, *, accept_rate=0.95
     scores = np.asarray(apply.aps_scores(calibrated))[np.arange(n), labels]
     threshold = fitting.conformal_threshold(scores, alpha)
 
-    # Mahalanobis OOD score; threshold from out-of-fold distances.
-    folds = fitting.fold_ids(n, OOD_FOLDS, seed)
-    out_of_fold = np.zeros(n, np.float32)
-    for fold in np.unique(folds):
-        held = folds == fold
-        if held.all():  # one image: score it in-sample
-            held_fit = held
-        else:
-            held_fit = ~held
-        fold_ood = _fit_ood(features[held_fit], labels[held_fit], num_classes)
-        out_of_fold[held] = np.asarray(apply.ood_scores(features[held], fold_ood))
-    ood_threshold = float(np.quantile(out_of_fold, accept_rate, method="higher"))
-    ood = _fit_ood(features, labels, num_classes)
+    ood = OOD_FITS[ood_method](features, labels, num_classes, accept_rate, seed)
 
     trust = {
         "version": apply.TRUST_VERSION,
         "temperature": temperature,
         "conformal": {"method": "aps", "alpha": alpha, "threshold": threshold,
                       "num_calibration": int(n)},
-        "ood": {**ood, "layer": apply.FEATURE_LAYER,
-                "accept_rate": float(accept_rate), "threshold": ood_threshold},
+        "ood": {**ood, "layer": apply.FEATURE_LAYER, "accept_rate": float(accept_rate)},
         "validation": {
             "num_images": int(n),
             "nll_before": fitting.negative_log_likelihood(probabilities, labels),
@@ -170,8 +200,39 @@ def fit_trust(model, val_images, val_labels=None, alpha=0.1, *, accept_rate=0.95
     return model
 
 
-def _fit_ood(features, labels, num_classes):
-    """The relative Mahalanobis fit as the JSON-ready `trust["ood"]` arrays."""
+def _threshold(scores, accept_rate):
+    """The score below which `accept_rate` of the (held-out) scores lie."""
+    return float(np.quantile(np.asarray(scores), accept_rate, method="higher"))
+
+
+def _fit_knn(features, labels, num_classes, accept_rate, seed):
+    """The kNN bank (normalized validation features) and its threshold.
+
+    Written here, not with scikit-learn's `NearestNeighbors`: the exported
+    graph must find the neighbours with TensorFlow ops (a matrix product and
+    `top_k` over the stored bank), so the score is defined once, in
+    `apply.knn_scores`, and used for the threshold too.
+    """
+    n, width = features.shape
+    rows = min(n, MAX_BANK_ROWS, max(KNN_NEIGHBOURS + 1, MAX_BANK_VALUES // max(width, 1)))
+    chosen = np.arange(n)
+    if rows < n:
+        chosen = np.sort(np.random.default_rng(seed).choice(n, rows, replace=False))
+    bank = np.asarray(apply.normalize_rows(features[chosen]))
+    k = min(KNN_NEIGHBOURS, rows - 1)
+    # Bank images are scored leave-one-out (not their own neighbour), the
+    # rest against the whole bank: both as a new image will be.
+    scores = np.empty(n, np.float32)
+    scores[chosen] = np.asarray(apply.knn_scores(features[chosen], bank, k, exclude_self=True))
+    rest = np.setdiff1d(np.arange(n), chosen)
+    for start in range(0, len(rest), MAX_BANK_ROWS):
+        part = rest[start: start + MAX_BANK_ROWS]
+        scores[part] = np.asarray(apply.knn_scores(features[part], bank, k))
+    return {"method": "knn", "k": int(k), "bank": apply.encode_array(bank),
+            "num_bank": int(rows), "threshold": _threshold(scores, accept_rate)}
+
+
+def _relative_mahalanobis_values(features, labels, num_classes):
     whitening, centers = fitting.fit_mahalanobis(features, labels, num_classes)
     background_whitening, background_center = fitting.fit_background(features)
     return {"method": "relative_mahalanobis",
@@ -179,6 +240,24 @@ def _fit_ood(features, labels, num_classes):
             "centers": apply.encode_array(centers),
             "background_whitening": apply.encode_array(background_whitening),
             "background_center": apply.encode_array(background_center)}
+
+
+def _fit_relative_mahalanobis(features, labels, num_classes, accept_rate, seed):
+    """The relative Mahalanobis fit; threshold from out-of-fold scores."""
+    n = len(features)
+    folds = fitting.fold_ids(n, OOD_FOLDS, seed)
+    out_of_fold = np.zeros(n, np.float32)
+    for fold in np.unique(folds):
+        held = folds == fold
+        fit_on = held if held.all() else ~held  # one image: score it in-sample
+        values = _relative_mahalanobis_values(features[fit_on], labels[fit_on], num_classes)
+        out_of_fold[held] = np.asarray(apply.ood_scores(features[held], values))
+    values = _relative_mahalanobis_values(features, labels, num_classes)
+    return {**values, "threshold": _threshold(out_of_fold, accept_rate)}
+
+
+#: `fit_trust(ood_method=...)`: fits returning the `trust["ood"]` values.
+OOD_FITS = {"knn": _fit_knn, "relative_mahalanobis": _fit_relative_mahalanobis}
 
 
 def store_trust(model, trust):
@@ -201,9 +280,9 @@ def predict_with_trust(model, images, batch_size=32):
     Returns:
         dict of NumPy arrays: `probabilities` (calibrated, `(n, classes)`),
         `uncalibrated_probabilities`, `prediction_set` (bool `(n, classes)`),
-        `ood_score` (`(n,)`, relative Mahalanobis score of the pooled
-        features: squared distance to the nearest class mean minus that to
-        the mean of all validation images; see `apply.ood_scores`) and
+        `ood_score` (`(n,)`; by default the cosine distance of the
+        backbone's pooled features to the 5th nearest validation image, see
+        `apply.ood_scores`) and
         `out_of_distribution` (bool `(n,)`).
 
     Raises:
