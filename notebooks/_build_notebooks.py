@@ -969,8 +969,9 @@ def explain_with_gradcam():
             * **calibrated probabilities** (temperature scaling): a 0.8 is right about 80% of the time;
             * a **prediction set** (split-conformal, APS): the classes that, together, hold the true
               class for 1 - alpha of new images: one class when the model is sure, more when it is not;
-            * an **out-of-distribution flag**: the Mahalanobis distance of the pooled features to the
-              nearest class, flagged above a threshold that accepts 95% of validation images.
+            * an **out-of-distribution flag**: how far the image's backbone features are from the
+              5th nearest validation image (cosine distance), flagged above a threshold that
+              accepts 95% of validation images.
 
             `medivision train` fits them itself when it has a validation split.
             """
