@@ -25,7 +25,12 @@ handwritten digits, 8x8 scans upscaled to 28x28), the share of test images
 flagged out-of-distribution, and wall time.
 
 Models: `medivision` (default head), `baseline` (`build_pooling_baseline`),
-`rows` (sequence="rows"), `narrow` (projection to 32, LSTM 64).
+`rows` (sequence="rows"), `narrow` (projection to 32, LSTM 64),
+`bidirectional` (a bidirectional LSTM, 64 units each way, in place of the
+LSTM) and `context` (the attention context alone is pooled: the mean of the
+attention-weighted LSTM outputs, without the Add skip). The last two are
+built here from the default model's layers (`head_variant`): head designs
+under test, not options of `build_medivision`.
 """
 
 import gzip
@@ -51,6 +56,8 @@ MODELS = {
     "baseline": "pooling baseline",
     "rows": "MediVision, rows",
     "narrow": "MediVision, projection 32, LSTM 64",
+    "bidirectional": "MediVision, bidirectional LSTM 2x64",
+    "context": "MediVision, attention context pooled (no skip)",
 }
 METRICS = ("accuracy", "ece_before", "ece_after", "coverage", "mean_set_size", "ood_auroc",
            "flagged_in_distribution", "train_seconds")
@@ -112,7 +119,43 @@ def build(name, seed):
                                               **options)
     if name == "medivision":
         return medivision_tf.build_medivision(10, **options)
+    if name in ("bidirectional", "context"):
+        return head_variant(name, medivision_tf.build_medivision(10, **options))
     raise ValueError(f"Unknown model {name!r}. Choose from: {', '.join(MODELS)}.")
+
+
+def head_variant(name, model):
+    """A head variant on `model`'s backbone, ending like every MediVision model.
+
+    The backbone, `to_sequence` (and `projection`) layers are `model`'s own;
+    the new head ends in `pool` -> `dropout` -> `predictions` ->
+    `class_labels` (holding `model`'s `ModelConfig`), so trust fitting,
+    Grad-CAM and `predict_with_trust` treat it as any MediVision model.
+    """
+    import keras
+
+    from medivision_tf import get_model_config
+    from medivision_tf.layers import ClassLabels, SequenceAttention
+
+    config = get_model_config(model)
+    names = [layer.name for layer in model.layers]
+    sequence = model.get_layer("projection" if "projection" in names else "to_sequence").output
+    if name == "bidirectional":
+        lstm = keras.layers.Bidirectional(
+            keras.layers.LSTM(config.lstm_units // 2, return_sequences=True), name="lstm")(sequence)
+        attended, _ = SequenceAttention(config.attention_units, name="attention")(lstm)
+        x = keras.layers.Add(name="attention_skip")([attended, lstm])
+    elif name == "context":
+        x = model.get_layer("attention").output[0]
+    else:
+        raise ValueError(f"Unknown head variant {name!r}: 'bidirectional' or 'context'.")
+    x = keras.layers.GlobalAveragePooling1D(name="pool")(x)
+    x = keras.layers.Dropout(config.dropout, name="dropout")(x)
+    x = keras.layers.Dense(config.num_classes, activation="softmax", dtype="float32",
+                           name="predictions")(x)
+    x = ClassLabels(list(config.class_names), model_config=config.to_dict(), dtype="float32",
+                    name="class_labels")(x)
+    return keras.Model(model.inputs, x, name=f"medivision_{name}")
 
 
 def run_one(name, seed, data, config, ood_images):
@@ -199,10 +242,27 @@ def main(argv=None):
         "runs": runs,
         "summary": {name: {m: summarize([r[m] for r in rows]) for m in METRICS}
                     for name, rows in runs.items()},
+        "paired_vs_baseline": paired_differences(runs),
     }
     print(render_table(results))
     common.write_results(results, args.json)
     return results
+
+
+def paired_differences(runs, reference="baseline"):
+    """Per model: test accuracy minus the reference's, seed by seed (same split and seed)."""
+    if reference not in runs:
+        return {}
+    base = [r["accuracy"] for r in runs[reference]]
+    out = {}
+    for name, rows in runs.items():
+        if name == reference:
+            continue
+        differences = [r["accuracy"] - b for r, b in zip(rows, base)]
+        out[name] = {**summarize(differences),
+                     "seeds_at_least_as_accurate": sum(d >= 0 for d in differences),
+                     "seeds": len(differences)}
+    return out
 
 
 def render_table(results):
@@ -228,6 +288,14 @@ def render_table(results):
         f"{config['test_images']} official test images; smallcnn from scratch, "
         f"{config['epochs']} epochs, seeds {config['seeds']}. OOD: {results['ood_set']}."
     )
+    paired = results.get("paired_vs_baseline") or {}
+    if paired:
+        lines += ["", "| model | test accuracy − pooling baseline, paired by seed | seeds at least "
+                  "as accurate |", "|---|---|---|"]
+        for name, stats in paired.items():
+            lines.append(f"| {MODELS.get(name, name)} | {stats['mean']:+.4f} ± {stats['std']:.4f} "
+                         f"({', '.join(f'{v:+.4f}' for v in stats['values'])}) | "
+                         f"{stats['seeds_at_least_as_accurate']} of {stats['seeds']} |")
     return "\n".join(lines)
 
 

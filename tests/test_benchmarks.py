@@ -162,3 +162,42 @@ def test_bench_pipeline_side_by_side_and_peer_skip(tmp_path, capsys):
     assert all(rate["wall"] > 0 and rate["cpu"] > 0 for rate in streams.values())
     bench_pipeline.print_comparison(streams, None, reason, title="repeated streams")
     assert "Side by side, repeated streams" in capsys.readouterr().out
+
+
+def test_bench_realdata_head_variants_and_paired_table():
+    """The head variants end like every MediVision model (trust fits on them);
+    the paired table compares each model with the baseline seed by seed."""
+    import bench_realdata
+    import numpy as np
+
+    from medivision_tf.trust import fit_trust, predict_with_trust
+
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (24, 28, 28, 1)).astype("float32")
+    labels = np.arange(24) % 10
+    for name in ("bidirectional", "context"):
+        model = bench_realdata.build(name, seed=0)
+        names = [layer.name for layer in model.layers]
+        assert {"feature_map", "pool", "predictions", "class_labels"} <= set(names)
+        assert (name == "bidirectional") == any("bidirectional" in str(type(layer)).lower()
+                                                for layer in model.layers)
+        assert ("attention_skip" in names) == (name == "bidirectional")
+        fit_trust(model, images, labels)
+        out = predict_with_trust(model, images[:3])
+        assert out["probabilities"].shape == (3, 10)
+    with pytest.raises(ValueError, match="Unknown head variant 'wide'"):
+        bench_realdata.head_variant("wide", bench_realdata.build("medivision", seed=0))
+
+    def row(accuracy):
+        return {m: 0.5 for m in bench_realdata.METRICS} | {"accuracy": accuracy}
+
+    runs = {"medivision": [row(0.80), row(0.86)], "baseline": [row(0.82), row(0.85)]}
+    paired = bench_realdata.paired_differences(runs)
+    assert paired["medivision"]["values"] == pytest.approx([-0.02, 0.01])
+    assert paired["medivision"]["seeds_at_least_as_accurate"] == 1
+    results = {"settings": {"train_images": 6, "val_images": 2, "test_images": 3, "epochs": 1,
+                            "seeds": [0, 1]}, "ood_set": "x", "paired_vs_baseline": paired,
+               "summary": {n: {m: bench_realdata.summarize([r[m] for r in rows])
+                               for m in bench_realdata.METRICS} for n, rows in runs.items()}}
+    table = bench_realdata.render_table(results)
+    assert "-0.0050 ± 0.0212 (-0.0200, +0.0100) | 1 of 2" in table
