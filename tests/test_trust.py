@@ -188,6 +188,18 @@ def test_relative_mahalanobis_score_matches_numpy_and_old_models_keep_theirs(rng
         ood_scores(new, {"method": "energy"})
     with pytest.raises(ValueError, match=r"features.*\(1, 6\)"):
         fit_background(features[:1])
+    # A model fitted before the kNN default names the head's `pool` layer:
+    # it is scored on that layer's features, as it was fitted.
+    from medivision_tf.trust import feature_model, store_trust
+
+    pool = np.asarray(feature_model(twin, "pool")(val.images)[0])
+    w, centers = fit_mahalanobis(pool, val.labels, 3)
+    legacy = {**get_trust(relative_fit), "ood": {
+        "method": "mahalanobis", "whitening": encode_array(w), "centers": encode_array(centers),
+        "layer": "pool", "accept_rate": 0.95, "threshold": 1.0}}
+    store_trust(twin, legacy)
+    np.testing.assert_allclose(predict_with_trust(twin, val.images[:5])["ood_score"],
+                               ood_scores(pool[:5], legacy["ood"]), rtol=1e-4)
 
 
 def test_fit_trust_refuses_bad_input(data):
