@@ -400,8 +400,9 @@ def _trust_columns(rows, row_probabilities, trusted, config):
     """
     from medivision_tf.trust import apply
 
-    sets = np.asarray(apply.prediction_sets(row_probabilities,
-                                            config.trust["conformal"]["threshold"]))
+    conformal = config.trust["conformal"]
+    sets = np.asarray(apply.prediction_sets(row_probabilities, conformal["threshold"],
+                                            conformal.get("method", "aps")))
     names = list(config.class_names)
     return {
         "prediction_set": ["|".join(names[i] for i in np.flatnonzero(row)) for row in sets],

@@ -80,6 +80,37 @@ def test_sets_match_crepes(rng):
     np.testing.assert_array_equal(ours, theirs)
 
 
+def test_lac_sets_match_crepes_and_may_be_empty(rng, trusted, data):
+    crepes = pytest.importorskip("crepes")
+    from medivision_tf.trust import apply
+
+    cal = rng.dirichlet(np.ones(4) * 0.3, size=400).astype("float32")
+    cal_labels = cal.argmax(1)  # an accurate model: coverage would exceed 1 - alpha
+    cal_labels[:30] = (cal_labels[:30] + 1) % 4
+    new = rng.dirichlet(np.ones(4) * 0.3, size=200).astype("float32")
+    cal_scores = 1 - cal[np.arange(400), cal_labels]
+    threshold = conformal_threshold(cal_scores, alpha=0.1)
+    ours = np.asarray(apply.prediction_sets(new, threshold, "lac"))
+    theirs = crepes.ConformalClassifier().fit(cal_scores).predict_set(
+        1 - new, confidence=0.9, smoothing=False).astype(bool)
+    np.testing.assert_array_equal(ours, theirs)
+    assert (ours.sum(1) == 0).any()  # LAC sets can be empty, APS sets never
+    with pytest.raises(ValueError, match="Unknown conformal method 'raps'"):
+        apply.conformal_scores(new, "raps")
+    # fit_trust stores the method; predict_with_trust applies it.
+    twin = keras.models.clone_model(trusted)
+    twin.set_weights(trusted.get_weights())
+    val, test = data[1], data[2]
+    fit_trust(twin, val.images, val.labels, alpha=0.2, conformal_method="lac")
+    conformal = get_trust(twin)["conformal"]
+    assert conformal["method"] == "lac"
+    out = predict_with_trust(twin, test.images)
+    expected = (1 - out["probabilities"]) <= conformal["threshold"]
+    np.testing.assert_array_equal(out["prediction_set"], expected)
+    with pytest.raises(ValueError, match="Unknown `conformal_method` 'raps'.*aps, lac"):
+        fit_trust(twin, val.images, val.labels, conformal_method="raps")
+
+
 def test_fit_trust_stores_json_ready_values_that_survive_saving(trusted, data, tmp_path):
     trust = get_trust(trusted)
     assert json.loads(json.dumps(trust)) == trust
@@ -230,6 +261,7 @@ def test_evaluate_reports_coverage_and_both_eces(trusted, data, tmp_path):
     assert summary["coverage"] == pytest.approx(
         out["prediction_set"][np.arange(len(test.labels)), test.labels].mean())
     assert summary["mean_set_size"] == pytest.approx(out["prediction_set"].sum(1).mean())
+    assert summary["empty_set_rate"] == 0.0  # APS sets always hold the top class
     assert report.summary["ece"] == summary["ece_before_calibration"]
     assert os.path.getsize(tmp_path / "ev" / "reliability_diagram.png") > 0
 
@@ -307,6 +339,10 @@ def test_train_fits_and_saves_trust_with_validation_data(tmp_path, data):
     trust = get_trust(medivision_tf.load_model(result.model_path, compile=False))
     assert trust is not None and trust["conformal"]["alpha"] == 0.2
     assert trust["conformal"]["num_calibration"] == len(val.images)
+    assert trust["conformal"]["method"] == "aps"
+    lac = train({**config, "conformal_method": "lac"}, val_data=(val.images, val.labels),
+                run_dir=tmp_path / "lac", **args)
+    assert get_trust(lac.model)["conformal"]["method"] == "lac"
     off = train({**config, "trust": False}, val_data=(val.images, val.labels),
                 run_dir=tmp_path / "off", **args)
     assert get_trust(off.model) is None

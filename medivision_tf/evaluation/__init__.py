@@ -18,7 +18,8 @@ For a model with trust values (`medivision_tf.trust`, fitted by `train` on
 validation data) the summary also holds `ece_before_calibration`,
 `ece_after_calibration` (temperature-scaled), `temperature`,
 `conformal_alpha`, `coverage` (share of images whose prediction set holds the
-true class) and `mean_set_size`; the reliability diagram draws both curves.
+true class), `mean_set_size` and `empty_set_rate`; the reliability diagram draws
+both curves.
 
 Prediction (with test-time augmentation) is `medivision_tf.prediction`'s;
 `predict_probabilities` and `TTA_TRANSFORMS` are re-exported here.

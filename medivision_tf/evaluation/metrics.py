@@ -211,7 +211,8 @@ def add_trust_metrics(report, trust, n_bins=10):
     from medivision_tf.trust import apply
 
     calibrated = np.asarray(apply.calibrate(report.probabilities, trust["temperature"]))
-    sets = np.asarray(apply.prediction_sets(calibrated, trust["conformal"]["threshold"]))
+    sets = np.asarray(apply.prediction_sets(calibrated, trust["conformal"]["threshold"],
+                                            trust["conformal"].get("method", "aps")))
     labels = report.labels.astype(int)
     ece_after, bins = expected_calibration_error(labels, calibrated, n_bins)
     report.calibrated = bins
@@ -222,6 +223,8 @@ def add_trust_metrics(report, trust, n_bins=10):
         conformal_alpha=float(trust["conformal"]["alpha"]),
         coverage=float(sets[np.arange(len(labels)), labels].mean()) if len(labels) else float("nan"),
         mean_set_size=float(sets.sum(axis=1).mean()) if len(labels) else float("nan"),
+        # Only "lac" sets can be empty ("no class plausible enough").
+        empty_set_rate=float((sets.sum(axis=1) == 0).mean()) if len(labels) else float("nan"),
     )
 
 

@@ -294,7 +294,8 @@ def train(
         if config.trust and inputs.val is not None and not config.multi_label:
             from medivision_tf.trust import fit_trust
 
-            fit_trust(model, inputs.val, alpha=config.conformal_alpha, seed=config.seed)
+            fit_trust(model, inputs.val, alpha=config.conformal_alpha,
+                      conformal_method=config.conformal_method, seed=config.seed)
         with atomic_path(model_path) as partial:
             model.save(partial)
         # Tidied before the run counts as finished: a rerun of a finished

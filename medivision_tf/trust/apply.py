@@ -73,11 +73,37 @@ def aps_scores(probabilities):
     return tf.reduce_sum(p[:, None, :] * more_probable, axis=-1)
 
 
-def prediction_sets(calibrated, threshold):
-    """Classes whose APS score is <= threshold (the top class's score is 0)."""
+#: Conformal scores by `trust["conformal"]["method"]`.
+CONFORMAL_METHODS = ("aps", "lac")
+
+
+def conformal_scores(probabilities, method="aps"):
+    """The conformal score of every class (higher = less plausible).
+
+    - `"aps"`: `aps_scores`, the mass of the strictly more probable classes;
+      0 for the top class, so a set always holds it (never empty) and its
+      coverage is at least the accuracy.
+    - `"lac"`: `1 - p` (least ambiguous set-valued classifier, Sadinle et al.
+      2019): the smallest sets on average, and a coverage close to `1 -
+      alpha` even where the accuracy is above it, at the price of an empty
+      set ("no class is plausible enough") for some images.
+    """
     import tensorflow as tf
 
-    scores = aps_scores(calibrated)
+    if method == "aps":
+        return aps_scores(probabilities)
+    if method == "lac":
+        return 1.0 - tf.cast(probabilities, tf.float32)
+    raise ValueError(
+        f"Unknown conformal method {method!r}. Known: {', '.join(CONFORMAL_METHODS)}."
+    )
+
+
+def prediction_sets(calibrated, threshold, method="aps"):
+    """Classes whose conformal score (`conformal_scores`) is <= threshold."""
+    import tensorflow as tf
+
+    scores = conformal_scores(calibrated, method)
     # A threshold of (about) 1 means "all classes": masses sum to 1 only up
     # to float32 rounding, which must not drop the last class.
     if threshold >= 1.0 - 1e-6:
@@ -212,7 +238,8 @@ def trust_outputs(probabilities, features, trust):
     score = ood_scores(features, ood)
     return {
         "calibrated_probabilities": calibrated,
-        "prediction_set": prediction_sets(calibrated, trust["conformal"]["threshold"]),
+        "prediction_set": prediction_sets(calibrated, trust["conformal"]["threshold"],
+                                          trust["conformal"].get("method", "aps")),
         "ood_score": score,
         "out_of_distribution": score > tf.constant(ood["threshold"], tf.float32),
     }

@@ -100,7 +100,7 @@ def _forward(model, images, labels=None, batch_size=32, layer=None):
 
 
 def fit_trust(model, val_images, val_labels=None, alpha=0.1, *, accept_rate=0.95,
-              ood_method="knn", batch_size=32, seed=0):
+              conformal_method="aps", ood_method="knn", batch_size=32, seed=0):
     """Fits temperature, conformal threshold and OOD score on validation data.
 
     The values are stored in the model itself (`ModelConfig.trust`, inside the
@@ -117,6 +117,11 @@ def fit_trust(model, val_images, val_labels=None, alpha=0.1, *, accept_rate=0.95
         alpha: allowed miscoverage of the prediction sets, in (0, 1): sets
             hold the true class for about `1 - alpha` of new images.
         accept_rate: share of in-distribution images the OOD threshold accepts.
+        conformal_method: the score of the prediction sets: `"aps"` (default;
+            never empty, so the coverage is at least the accuracy) or
+            `"lac"` (`1 - p`: smallest sets, coverage close to `1 - alpha`
+            also for a model more accurate than that, some sets empty). See
+            `medivision_tf.trust.apply.conformal_scores`.
         ood_method: `"knn"` (default): cosine distance to the 5th nearest
             validation image in the backbone's pooled features, the images
             stored as a bank of at most `MAX_BANK_ROWS` (fewer for wide
@@ -133,7 +138,8 @@ def fit_trust(model, val_images, val_labels=None, alpha=0.1, *, accept_rate=0.95
 
     Raises:
         ValueError: a multi-label model, `alpha`/`accept_rate` outside (0, 1),
-            an unknown `ood_method`, or fewer than 2 (labelled) images.
+            an unknown `conformal_method` or `ood_method`, or fewer than 2
+            (labelled) images.
 
     Example:
 
@@ -159,6 +165,11 @@ def fit_trust(model, val_images, val_labels=None, alpha=0.1, *, accept_rate=0.95
     alpha = fitting.check_alpha(alpha)
     if not 0 < accept_rate < 1:
         raise ValueError(f"`accept_rate` must be in (0, 1). Received: accept_rate={accept_rate!r}")
+    if conformal_method not in apply.CONFORMAL_METHODS:
+        raise ValueError(
+            f"Unknown `conformal_method` {conformal_method!r}. Known: "
+            f"{', '.join(apply.CONFORMAL_METHODS)}."
+        )
     if ood_method not in OOD_FITS:
         raise ValueError(
             f"Unknown `ood_method` {ood_method!r}. Known: {', '.join(OOD_FITS)}."
@@ -178,8 +189,8 @@ def fit_trust(model, val_images, val_labels=None, alpha=0.1, *, accept_rate=0.95
     temperature = fitting.fit_temperature(probabilities, labels)
     calibrated = np.asarray(apply.calibrate(probabilities, temperature))
 
-    # Split-conformal APS threshold, scored by the same TF op as prediction.
-    scores = np.asarray(apply.aps_scores(calibrated))[np.arange(n), labels]
+    # Split-conformal threshold, scored by the same TF op as prediction.
+    scores = np.asarray(apply.conformal_scores(calibrated, conformal_method))[np.arange(n), labels]
     threshold = fitting.conformal_threshold(scores, alpha)
 
     ood = OOD_FITS[ood_method](features, labels, num_classes, accept_rate, seed)
@@ -187,7 +198,7 @@ def fit_trust(model, val_images, val_labels=None, alpha=0.1, *, accept_rate=0.95
     trust = {
         "version": apply.TRUST_VERSION,
         "temperature": temperature,
-        "conformal": {"method": "aps", "alpha": alpha, "threshold": threshold,
+        "conformal": {"method": conformal_method, "alpha": alpha, "threshold": threshold,
                       "num_calibration": int(n)},
         "ood": {**ood, "layer": apply.FEATURE_LAYER, "accept_rate": float(accept_rate)},
         "validation": {
