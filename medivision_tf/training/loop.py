@@ -205,7 +205,7 @@ def train(
     run_dir = os.fspath(run_dir)
     work_dir = run_dir if is_chief else os.path.join(run_dir, ".workers", worker)
     os.makedirs(work_dir, exist_ok=True)
-    if config.augment_on != "auto" and not config.augment:
+    if config.augment_on != "auto" and not config.augment and is_chief:  # once per run
         print(f"Warning: augment_on={config.augment_on!r} has no effect without augment=True.",
               file=sys.stderr, flush=True)
     previous = read_json(os.path.join(work_dir, "config.json")) or {}
