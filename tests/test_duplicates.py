@@ -172,6 +172,10 @@ def test_train_refuses_leaking_copies_and_allow_duplicates_trains(fashion, tmp_p
                  "--out", str(scored), "--quiet"]) == 0
     metrics = json.load(open(scored / "metrics.json"))
     assert metrics["summary"]["num_scored"] == (split["split"] == "test").sum()
+    # A split the file does not have is named, with the ones it has.
+    assert main(["evaluate", str(run / "model.keras"), str(run / "split.csv"), "--split", "tset",
+                 "--out", str(tmp_path / "typo"), "--quiet"]) == 2
+    assert "--split 'tset'" in capsys.readouterr().err
 
 
 def _volume(rng, pattern, shape=(20, 20, 6)):

@@ -73,7 +73,18 @@ def run_evaluate(args):
     if args.split is not None:
         if "split" not in table.columns:
             raise ValueError(f"--split {args.split} given but {args.source!r} has no split column.")
+        present = sorted(str(v) for v in table["split"].dropna().unique())
+        if args.split not in present:
+            raise ValueError(
+                f"--split {args.split!r}: {args.source!r} has no rows of that split. "
+                f"Its splits: {', '.join(present) or 'none'}."
+            )
         table = with_attrs(table[table["split"] == args.split], table)
+    if args.split is None and "split" in table.columns and table["split"].nunique() > 1:
+        counts = ", ".join(f"{k} {v}" for k, v in table["split"].value_counts().items())
+        print(f"Note: scoring all {len(table)} images of {args.source} ({counts}): the "
+              "figures include any training and validation images. Pass --split test for "
+              "held-out figures.", flush=True)
     if args.split is None and "split" not in table.columns:
         print(f"Note: scoring all {len(table)} images of {args.source} (it has no split "
               "column): if the model was trained on this folder, these figures include its "

@@ -42,9 +42,16 @@ def register(subparsers):
 
 
 def print_summary(summary):
-    """One line of the headline metrics of an `EvaluationReport.summary`."""
+    """The headline metrics of an `EvaluationReport.summary`: one line, and
+    one more for a model with trust values (`medivision_tf.trust`)."""
     keys = ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc_macro", "ece")
     print("  ".join(f"{k}={summary[k]:.4f}" for k in keys if k in summary))
+    if "coverage" in summary:
+        print(f"trust: ece_after_calibration={summary['ece_after_calibration']:.4f} "
+              f"(temperature {summary['temperature']:.3f})  prediction sets "
+              f"({summary.get('conformal_method', 'aps')}, alpha {summary['conformal_alpha']:g}): "
+              f"coverage={summary['coverage']:.4f}  mean_set_size={summary['mean_set_size']:.3f}  "
+              f"empty_set_rate={summary.get('empty_set_rate', 0.0):.4f}")
 
 
 def run_train(args):

@@ -221,6 +221,7 @@ def add_trust_metrics(report, trust, n_bins=10):
         ece_after_calibration=ece_after,
         temperature=float(trust["temperature"]),
         conformal_alpha=float(trust["conformal"]["alpha"]),
+        conformal_method=str(trust["conformal"].get("method", "aps")),
         coverage=float(sets[np.arange(len(labels)), labels].mean()) if len(labels) else float("nan"),
         mean_set_size=float(sets.sum(axis=1).mean()) if len(labels) else float("nan"),
         # Only "lac" sets can be empty ("no class plausible enough").
