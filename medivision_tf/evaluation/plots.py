@@ -127,8 +127,10 @@ def plot_reliability_diagram(report, path):
     figure = Figure(figsize=(5.5, 5))
     ax = figure.subplots()
     width = bins["bin_upper"] - bins["bin_lower"]
+    # The bars are the model's own (uncalibrated) probabilities, as `ece`.
+    bars = "accuracy" if report.calibrated is None else "accuracy (before calibration)"
     ax.bar(bins["bin_lower"], bins["accuracy"].fillna(0), width=width, align="edge",
-           edgecolor="black", alpha=0.7, label="accuracy")
+           edgecolor="black", alpha=0.7, label=bars)
     ax.bar(bins["bin_lower"], (bins["confidence"] - bins["accuracy"]).fillna(0),
            bottom=bins["accuracy"].fillna(0), width=width, align="edge", color="red",
            alpha=0.3, label="gap")
