@@ -25,13 +25,12 @@ import base64
 import numpy as np
 
 TRUST_VERSION = 1
-#: The features of the OOD score `fit_trust` fits by default: the backbone's
-#: last feature map, averaged over its positions (kNN on these separated
-#: Fashion-MNIST from digits at AUROC 0.99, the head's pooled features at
-#: 0.96: benchmarks/README.md). Earlier fits read the head's pooled features (`LEGACY_FEATURE_LAYER`); the layer
-#: is stored with the fit (`trust["ood"]["layer"]`).
+#: The features of the OOD score `fit_trust` fits: the backbone's last
+#: feature map, averaged over its positions (kNN on these separated
+#: Fashion-MNIST from digits at AUROC 0.995, on the head's `pool` output at
+#: 0.957: docs/trust.md). The layer is stored with the fit
+#: (`trust["ood"]["layer"]`): earlier fits read `pool`, and still do.
 FEATURE_LAYER = "feature_map"
-LEGACY_FEATURE_LAYER = "pool"
 #: Names of the extra outputs (Python dict keys, SavedModel output names).
 OUTPUT_NAMES = ("calibrated_probabilities", "prediction_set", "ood_score",
                 "out_of_distribution")
