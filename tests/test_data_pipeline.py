@@ -335,6 +335,27 @@ def test_dicom_files_decoded_in_groups_keep_their_order_and_skip_a_broken_one(tm
         run(skip_errors=False)
 
 
+@pytest.mark.parametrize("resize", ["pad", "crop", "stretch"])
+def test_grouped_dicom_gray_and_rgb_give_the_per_image_finish(tmp_path, resize):
+    # The grouped path finishes images with the pad arithmetic done per
+    # group: gray and RGB files of several sizes, to RGB, each resize mode.
+    import shutil
+
+    from pydicom.data import get_testdata_file
+
+    names = ("CT_small.dcm", "examples_rgb_color.dcm", "MR_small.dcm", "SC_rgb_small_odd.dcm")
+    for index, name in enumerate(names * 2):
+        folder = tmp_path / ("a" if index % 2 else "b")
+        folder.mkdir(exist_ok=True)
+        shutil.copyfile(get_testdata_file(name), folder / f"{index}.dcm")
+    table = data.from_directory(tmp_path)
+    images = np.concatenate([x.numpy() for x, _ in data.make_dataset(
+        table, image_size=(20, 28), channels=3, batch_size=3, shuffle=False, resize=resize)])
+    expected = np.stack([data.decode.finish_image(
+        data.decode.load_image(path, 3), (20, 28), 3, resize).numpy() for path in table["path"]])
+    np.testing.assert_array_equal(images, expected)
+
+
 def test_nifti_slices_decoded_in_groups_skip_a_volume_removed_after_the_build(tmp_path):
     import os
     import shutil
