@@ -242,6 +242,32 @@ def test_freeze_and_unfreeze_backbone():
         medivision_tf.set_backbone_trainable(model, -1)
 
 
+def test_small_cnn_blocks_and_smallvgg():
+    from medivision_tf.backbones import small_cnn
+
+    def convs(model):
+        return [layer.name for layer in model.layers if "_conv" in layer.name]
+
+    one = small_cnn(input_shape=(32, 32, 1))
+    assert convs(one) == [f"smallcnn_conv{i}" for i in range(1, 5)]
+    assert one.output.shape == (None, 4, 4, 128)
+    two = small_cnn(input_shape=(32, 32, 1), convs_per_block=2, filters=(8, 16))
+    assert convs(two) == ["smallcnn_conv1", "smallcnn_conv1b", "smallcnn_conv2", "smallcnn_conv2b"]
+    assert two.layers[-1].name == "smallcnn_top_activation" and two.output.shape[-1] == 16
+    for bad in (0, 2.0, True):
+        with pytest.raises(ValueError, match="convs_per_block"):
+            small_cnn(input_shape=(32, 32, 1), convs_per_block=bad)
+    # `smallvgg`: the registry's two-convolution network, a backbone like any other.
+    assert "smallvgg" in medivision_tf.available_backbones()
+    model = medivision_tf.build_medivision(2, backbone="smallvgg", input_shape=(28, 28, 1),
+                                           weights=None)
+    layers = medivision_tf.backbone_layers(model)
+    assert [l.name for l in layers if "_conv" in l.name] == [
+        f"smallvgg_conv{i}{s}" for i in range(1, 5) for s in ("", "b")]
+    assert layers[-1].name == "smallvgg_top_activation"
+    assert model.predict(_images(2, 28, 1), verbose=0).shape == (2, 2)
+
+
 def test_frozen_backbone_does_not_change_in_training():
     model = medivision_tf.build_medivision(
         2, backbone="smallcnn", input_shape=(32, 32, 1), weights=None
