@@ -68,11 +68,12 @@ def settings(args):
     if args.quick:
         return dict(train_images=300, val_images=200, test_images=500, epochs=1,
                     seeds=[0], models=["medivision", "baseline"], batch_size=64,
-                    learning_rate=2e-3)
+                    learning_rate=2e-3, backbone=args.backbone)
     return dict(train_images=args.train_images, val_images=args.val_images,
                 test_images=args.test_images, epochs=args.epochs,
                 seeds=[int(s) for s in args.seeds.split(",")],
-                models=args.models.split(","), batch_size=64, learning_rate=2e-3)
+                models=args.models.split(","), batch_size=64, learning_rate=2e-3,
+                backbone=args.backbone)
 
 
 def read_idx(path):
@@ -101,14 +102,14 @@ def load_ood_images(size=28):
     return np.clip(tf.image.resize(digits, (size, size), method="bilinear").numpy(), 0, 255)
 
 
-def build(name, seed):
+def build(name, seed, backbone="smallcnn"):
     import keras
 
     import medivision_tf
 
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
-    options = dict(backbone="smallcnn", weights=None, input_shape=(28, 28, 1),
+    options = dict(backbone=backbone, weights=None, input_shape=(28, 28, 1),
                    class_names=CLASS_NAMES)
     if name == "baseline":
         return medivision_tf.build_pooling_baseline(10, **options)
@@ -176,7 +177,7 @@ def run_one(name, seed, data, config, ood_images):
     test_x = data["test_images"][: config["test_images"], ..., None].astype("float32")
     test_y = data["test_labels"][: config["test_images"]].astype("int32")
 
-    model = build(name, seed)
+    model = build(name, seed, config.get("backbone", "smallcnn"))
     model.compile(optimizer=keras.optimizers.Adam(config["learning_rate"]),
                   loss="sparse_categorical_crossentropy")
     start = time.perf_counter()
@@ -218,6 +219,8 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--backbone", default="smallcnn",
+                        help="a from-scratch backbone: smallcnn (default) or smallvgg")
     args = parser.parse_args(argv)
     data = load_fashion_mnist()
     if data is None:
@@ -285,7 +288,8 @@ def render_table(results):
     lines.append(
         f"Fashion-MNIST (Debian `dataset-fashion-mnist`): {config['train_images']} training, "
         f"{config['val_images']} validation images (both from the official training split), "
-        f"{config['test_images']} official test images; smallcnn from scratch, "
+        f"{config['test_images']} official test images; {config.get('backbone', 'smallcnn')} "
+        f"from scratch, "
         f"{config['epochs']} epochs, seeds {config['seeds']}. OOD: {results['ood_set']}."
     )
     paired = results.get("paired_vs_baseline") or {}

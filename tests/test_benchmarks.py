@@ -187,6 +187,8 @@ def test_bench_realdata_head_variants_and_paired_table():
         assert out["probabilities"].shape == (3, 10)
     with pytest.raises(ValueError, match="Unknown head variant 'wide'"):
         bench_realdata.head_variant("wide", bench_realdata.build("medivision", seed=0))
+    deeper = bench_realdata.build("baseline", seed=0, backbone="smallvgg")
+    assert "smallvgg_conv4b" in {layer.name for layer in deeper.layers}
 
     def row(accuracy):
         return {m: 0.5 for m in bench_realdata.METRICS} | {"accuracy": accuracy}
@@ -196,8 +198,10 @@ def test_bench_realdata_head_variants_and_paired_table():
     assert paired["medivision"]["values"] == pytest.approx([-0.02, 0.01])
     assert paired["medivision"]["seeds_at_least_as_accurate"] == 1
     results = {"settings": {"train_images": 6, "val_images": 2, "test_images": 3, "epochs": 1,
-                            "seeds": [0, 1]}, "ood_set": "x", "paired_vs_baseline": paired,
+                            "seeds": [0, 1], "backbone": "smallvgg"}, "ood_set": "x",
+               "paired_vs_baseline": paired,
                "summary": {n: {m: bench_realdata.summarize([r[m] for r in rows])
                                for m in bench_realdata.METRICS} for n, rows in runs.items()}}
     table = bench_realdata.render_table(results)
     assert "-0.0050 ± 0.0212 (-0.0200, +0.0100) | 1 of 2" in table
+    assert "smallvgg from scratch" in table
