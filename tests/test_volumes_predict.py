@@ -299,6 +299,13 @@ def test_predict_command_with_volumes_csv_and_hostile_files(volumes, tmp_path):
     assert any(l.startswith(f"{fake}\tskipped: not_image") for l in lines)
     assert any(l.startswith(f"{empty}\tskipped: Empty volume") for l in lines)
     table = pd.read_csv(csv, dtype={"slice": str}, keep_default_na=False)
+    # The skipped files have rows too: their path and why, nothing predicted.
+    skipped = table[table["skipped"] != ""]
+    assert skipped["path"].tolist() == [str(fake), str(empty)]
+    assert skipped["skipped"].iloc[0].startswith("not_image")
+    assert skipped["skipped"].iloc[1].startswith("Empty volume")
+    assert (skipped["class"] == "").all()
+    table = table[table["skipped"] == ""]
     assert table["slice"].tolist() == ["", "1", "2", "3", "4", "5", "6", VOLUME_ROW]
     assert {"prediction_set", "ood_score", "out_of_distribution"} <= set(table)
     volume_row = table[table["slice"] == VOLUME_ROW].iloc[0]

@@ -36,7 +36,8 @@ def register(subparsers):
                         help="classes listed per image (default: 3, or the number of "
                         "classes when the model has fewer)")
     parser.add_argument("--csv", default=None,
-                        help="also write the table to this CSV file (default: none)")
+                        help="also write the table to this CSV file; a skipped file gets a "
+                        "row with the reason in column `skipped` (default: none)")
     parser.add_argument("--tta", action="store_true",
                         help="test-time augmentation (default: off)")
     parser.add_argument("--batch-size", type=int, default=32,
@@ -109,7 +110,17 @@ def run_predict(args):
         print(f"{quote(path)}\t{message}")
     if args.csv:
         os.makedirs(os.path.dirname(os.path.abspath(args.csv)), exist_ok=True)
-        table.to_csv(args.csv, index=False)
+        # Every image asked for has a row: a skipped one gets its path and why
+        # (column `skipped`, empty for predicted rows), so the CSV alone tells
+        # which files have no prediction.
+        import pandas as pd
+
+        rows = table.assign(skipped="")
+        if bad:
+            rows = pd.concat([rows, pd.DataFrame({
+                "path": [os.fspath(p) for p, _ in bad],
+                "skipped": [m.removeprefix("skipped: ") for _, m in bad]})], ignore_index=True)
+        rows.to_csv(args.csv, index=False)
     if bad:
         print(f"medivision predict: {len(paths)} of {len(args.images)} images predicted, "
               f"{len(bad)} skipped", file=sys.stderr)
