@@ -19,6 +19,7 @@ spec.min_size                          # 32
 
 import dataclasses
 import functools
+import string
 
 # keras is imported inside the functions that build networks, so that the
 # registry (names, sizes) loads in milliseconds: `medivision --help` and config
@@ -208,7 +209,7 @@ def small_cnn(
     x = inputs
     for i, width in enumerate(filters):
         for j in range(convs_per_block):
-            tag = f"{i + 1}{'abcdefghijklmnopqrstuvwxyz'[j] if j else ''}"
+            tag = f"{i + 1}{string.ascii_lowercase[j] if j else ''}"
             top = i == len(filters) - 1 and j == convs_per_block - 1
             x = keras.layers.Conv2D(
                 width, 3, padding="same", use_bias=False, name=f"{name}_conv{tag}"

@@ -445,11 +445,11 @@ def _resize_with_pad(image, height, width, interpolation, antialias):
     and `pad_to_bounding_box`'s checks: in a `tf.data` map they cost more
     per image than the pad itself (the sizes here are checked already)."""
     shape = tf.shape(image)
-    geometry = pad_geometry(shape[-3], shape[-2], height, width)
-    return resize_and_pad(image, geometry, height, width, interpolation, antialias)
+    geometry = _pad_geometry(shape[-3], shape[-2], height, width)
+    return _resize_and_pad(image, geometry, height, width, interpolation, antialias)
 
 
-def pad_geometry(in_h, in_w, height, width):
+def _pad_geometry(in_h, in_w, height, width):
     """`resize_image(mode="pad")`'s arithmetic: `(resized_h, resized_w, top,
     left)` int32 for input sizes `in_h, in_w` (scalars, or vectors: the
     pipeline computes a whole group's at once, not per image)."""
@@ -463,9 +463,9 @@ def pad_geometry(in_h, in_w, height, width):
     return resized_h, resized_w, top, left
 
 
-def resize_and_pad(image, geometry, height, width, interpolation, antialias):
+def _resize_and_pad(image, geometry, height, width, interpolation, antialias):
     """Resizes to `geometry`'s `(resized_h, resized_w)` and zero-pads to
-    `(height, width)` at `(top, left)` (`pad_geometry`)."""
+    `(height, width)` at `(top, left)` (`_pad_geometry`)."""
     resized_h, resized_w, top, left = geometry
     image = tf.image.resize(image, tf.stack([resized_h, resized_w]), method=interpolation,
                             antialias=antialias)

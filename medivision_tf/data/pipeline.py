@@ -327,7 +327,7 @@ def _load_python_groups(dataset, fmt, size, channels, resize, interpolation, ant
     def plan_group(pixels, shapes, ok, *rest):
         # The pad arithmetic for the whole group in a few vector ops: per
         # image it was most of the graph work (a slice costs ~0.1 ms here).
-        geometry = tf.stack(decode.pad_geometry(shapes[:, 0], shapes[:, 1], height, width), 1)
+        geometry = tf.stack(decode._pad_geometry(shapes[:, 0], shapes[:, 1], height, width), 1)
         return (pixels, shapes, ok, geometry, *rest)
 
     def finish(pixels, shape, ok, *rest):
@@ -342,7 +342,7 @@ def _load_python_groups(dataset, fmt, size, channels, resize, interpolation, ant
             image = tf.reshape(pixels, shape)
         image = decode.to_channels(tf.cast(image, tf.float32), channels)
         if padded:
-            image = decode.resize_and_pad(image, tf.unstack(geometry), height, width,
+            image = decode._resize_and_pad(image, tf.unstack(geometry), height, width,
                                           interpolation, antialias)
             return (_rounded(image, interpolation, dtype), *rest)
         return (_resized(image, size, resize, interpolation, antialias, dtype), *rest)
