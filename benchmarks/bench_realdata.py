@@ -232,24 +232,52 @@ def main(argv=None):
         return results
     config = settings(args)
     ood_images = load_ood_images()
-    runs = {name: [] for name in config["models"]}
-    for seed in config["seeds"]:
+    # A 55,000-image run takes about an hour on 2 cores: the JSON is rewritten
+    # after every model, and a run with the same settings resumes from it.
+    runs = resumable_runs(args.json, config)
+    for seed_index, seed in enumerate(config["seeds"]):
         for name in config["models"]:  # alternating models within a seed
+            if len(runs[name]) > seed_index:
+                print(f"seed {seed} {name}: kept from {args.json}", flush=True)
+                continue
             row = run_one(name, seed, data, config, ood_images)
             runs[name].append(row)
             print(f"seed {seed} {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items()),
                   flush=True)
-    results = {
-        "settings": config, "alpha": ALPHA, "quick": bool(args.quick),
-        "ood_set": "scikit-learn digits (1,797 real 8x8 scans) upscaled to 28x28",
-        "runs": runs,
-        "summary": {name: {m: summarize([r[m] for r in rows]) for m in METRICS}
-                    for name, rows in runs.items()},
-        "paired_vs_baseline": paired_differences(runs),
-    }
+            common.write_results(collect(config, args, runs, partial=True), args.json)
+    results = collect(config, args, runs, partial=False)
     print(render_table(results))
     common.write_results(results, args.json)
     return results
+
+
+def collect(config, args, runs, partial):
+    """The results document; `partial` while some seeds are still to run."""
+    done = {name: rows for name, rows in runs.items() if rows}
+    return {
+        "settings": config, "alpha": ALPHA, "quick": bool(args.quick), "partial": partial,
+        "ood_set": "scikit-learn digits (1,797 real 8x8 scans) upscaled to 28x28",
+        "runs": runs,
+        "summary": {name: {m: summarize([r[m] for r in rows]) for m in METRICS}
+                    for name, rows in done.items()},
+        "paired_vs_baseline": paired_differences(done),
+    }
+
+
+def resumable_runs(path, config):
+    """The runs already in `path` when it holds a partial run of `config`, else empty."""
+    import json
+
+    runs = {name: [] for name in config["models"]}
+    if not path or not os.path.isfile(path):
+        return runs
+    with open(path) as f:
+        previous = json.load(f)
+    if not previous.get("partial") or previous.get("settings") != config:
+        return runs
+    for name in runs:
+        runs[name] = list(previous.get("runs", {}).get(name, []))[: len(config["seeds"])]
+    return runs
 
 
 def paired_differences(runs, reference="baseline"):

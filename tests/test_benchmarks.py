@@ -205,3 +205,43 @@ def test_bench_realdata_head_variants_and_paired_table():
     table = bench_realdata.render_table(results)
     assert "-0.0050 ± 0.0212 (-0.0200, +0.0100) | 1 of 2" in table
     assert "smallvgg from scratch" in table
+
+
+def test_bench_realdata_rewrites_json_after_each_run_and_resumes(tmp_path, monkeypatch):
+    """A long run keeps every finished model in its JSON (marked partial) and a
+    rerun with the same settings trains only what is missing."""
+    import json
+
+    import bench_realdata
+
+    calls, interrupt = [], [3]
+
+    def fake_run(name, seed, data, config, ood_images):
+        calls.append((name, seed))
+        if len(calls) == interrupt[0]:
+            raise KeyboardInterrupt  # the third run is interrupted
+        return {m: 0.5 for m in bench_realdata.METRICS} | {"accuracy": 0.8 + seed / 100}
+
+    monkeypatch.setattr(bench_realdata, "load_fashion_mnist", lambda: {"train_images": None})
+    monkeypatch.setattr(bench_realdata, "load_ood_images", lambda: None)
+    monkeypatch.setattr(bench_realdata, "run_one", fake_run)
+    out = str(tmp_path / "realdata.json")
+    argv = ["--json", out, "--seeds", "0,1", "--models", "medivision,baseline"]
+    with pytest.raises(KeyboardInterrupt):
+        bench_realdata.main(argv)
+    kept = json.load(open(out))
+    assert kept["partial"] is True
+    assert [len(kept["runs"][n]) for n in ("medivision", "baseline")] == [1, 1]
+    assert kept["paired_vs_baseline"]["medivision"]["values"] == [0.0]
+
+    calls.clear()
+    interrupt[0] = None
+    results = bench_realdata.main(argv)
+    assert calls == [("medivision", 1), ("baseline", 1)]  # seed 0 was kept
+    assert results["partial"] is False
+    assert json.load(open(out))["summary"]["medivision"]["accuracy"]["values"] == [0.8, 0.81]
+    with open(out, "w") as f:  # a partial run with other settings is not resumed
+        json.dump(kept | {"settings": kept["settings"] | {"epochs": 2}}, f)
+    calls.clear()
+    bench_realdata.main(argv)
+    assert len(calls) == 4
