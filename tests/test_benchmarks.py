@@ -205,6 +205,36 @@ def test_bench_realdata_head_variants_and_paired_table():
     table = bench_realdata.render_table(results)
     assert "-0.0050 ± 0.0212 (-0.0200, +0.0100) | 1 of 2" in table
     assert "smallvgg from scratch" in table
+    assert "LAC coverage" not in table  # runs without the LAC figures
+    for stats in results["summary"].values():
+        stats.update({m: bench_realdata.summarize([0.25, 0.75]) for m in bench_realdata.LAC_METRICS})
+    assert "| pooling baseline | 0.500 ± 0.354 | 0.500 ± 0.354 | 0.500 ± 0.354 |" in (
+        bench_realdata.render_table(results))
+
+
+def test_bench_realdata_lac_sets_cover_near_one_minus_alpha():
+    """LAC sets fitted on validation probabilities: coverage near 1 - alpha on
+    new images of the same distribution, below the accuracy (empty sets)."""
+    import bench_realdata
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+
+    def draw(n):  # a 95%-accurate classifier over 4 classes
+        labels = rng.integers(0, 4, n)
+        logits = rng.normal(0, 1, (n, 4))
+        logits[np.arange(n), labels] += 4.0
+        p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+        return p.astype("float32"), labels
+
+    val_p, val_y = draw(4000)
+    test_p, test_y = draw(4000)
+    sets = bench_realdata.lac_sets(val_p, val_y, test_p)
+    accuracy = (test_p.argmax(1) == test_y).mean()
+    coverage = sets[np.arange(len(test_y)), test_y].mean()
+    assert accuracy > 0.93
+    assert abs(coverage - (1 - bench_realdata.ALPHA)) < 0.02
+    assert (sets.sum(1) == 0).mean() > 0.02
 
 
 def test_bench_realdata_rewrites_json_after_each_run_and_resumes(tmp_path, monkeypatch):
