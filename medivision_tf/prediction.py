@@ -402,7 +402,7 @@ def _trust_columns(rows, row_probabilities, trusted, config):
 
     conformal = config.trust["conformal"]
     sets = np.asarray(apply.prediction_sets(row_probabilities, conformal["threshold"],
-                                            conformal.get("method", "aps")))
+                                            apply.stored_conformal_method(config.trust)))
     names = list(config.class_names)
     return {
         "prediction_set": ["|".join(names[i] for i in np.flatnonzero(row)) for row in sets],

@@ -967,8 +967,9 @@ def explain_with_gradcam():
             ([docs/trust.md](../docs/trust.md)):
 
             * **calibrated probabilities** (temperature scaling): a 0.8 is right about 80% of the time;
-            * a **prediction set** (split-conformal, APS): the classes that, together, hold the true
-              class for 1 - alpha of new images: one class when the model is sure, more when it is not;
+            * a **prediction set** (split-conformal, LAC by default): the classes that, together, hold
+              the true class for 1 - alpha of new images: one class when the model is sure, more when it
+              is not, and none ("no class is plausible enough") for an image the model cannot place;
             * an **out-of-distribution flag**: how far the image's backbone features are from the
               5th nearest validation image (cosine distance), flagged above a threshold that
               accepts 95% of validation images.

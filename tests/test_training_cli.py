@@ -191,9 +191,9 @@ def test_cli_evaluate_and_predict(uninterrupted, dataset, tmp_path):
     assert "balanced_accuracy=" in proc.stdout
     report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     # The run had a validation split, so its model has trust values: a second line.
-    assert report["summary"]["conformal_method"] == "aps"
+    assert report["summary"]["conformal_method"] == "lac"
     assert "trust: ece_after_calibration=" in proc.stdout
-    assert "prediction sets (aps, alpha 0.1): coverage=" in proc.stdout
+    assert "prediction sets (lac, alpha 0.1): coverage=" in proc.stdout
     assert report["summary"]["num_samples"] == 480
     assert report["summary"]["tta"] == ["identity", "flip_left_right"]
     assert (tmp_path / "eval" / "training_curves.png").is_file()

@@ -72,7 +72,7 @@ def test_sets_match_crepes(rng):
     new = rng.dirichlet(np.ones(5) * 0.5, size=200).astype("float32")
     cal_scores = np.asarray(apply.aps_scores(cal))[np.arange(300), cal_labels]
     threshold = conformal_threshold(cal_scores, alpha=0.1)
-    ours = np.asarray(apply.prediction_sets(new, threshold))
+    ours = np.asarray(apply.prediction_sets(new, threshold, "aps"))
     reference = crepes.ConformalClassifier().fit(cal_scores)
     theirs = reference.predict_set(np.asarray(apply.aps_scores(new)), confidence=0.9,
                                    smoothing=False).astype(bool)
@@ -97,16 +97,24 @@ def test_lac_sets_match_crepes_and_may_be_empty(rng, trusted, data):
     assert (ours.sum(1) == 0).any()  # LAC sets can be empty, APS sets never
     with pytest.raises(ValueError, match="Unknown conformal method 'raps'"):
         apply.conformal_scores(new, "raps")
-    # fit_trust stores the method; predict_with_trust applies it.
-    twin = keras.models.clone_model(trusted)
-    twin.set_weights(trusted.get_weights())
+    # fit_trust stores the method (LAC by default); predict_with_trust applies it.
+    conformal = get_trust(trusted)["conformal"]
+    assert conformal["method"] == apply.DEFAULT_CONFORMAL_METHOD == "lac"
     val, test = data[1], data[2]
-    fit_trust(twin, val.images, val.labels, alpha=0.2, conformal_method="lac")
-    conformal = get_trust(twin)["conformal"]
-    assert conformal["method"] == "lac"
-    out = predict_with_trust(twin, test.images)
+    out = predict_with_trust(trusted, test.images)
     expected = (1 - out["probabilities"]) <= conformal["threshold"]
     np.testing.assert_array_equal(out["prediction_set"], expected)
+    twin = keras.models.clone_model(trusted)
+    twin.set_weights(trusted.get_weights())
+    fit_trust(twin, val.images, val.labels, alpha=0.2, conformal_method="aps")
+    aps = get_trust(twin)["conformal"]
+    assert aps["method"] == "aps"
+    out = predict_with_trust(twin, test.images)
+    expected = np.asarray(apply.aps_scores(out["probabilities"])) <= aps["threshold"]
+    np.testing.assert_array_equal(out["prediction_set"], expected)
+    assert out["prediction_set"][np.arange(len(test.images)), out["probabilities"].argmax(1)].all()
+    # A fit stored before the method was recorded is an APS fit.
+    assert apply.stored_conformal_method({"conformal": {"threshold": 0.5}}) == "aps"
     with pytest.raises(ValueError, match="Unknown `conformal_method` 'raps'.*aps, lac"):
         fit_trust(twin, val.images, val.labels, conformal_method="raps")
 
@@ -131,10 +139,11 @@ def test_predict_with_trust_outputs(trusted, data):
     n = len(test.images)
     assert out["probabilities"].shape == (n, 3) and out["prediction_set"].dtype == bool
     np.testing.assert_allclose(out["probabilities"].sum(1), 1, atol=1e-5)
-    # calibration keeps the top class; every set holds it
+    # calibration keeps the top class; a (LAC) set holds the classes with p >= 1 - threshold
     np.testing.assert_array_equal(out["probabilities"].argmax(1),
                                   out["uncalibrated_probabilities"].argmax(1))
-    assert out["prediction_set"][np.arange(n), out["probabilities"].argmax(1)].all()
+    threshold = get_trust(trusted)["conformal"]["threshold"]
+    np.testing.assert_array_equal(out["prediction_set"], out["probabilities"] >= 1 - threshold)
     # OOD: far-off images (uniform noise, inverted) score above the in-distribution ones
     noise = np.random.default_rng(1).uniform(0, 255, (20, SIZE, SIZE, 1)).astype("float32")
     far = predict_with_trust(trusted, noise)
@@ -261,7 +270,8 @@ def test_evaluate_reports_coverage_and_both_eces(trusted, data, tmp_path):
     assert summary["coverage"] == pytest.approx(
         out["prediction_set"][np.arange(len(test.labels)), test.labels].mean())
     assert summary["mean_set_size"] == pytest.approx(out["prediction_set"].sum(1).mean())
-    assert summary["empty_set_rate"] == 0.0  # APS sets always hold the top class
+    assert summary["empty_set_rate"] == pytest.approx((out["prediction_set"].sum(1) == 0).mean())
+    assert summary["conformal_method"] == "lac"
     assert report.summary["ece"] == summary["ece_before_calibration"]
     assert os.path.getsize(tmp_path / "ev" / "reliability_diagram.png") > 0
 
@@ -339,12 +349,23 @@ def test_train_fits_and_saves_trust_with_validation_data(tmp_path, data):
     trust = get_trust(medivision_tf.load_model(result.model_path, compile=False))
     assert trust is not None and trust["conformal"]["alpha"] == 0.2
     assert trust["conformal"]["num_calibration"] == len(val.images)
-    assert trust["conformal"]["method"] == "aps"
-    lac = train({**config, "conformal_method": "lac"}, val_data=(val.images, val.labels),
-                run_dir=tmp_path / "lac", **args)
-    assert get_trust(lac.model)["conformal"]["method"] == "lac"
+    assert trust["conformal"]["method"] == "lac"
+    aps = train({**config, "conformal_method": "aps"}, val_data=(val.images, val.labels),
+                run_dir=tmp_path / "aps", **args)
+    assert get_trust(aps.model)["conformal"]["method"] == "aps"
     off = train({**config, "trust": False}, val_data=(val.images, val.labels),
                 run_dir=tmp_path / "off", **args)
     assert get_trust(off.model) is None
     with pytest.raises(ValueError, match="conformal_alpha=1.5"):
         train({**config, "conformal_alpha": 1.5}, run_dir=tmp_path / "bad", **args)
+
+
+def test_config_choices_and_default_follow_the_trust_module():
+    """`TrainConfig` (which imports no TensorFlow, for a fast command line)
+    lists the conformal methods itself: they must be the trust module's."""
+    from medivision_tf.training import TrainConfig
+    from medivision_tf.training.config import CHOICES
+    from medivision_tf.trust import apply
+
+    assert CHOICES["conformal_method"] == apply.CONFORMAL_METHODS
+    assert TrainConfig().conformal_method == apply.DEFAULT_CONFORMAL_METHOD

@@ -130,7 +130,9 @@ def test_volume_rows_carry_volume_level_trust_values(volumes):
         slices, row = rows[rows["slice"] != VOLUME_ROW], rows[rows["slice"] == VOLUME_ROW].iloc[0]
         mean = slices[probs].mean().to_numpy("float32")
         np.testing.assert_allclose(row[probs].to_numpy(float), mean, atol=1e-6)
-        expected = np.asarray(apply.prediction_sets(mean[None], config.trust["conformal"]["threshold"]))[0]
+        expected = np.asarray(apply.prediction_sets(
+            mean[None], config.trust["conformal"]["threshold"],
+            apply.stored_conformal_method(config.trust)))[0]
         assert row["prediction_set"] == "|".join(c for c, keep in zip(CLASSES, expected) if keep)
         assert row["ood_score"] == pytest.approx(np.median(slices["ood_score"]))
         assert row["out_of_distribution"] == (slices["out_of_distribution"].mean() > 0.5)

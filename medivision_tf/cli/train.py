@@ -49,7 +49,7 @@ def print_summary(summary):
     if "coverage" in summary:
         print(f"trust: ece_after_calibration={summary['ece_after_calibration']:.4f} "
               f"(temperature {summary['temperature']:.3f})  prediction sets "
-              f"({summary.get('conformal_method', 'aps')}, alpha {summary['conformal_alpha']:g}): "
+              f"({summary['conformal_method']}, alpha {summary['conformal_alpha']:g}): "
               f"coverage={summary['coverage']:.4f}  mean_set_size={summary['mean_set_size']:.3f}  "
               f"empty_set_rate={summary.get('empty_set_rate', 0.0):.4f}")
 

@@ -212,7 +212,7 @@ def add_trust_metrics(report, trust, n_bins=10):
 
     calibrated = np.asarray(apply.calibrate(report.probabilities, trust["temperature"]))
     sets = np.asarray(apply.prediction_sets(calibrated, trust["conformal"]["threshold"],
-                                            trust["conformal"].get("method", "aps")))
+                                            apply.stored_conformal_method(trust)))
     labels = report.labels.astype(int)
     ece_after, bins = expected_calibration_error(labels, calibrated, n_bins)
     report.calibrated = bins
@@ -221,7 +221,7 @@ def add_trust_metrics(report, trust, n_bins=10):
         ece_after_calibration=ece_after,
         temperature=float(trust["temperature"]),
         conformal_alpha=float(trust["conformal"]["alpha"]),
-        conformal_method=str(trust["conformal"].get("method", "aps")),
+        conformal_method=apply.stored_conformal_method(trust),
         coverage=float(sets[np.arange(len(labels)), labels].mean()) if len(labels) else float("nan"),
         mean_set_size=float(sets.sum(axis=1).mean()) if len(labels) else float("nan"),
         # Only "lac" sets can be empty ("no class plausible enough").

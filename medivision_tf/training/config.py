@@ -163,10 +163,10 @@ class TrainConfig:
             store them in the model (`medivision_tf.trust.fit_trust`; skipped
             without validation data and for multi-label models).
         conformal_alpha: allowed miscoverage of the prediction sets, in (0, 1).
-        conformal_method: score of the prediction sets: `"aps"` (never
-            empty; coverage at least the accuracy) or `"lac"` (`1 - p`:
-            smaller sets, coverage close to `1 - conformal_alpha` also when
-            the model is more accurate than that; some sets empty).
+        conformal_method: score of the prediction sets: `"lac"` (default;
+            `1 - p`: smallest sets, coverage close to `1 - conformal_alpha`
+            also when the model is more accurate than that; some sets
+            empty) or `"aps"` (never empty; coverage at least the accuracy).
         seed: seed of the split, the weights, the shuffling and augmentation.
         dicom_window: DICOM window: `"auto"` (the file's VOI LUT / window),
             `"minmax"` or `"center,width"`, e.g. `"40,400"` (CT soft tissue).
@@ -227,7 +227,7 @@ class TrainConfig:
     calibrate_batchnorm: bool = True
     trust: bool = True
     conformal_alpha: float = 0.1
-    conformal_method: str = "aps"
+    conformal_method: str = "lac"
     seed: int = 0
     dicom_window: str = "auto"
     bit_depth_16: str = "auto"

@@ -6,9 +6,10 @@ so `.keras` files, SavedModels and the server carry them:
 
 - **temperature scaling**: `softmax(log(p) / T)`, `T` minimizing the
   validation NLL; better-calibrated probabilities with the same top class.
-- **split-conformal prediction sets** (APS score, level `alpha`): a set of
-  classes holding the true one for about `1 - alpha` of new images; small
-  when the model is sure, larger when it is not.
+- **split-conformal prediction sets** (LAC score `1 - p` by default, or
+  APS; level `alpha`): a set of classes holding the true one for about
+  `1 - alpha` of new images; small when the model is sure, larger when it
+  is not, empty (LAC) when no class is plausible enough.
 - **out-of-distribution score**: cosine distance of the backbone's pooled
   features (layer `"feature_map"`, averaged over positions) to the 5th
   nearest of a stored bank of validation images (deep nearest neighbours);

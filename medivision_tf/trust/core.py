@@ -100,7 +100,8 @@ def _forward(model, images, labels=None, batch_size=32, layer=None):
 
 
 def fit_trust(model, val_images, val_labels=None, alpha=0.1, *, accept_rate=0.95,
-              conformal_method="aps", ood_method="knn", batch_size=32, seed=0):
+              conformal_method=apply.DEFAULT_CONFORMAL_METHOD, ood_method="knn", batch_size=32,
+              seed=0):
     """Fits temperature, conformal threshold and OOD score on validation data.
 
     The values are stored in the model itself (`ModelConfig.trust`, inside the
@@ -117,11 +118,11 @@ def fit_trust(model, val_images, val_labels=None, alpha=0.1, *, accept_rate=0.95
         alpha: allowed miscoverage of the prediction sets, in (0, 1): sets
             hold the true class for about `1 - alpha` of new images.
         accept_rate: share of in-distribution images the OOD threshold accepts.
-        conformal_method: the score of the prediction sets: `"aps"` (default;
-            never empty, so the coverage is at least the accuracy) or
-            `"lac"` (`1 - p`: smallest sets, coverage close to `1 - alpha`
-            also for a model more accurate than that, some sets empty). See
-            `medivision_tf.trust.apply.conformal_scores`.
+        conformal_method: the score of the prediction sets: `"lac"`
+            (default; `1 - p`: smallest sets, coverage close to `1 - alpha`
+            also for a model more accurate than that, some sets empty) or
+            `"aps"` (never empty, so the coverage is at least the accuracy).
+            See `medivision_tf.trust.apply.conformal_scores`.
         ood_method: `"knn"` (default): cosine distance to the 5th nearest
             validation image in the backbone's pooled features, the images
             stored as a bank of at most `MAX_BANK_ROWS` (fewer for wide
