@@ -24,6 +24,11 @@ score between the test images and unrelated real images (scikit-learn's
 handwritten digits, 8x8 scans upscaled to 28x28), the share of test images
 flagged out-of-distribution, and wall time.
 
+With `--json`, the file is rewritten after every model (`"partial": true`
+until the last), and a rerun with the same settings and file trains only the
+models and seeds still missing: the 55,000-image run takes about 1.5 hours on
+2 cores.
+
 Models: `medivision` (default head), `baseline` (`build_pooling_baseline`),
 `rows` (sequence="rows"), `narrow` (projection to 32, LSTM 64),
 `bidirectional` (a bidirectional LSTM, 64 units each way, in place of the
