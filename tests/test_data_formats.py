@@ -457,3 +457,30 @@ def test_nifti_slice_by_path_rereads_a_changed_file_and_checks_the_budget(tmp_pa
 
     np.testing.assert_array_equal(decode.load_image(f"{dicom}#frame=0", 1).numpy()[..., 0],
                                   formats.read_dicom(str(dicom)))
+
+
+def test_compressed_dicom_error_advice_survives_the_scan_report(tmp_path):
+    """A 12-bit JPEG Extended DICOM (pydicom's JPEG-lossy.dcm): where no
+    installed plugin decodes it, the error names the syntax and the plugin it
+    needs (not the extra, which lacks it), and scan's report keeps that."""
+    import shutil
+
+    import pydicom.data
+
+    from medivision_tf.data import from_directory, scan
+    from medivision_tf.data.decode import load_image
+
+    source = pydicom.data.get_testdata_file("JPEG-lossy.dcm")
+    try:
+        load_image(source)
+        pytest.skip("a 12-bit JPEG plugin (pylibjpeg-libjpeg) is installed here")
+    except ValueError as error:
+        message = str(error)
+    assert "1.2.840.10008.1.2.4.51" in message
+    assert "pylibjpeg-libjpeg" in message and "Install the DICOM extra" not in message
+    (tmp_path / "ct").mkdir()
+    shutil.copy(source, tmp_path / "ct" / "lossy.dcm")
+    shutil.copy(pydicom.data.get_testdata_file("CT_small.dcm"), tmp_path / "ct" / "good.dcm")
+    clean, report = scan(from_directory(str(tmp_path)), verbose=False)
+    assert len(clean) == 1 and list(report["reason"]) == ["unreadable_dicom"]
+    assert "pylibjpeg-libjpeg plugin" in report["detail"].iloc[0]

@@ -47,6 +47,13 @@ def test_native_gradcam_has_image_size_unit_range_and_is_not_constant(trained_mo
     assert np.all(maps.std(axis=(1, 2)) > 0.02)
 
 
+# The same maps computed in batches of another size, or traced instead of
+# eager: on some CPUs (AMD EPYC here; not the Intel Xeons) oneDNN picks its
+# float32 convolution kernels by batch size, the last bits differ, and the
+# per-map min-max scaling magnifies them to ~5e-5.
+BATCH_ROUNDING = 1e-4
+
+
 def test_native_gradcam_agrees_with_tf_keras_vis(trained_model, few):
     images, labels, _ = few
     native = mx.gradcam_heatmaps(trained_model, images, class_index=labels).numpy()
@@ -64,7 +71,7 @@ def test_native_gradcam_agrees_with_tf_keras_vis(trained_model, few):
     np.testing.assert_allclose(native, scaled, atol=1e-4)
     # explain(method="gradcam") is the native one (one implementation).
     wrapped = mx.explain(trained_model, images, "gradcam", class_index=labels, batch_size=3)
-    np.testing.assert_allclose(native, wrapped, atol=1e-5)
+    np.testing.assert_allclose(native, wrapped, atol=BATCH_ROUNDING)
     # tf-keras-vis' own expansion (scipy zoom, corners aligned) puts cells up
     # to half a cell off: the maps still agree, less tightly.
     expanded = gradcam(score, images.astype("float32"), **options)
@@ -82,16 +89,16 @@ def test_native_gradcam_traces_in_a_tf_function_with_dynamic_batch(trained_model
         input_signature=signature,
     )
     eager = mx.gradcam_heatmaps(trained_model, images, class_index=labels).numpy()
-    np.testing.assert_allclose(traced(images, labels).numpy(), eager, atol=1e-5)
+    np.testing.assert_allclose(traced(images, labels).numpy(), eager, atol=BATCH_ROUNDING)
     np.testing.assert_allclose(
-        traced(images[:3], labels[:3]).numpy(), eager[:3], atol=1e-5
+        traced(images[:3], labels[:3]).numpy(), eager[:3], atol=BATCH_ROUNDING
     )
     top = tf.function(lambda x: mx.gradcam_heatmaps(trained_model, x))
     predicted = trained_model.predict(images, verbose=0).argmax(axis=1)
     np.testing.assert_allclose(
         top(images).numpy(),
         mx.gradcam_heatmaps(trained_model, images, class_index=predicted).numpy(),
-        atol=1e-5,
+        atol=BATCH_ROUNDING,
     )
 
 

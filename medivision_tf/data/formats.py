@@ -323,14 +323,16 @@ def _dicom_error(dataset, error):
         r"plugin|No pixel data decoders|missing required dependencies|not installed|"
         r"is not supported|does not support|Unable to decode", text, re.I
     ):
+        if str(syntax) == "1.2.840.10008.1.2.4.51":  # the extra's decoders lack 12-bit
+            advice = ("12-bit JPEG Extended needs the pylibjpeg-libjpeg plugin, which the DICOM "
+                      f"extra ({DICOM_EXTRA}) does not include (GPLv3): install it yourself if "
+                      "its licence suits you.")
+        else:
+            advice = f"Install the DICOM extra: {DICOM_EXTRA}."
+        # The advice first: reports and consoles may show only the start.
         return ValueError(
             f"DICOM transfer syntax '{syntax.name}' ({syntax}) cannot be decoded: no "
-            f"working decoder plugin is installed for it. Install the DICOM extra: "
-            f"{DICOM_EXTRA}."
-            + (" 12-bit JPEG Extended needs the pylibjpeg-libjpeg plugin (GPLv3, so not "
-               "in the extra: install it yourself if its licence suits you)."
-               if str(syntax) == "1.2.840.10008.1.2.4.51" else "")
-            + f" pydicom said: {text[:300]}"
+            f"working decoder plugin is installed for it. {advice} pydicom said: {text[:300]}"
         )
     name = f" (transfer syntax '{syntax.name}')" if syntax is not None else ""
     return ValueError(f"Unreadable DICOM{name}: {text[:300]}")

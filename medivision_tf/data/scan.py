@@ -56,6 +56,9 @@ REASONS = {
     "label_conflict": "the same file under different labels (every copy skipped)",
 }
 REPORT_COLUMNS = ("index", "path", "reason", "detail")
+# A report keeps a reason long enough for its advice (a DICOM decoder error
+# names the transfer syntax, what to install, then pydicom's own words).
+_DETAIL_CHARS = 1000
 _FILE_KINDS = (
     (stat.S_ISFIFO, "a named pipe (FIFO)"),
     (stat.S_ISCHR, "a character device"),
@@ -327,13 +330,13 @@ def check_file(
                     frames=frames, max_pixels=None,
                 ).shape
         except (ValueError, OSError) as error:
-            detail = f"{fmt}: {error}"[:300]
+            detail = f"{fmt}: {error}"[:_DETAIL_CHARS]
             return ("unreadable_dicom" if fmt == "dicom" else "corrupt"), detail
     elif decode:
         try:
             shape = _decoder(dicom_window, max_pixels)(tf.constant(data)).numpy()
         except (tf.errors.OpError, ValueError) as error:
-            detail = f"{fmt}: {error_reason(error)}"[:300]
+            detail = f"{fmt}: {error_reason(error)}"[:_DETAIL_CHARS]
             return ("unreadable_dicom" if fmt == "dicom" else "corrupt"), detail
     if decode:
         if max_pixels is not None and shape[0] * shape[1] > max_pixels:
