@@ -264,8 +264,8 @@ def main(argv=None):
         return results
     config = settings(args)
     ood_images = load_ood_images()
-    # A 55,000-image run takes about an hour on 2 cores: the JSON is rewritten
-    # after every model, and a run with the same settings resumes from it.
+    # Resumable (see the module docstring): the JSON is rewritten after every
+    # model, and a run with the same settings resumes from it.
     runs = resumable_runs(args.json, config)
     for seed_index, seed in enumerate(config["seeds"]):
         for name in config["models"]:  # alternating models within a seed
