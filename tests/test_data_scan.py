@@ -191,3 +191,61 @@ def test_check_file_without_decode_reads_only_the_header(tmp_path, monkeypatch):
     reads.clear()
     assert data.check_file(str(big)) is None           # decode=True reads the whole file
     assert max(reads) == big.stat().st_size
+
+
+def test_scan_command_counts_only_multiframe_files_as_volumes(tmp_path, capsys):
+    """Regression: `scan --frames all` said "15 files give 15 samples" when
+    one 15-frame file (pydicom's rtdose.dcm) gave 15 of the 17 samples."""
+    import shutil
+
+    from pydicom.data import get_testdata_file
+
+    from medivision_tf.cli import main
+
+    for name in ("dose", "ct"):
+        os.makedirs(tmp_path / name)
+    shutil.copy(get_testdata_file("rtdose.dcm"), tmp_path / "dose" / "rtdose.dcm")
+    shutil.copy(get_testdata_file("CT_small.dcm"), tmp_path / "ct" / "ct.dcm")
+    cv2.imwrite(str(tmp_path / "ct" / "slice.png"), _image(0))
+    assert main(["scan", str(tmp_path), "--frames", "all", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "17 usable, 0 skipped of 17 samples" in out
+    assert "1 files give 15 frame/slice samples (frames=all" in out
+    assert main(["scan", str(tmp_path), "--quiet"]) == 0  # default: one sample per file
+    out = capsys.readouterr().out
+    assert "3 usable" in out and "Volumes/multi-frame" not in out
+
+
+def test_extensionless_files_that_are_not_dicom_are_reported(tmp_path, capsys):
+    """Regression: a file without extension whose bytes were not DICOM was
+    dropped without a report row; a UID-named DICOM file is still taken."""
+    import shutil
+
+    from pydicom.data import get_testdata_file
+
+    from medivision_tf.cli import main
+
+    folder = tmp_path / "ct"
+    os.makedirs(folder)
+    shutil.copy(get_testdata_file("CT_small.dcm"), folder / "1.2.840.113619.2.1")
+    (folder / "IMG0001").write_bytes(cv2.imencode(".png", _image(1))[1].tobytes())
+    (folder / "README").write_text("scanned 2019, ward 4\n")
+    (folder / "EMPTY").write_bytes(b"")
+    (folder / "notes.txt").write_text("another kind of file: not listed\n")
+    table = data.from_directory(tmp_path)
+    assert [os.path.basename(p) for p in table["path"]] == ["1.2.840.113619.2.1"]
+    clean, report = data.scan(table, verbose=False)
+    assert len(clean) == 1
+    reasons = dict(zip(report["path"].map(os.path.basename), report["reason"]))
+    assert reasons == {"EMPTY": "not_image", "IMG0001": "not_image", "README": "not_image"}
+    details = dict(zip(report["path"].map(os.path.basename), report["detail"]))
+    assert "bytes are PNG" in details["IMG0001"] and "rename it" in details["IMG0001"]
+    assert "not DICOM" in details["README"] and "is empty" in details["EMPTY"]
+    assert main(["scan", str(tmp_path), "--report", str(tmp_path / "r.csv"), "--quiet"]) == 0
+    assert "1 usable, 3 skipped of 4 samples" in capsys.readouterr().out
+    assert sorted(pd.read_csv(tmp_path / "r.csv")["path"].map(os.path.basename)) == [
+        "EMPTY", "IMG0001", "README"]
+    # exclude= patterns still hide a file entirely
+    quiet = data.scan(data.from_directory(tmp_path, exclude=("README", "EMPTY", "IMG*")),
+                      verbose=False)[1]
+    assert quiet.empty

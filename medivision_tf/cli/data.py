@@ -138,9 +138,11 @@ def run_scan(args):
     # A linked folder that was not entered is one skipped entry of the total.
     print(f"{len(clean)} usable, {len(report)} skipped of {len(clean) + len(report)} samples")
     if "frame" in table:
-        files = table["source_path"].nunique()
-        print(f"Volumes/multi-frame files: {files} files give {int((table['frame'] >= 0).sum())} "
-              f"frame/slice samples (frames={options.frames}, NIfTI slices="
+        # Only rows with a frame index came from a volume or multi-frame
+        # file; 2-D images carry frame -1 and are not counted here.
+        framed = table[table["frame"] >= 0]
+        print(f"Volumes/multi-frame files: {framed['source_path'].nunique()} files give "
+              f"{len(framed)} frame/slice samples (frames={options.frames}, NIfTI slices="
               f"{options.nifti_slices}, axis={options.nifti_axis})")
     if len(report):
         from medivision_tf.cli._text import quote

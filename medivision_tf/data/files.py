@@ -75,6 +75,21 @@ def is_dicom_file(path):
     return head is not None and formats.sniff_format(head) == "dicom"
 
 
+def _extensionless_detail(path):
+    """Why a file without an image extension was not taken."""
+    head = formats.read_head(path, 352)
+    if head is None:
+        return f"{path!r} has no image extension and is not a regular readable file"
+    if not head:
+        return f"{path!r} has no image extension and is empty"
+    kind = formats.sniff_format(head)
+    if kind is None:
+        return (f"{path!r} has no image extension and its bytes are not DICOM "
+                f"(no 'DICM' marker at byte 128, no DICOM data set at byte 0)")
+    return (f"{path!r} has no image extension and its bytes are {kind.upper()}, not DICOM: "
+            f"rename it with its extension to use it")
+
+
 def list_images(folder, extensions=IMAGE_EXTENSIONS, exclude=(), root=None, refused=None):
     """Image files under `folder` (recursive, sorted, hidden files skipped).
 
@@ -92,7 +107,9 @@ def list_images(folder, extensions=IMAGE_EXTENSIONS, exclude=(), root=None, refu
 
     Files without extension (or with a numeric one, as UID-named DICOM
     files have) are kept when their bytes are DICOM and `.dcm` is among
-    `extensions` (only regular files are opened to look: never a FIFO).
+    `extensions` (only regular files are opened to look: never a FIFO);
+    the others are appended to `refused` as `"not_image"`, with what their
+    bytes are, so `scan` reports them instead of dropping them unseen.
 
     Example:
 
@@ -129,11 +146,17 @@ def list_images(folder, extensions=IMAGE_EXTENSIONS, exclude=(), root=None, refu
         for name in sorted(files):
             if name.startswith("."):
                 continue
-            if not _has_extension(name, extensions) and not (
-                ".dcm" in extensions and _extensionless(name)
-                and is_dicom_file(os.path.join(current, name))
-            ):
-                continue
+            if not _has_extension(name, extensions):
+                if not (".dcm" in extensions and _extensionless(name)):
+                    continue  # another kind of file (notes.txt, labels.csv)
+                path = os.path.join(current, name)
+                if not is_dicom_file(path):
+                    # A UID-named file is most likely meant as an image:
+                    # it is reported, not dropped without a trace.
+                    if refused is not None and not any(
+                            fnmatch.fnmatch(name, pattern) for pattern in exclude):
+                        refused.append((path, "not_image", _extensionless_detail(path)))
+                    continue
             if any(fnmatch.fnmatch(name, pattern) for pattern in exclude):
                 continue
             found.append(os.path.join(current, name))

@@ -381,8 +381,9 @@ def scan(
     absolute paths and links that leave it are `outside_root`; FIFOs,
     devices and sockets are `not_regular` and never opened; rows naming a
     file already listed are `duplicate` (the first is kept). Linked folders
-    that `from_directory` did not enter (`attrs["refused"]`) are listed with
-    `index` None.
+    that `from_directory` did not enter, and files without an image
+    extension whose bytes are not DICOM (`attrs["refused"]`), are listed
+    with `index` None.
 
     Args:
         table: a sample table (from `from_directory`, `from_csv`, ...).
