@@ -155,7 +155,19 @@ def test_train_refuses_leaking_copies_and_allow_duplicates_trains(fashion, tmp_p
     assert error.count(" ~ train ") == 5 and "more pairs" in error  # a few pairs named
     assert "copy_" in error and not refused.exists()  # refused before the run folder
     run = tmp_path / "allowed"
+    flags.remove("--quiet")
     assert main(["train", fashion["root"], "--out", str(run), *flags, "--allow-duplicates"]) == 0
+    # The allowed leakage is recorded where results are read (regression: only
+    # config.json said allow_duplicates).
+    assert "Leakage allowed (allow_duplicates)" in capsys.readouterr().out
+    inputs = json.load(open(run / "inputs.json"))["duplicates"]
+    assert inputs["checked"] and inputs["allowed"] and inputs["pairs_file"] == "leaking_pairs.csv"
+    assert sum(inputs["held_out_images"].values()) == count
+    pairs = pd.read_csv(run / "leaking_pairs.csv")
+    assert len(pairs) == inputs["leaking_pairs"] >= count
+    assert ((pairs["split_a"] == "train") != (pairs["split_b"] == "train")).all()
+    leak = json.load(open(run / "evaluation" / "metrics.json"))["summary"]["leakage"]
+    assert leak["allowed"] and leak["images_duplicating_training"] == inputs["held_out_images"]["test"]
     split = pd.read_csv(run / "split.csv")
     assert list(split.columns) == ["path", "label", "group", "split"]
     table = from_directory(fashion["root"])

@@ -125,6 +125,15 @@ def test_cli_train_writes_the_run_folder(uninterrupted):
     metrics = json.loads((out / "evaluation" / "metrics.json").read_text())
     assert metrics["summary"]["num_samples"] == 72  # 15% of 480 held out
     assert metrics["summary"]["accuracy"] > 0.5  # chance is 0.33
+    # An .npz run writes the input report too (regression: only file sources did).
+    inputs = json.loads((out / "inputs.json").read_text())
+    assert (inputs["num_images"], inputs["num_used"], inputs["num_skipped"]) == (480, 480, 0)
+    assert inputs["duplicates"] == {"checked": True, "allowed": False, "threshold": 24,
+                                    "leaking_pairs": 0, "exact": 0, "near": 0,
+                                    "held_out_images": {"val": 0, "test": 0}}
+    assert pd.read_csv(out / "skipped_files.csv").empty and not (out / "leaking_pairs.csv").exists()
+    assert metrics["summary"]["leakage"] == {"checked": True, "allowed": False, "threshold": 24,
+                                             "leaking_pairs": 0, "images_duplicating_training": 0}
 
 
 def test_rerun_on_changed_data_is_refused_and_keeps_the_folder(uninterrupted, dataset,

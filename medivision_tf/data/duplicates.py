@@ -544,7 +544,7 @@ def find_duplicates(data, *, threshold=NEAR_THRESHOLD, hashes=None, decode=None,
 
 
 def check_leakage(train, val=None, test=None, *, threshold=NEAR_THRESHOLD, decode=None,
-                  search="auto", shown=5, verbose=False):
+                  search="auto", shown=5, verbose=False, allow=False):
     """Refuses a split in which a validation or test image duplicates a training image.
 
     Every image of the three tables is hashed once (`image_hashes`); pairs
@@ -559,9 +559,14 @@ def check_leakage(train, val=None, test=None, *, threshold=NEAR_THRESHOLD, decod
         search: see `near_pairs`.
         shown: how many pairs the error names.
         verbose: progress bar while hashing.
+        allow: return the leaking pairs instead of raising (what
+            `allow_duplicates=True` does: the run records them).
 
     Returns:
-        The (empty) DataFrame of leaking pairs when there is none.
+        The DataFrame of leaking pairs (`path_a`, `path_b`, `kind`,
+        `distance`, `split_a`, `split_b`): empty, or (with `allow=True`) the
+        pairs found. Its `attrs["held_out"]` maps "val"/"test" to the
+        held-out images that duplicate a training image.
 
     Raises:
         ValueError: some validation/test image duplicates a training image;
@@ -579,7 +584,9 @@ def check_leakage(train, val=None, test=None, *, threshold=NEAR_THRESHOLD, decod
     parts = [(name, part) for name, part in (("train", train), ("val", val), ("test", test))
              if part is not None and len(part)]
     if len(parts) < 2 or parts[0][0] != "train":
-        return pd.DataFrame(columns=[*PAIR_COLUMNS, "split_a", "split_b"])
+        none = pd.DataFrame(columns=[*PAIR_COLUMNS, "split_a", "split_b"])
+        none.attrs.update(threshold=int(threshold), held_out={"val": [], "test": []})
+        return none
     keep = [c for c in ("path", "image", "source_path") if c in train]
     both = pd.concat([part[[c for c in keep if c in part]].assign(split=name)
                       for name, part in parts], ignore_index=True)
@@ -588,12 +595,16 @@ def check_leakage(train, val=None, test=None, *, threshold=NEAR_THRESHOLD, decod
                             verbose=verbose)
     crossing = (pairs["split_a"] == "train") != (pairs["split_b"] == "train")
     leaks = pairs[crossing].reset_index(drop=True)
-    if leaks.empty:
-        return leaks
     # Name the held-out image first, then the training image it copies.
     held = np.where(leaks["split_a"] == "train", leaks["path_b"], leaks["path_a"])
     seen = np.where(leaks["split_a"] == "train", leaks["path_a"], leaks["path_b"])
     held_split = np.where(leaks["split_a"] == "train", leaks["split_b"], leaks["split_a"])
+    leaks.attrs["threshold"] = int(threshold)
+    leaks.attrs["held_out"] = {
+        split: sorted({str(h) for h, s in zip(held, held_split) if s == split})
+        for split in ("val", "test")}
+    if leaks.empty or allow:
+        return leaks
     lines = [
         f"  {split} {h!r} ~ train {s!r} ({kind}, distance {d})"
         for split, h, s, kind, d in zip(held_split[:shown], held[:shown], seen[:shown],

@@ -192,9 +192,10 @@ def load_source(config):
     if train.empty:
         raise ValueError(f"Source {config.source!r} has no training images.")
     splits = {"train": train, "val": val, "test": test}
-    # Every image hashed once: a val/test copy of a training image is refused.
-    check_duplicates(config, train, val, test, f"Source {config.source!r}")
-    return mark_checked(splits), class_names
+    # Every image hashed once: a val/test copy of a training image is refused
+    # (or, allowed, recorded).
+    leakage = check_duplicates(config, train, val, test, f"Source {config.source!r}")
+    return mark_checked(splits, leakage), class_names
 
 
 REPORT_FILE = "skipped_files.csv"
@@ -203,17 +204,28 @@ SPLIT_FILE = "split.csv"
 SPLIT_COLUMNS = ("path", "label", "group", "split")
 
 
+LEAKS_FILE = "leaking_pairs.csv"
+
+
 def check_duplicates(config, train, val=None, test=None, what="The data"):
     """Refuses leakage: a val/test image that duplicates a training image.
 
     `medivision_tf.data.duplicates.check_leakage` on the sample tables (each
-    image hashed once, decoded with the config's decode options), unless
-    `config.allow_duplicates`. Shard tables are left alone (their images are
-    checked when the shards are written from a source), and so are a user's
-    tf.data datasets (None here).
+    image hashed once, decoded with the config's decode options). With
+    `config.allow_duplicates` the leaking pairs are found all the same and
+    returned, so the run records them (`inputs.json`, `leaking_pairs.csv`,
+    the test report's `metrics.json`) instead of leaving no trace. Shard
+    tables are left alone (their images are checked when the shards are
+    written from a source), and so are a user's tf.data datasets (None here).
+
+    Returns:
+        None when nothing was checked (shards, tf.data), else a dict:
+        `checked` (True), `allowed`, `threshold`, `leaking_pairs`, `exact`,
+        `near`, `held_out_images` (`{"val": n, "test": n}`), `held_out`
+        (the held-out paths per split) and `pairs` (one dict per pair).
 
     Raises:
-        ValueError: naming the count and a few pairs.
+        ValueError: naming the count and a few pairs (not allowed).
 
     Example:
 
@@ -225,24 +237,44 @@ def check_duplicates(config, train, val=None, test=None, what="The data"):
     from medivision_tf.data.duplicates import check_leakage
     from medivision_tf.data.shards import is_shard_table
 
-    if config.allow_duplicates or train is None or is_shard_table(train):
-        return
+    if train is None or is_shard_table(train):
+        return None
     val, test = (None if t is None or is_shard_table(t) else t for t in (val, test))
+    allowed = bool(config.allow_duplicates)
     try:
-        check_leakage(train, val, test, decode=config.decode_options())
+        leaks = check_leakage(train, val, test, decode=config.decode_options(), allow=allowed)
     except ValueError as error:
         raise ValueError(f"{what}: {error}") from None
+    held_out = leaks.attrs["held_out"]
+    exact = int((leaks["kind"] == "exact").sum())
+    return {
+        "checked": True, "allowed": allowed, "threshold": leaks.attrs["threshold"],
+        "leaking_pairs": int(len(leaks)), "exact": exact, "near": int(len(leaks)) - exact,
+        "held_out_images": {split: len(paths) for split, paths in held_out.items()},
+        "held_out": held_out,
+        "pairs": json.loads(leaks.to_json(orient="records")),
+    }
+
+
+def leakage_of(table):
+    """The `check_duplicates` record a split table carries (None: unchecked)."""
+    return None if table is None else table.attrs.get(_LEAKAGE)
 
 
 _CHECKED = "duplicates_checked"
+_LEAKAGE = "leakage"
 
 
-def mark_checked(splits):
+def mark_checked(splits, leakage=None):
     """Marks split tables checked together by `check_duplicates` (one token in
-    their attrs), so `training_inputs` does not hash them again."""
+    their attrs), so `training_inputs` does not hash them again; `leakage`
+    (what `check_duplicates` returned) travels with them, for the run's
+    files and the test report."""
     token = uuid.uuid4().hex
     for table in splits.values():
         table.attrs[_CHECKED] = token
+        if leakage is not None:
+            table.attrs[_LEAKAGE] = leakage
     return splits
 
 
@@ -388,8 +420,9 @@ def scan_inputs(table, what="The data"):
     The count and the skipped files travel in `attrs["input_report"]`
     (`num_images`, `num_used`, `skipped`: rows of path/reason/detail) so
     that `TrainingInputs.write_report` can write them to the run folder.
-    Array tables, shard tables (`load_shards`: checked when written) and
-    tables scanned already are returned as they are.
+    Array tables are counted (every row used: no file to refuse); shard
+    tables (`load_shards`: checked when written) and tables scanned
+    already are returned as they are.
 
     Args:
         table: a sample table.
@@ -411,9 +444,14 @@ def scan_inputs(table, what="The data"):
     from medivision_tf.data.scan import scan
     from medivision_tf.data.shards import is_shard_table
 
-    if "image" in table.columns or table.attrs.get("scanned") or table.empty or (
-        is_shard_table(table)
-    ):
+    if "image" in table.columns and not table.attrs.get("scanned"):
+        # Arrays have no file to refuse: every row is used, and counted.
+        counted = table.copy(deep=False)
+        counted.attrs["scanned"] = True
+        counted.attrs["input_report"] = {"id": uuid.uuid4().hex, "num_images": int(len(table)),
+                                         "num_used": int(len(table)), "skipped": []}
+        return counted
+    if table.attrs.get("scanned") or table.empty or is_shard_table(table):
         return table
     try:
         clean, report = scan(table, verbose=False)
@@ -540,6 +578,7 @@ class TrainingInputs:
     global_batch: typing.Optional[int] = None
     num_classes: typing.Optional[int] = None
     multi_label: bool = False
+    leakage: typing.Optional[dict] = None
 
     def train_from_epoch(self, epoch):
         """The training dataset as an uninterrupted `fit` reaches it at `epoch`.
@@ -562,44 +601,71 @@ class TrainingInputs:
         return with_targets(stream, self.num_classes, self.multi_label)
 
     def write_report(self, run_dir, say=print):
-        """Writes `run_dir/split.csv`, `skipped_files.csv` and `inputs.json`
-        and says "N of M images used" (`say`: a print function, or None for
-        silence). Each file is written atomically.
+        """Writes `run_dir/split.csv`, `skipped_files.csv`, `inputs.json`
+        (and `leaking_pairs.csv` when leakage was allowed) and says "N of M
+        images used" (`say`: a print function, or None for silence). Each
+        file is written atomically.
 
         `split.csv` (`path`, `label`, `group`, `split`) lists every sample of
         the run's train, val and test tables, NIfTI slices and DICOM frames
         by their `#frame=N` path with the volume (or patient) as group, so a
         result can be audited; it is not written for a user's tf.data
-        datasets. The skipped-file report is not written for array or tf.data
-        inputs (nothing to skip).
+        datasets. `inputs.json` is written for every run: image counts
+        (None for a user's tf.data dataset, whose length is not known),
+        skipped files by reason (none for arrays: nothing to skip) and the
+        duplicate check (`duplicates`: whether it ran, whether leakage was
+        allowed, the leaking pairs and held-out images it found).
         """
         write_split_file(run_dir, {"train": self.train_table, "val": self.val_table,
                                    "test": self.test_table}, self.class_names)
-        if not self.report:
-            return
-        report = self.report
+        report = self.report or self._unscanned_report()
         skipped = pd.DataFrame(report["skipped"], columns=["path", "reason", "detail"])
         _write_atomic(os.path.join(run_dir, REPORT_FILE),
                       lambda p: skipped.to_csv(p, index=False))
+        leakage = self.leakage or {"checked": False}
         summary = {
             "num_images": report["num_images"],
             "num_used": report["num_used"],
             "num_skipped": int(len(skipped)),
             "skipped_by_reason": {str(k): int(v) for k, v in
                                   skipped["reason"].value_counts().items()},
+            "duplicates": {k: v for k, v in leakage.items() if k not in ("pairs", "held_out")},
         }
+        if leakage.get("leaking_pairs"):
+            pairs = pd.DataFrame(leakage["pairs"])
+            _write_atomic(os.path.join(run_dir, LEAKS_FILE),
+                          lambda p: pairs.to_csv(p, index=False))
+            summary["duplicates"]["pairs_file"] = LEAKS_FILE
+
         def write_summary(partial):
             with open(partial, "w") as handle:
                 json.dump(summary, handle, indent=2)
 
         _write_atomic(os.path.join(run_dir, SUMMARY_FILE), write_summary)
-        if say is not None:
+        if say is None:
+            return
+        if report["num_images"] is not None:
             reasons = ", ".join(f"{k}: {v}" for k, v in summary["skipped_by_reason"].items())
             say(
                 f"{report['num_used']} of {report['num_images']} images used"
                 + (f"; {len(skipped)} skipped ({reasons}), listed in "
                    f"{os.path.join(run_dir, REPORT_FILE)}" if len(skipped) else "")
             )
+        if leakage.get("leaking_pairs"):
+            held = leakage["held_out_images"]
+            say(f"Leakage allowed (allow_duplicates): {held['val']} val and {held['test']} test "
+                f"image(s) duplicate training images ({leakage['leaking_pairs']} pairs), listed "
+                f"in {os.path.join(run_dir, LEAKS_FILE)}; results on them are inflated.")
+
+    def _unscanned_report(self):
+        """Counts for inputs no scan counted: a user's tf.data dataset (its
+        length is not known: None) or shard tables (their rows, checked
+        when the shards were written)."""
+        if self.train_table is None:
+            return {"num_images": None, "num_used": None, "skipped": []}
+        count = sum(len(t) for t in (self.train_table, self.val_table, self.test_table)
+                    if t is not None)
+        return {"num_images": count, "num_used": count, "skipped": []}
 
 
 def training_inputs(config, *, global_batch, train_data=None, val_data=None, class_names=None,
@@ -679,8 +745,13 @@ def training_inputs(config, *, global_batch, train_data=None, val_data=None, cla
         )
     # Tables given here (not split by load_source, which checked its own):
     # hashed once, a val copy of a training image is refused.
-    if not checked_together(train_table, val_table, test_table):
-        check_duplicates(config, train_table, val_table, test_table, "train_data/val_data")
+    if checked_together(train_table, val_table, test_table):
+        leakage = leakage_of(train_table)
+    else:
+        leakage = check_duplicates(config, train_table, val_table, test_table,
+                                   "train_data/val_data")
+        if leakage is not None and test_table is not None:
+            test_table.attrs[_LEAKAGE] = leakage
     weights = None
     if config.class_weight == "balanced":
         # One rule for every kind of data (a class without images is refused).
@@ -691,4 +762,5 @@ def training_inputs(config, *, global_batch, train_data=None, val_data=None, cla
         class_weight=weights, train_table=train_table, val_table=val_table,
         test_table=test_table, report=merged_report(train_table, val_table, test_table),
         global_batch=global_batch, num_classes=num_classes, multi_label=config.multi_label,
+        leakage=leakage,
     )

@@ -59,7 +59,9 @@ def evaluate_model(model, data, labels=None, class_names=None, out_dir=None, *,
     multi_label = config.multi_label
     total = None  # images in a dataset, for the progress bar
     pre_skipped = 0  # files a table's scan refused before prediction
+    leakage = None  # a run's duplicate check, when the table carries it
     if isinstance(data, pd.DataFrame):
+        leakage = _leakage_summary(data)
         data_classes = data.attrs.get("class_names")
         if class_names is None and data_classes:
             class_names = list(data_classes)
@@ -125,8 +127,28 @@ def evaluate_model(model, data, labels=None, class_names=None, out_dir=None, *,
             f"{report.summary['num_skipped']} could not be used (see medivision_tf.data.scan).",
             stacklevel=2,
         )
+    if leakage is not None:
+        report.summary["leakage"] = leakage
     if config.trust and not multi_label:
         add_trust_metrics(report, config.trust, n_bins)
     if out_dir is not None:
         report.save(out_dir, history_csv=history_csv)
     return report
+
+
+def _leakage_summary(table):
+    """The duplicate check of a run's split table, for `metrics.json`: how
+    many of these images duplicate a training image (non-zero only when the
+    run allowed leakage), so an inflated result says so where it is read."""
+    from medivision_tf.data.inputs import leakage_of
+
+    record = leakage_of(table)
+    if record is None:
+        return None
+    summary = {k: record[k] for k in ("checked", "allowed", "threshold", "leaking_pairs")}
+    if "path" in table and "image" not in table:
+        held = set(record["held_out"]["val"]) | set(record["held_out"]["test"])
+        summary["images_duplicating_training"] = int(table["path"].astype(str).isin(held).sum())
+    else:  # array rows are named by position in the check, not here
+        summary["images_duplicating_training"] = int(record["held_out_images"]["test"])
+    return summary
