@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 import tifffile
+from sklearn.datasets import load_digits
 
+import medivision_tf
 from medivision_tf import data
 
 from dicom_files import write_dicom  # tests/dicom_files.py
@@ -198,6 +200,33 @@ def test_npz_medmnist_layout_single_and_multi_label(tmp_path):
     np.savez(tmp_path / "bad.npz", foo=np.zeros(3))
     with pytest.raises(ValueError, match="foo"):
         data.from_npz(tmp_path / "bad.npz")
+
+
+def test_npz_class_names_key_names_the_classes(tmp_path):
+    from medivision_tf.cli import main
+
+    digits = load_digits()  # real handwriting (scikit-learn's copy of the UCI set)
+    images = (digits.images[:300] * 16).astype("uint8")
+    labels = digits.target[:300] % 3
+    names = np.array(["zero_three", "one_four", "two_five"])
+    np.savez(tmp_path / "named.npz", images=images, labels=labels, class_names=names)
+    assert data.from_npz(tmp_path / "named.npz").attrs["class_names"] == list(names)
+    # An explicit class_names wins over the key.
+    assert data.from_npz(tmp_path / "named.npz", class_names=["a", "b", "c"]).attrs[
+        "class_names"] == ["a", "b", "c"]
+    np.savez(tmp_path / "short.npz", images=images, labels=labels, class_names=names[:2])
+    with pytest.raises(ValueError, match=r"2 class names .* labels up to 2 \(3 classes\)"):
+        data.from_npz(tmp_path / "short.npz")
+    np.savez(tmp_path / "numbers.npz", images=images, labels=labels, class_names=np.arange(3))
+    with pytest.raises(ValueError, match="1-D array of strings; received dtype int64"):
+        data.from_npz(tmp_path / "numbers.npz")
+    run = tmp_path / "run"
+    assert main(["train", str(tmp_path / "named.npz"), "--out", str(run), "--image-size", "32",
+                 "--backbone", "smallcnn", "--weights", "none", "--epochs", "1",
+                 "--fine-tune-epochs", "0", "--batch-size", "32", "--steps-per-epoch", "2",
+                 "--lstm-units", "8", "--attention-units", "8", "--quiet"]) == 0
+    model = medivision_tf.load_model(str(run / "model.keras"), compile=False)
+    assert list(medivision_tf.get_model_config(model).class_names) == list(names)
 
 
 def test_resize_pad_keeps_aspect_and_stretch_does_not():

@@ -103,18 +103,28 @@ def from_npz(path, *, class_names=None):
 
     Keys `train_images`/`train_labels`, `val_images`/`val_labels`,
     `test_images`/`test_labels` give a table with a `split` column; plain
-    `images`/`labels` (or `x`/`y`) give one without.
+    `images`/`labels` (or `x`/`y`) give one without. A `class_names` key (an
+    array of strings, in class-id order) names the classes, so a file
+    trained on by `medivision train x.npz` gives a model with real names.
 
     Args:
         path: the `.npz` file.
         class_names: names per class id (MedMNIST's `INFO[flag]["label"]`
-            values, in id order), default `"0"`, `"1"`, ...
+            values, in id order); default: the file's `class_names` key,
+            else `"0"`, `"1"`, ...
+
+    Raises:
+        ValueError: no known keys, or class names that do not cover the
+            labels (their count and the highest label are named).
 
     Example:
 
     ```python
     table = from_npz("pathmnist.npz")      # 3 splits, 9 classes
     table["split"].value_counts()
+    np.savez("cells.npz", images=images, labels=labels,
+             class_names=np.array(["basophil", "eosinophil", "lymphocyte"]))
+    from_npz("cells.npz").attrs["class_names"]   # ['basophil', 'eosinophil', 'lymphocyte']
     ```
     """
     if not os.path.isfile(path):
@@ -135,10 +145,22 @@ def from_npz(path, *, class_names=None):
                 f"Keys: {sorted(keys)}"
             )
         arrays = [(s, data[x], data[y]) for s, x, y in pairs]
+        stored = data["class_names"] if "class_names" in keys else None
+    if class_names is None and stored is not None:
+        if stored.dtype.kind not in "US" or stored.ndim != 1:
+            raise ValueError(f"{os.fspath(path)!r}: its class_names key must be a 1-D array of "
+                             f"strings; received dtype {stored.dtype}, shape {stored.shape}.")
+        class_names = [str(n) for n in stored.astype(str)]
     all_labels = np.concatenate([np.asarray(y).reshape(len(y), -1) for _, _, y in arrays])
     multi = all_labels.shape[1] > 1
     count = all_labels.shape[1] if multi else int(all_labels.max()) + 1
     names = class_names if class_names is not None else [str(i) for i in range(count)]
+    if multi and len(names) != count:
+        raise ValueError(f"{os.fspath(path)!r}: {len(names)} class names {list(names)} for "
+                         f"{count} label columns.")
+    if len(names) < count:
+        raise ValueError(f"{os.fspath(path)!r}: {len(names)} class names {list(names)} for "
+                         f"labels up to {count - 1} ({count} classes).")
     base = os.path.basename(os.fspath(path))
     tables = [
         from_numpy(x, y, class_names=names, split=s, name=f"{base}#{s or 'images'}")
