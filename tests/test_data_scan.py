@@ -249,3 +249,31 @@ def test_extensionless_files_that_are_not_dicom_are_reported(tmp_path, capsys):
     quiet = data.scan(data.from_directory(tmp_path, exclude=("README", "EMPTY", "IMG*")),
                       verbose=False)[1]
     assert quiet.empty
+
+
+def test_a_source_with_no_usable_file_names_each_reason(tmp_path, capsys):
+    """Regression: with nothing usable, `scan` and `train` said only a count
+    of reasons, and `scan --report` wrote no report."""
+    import shutil
+
+    from pydicom.data import get_testdata_file
+
+    from medivision_tf.cli import main
+
+    os.makedirs(tmp_path / "src" / "rt")
+    shutil.copy(get_testdata_file("rtplan.dcm"), tmp_path / "src" / "rt" / "plan.dcm")
+    (tmp_path / "src" / "rt" / "notes.png").write_text("not an image")
+    with pytest.raises(data.NoUsableSamplesError) as caught:
+        data.scan(data.from_directory(tmp_path / "src"), verbose=False)
+    message = str(caught.value)
+    assert "all 2 were skipped" in message
+    assert "plan.dcm: unreadable_dicom" in message and "RT Plan Storage: not an image" in message
+    assert "notes.png: not_image" in message
+    assert sorted(caught.value.report["reason"]) == ["not_image", "unreadable_dicom"]
+    report = tmp_path / "report.csv"
+    assert main(["scan", str(tmp_path / "src"), "--report", str(report), "--quiet"]) == 2
+    captured = capsys.readouterr()
+    assert "plan.dcm: unreadable_dicom" in captured.err and "RT Plan Storage" in captured.out
+    assert sorted(pd.read_csv(report)["reason"]) == ["not_image", "unreadable_dicom"]
+    assert main(["train", str(tmp_path / "src"), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert "plan.dcm: unreadable_dicom" in capsys.readouterr().err

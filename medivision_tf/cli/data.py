@@ -123,7 +123,7 @@ def run_prepare(args):
 
 def run_scan(args):
     from medivision_tf.data.pipeline import as_table
-    from medivision_tf.data.scan import scan
+    from medivision_tf.data.scan import NoUsableSamplesError, scan
 
     from medivision_tf.config import DecodeOptions
     from medivision_tf.data.volumes import reexpand_volumes
@@ -133,8 +133,13 @@ def run_scan(args):
     table = as_table(args.source, root=args.root)
     table = reexpand_volumes(table, options.frames, options.nifti_slices, options.nifti_axis)
     limits = {} if args.max_pixels is None else {"max_pixels": args.max_pixels}
-    clean, report = scan(table, strict=args.strict, verbose=False if args.quiet else "auto",
-                         dicom_window=options.dicom_window, **limits)
+    try:
+        clean, report = scan(table, strict=args.strict, verbose=False if args.quiet else "auto",
+                             dicom_window=options.dicom_window, **limits)
+    except NoUsableSamplesError as error:
+        # Nothing usable: the report is what the user needs, saved and shown.
+        _show_report(error.report, args.report)
+        raise
     # A linked folder that was not entered is one skipped entry of the total.
     print(f"{len(clean)} usable, {len(report)} skipped of {len(clean) + len(report)} samples")
     if "frame" in table:
@@ -144,6 +149,16 @@ def run_scan(args):
         print(f"Volumes/multi-frame files: {framed['source_path'].nunique()} files give "
               f"{len(framed)} frame/slice samples (frames={options.frames}, NIfTI slices="
               f"{options.nifti_slices}, axis={options.nifti_axis})")
+    _show_report(report, args.report)
+    if args.duplicates:
+        _write_duplicates(clean, options, args)
+    elif args.near_threshold is not None:
+        raise ValueError("--near-threshold needs --duplicates FILE.csv (where the pairs go).")
+    return 0
+
+
+def _show_report(report, path):
+    """Prints the skipped files and writes them to `path` (when given)."""
     if len(report):
         from medivision_tf.cli._text import quote
 
@@ -151,14 +166,9 @@ def run_scan(args):
         shown["path"] = shown["path"].map(quote)  # a name cannot split or forge a row
         shown["detail"] = shown["detail"].map(quote)
         print(shown.to_string(index=False))
-    if args.report:
-        report.to_csv(args.report, index=False)
-        print(f"Report: {args.report}")
-    if args.duplicates:
-        _write_duplicates(clean, options, args)
-    elif args.near_threshold is not None:
-        raise ValueError("--near-threshold needs --duplicates FILE.csv (where the pairs go).")
-    return 0
+    if path:
+        report.to_csv(path, index=False)
+        print(f"Report: {path}")
 
 
 def _write_duplicates(clean, options, args):

@@ -47,7 +47,7 @@ from medivision_tf.data.augment import (
     augmentation_model,
 )
 from medivision_tf.data.pipeline import as_table, make_dataset
-from medivision_tf.data.scan import REASONS, check_file, scan
+from medivision_tf.data.scan import REASONS, NoUsableSamplesError, check_file, scan
 from medivision_tf.data.table import class_names_of, is_multi_label, with_attrs
 from medivision_tf.data.files import IMAGE_EXTENSIONS, inside_root, list_images
 from medivision_tf.data.sources import from_csv, from_dicom, from_directory

@@ -71,7 +71,8 @@ FRAME_CHOICES = ("first", "middle", "all")
 NIFTI_AXES = {"sagittal": 0, "coronal": 1, "axial": 2}
 NIFTI_EXTENSIONS = (".nii", ".nii.gz")
 #: The optional extra that brings pydicom's decoders for compressed DICOM.
-DICOM_EXTRA = "pip install 'medivision-tf[dicom]'  (python-gdcm, pylibjpeg, pylibjpeg-openjpeg)"
+DICOM_EXTRA = ("pip install 'medivision-tf[dicom]' (in a checkout: pip install -e '.[dicom]'), "
+               "which brings python-gdcm, pylibjpeg, pylibjpeg-openjpeg and pylibjpeg-rle")
 _FRAME_SUFFIX = re.compile(r"#frame=(\d+)$")
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
@@ -325,8 +326,8 @@ def _dicom_error(dataset, error):
     ):
         if str(syntax) == "1.2.840.10008.1.2.4.51":  # the extra's decoders lack 12-bit
             advice = ("12-bit JPEG Extended needs the pylibjpeg-libjpeg plugin, which the DICOM "
-                      f"extra ({DICOM_EXTRA}) does not include (GPLv3): install it yourself if "
-                      "its licence suits you.")
+                      "extra does not include (GPLv3): if its licence suits you, "
+                      "pip install pylibjpeg pylibjpeg-libjpeg.")
         else:
             advice = f"Install the DICOM extra: {DICOM_EXTRA}."
         # The advice first: reports and consoles may show only the start.
@@ -404,7 +405,8 @@ def read_dicom(source, window="auto", frame="middle", max_pixels=None):
         if "PixelData" not in dataset and "FloatPixelData" not in dataset and (
             "DoubleFloatPixelData" not in dataset
         ):
-            raise ValueError("the file has no pixel data")
+            kind = getattr(dataset.get("SOPClassUID"), "name", None) or "unknown SOP class"
+            raise ValueError(f"the file has no pixel data ({kind}: not an image)")
         # The function `Dataset.pixel_array` calls, without the property's
         # cache bookkeeping (an id of the pixel data, computed twice per read).
         pixels = pixel_array(dataset)

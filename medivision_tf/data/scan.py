@@ -71,6 +71,22 @@ _FILE_KINDS = (
 PROGRESS_MIN_IMAGES = 8
 
 
+#: How many unusable files a "No usable samples" error names.
+SHOWN_UNUSABLE = 10
+
+
+class NoUsableSamplesError(ValueError):
+    """`scan` found no usable sample; `.report` is its report DataFrame
+    (`index`, `path`, `reason`, `detail`), for a caller to save or show."""
+
+    report = None
+
+
+def _shortened(detail, limit=400):
+    detail = str(detail)
+    return detail if len(detail) <= limit else detail[: limit - 3] + "..."
+
+
 def _duplicate_rows(table, results, multi):
     """Report rows for files listed more than once (by real path).
 
@@ -411,7 +427,10 @@ def scan(
 
     Raises:
         ValueError: `strict=True` and some samples are bad (the message lists
-            them), or no usable sample is left.
+            them).
+        NoUsableSamplesError: (a `ValueError`) no usable sample is left; the
+            message names the first files with their reasons, and the
+            error's `report` holds them all.
 
     Example:
 
@@ -482,10 +501,17 @@ def scan(
     clean = table.drop(index=rows_bad) if rows_bad else table.copy()
     clean = with_attrs(clean, table)
     if clean.empty:
-        raise ValueError(
+        # Each file's reason and advice (a plugin to install, a window to
+        # set) matters most when nothing decodes: the first ones are named.
+        lines = "\n".join(f"  {p}: {r} ({_shortened(d)})" for _, p, r, d in bad[:SHOWN_UNUSABLE])
+        more = (f"\n  ... and {len(bad) - SHOWN_UNUSABLE} more"
+                if len(bad) > SHOWN_UNUSABLE else "")
+        error = NoUsableSamplesError(
             f"No usable samples: all {len(table)} were skipped "
-            f"(reasons: {report['reason'].value_counts().to_dict()})."
+            f"(reasons: {report['reason'].value_counts().to_dict()}):\n{lines}{more}"
         )
+        error.report = report
+        raise error
     if not multi:
         lost = sorted(set(table.loc[table["label"] >= 0, "label"]) - set(clean["label"]))
         if lost:
