@@ -162,6 +162,19 @@ def test_from_csv_single_and_multi_label(tmp_path):
         data.from_csv(frame, root=tmp_path, path_column="nope")
     with pytest.raises(FileNotFoundError, match="missing.csv"):
         data.from_csv(tmp_path / "missing.csv")
+    # Patient and split columns are found without being named (regression:
+    # a CSV's `group` column was dropped, so the CLI could not group copies).
+    found = data.from_csv(frame, root=tmp_path, path_column="file", label_column="finding")
+    assert list(found["group"]) == ["p1", "p1", "p2"]
+    assert "group" not in data.from_csv(frame, root=tmp_path, path_column="file",
+                                        label_column="finding", group_column=False)
+    split = pd.DataFrame({"path": ["a.png", "b.png"], "label": ["x", "y"],
+                          "group": ["g1", "g2"], "patient_id": ["q", "q"],
+                          "split": ["train", "Test"]})
+    split.to_csv(tmp_path / "split.csv", index=False)
+    table = data.as_table(str(tmp_path / "split.csv"))
+    assert list(table["group"]) == ["g1", "g2"] and list(table["split"]) == ["train", "test"]
+    assert "split" not in data.from_csv(split, root=tmp_path, split_column=False)
 
 
 def test_multi_label_pipeline_gives_multi_hot(tmp_path):

@@ -133,6 +133,30 @@ def test_scan_duplicates_finds_planted_copies_in_real_photographs(fashion, tmp_p
     assert main(["scan", fashion["root"], "--duplicates", str(strict), "--near-threshold", "4",
                  "--quiet"]) == 0
     assert _pair_set(pd.read_csv(strict)) < found
+    # The way on the error names: a CSV whose `group` joins each pair found
+    # splits without leakage (regression: from_csv dropped the column).
+    from medivision_tf.data.inputs import load_source
+    from medivision_tf.training import TrainConfig
+
+    table = from_directory(fashion["root"])
+    group = {p: p for p in table["path"]}
+
+    def leader(path):
+        while group[path] != path:
+            path = group[path]
+        return path
+
+    for a, b in zip(pairs["path_a"], pairs["path_b"]):
+        group[leader(a)] = leader(b)
+    csv = os.path.join(os.path.dirname(fashion["root"]), "grouped.csv")  # beside data/
+    pd.DataFrame({"path": table["path"].map(lambda p: os.path.relpath(p, os.path.dirname(csv))),
+                  "label": table["class_name"],
+                  "group": [leader(p) for p in table["path"]]}).to_csv(csv, index=False)
+    splits, _ = load_source(TrainConfig(source=str(csv), val_split=0.2, test_split=0.2))
+    side = {os.path.realpath(p): name for name, part in splits.items() for p in part["path"]}
+    side.update({p: side[os.path.realpath(p)] for p in table["path"]})
+    assert sum(len(part) for part in splits.values()) == len(table)
+    assert all(side[a] == side[b] for a, b in zip(pairs["path_a"], pairs["path_b"]))
 
 
 def test_train_refuses_leaking_copies_and_allow_duplicates_trains(fashion, tmp_path, capsys):
@@ -155,11 +179,10 @@ def test_train_refuses_leaking_copies_and_allow_duplicates_trains(fashion, tmp_p
     assert error.count(" ~ train ") == 5 and "more pairs" in error  # a few pairs named
     assert "copy_" in error and not refused.exists()  # refused before the run folder
     run = tmp_path / "allowed"
-    flags.remove("--quiet")
     assert main(["train", fashion["root"], "--out", str(run), *flags, "--allow-duplicates"]) == 0
     # The allowed leakage is recorded where results are read (regression: only
-    # config.json said allow_duplicates).
-    assert "Leakage allowed (allow_duplicates)" in capsys.readouterr().out
+    # config.json said allow_duplicates), and said even with --quiet.
+    assert "Leakage allowed (allow_duplicates)" in capsys.readouterr().err
     inputs = json.load(open(run / "inputs.json"))["duplicates"]
     assert inputs["checked"] and inputs["allowed"] and inputs["pairs_file"] == "leaking_pairs.csv"
     assert sum(inputs["held_out_images"].values()) == count

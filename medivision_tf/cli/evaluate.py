@@ -57,7 +57,12 @@ def run_evaluate(args):
 
     model = medivision_tf.load_model(args.model, compile=False)
     table = as_table(args.source)  # a prepared folder keeps its split
-    if args.split is not None and "split" not in table.columns and _csv_with_split(args.source):
+    from medivision_tf.data.datasets import MANIFEST, is_prepared
+
+    # A prepared folder's manifest.csv is read by as_table, relative paths and all.
+    manifest = (os.path.basename(str(args.source)) == MANIFEST
+                and is_prepared(os.path.dirname(str(args.source)) or "."))
+    if args.split is not None and not manifest and _csv_with_split(args.source):
         # A run folder's split.csv (or any CSV with a `split` column): keep
         # its split and group columns, so `--split test` re-scores that split.
         from medivision_tf.data.sources import from_csv

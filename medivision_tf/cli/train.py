@@ -36,7 +36,9 @@ def register(subparsers):
     parser.add_argument("--no-evaluate", action="store_true",
                         help="skip the evaluation on the held-out split (default: evaluate)")
     parser.add_argument("--quiet", action="store_true",
-                        help="no progress bars (default: progress bars)")
+                        help="no progress bars and no progress lines (images used, "
+                             "phases, resuming); warnings such as allowed leakage still "
+                             "go to stderr (default: all shown)")
     add_config_flags(parser, TrainConfig, skip=("source",), choices=CHOICES)
     parser.set_defaults(func=run_train)
 

@@ -22,6 +22,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 import typing
 import uuid
 
@@ -642,6 +643,13 @@ class TrainingInputs:
                 json.dump(summary, handle, indent=2)
 
         _write_atomic(os.path.join(run_dir, SUMMARY_FILE), write_summary)
+        if leakage.get("leaking_pairs"):
+            held = leakage["held_out_images"]
+            # Said even when quiet (on stderr then): the results are inflated.
+            (say or _to_stderr)(
+                f"Leakage allowed (allow_duplicates): {held['val']} val and {held['test']} "
+                f"test image(s) duplicate training images ({leakage['leaking_pairs']} pairs), "
+                f"listed in {os.path.join(run_dir, LEAKS_FILE)}; results on them are inflated.")
         if say is None:
             return
         if report["num_images"] is not None:
@@ -651,11 +659,6 @@ class TrainingInputs:
                 + (f"; {len(skipped)} skipped ({reasons}), listed in "
                    f"{os.path.join(run_dir, REPORT_FILE)}" if len(skipped) else "")
             )
-        if leakage.get("leaking_pairs"):
-            held = leakage["held_out_images"]
-            say(f"Leakage allowed (allow_duplicates): {held['val']} val and {held['test']} test "
-                f"image(s) duplicate training images ({leakage['leaking_pairs']} pairs), listed "
-                f"in {os.path.join(run_dir, LEAKS_FILE)}; results on them are inflated.")
 
     def _unscanned_report(self):
         """Counts for inputs no scan counted: a user's tf.data dataset (its
@@ -666,6 +669,10 @@ class TrainingInputs:
         count = sum(len(t) for t in (self.train_table, self.val_table, self.test_table)
                     if t is not None)
         return {"num_images": count, "num_used": count, "skipped": []}
+
+
+def _to_stderr(message):
+    print(message, file=sys.stderr)
 
 
 def training_inputs(config, *, global_batch, train_data=None, val_data=None, class_names=None,

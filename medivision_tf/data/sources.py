@@ -230,6 +230,11 @@ def from_dicom(root, *, class_names=None, window="auto", exclude=(), group_patte
     return table
 
 
+#: Columns `from_csv` takes as the patient/group id when none is named.
+GROUP_COLUMNS = ("group", "patient_id", "patient", "PatientID", "subject_id", "subject",
+                 "study_id")
+
+
 def _pick_column(frame, wanted, candidates, arg):
     if wanted is not None:
         if wanted not in frame:
@@ -291,8 +296,11 @@ def from_csv(
             `class`, `class_name`, `diagnosis`, `target`).
         label_columns: multi-hot columns, one per class (multi-label).
         label_separator: multi-label names in one column, e.g. `"|"`.
-        group_column: patient/study id column, copied to `group`.
-        split_column: column with train/val/test values, copied to `split`.
+        group_column: patient/study id column, copied to `group` (default:
+            the first of `GROUP_COLUMNS`, e.g. `group`, `patient_id`,
+            present; False: none). Splits keep a group on one side.
+        split_column: column with train/val/test values, copied to `split`
+            (default: a `split` column, when present; False: none).
         class_names: class order (default: sorted names, or `"0".."k-1"`
             for integer labels); integer labels index into it.
         extension: appended to every path, e.g. `".png"` for APTOS's ids.
@@ -393,10 +401,16 @@ def from_csv(
         table["class_name"] = [
             "|".join(names[i] for i in ids if i >= 0) for ids in table["labels"]
         ]
-    if group_column is not None:
+    # A manifest's patient and split columns are used unless turned off: a
+    # `group` column silently dropped would let a patient leak across splits.
+    if group_column is None:
+        group_column = next((c for c in GROUP_COLUMNS if c in frame), None)
+    if split_column is None:
+        split_column = "split" if "split" in frame else None
+    if group_column not in (None, False):
         _pick_column(frame, group_column, (), "group_column")
         table["group"] = frame[group_column].astype(str).values
-    if split_column is not None:
+    if split_column not in (None, False):
         _pick_column(frame, split_column, (), "split_column")
         splits = frame[split_column].astype(str).str.strip().str.lower()
         table["split"] = [SPLIT_ALIASES.get(s, s) for s in splits]

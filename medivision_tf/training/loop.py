@@ -231,7 +231,7 @@ def train(
                              augment_in_pipeline=augment_on == "pipeline",
                              val_data=val_data, class_names=class_names)
     if is_chief:  # "N of M images used"; skipped_files.csv and inputs.json
-        inputs.write_report(work_dir, say)
+        inputs.write_report(work_dir, say if verbose else None)
     policy = choose_precision(config.mixed_precision, strategy)
     with strategy.scope(), dtype_policy(policy):
         model = build_from_config(config.model_config(inputs.class_names))
