@@ -193,10 +193,43 @@ def load_source(config):
     if train.empty:
         raise ValueError(f"Source {config.source!r} has no training images.")
     splits = {"train": train, "val": val, "test": test}
+    if not config.multi_label:
+        warn_missing_classes(splits, class_names, f"Source {config.source!r}")
     # Every image hashed once: a val/test copy of a training image is refused
     # (or, allowed, recorded).
     leakage = check_duplicates(config, train, val, test, f"Source {config.source!r}")
     return mark_checked(splits, leakage), class_names
+
+
+def warn_missing_classes(splits, class_names, what="The data"):
+    """Warns when a non-empty validation or test split lacks a class of the
+    training split: its metrics (ROC AUC, balanced accuracy, calibration)
+    are then undefined or misleading. Group splits make it likely: a few
+    volumes or patients per class go to one side or the other.
+
+    Example:
+
+    ```python
+    warn_missing_classes({"train": train, "val": val, "test": test}, ["a", "b"])
+    ```
+    """
+    import warnings
+
+    trained = set(splits["train"]["label"])
+    for name in ("val", "test"):
+        part = splits.get(name)
+        if part is None or not len(part):
+            continue
+        missing = sorted(trained - set(part["label"]))
+        if missing:
+            groups = (f" in {part['group'].nunique()} group(s)" if "group" in part else "")
+            warnings.warn(
+                f"{what}: the {name} split ({len(part)} images{groups}) has no image of "
+                f"{[class_names[i] for i in missing]}: its accuracy, ROC AUC and calibration "
+                "say little. Add data, give that split a larger fraction "
+                "(val_split/test_split), or split by hand (a split column).",
+                stacklevel=3,
+            )
 
 
 REPORT_FILE = "skipped_files.csv"
