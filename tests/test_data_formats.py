@@ -149,7 +149,7 @@ def test_compressed_without_plugin_names_syntax_and_extra(monkeypatch):
     # Every way to pixels (`Dataset.pixel_array`, `pydicom.pixels.pixel_array`)
     # ends in a decoder's `as_array`: without a plugin, that is where it fails.
     monkeypatch.setattr(Decoder, "as_array", no_plugins)
-    with pytest.raises(ValueError, match=r"JPEG 2000.*medivision-tf\[dicom\]"):
+    with pytest.raises(ValueError, match=r"JPEG 2000.*pip install python-gdcm pylibjpeg.*\[dicom\] extra"):
         formats.read_dicom(path)
 
 
@@ -484,3 +484,38 @@ def test_compressed_dicom_error_advice_survives_the_scan_report(tmp_path):
     clean, report = scan(from_directory(str(tmp_path)), verbose=False)
     assert len(clean) == 1 and list(report["reason"]) == ["unreadable_dicom"]
     assert "pylibjpeg-libjpeg plugin" in report["detail"].iloc[0]
+
+
+def test_a_damaged_compressed_dicom_is_not_blamed_on_a_missing_plugin(monkeypatch):
+    """pydicom's JPEG-lossy.dcm is malformed (its JPGExtended.dcm is the fixed
+    copy): with pylibjpeg-libjpeg installed, pydicom's error is libjpeg's
+    "misplaced marker", and the advice to install that plugin was given
+    again. Here the installed plugins and libjpeg's failure are faked (the
+    plugin is GPLv3 and not a dependency); the file is pydicom's."""
+    import pydicom.data
+    import pydicom.pixels
+
+    from medivision_tf.data import formats
+    from medivision_tf.data.decode import load_image
+
+    def libjpeg_fails(dataset, *args, **kwargs):
+        raise RuntimeError(
+            "Unable to decode as exceptions were raised by all available plugins:\n"
+            "  pylibjpeg: libjpeg error code '-1038' returned from Decode(): A misplaced "
+            "marker segment was found")
+
+    monkeypatch.setattr(pydicom.pixels, "pixel_array", libjpeg_fails)
+    monkeypatch.setattr(formats, "decoder_plugins", lambda syntax: ("gdcm", "pylibjpeg"))
+    source = pydicom.data.get_testdata_file("JPEG-lossy.dcm")
+    with pytest.raises(ValueError) as caught:
+        load_image(source)
+    message = str(caught.value)
+    assert "1.2.840.10008.1.2.4.51" in message and "damaged or malformed" in message
+    assert "pip install" not in message and "gdcm, pylibjpeg" in message
+    # Without a capable plugin, the same failure text keeps the install advice.
+    monkeypatch.setattr(formats, "decoder_plugins", lambda syntax: ("gdcm", "pillow"))
+    with pytest.raises(ValueError, match="pip install pylibjpeg pylibjpeg-libjpeg"):
+        load_image(source)
+    monkeypatch.undo()
+    assert "pydicom" in formats.decoder_plugins("1.2.840.10008.1.2.5")  # RLE: pydicom's own
+    assert formats.decoder_plugins("1.2.3.4") == ()  # no decoder for an unknown syntax

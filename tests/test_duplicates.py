@@ -191,6 +191,8 @@ def test_train_refuses_leaking_copies_and_allow_duplicates_trains(fashion, tmp_p
     assert ((pairs["split_a"] == "train") != (pairs["split_b"] == "train")).all()
     leak = json.load(open(run / "evaluation" / "metrics.json"))["summary"]["leakage"]
     assert leak["allowed"] and leak["images_duplicating_training"] == inputs["held_out_images"]["test"]
+    with_test = ((pairs["split_a"] == "test") | (pairs["split_b"] == "test")).sum()
+    assert leak["leaking_pairs"] == with_test and leak["run_leaking_pairs"] == len(pairs)
     split = pd.read_csv(run / "split.csv")
     assert list(split.columns) == ["path", "label", "group", "split"]
     table = from_directory(fashion["root"])

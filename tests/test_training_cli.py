@@ -133,7 +133,8 @@ def test_cli_train_writes_the_run_folder(uninterrupted):
                                     "held_out_images": {"val": 0, "test": 0}}
     assert pd.read_csv(out / "skipped_files.csv").empty and not (out / "leaking_pairs.csv").exists()
     assert metrics["summary"]["leakage"] == {"checked": True, "allowed": False, "threshold": 24,
-                                             "leaking_pairs": 0, "images_duplicating_training": 0}
+                                             "leaking_pairs": 0, "images_duplicating_training": 0,
+                                             "run_leaking_pairs": 0}
 
 
 def test_rerun_on_changed_data_is_refused_and_keeps_the_folder(uninterrupted, dataset,

@@ -71,8 +71,8 @@ FRAME_CHOICES = ("first", "middle", "all")
 NIFTI_AXES = {"sagittal": 0, "coronal": 1, "axial": 2}
 NIFTI_EXTENSIONS = (".nii", ".nii.gz")
 #: The optional extra that brings pydicom's decoders for compressed DICOM.
-DICOM_EXTRA = ("pip install 'medivision-tf[dicom]' (in a checkout: pip install -e '.[dicom]'), "
-               "which brings python-gdcm, pylibjpeg, pylibjpeg-openjpeg and pylibjpeg-rle")
+DICOM_EXTRA = ("pip install python-gdcm pylibjpeg pylibjpeg-openjpeg pylibjpeg-rle (the [dicom] "
+               "extra: pip install -e '.[dicom]' in a checkout)")
 _FRAME_SUFFIX = re.compile(r"#frame=(\d+)$")
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
@@ -316,6 +316,18 @@ def to_uint8(pixels, bit_depth_16="auto"):
     return _scale(values, float(values.min()), float(values.max()))
 
 
+def decoder_plugins(syntax):
+    """The pydicom decoder plugins installed for a transfer syntax (names,
+    e.g. `("gdcm", "pylibjpeg")`; empty when none, or pydicom has no
+    decoder for it)."""
+    from pydicom.pixels import get_decoder
+
+    try:
+        return tuple(get_decoder(syntax).available_plugins)
+    except (NotImplementedError, ValueError, AttributeError):
+        return ()
+
+
 def _dicom_error(dataset, error):
     """A ValueError for a DICOM whose pixels pydicom cannot decode."""
     syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
@@ -324,7 +336,19 @@ def _dicom_error(dataset, error):
         r"plugin|No pixel data decoders|missing required dependencies|not installed|"
         r"is not supported|does not support|Unable to decode", text, re.I
     ):
-        if str(syntax) == "1.2.840.10008.1.2.4.51":  # the extra's decoders lack 12-bit
+        plugins = decoder_plugins(syntax)
+        twelve_bit = str(syntax) == "1.2.840.10008.1.2.4.51"
+        # A plugin that can decode the syntax is installed and failed on the
+        # data itself: installing more would not help, the file is damaged.
+        capable = "pylibjpeg" in plugins if twelve_bit else bool(plugins)
+        if capable and re.search(r"error code|marker|corrupt|truncat|invalid|premature|"
+                                 r"unexpected end|damaged", text, re.I):
+            return ValueError(
+                f"DICOM transfer syntax '{syntax.name}' ({syntax}): the installed decoder "
+                f"plugin(s) ({', '.join(plugins)}) failed on this file's compressed pixel data, "
+                f"which is damaged or malformed. pydicom said: {text[:300]}"
+            )
+        if twelve_bit:  # the extra's decoders lack 12-bit
             advice = ("12-bit JPEG Extended needs the pylibjpeg-libjpeg plugin, which the DICOM "
                       "extra does not include (GPLv3): if its licence suits you, "
                       "pip install pylibjpeg pylibjpeg-libjpeg.")

@@ -145,10 +145,17 @@ def _leakage_summary(table):
     record = leakage_of(table)
     if record is None:
         return None
-    summary = {k: record[k] for k in ("checked", "allowed", "threshold", "leaking_pairs")}
+    summary = {k: record[k] for k in ("checked", "allowed", "threshold")}
     if "path" in table and "image" not in table:
+        paths = set(table["path"].astype(str))
         held = set(record["held_out"]["val"]) | set(record["held_out"]["test"])
-        summary["images_duplicating_training"] = int(table["path"].astype(str).isin(held).sum())
-    else:  # array rows are named by position in the check, not here
+        # Pairs with an image of this table (a run's val pairs are not its test's).
+        summary["leaking_pairs"] = sum(pair["path_a"] in paths or pair["path_b"] in paths
+                                       for pair in record["pairs"])
+        summary["images_duplicating_training"] = len(paths & held)
+    else:  # array rows are named by position in the check, not here: the test split's
+        summary["leaking_pairs"] = sum("test" in (pair.get("split_a"), pair.get("split_b"))
+                                       for pair in record["pairs"])
         summary["images_duplicating_training"] = int(record["held_out_images"]["test"])
+    summary["run_leaking_pairs"] = record["leaking_pairs"]
     return summary
