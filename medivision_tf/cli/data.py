@@ -162,10 +162,12 @@ def _show_report(report, path):
     if len(report):
         from medivision_tf.cli._text import quote
 
-        shown = report[["path", "reason", "detail"]].copy()
-        shown["path"] = shown["path"].map(quote)  # a name cannot split or forge a row
-        shown["detail"] = shown["detail"].map(quote)
-        print(shown.to_string(index=False))
+        # One unpadded line per file (a table pads every row to the longest
+        # detail, hundreds of characters); quoted: a name cannot split or
+        # forge a row.
+        print("Skipped (path  reason: detail):")
+        for path_, reason, detail in zip(report["path"], report["reason"], report["detail"]):
+            print(f"{quote(path_)}  {reason}: {quote(detail)}")
     if path:
         report.to_csv(path, index=False)
         print(f"Report: {path}")
