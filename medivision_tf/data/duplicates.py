@@ -484,7 +484,7 @@ def find_duplicates(data, *, threshold=NEAR_THRESHOLD, hashes=None, decode=None,
     ok = hashes["pixel_hash"].notna().to_numpy().copy()
     # A blank image (one value everywhere: an empty slice, a black frame) has no
     # content to leak, and every blank image hashes alike: never paired.
-    ok &= ~np.array([value is True or value == 1 for value in hashes["blank"]], bool)
+    ok &= ~hashes["blank"].eq(True).to_numpy()  # None (unhashed) is not blank
     rows = np.flatnonzero(ok)
     digests = hashes["pixel_hash"].to_numpy(dtype=object)[rows]
     # One image per exact group is searched for near pairs; groups expand after.

@@ -75,9 +75,9 @@ def is_dicom_file(path):
     return head is not None and formats.sniff_format(head) == "dicom"
 
 
-def _extensionless_detail(path):
-    """Why a file without an image extension was not taken."""
-    head = formats.read_head(path, 352)
+def _extensionless_detail(path, head):
+    """Why a file without an image extension was not taken (`head`: its
+    first bytes, None when it is not a regular readable file)."""
     if head is None:
         return f"{path!r} has no image extension and is not a regular readable file"
     if not head:
@@ -144,20 +144,18 @@ def list_images(folder, extensions=IMAGE_EXTENSIONS, exclude=(), root=None, refu
             kept.append(d)
         dirs[:] = kept
         for name in sorted(files):
-            if name.startswith("."):
+            if name.startswith(".") or any(fnmatch.fnmatch(name, p) for p in exclude):
                 continue
+            path = os.path.join(current, name)
             if not _has_extension(name, extensions):
                 if not (".dcm" in extensions and _extensionless(name)):
                     continue  # another kind of file (notes.txt, labels.csv)
-                path = os.path.join(current, name)
-                if not is_dicom_file(path):
+                head = formats.read_head(path, 352)
+                if head is None or formats.sniff_format(head) != "dicom":
                     # A UID-named file is most likely meant as an image:
                     # it is reported, not dropped without a trace.
-                    if refused is not None and not any(
-                            fnmatch.fnmatch(name, pattern) for pattern in exclude):
-                        refused.append((path, "not_image", _extensionless_detail(path)))
+                    if refused is not None:
+                        refused.append((path, "not_image", _extensionless_detail(path, head)))
                     continue
-            if any(fnmatch.fnmatch(name, pattern) for pattern in exclude):
-                continue
-            found.append(os.path.join(current, name))
+            found.append(path)
     return found
