@@ -790,8 +790,6 @@ def training_inputs(config, *, global_batch, train_data=None, val_data=None, cla
     else:
         leakage = check_duplicates(config, train_table, val_table, test_table,
                                    "train_data/val_data")
-        if leakage is not None and test_table is not None:
-            test_table.attrs[_LEAKAGE] = leakage
     weights = None
     if config.class_weight == "balanced":
         # One rule for every kind of data (a class without images is refused).
