@@ -28,6 +28,7 @@ import keras
 import numpy as np
 
 from medivision_tf import backbones
+from medivision_tf.backbone_weights import copy_backbone_weights, load_backbone_weights
 from medivision_tf.config import (  # noqa: F401 (check_class_names: public here too)
     SEQUENCE_MODES,
     ModelConfig,
@@ -354,6 +355,14 @@ def _check_weights(weights, spec):
 
 def _build_backbone(spec, input_tensor, input_shape, weights):
     build = backbones.constructor(spec)
+    if weights is not None and weights != "imagenet":
+        # A local file: loaded into a standalone twin (any form: backbone
+        # weights, a whole classifier; see backbone_weights), then copied
+        # into the flat backbone by layer name.
+        cnn = build(include_top=False, weights=None, input_tensor=input_tensor,
+                    input_shape=input_shape)
+        copy_backbone_weights(load_backbone_weights(spec, weights, input_shape), cnn)
+        return cnn
     try:
         return build(
             include_top=False,
