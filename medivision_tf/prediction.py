@@ -324,7 +324,7 @@ def predict_files(model, paths, top_k=None, batch_size=32, tta=False, threshold=
     probabilities = predict_probabilities(model, images, batch_size, tta, verbose)
     trusted = None
     if config.trust and not config.multi_label:
-        trusted = _trust_values(model, images, probabilities, config, batch_size)
+        trusted = trust_values(model, images, probabilities, batch_size)
         probabilities = trusted["probabilities"]
     rows = _table_rows(samples)
     # A volume's probabilities are the mean of its slices': every selected
@@ -351,7 +351,7 @@ def predict_files(model, paths, top_k=None, batch_size=32, tta=False, threshold=
             for p in row_probabilities
         ]
     if trusted is not None:
-        for key, values in _trust_columns(rows, row_probabilities, trusted, config).items():
+        for key, values in trust_columns(rows, row_probabilities, trusted, config).items():
             frame[key] = values
     for i, name in enumerate(class_names):
         frame[f"prob_{name}"] = row_probabilities[:, i]
@@ -374,14 +374,34 @@ def _table_rows(samples):
     return rows
 
 
-def _trust_values(model, images, probabilities, config, batch_size):
+def trust_values(model, images, probabilities, batch_size=32):
     """Calibrated probabilities, OOD score and flag per sample (`medivision_tf.trust`).
 
-    The probabilities (TTA-averaged when asked) are calibrated; the OOD
-    score reads the untransformed images' features.
+    The one place where `predict_files`, `medivision explain` and the DICOM
+    results turn a model's outputs into the answer a user sees, so one model
+    and one image give one answer everywhere. The probabilities
+    (TTA-averaged when asked) are calibrated with the stored temperature; the
+    OOD score reads the untransformed images' features.
+
+    Args:
+        model: a single-label MediVision model with trust values.
+        images: `(n, H, W, C)` raw 0-255 images at the model's input size.
+        probabilities: `(n, classes)` the model's (uncalibrated) outputs for them.
+        batch_size: images per forward pass.
+
+    Returns:
+        dict of NumPy arrays: `probabilities` (calibrated), `ood_score`,
+        `out_of_distribution` (bool).
+
+    Example:
+
+    ```python
+    trusted = trust_values(model, images, model.predict(images))
+    ```
     """
     from medivision_tf.trust import apply, predict_with_trust
 
+    config = get_model_config(model)
     out = predict_with_trust(model, images, batch_size)
     return {
         "probabilities": np.asarray(apply.calibrate(probabilities, config.trust["temperature"])),
@@ -390,8 +410,16 @@ def _trust_values(model, images, probabilities, config, batch_size):
     }
 
 
-def _trust_columns(rows, row_probabilities, trusted, config):
+def trust_columns(rows, row_probabilities, trusted, config):
     """`prediction_set`, `ood_score`, `out_of_distribution` per output row.
+
+    Args:
+        rows: `(path, label, sample indices)` per output row (one sample for a
+            2-D image, a volume's slices for its volume row).
+        row_probabilities: `(rows, classes)` each row's calibrated
+            probabilities (a volume's: the mean of its slices').
+        trusted: `trust_values(...)` of the samples.
+        config: the model's `ModelConfig`.
 
     The set is built from the row's (averaged) calibrated probabilities with
     the stored conformal threshold; a volume's score is the median of its

@@ -332,3 +332,31 @@ def test_explain_images_writes_overlays_and_grids_from_one_probe(trained_model, 
     assert {("probe",), ("gradcam", "feature_map")} <= set(_cache._CACHE[trained_model])
     with pytest.raises(ValueError, match="2 names for 3 images"):
         mx.explain_images(trained_model, images, tmp_path, names=["a", "b"])
+
+
+def test_an_empty_map_is_never_shown_without_saying_so(trained_model, lesion_data, tmp_path,
+                                                      monkeypatch, capsys):
+    from medivision_tf.cli import main
+    from medivision_tf.explain import files
+
+    images = lesion_data["test"].images[:16]
+    assert mx.map_note(trained_model, np.zeros((64, 64)), "gradcam").startswith(
+        "empty map: gradcam gave every position of the 8x8 feature map the same value")
+    assert mx.map_note(trained_model, np.eye(64), "gradcam") == ""
+    # Every blank map of every class has its note, every other map none.
+    for class_index in range(3):
+        rows = mx.explain_images(trained_model, list(images), tmp_path / str(class_index),
+                                 class_index=class_index)
+        maps = mx.explain(trained_model, images, class_index=class_index)
+        for row, heatmap in zip(rows, maps):
+            assert bool(row["map_note"]) == bool(heatmap.max() < files.BLANK_MAP_MAX)
+    # The command line prints the note under the image's line.
+    path = tmp_path / "model.keras"
+    trained_model.save(path)
+    image = tmp_path / "a.png"
+    cv2.imwrite(str(image), images[0].astype("uint8"))
+    monkeypatch.setattr(files, "explain", lambda model, batch, **_: np.zeros(batch.shape[:3]))
+    assert main(["explain", str(path), str(image), "--out", str(tmp_path / "cli"),
+                 "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "\n  note: empty map: gradcam gave every position of the 8x8 feature map" in out

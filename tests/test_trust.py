@@ -293,6 +293,45 @@ def test_predict_files_and_cli_columns(trusted, data, tmp_path):
     np.testing.assert_allclose(table["probability"], out["probabilities"].max(1), atol=1e-5)
 
 
+def test_explain_gives_the_answer_predict_gives(trusted, data, tmp_path, capsys):
+    """One model, one image: one calibrated probability, set and OOD flag in
+    `medivision predict` and `medivision explain` (and its grid captions)."""
+    from PIL import Image
+
+    from medivision_tf.cli import main
+    from medivision_tf.explain import explain_images
+    from medivision_tf.prediction import predict_files
+
+    paths = []
+    images = list(data[2].images[:3]) + [np.full((50, 40, 1), 255.0, "float32")]  # + an odd one
+    for i, image in enumerate(images):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(image[..., 0].astype("uint8")).save(paths[-1])
+    table = predict_files(trusted, paths)
+    model_path = str(tmp_path / "trusted.keras")
+    trusted.save(model_path)
+    rows = explain_images(trusted, [np.asarray(Image.open(p))[..., None].astype("float32")
+                                    for p in paths], tmp_path / "maps")
+    for row, expected in zip(rows, table.to_dict("records")):
+        assert row["prediction"] == expected["class"]
+        assert row["probability"] == pytest.approx(expected["probability"], abs=1e-5)
+        assert row["prediction_set"] == expected["prediction_set"]
+        assert row["ood_score"] == pytest.approx(expected["ood_score"], abs=1e-5)
+        assert row["out_of_distribution"] == expected["out_of_distribution"]
+    assert main(["predict", model_path, *paths, "--quiet"]) == 0
+    predicted = capsys.readouterr().out.strip().splitlines()
+    assert main(["explain", model_path, *paths, "--out", str(tmp_path / "cli"), "--quiet"]) == 0
+    explained = [line for line in capsys.readouterr().out.splitlines()
+                 if line.startswith(str(tmp_path))]
+    for p_line, e_line in zip(predicted, explained):
+        p_fields, e_fields = p_line.split("\t"), e_line.split("\t")
+        assert e_fields[1] == p_fields[1]                          # class
+        assert float(e_fields[2].removeprefix("p=")) == pytest.approx(float(p_fields[2]),
+                                                                       abs=1e-4)
+        assert e_fields[3] == p_fields[4]                          # set: {...}
+        assert e_fields[4] == p_fields[5]                          # ood 0.12  [OUT-OF-...]
+
+
 def test_export_and_server_agree_with_predict_with_trust(trusted, data, tmp_path):
     """The same PNG through predict_with_trust, the SavedModel and medivision serve."""
     import io

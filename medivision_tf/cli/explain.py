@@ -100,8 +100,10 @@ def run(args):
             verbose=quiet,
         )
         for i, row in zip(flat, rows):
-            lines[i] = (f"{quote(paths[i])}\t{row['prediction']}\tp={row['probability']:.3f}\t"
-                        f"{quote(row['overlay'])}")
+            lines[i] = (f"{quote(paths[i])}\t{row['prediction']}\tp={row['probability']:.4f}"
+                        f"{_trust_text(row)}\t{quote(row['overlay'])}")
+            if row["map_note"]:
+                lines[i] += f"\n  note: {row['map_note']}"
             grids.add(row["grid"])
         overlays += len(rows)
     for i in sorted(volume_inputs):
@@ -112,12 +114,16 @@ def run(args):
         )
         lines[i] = (
             f"{quote(paths[i])} [volume: {len(result['slices'])} slices]\t{result['prediction']}"
-            f"\tp={result['probability']:.3f}\t{quote(result['summary'])}\t"
+            f"\tp={result['probability']:.3f}{_trust_text(result)}\t{quote(result['summary'])}\t"
             f"{len(result['rows'])} slices explained ({result['explained_class']}), most "
             f"responsible: slice {result['most_responsible_slice']}; scores: "
             f"{quote(result['csv'])}"
         )
         grids.update(row["grid"] for row in result["rows"])
+        empty = [row for row in result["rows"] if row["map_note"]]
+        if empty:
+            lines[i] += (f"\n  note: {len(empty)} of {len(result['rows'])} slice maps are "
+                         f"empty: {empty[0]['map_note']}")
         overlays += len(result["rows"])
     for i in range(len(paths)):
         print(lines[i])
@@ -131,6 +137,15 @@ def run(args):
               f"{len(bad)} skipped", file=sys.stderr)
         return 1
     return 0
+
+
+def _trust_text(row):
+    """The prediction set, OOD score and flag, as `medivision predict` prints them."""
+    if "prediction_set" not in row:
+        return ""
+    flag = "  OUT-OF-DISTRIBUTION" if row["out_of_distribution"] else ""
+    return (f"\tset: {{{row['prediction_set'].replace('|', ', ')}}}"
+            f"\tood {row['ood_score']:.2f}{flag}")
 
 
 def _class_index(target, class_names):

@@ -20,7 +20,9 @@
   16-bit PNG included, decoded as in training);
   `explain_images(model, images, out_dir, method=..., verbose="auto")`: what
   `medivision explain` runs on image files (overlays + grid PNGs, a tqdm bar
-  on stderr above 8 images).
+  on stderr above 8 images; with trust values the calibrated probability,
+  prediction set and OOD flag `medivision predict` gives);
+  `map_note(model, heatmap, method)`: why a map is empty, or `""`.
 - `explain_volume(model, path, out_dir, method=..., top_slices=9)`: a NIfTI
   volume (or a multi-frame DICOM with the model's `frames="all"`): the
   overlays of the slices that speak most for the volume's class
@@ -63,6 +65,7 @@ _EXPORTS = {
     "map_correlation": "faithfulness",
     "pointing_game": "faithfulness",
     "explain_images": "files",
+    "map_note": "files",
     "read_image": "files",
     "gradcam_heatmaps": "gradcam",
     "attention_maps": "methods",

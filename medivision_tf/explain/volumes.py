@@ -124,7 +124,9 @@ def explain_volume(
 
     Returns:
         dict: `name`, `path`, `prediction` (the volume's class), `probability`
-        (its mean probability), `explained_class`, `slices` (the selected
+        (its mean probability), with trust values the volume row's
+        `prediction_set`, `ood_score` and `out_of_distribution` as
+        `medivision predict` gives them, `explained_class`, `slices` (the selected
         slice indices), `most_responsible_slice`, `rows` (`explain_images`'
         rows of the explained slices, plus `slice`), `summary` (montage path),
         `csv` (path).
@@ -168,7 +170,7 @@ def explain_volume(
     frames = samples["frame"].astype(int).tolist()
     images = read_images(list(samples["path"]), channels=config.channels,
                          **decode.image_kwargs())
-    probabilities = _slice_probabilities(model, images, config, batch_size)
+    probabilities, trusted = _slice_probabilities(model, images, config, batch_size)
     mean = probabilities.mean(axis=0)  # the volume's probabilities, as predict_files
     target = int(mean.argmax()) if class_index is None else int(
         _inputs.check_class_index(class_index, 1, len(class_names))[0]
@@ -197,7 +199,15 @@ def explain_volume(
     csv = _write_scores(os.path.join(out_dir, f"{name}_slices.csv"), frames, probabilities,
                         mean, class_names, {int(i): rows[j]["overlay"] for j, i in
                                             enumerate(chosen)}, summary)
+    answer = {}
+    if trusted is not None:  # the volume row of `medivision predict`
+        from medivision_tf.prediction import trust_columns
+
+        columns = trust_columns([(path, "volume", np.arange(len(frames)))], mean[None],
+                                trusted, config)
+        answer = {key: values[0] for key, values in columns.items()}
     return {
+        **answer,
         "name": name,
         "path": path,
         "prediction": class_names[int(mean.argmax())],
@@ -212,15 +222,17 @@ def explain_volume(
 
 
 def _slice_probabilities(model, images, config, batch_size):
-    """Each slice's probabilities in one traced forward pass; calibrated
-    with the stored temperature when the model has trust values."""
+    """Each slice's probabilities in one traced forward pass, and the trust
+    values `medivision predict` gives the slices (calibrated probabilities,
+    OOD score and flag; None without trust values)."""
     inputs = _inputs.fit_to_model(np.stack([np.asarray(i, "float32") for i in images]), model)
     probabilities, _ = _cache.probe_outputs(model, inputs, batch_size)
     if config.trust and not config.multi_label:
-        from medivision_tf.trust import apply
+        from medivision_tf.prediction import trust_values
 
-        probabilities = np.asarray(apply.calibrate(probabilities, config.trust["temperature"]))
-    return probabilities
+        trusted = trust_values(model, np.asarray(inputs), probabilities, batch_size)
+        return trusted["probabilities"], trusted
+    return probabilities, None
 
 
 def _write_scores(path, frames, probabilities, mean, class_names, overlays, summary):
