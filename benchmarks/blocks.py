@@ -127,17 +127,22 @@ def documents(root=REPO_ROOT):
 
 
 def find_blocks(text, where="text"):
-    """The generated blocks of a Markdown text: a list of (name, start, end) offsets.
+    """The generated blocks of a Markdown text: a list of (name, start, end) offsets
+    (markers inside ``` code blocks are examples, not blocks).
 
     Raises:
         ValueError: a first marker without its end marker, or blocks inside each other.
     """
     blocks = []
     position = 0
+    fences = _fenced_spans(text)
     while True:
         begin = _BEGIN.search(text, position)
         if begin is None:
             break
+        if any(start <= begin.start() < end for start, end in fences):
+            position = begin.end()  # an example in a code block, not a block
+            continue
         name = begin["name"]
         end_marker = _END.format(name=name)
         end = text.find(end_marker, begin.end())
@@ -151,6 +156,18 @@ def find_blocks(text, where="text"):
         blocks.append((name, begin.start(), end + len(end_marker)))
         position = end + len(end_marker)
     return blocks
+
+
+def _fenced_spans(text):
+    """(start, end) offsets of the ``` code blocks of a Markdown text."""
+    spans, start = [], None
+    for match in re.finditer(r"^```.*$", text, re.M):
+        if start is None:
+            start = match.start()
+        else:
+            spans.append((start, match.end()))
+            start = None
+    return spans
 
 
 def render_text(text, where="text", cache=None):
@@ -259,3 +276,241 @@ def _resume_page(results):
 def _benchmarks(results):
     """README: the whole `run_all.py` page, its headings nested under the README's own."""
     return shift_headings(bench_module("run_all").render_markdown(results))
+
+
+def _run_line(machine, what=""):
+    """"Run of DATE on CPU (N cores, load average L at start)"."""
+    load = machine.get("load_average_1_5_15") or []
+    return (f"{what}{machine['date'][:16].replace('T', ' ')} UTC, {machine['cpu_model']}, "
+            f"{machine['cores']} cores" + (f", load average {load[0]} at start" if load else ""))
+
+
+def _script_output(results, name):
+    """The text a `run_all.py` entry without JSON printed (its tail), TensorFlow log lines out."""
+    entry = results["benchmarks"][name]
+    return bench_module("run_all")._without_log_lines(entry.get("stdout_tail") or "").strip()
+
+
+def _parse_rates(text):
+    """{label: images/s} of lines `label   123.4 images/s`, and {label: ratio} of `ratio ...: 9.9x`."""
+    rates = {}
+    for line in text.splitlines():
+        match = re.match(r"^(?P<label>\S.*?)\s+(?P<rate>[0-9.]+) images/s", line)
+        if match:
+            rates[match["label"].strip()] = float(match["rate"])
+    return rates
+
+
+# --- benchmarks/README.md and docs/data.md: bench_decode.py, bench_hashes.py ---
+
+
+@renderer("decode", "decode.json")
+def _decode(decode):
+    dicom, nifti, settings = decode["dicom"], decode["nifti"], decode["settings"]
+    search = decode["duplicates"]
+    size = settings["image_size"]
+
+    def spread(ratios):
+        return f"{min(ratios):.2f}-{max(ratios):.2f}"
+
+    return "\n".join([
+        f"{_run_line(decode['machine'], 'Committed run (`benchmarks/results/decode.json`): ')}; "
+        f"{settings['rounds']} rounds. Ours is built once ({dicom['build_seconds']:.1f} s for "
+        f"the DICOM table, {nifti['build_seconds']:.2f} s for the NIfTI one), then warmed by a "
+        "pass; rounds alternate ours and the baseline, and the ratio is the median of the "
+        "per-round ratios.",
+        "",
+        f"| data | ours (make_dataset, {size}², batch {settings['batch_size']}) | baseline alone "
+        "| ours / baseline (aim ≥ 0.8) | per-round ratios |",
+        "|---|---:|---:|---:|---|",
+        f"| DICOM: {dicom['count']} copies of {len(dicom['files'])} pydicom test files, "
+        f"images/s | {dicom['rates']['ours (make_dataset)']:.0f} | "
+        f"{dicom['rates']['pydicom alone']:.0f} (pydicom) | **{dicom['ratio']:.2f}** | "
+        f"{spread(dicom['ratios'])} |",
+        f"| NIfTI: {nifti['volumes']} volumes, {nifti['slices']} slices, slices/s | "
+        f"{nifti['rates']['ours (make_dataset)']:.0f} | {nifti['rates']['nibabel alone']:.0f} "
+        f"(nibabel) | **{nifti['ratio']:.2f}** | {spread(nifti['ratios'])} |",
+        "",
+        f"| duplicate search, {search['images']:,} Fashion-MNIST training images | seconds | "
+        "pairs within 24 bits |",
+        "|---|---:|---:|",
+        f"| hashing (pixel BLAKE2 + 256-bit `imagehash.phash`) | {search['hash_seconds']:.1f} "
+        f"({search['hash_per_image_ms']:.2f} ms/image) | |",
+        f"| band search (the default above ~6,300 images) | {search['band_seconds']:.1f} | "
+        f"{search['band_pairs']} |",
+        f"| exhaustive search (every pair, vectorised) | {search['exhaustive_seconds']:.1f} | "
+        f"{search['exhaustive_pairs']} (the band search found {search['band_found_of_exhaustive']}"
+        f" of them) |",
+    ])
+
+
+@renderer("duplicate-thresholds", "decode.json", "hashes.json")
+def _duplicate_thresholds(decode, hashes):
+    study, small = decode["thresholds"], hashes["hash64"]
+    lines = [
+        f"Fashion-MNIST test images: {study['planted_per_transform']} of them x "
+        f"{len(study['transforms'])} transforms planted ({', '.join(study['transforms'])}); "
+        f"distinct pairs counted among all {study['pairs']:,} pairs of its {study['images']:,} "
+        "images (`bench_decode.py`, `results/decode.json`; the 64-bit rows: `bench_hashes.py`, "
+        "`results/hashes.json`, same protocol):",
+        "",
+        "| hash, threshold (bits) | copies found | worst transform | pairs of distinct images "
+        "as close |",
+        "|---|---:|---|---:|",
+    ]
+    for row in study["rows"]:
+        default = row["threshold"] == 24
+        mark = "**" if default else ""
+        lines.append(f"| {mark}256-bit, {row['threshold']}{' (default)' if default else ''}{mark} "
+                     f"| {mark}{row['recall']:.1%}{mark} | {row['worst_transform']}: "
+                     f"{row['worst']:.0%} | {mark}{row['distinct_pairs']:,}{mark} |")
+    for row in small["rows"]:
+        lines.append(f"| 64-bit `phash`, {row['threshold']} | {row['recall']:.1%} | "
+                     f"{row['worst_transform']}: {row['worst']:.0%} | {row['distinct_pairs']:,} |")
+    return "\n".join(lines)
+
+
+@renderer("duplicate-figures", "decode.json", "hashes.json")
+def _duplicate_figures(decode, hashes):
+    study = decode["thresholds"]
+    default = next(r for r in study["rows"] if r["threshold"] == 24)
+    per = study["pairs"] / max(default["distinct_pairs"], 1)
+    small = "; ".join(f"{s['set']}: {s['exact_pairs'] + s['near_pairs']} pairs among "
+                      f"{s['images']:,}" for s in hashes["small_sets"])
+    jpeg, split = hashes["digit_jpeg"], hashes["official_split"]
+    return (
+        f"At 24 bits a false alarm is rare enough that `train` can refuse on it (about 1 pair "
+        f"per {per / 1e6:.1f} million pairs of distinct photographs above; {small}), while "
+        f"{default['recall']:.1%} of the copies are still found. The hard case is tiny, "
+        f"low-detail images: of JPEG-50 copies of the {jpeg['images']:,} scikit-learn digits "
+        f"upscaled to {jpeg['size']}x{jpeg['size']}, only {jpeg['recall']:.0%} stay within "
+        f"{jpeg['threshold']} bits (median distance {jpeg['median_distance']:.0f}). Fashion-MNIST's "
+        f"official split itself holds {split['pairs']} test/train pairs within 24 bits "
+        f"({split['exact']} exact, {split['near']} near; {split['test_images_in_pairs']} of its "
+        f"{split['test_images']:,} test images), which is why training on it needs "
+        f"`--allow-duplicates` (`benchmarks/bench_hashes.py`, `results/hashes.json`).")
+
+
+@renderer("duplicate-search", "decode.json")
+def _duplicate_search(decode):
+    search = decode["duplicates"]
+    return (f"On the {search['images']:,} Fashion-MNIST training images the band search found "
+            f"{search['band_found_of_exhaustive']} of the {search['exhaustive_pairs']} pairs "
+            f"within 24 bits that the exhaustive search finds, in {search['band_seconds']:.1f} s "
+            f"against {search['exhaustive_seconds']:.1f} s; hashing took "
+            f"{search['hash_seconds']:.1f} s (`benchmarks/bench_decode.py`, "
+            f"`results/decode.json`, {decode['machine']['date'][:10]}).")
+
+
+# --- docs/data.md, docs/reproduce.md, docs/explanations.md: run_all.py's latest.json ---
+
+
+@renderer("pipeline-speed", "latest.json")
+def _pipeline_speed(results):
+    entry = results["benchmarks"]["pipeline"]
+    return "\n".join([
+        f"`python benchmarks/run_all.py` of {results['machine']['date'][:10]} "
+        f"(`benchmarks/results/latest.json`, {results['machine']['cores']} cores), "
+        f"`{entry['script']}` without `--peers`:", "",
+        "```", _script_output(results, "pipeline"), "```"])
+
+
+@renderer("reproduce-time", "latest.json")
+def _reproduce_time(results):
+    rates = _parse_rates(_script_output(results, "pipeline"))
+    step = next(v for k, v in rates.items() if k.startswith("training step"))
+    pipeline = rates["pipeline, prefetch (default)"]
+    images, without_oct = 145_000 * 15, (145_000 - 84_000) * 15
+
+    def hours(count, rate):
+        seconds = count / rate
+        return f"~{seconds / 3600:.0f} hours" if seconds >= 5400 else f"~{seconds / 60:.0f} min"
+
+    return "\n".join([
+        "| throughput (images/s) | all ten datasets | without `retinal_oct` |",
+        "|----------------------:|-----------------:|----------------------:|",
+        f"| {step:g} (EfficientNetB0 224² training step, 2 CPU cores: `results/latest.json`, "
+        f"{results['machine']['date'][:10]}) | {hours(images, step)} | "
+        f"{hours(without_oct, step)} |",
+        f"| 300 (assumed) | {hours(images, 300)} | {hours(without_oct, 300)} |",
+        f"| 1,000 (assumed) | {hours(images, 1000)} | {hours(without_oct, 1000)} |",
+        "",
+        f"In the same run the augmented input pipeline (read, decode, augment, resize to 224²) "
+        f"delivered {pipeline:g} images/s on the same 2 cores.",
+    ])
+
+
+@renderer("gradcam-speed", "latest.json")
+def _gradcam_speed(results):
+    text = _script_output(results, "gradcam")
+    rows = {}
+    for line in text.splitlines():
+        match = re.match(r"^(?P<label>\S.*?)\s+(?P<ms>[0-9.]+)\s+(?P<fwd>[0-9.]+)\s+[0-9.]+$", line)
+        if match:
+            rows[match["label"].strip()] = (float(match["ms"]), float(match["fwd"]))
+    forward = rows["forward pass (batch, tf.function)"][0]
+    native = rows["native Grad-CAM (batch, tf.function)"][0]
+    batch = rows["tf-keras-vis Grad-CAM (batch)"][0]
+    loop = rows["tf-keras-vis Grad-CAM (loop, 1 image/call)"][0]
+    return "\n".join([
+        f"`python benchmarks/run_all.py` of {results['machine']['date'][:10]} "
+        "(`benchmarks/results/latest.json`):", "", "```", text, "```", "",
+        f"The native Grad-CAM costs {native / forward:.1f}x a forward pass (target <= 3x) and is "
+        f"{batch / native:.0f}x faster than tf-keras-vis on the batch, {loop / native:.0f}x "
+        "faster than tf-keras-vis image by image (tf-keras-vis builds a new Keras model on "
+        "every call)."])
+
+
+# --- docs/trust.md and README.md: bench_realdata.py ---
+
+
+@renderer("realdata-6k", "realdata_6k.json")
+def _realdata_6k(results):
+    return bench_module("bench_realdata").render_table(results)
+
+
+@renderer("realdata-55k", "realdata_55k.json")
+def _realdata_55k(results):
+    return bench_module("bench_realdata").render_table(results)
+
+
+@renderer("realdata-6k-smallvgg", "realdata_6k_smallvgg.json")
+def _realdata_6k_smallvgg(results):
+    return bench_module("bench_realdata").render_table(results)
+
+
+@renderer("realdata-summary", "realdata_6k.json", "realdata_6k_smallvgg.json",
+          "realdata_55k.json")
+def _realdata_summary(*runs):
+    """README: MediVision against the pooling baseline in each committed bench_realdata run."""
+    realdata = bench_module("bench_realdata")
+    files = ("realdata_6k.json", "realdata_6k_smallvgg.json", "realdata_55k.json")
+
+    def pm(stats, digits=3):
+        return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
+
+    lines = ["| run (`benchmarks/results/`) | model | test accuracy | ECE after temperature | "
+             "coverage at α = 0.1: APS; LAC (empty sets) | OOD AUROC vs digits | "
+             "in-distribution flagged |", "|---|---|---|---|---|---|---|"]
+    for name, results in zip(files, runs):
+        config = results["settings"]
+        run = (f"`{name}`: {config['train_images']:,} training images, "
+               f"`{config.get('backbone', 'smallcnn')}`, {config['epochs']} epochs, "
+               f"{len(config['seeds'])} seeds")
+        for model in ("medivision", "baseline"):
+            stats = results["summary"][model]
+            lac = (f"; {pm(stats['lac_coverage'])} ({pm(stats['lac_empty_sets'])})"
+                   if "lac_coverage" in stats else "")
+            lines.append(f"| {run} | {realdata.MODELS[model]} | {pm(stats['accuracy'])} | "
+                         f"{pm(stats['ece_after'])} | {pm(stats['coverage'])}{lac} | "
+                         f"{pm(stats['ood_auroc'])} | {pm(stats['flagged_in_distribution'])} |")
+            run = ""
+    lines.append("")
+    for name, results in zip(files, runs):
+        for model, paired in results.get("paired_vs_baseline", {}).items():
+            if model == "medivision":
+                lines.append(
+                    f"- `{name}`: MediVision − pooling baseline, paired by seed: "
+                    f"{paired['mean']:+.4f} ± {paired['std']:.4f}, at least as accurate on "
+                    f"{paired['seeds_at_least_as_accurate']} seed(s) of {paired['seeds']}.")
+    return "\n".join(lines)
