@@ -106,6 +106,16 @@ def test_malformed_blocks_are_refused_naming_the_file(fake_project, text, messag
     assert "README.md" in str(error.value)
 
 
+def test_markers_inside_a_code_block_are_an_example_not_a_block(fake_project):
+    text = ("How to add one:\n```\n<!-- generated:unknown -->\n<!-- end generated:unknown -->\n"
+            "```\n<!-- generated:score -->\n<!-- end generated:score -->\n")
+    (fake_project / "README.md").write_text(text)
+    assert [name for name, _, _ in blocks.find_blocks(text)] == ["score"]
+    assert blocks.render_all(str(fake_project), verbose=False) == ["README.md"]
+    assert "<!-- generated:unknown -->\n<!-- end generated:unknown -->" in (
+        fake_project / "README.md").read_text()
+
+
 def test_a_renderer_no_document_uses_is_refused(fake_project):
     (fake_project / "README.md").write_text("No blocks.\n")
     with pytest.raises(ValueError, match="no document uses.*score"):
