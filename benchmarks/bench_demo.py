@@ -151,8 +151,8 @@ def render_demo(results):
         f"`medivision demo` ({settings['num_train']:,} synthetic {settings['image_size']}x"
         f"{settings['image_size']} training images, {settings['num_classes']} lesion classes, "
         f"`{settings['backbone']}` from scratch, {settings['epochs']} epochs; "
-        f"`benchmarks/bench_demo.py`, {machine['date'][:10]}, {machine['cores']} cores, "
-        f"{demo['wall_s'] / 60:.1f} min for the demo) reached, on {demo['num_test']} held-out "
+        f"`benchmarks/bench_demo.py`, `results/demo.json`, {machine['date'][:10]}) reached, "
+        f"on {demo['num_test']} held-out "
         f"images: accuracy **{demo['test_accuracy']:.3f}**; Grad-CAM pointing game "
         f"**{demo['pointing_game']:.3f}** on {demo['num_explained']} images (chance "
         f"{demo['pointing_game_chance']:.3f}).")
