@@ -26,10 +26,11 @@ equals its rendering, and TensorFlow is not imported).
    ```python
    @renderer("gpu-speed", "gpu.json")          # block name, then its result files
    def _gpu_speed(gpu):                         # called with each file loaded (JSON: a dict)
-       return bench_gpu.render_table(gpu)       # the Markdown between the markers
+       return bench_module("bench_gpu").render_table(gpu)   # the Markdown between the markers
    ```
 
-   (import the script's module inside the function if it imports anything heavy at its top);
+   (`bench_module` imports a script of this folder; its TensorFlow imports must stay inside
+   its functions, as in every script here, so that rendering never loads TensorFlow);
 3. the two markers, with nothing between them, where the table goes:
    `<!-- generated:gpu-speed -->` and `<!-- end generated:gpu-speed -->`;
 4. `python benchmarks/run_all.py --render-only` fills the block (and completes its first
