@@ -289,14 +289,16 @@ def transforms():
     }
 
 
-def threshold_study(images, planted, thresholds=(16, 20, 24, 28, 32)):
-    """Recall of planted copies and pairs of distinct images, per threshold."""
+def threshold_study(images, planted, thresholds=(16, 20, 24, 28, 32), hash_size=16):
+    """Recall of planted copies and pairs of distinct images, per threshold
+    (of `hash_size`² bits; `bench_hashes.py` runs it for the 64-bit hash)."""
     import pandas as pd
 
     from medivision_tf.data.duplicates import _bits, _popcount, image_hashes, near_pairs
 
     def phashes(arrays):  # arrays of any sizes: a table with an `image` column
-        return list(image_hashes(pd.DataFrame({"image": list(arrays)}), verbose=False)["phash"])
+        return list(image_hashes(pd.DataFrame({"image": list(arrays)}), hash_size=hash_size,
+                                 verbose=False)["phash"])
 
     originals = phashes(list(images))
     pairs = near_pairs(originals, max(thresholds), "exhaustive")
@@ -319,7 +321,8 @@ def threshold_study(images, planted, thresholds=(16, 20, 24, 28, 32)):
                      "worst": low[0], "worst_transform": low[1],
                      "distinct_pairs": int((pairs[2] <= t).sum())})
     return {"images": len(images), "pairs": len(images) * (len(images) - 1) // 2,
-            "planted_per_transform": planted, "transforms": list(transforms()), "rows": rows}
+            "planted_per_transform": planted, "transforms": list(transforms()), "rows": rows,
+            "hash_bits": hash_size * hash_size}
 
 
 # === Output ===

@@ -6,9 +6,11 @@ plus one hostile file per case), `base/outside/` (what links point to) and
 map each case to its file and what the scan must say (`reason`, None for a
 file that is good and must be used, or `"hidden"` for a file never listed).
 
-Tests run as root here, where `chmod 000` does not stop reading: the
-`unreadable` case then is only checked when the process is not root
-(`Corpus.can_deny_read`); as root it is read and reported on its content.
+The `unreadable` case holds for every user, root included (CI runs as
+root): a link to itself, which the kernel refuses to resolve (ELOOP, "Too
+many levels of symbolic links"), the way a copied dataset's circular links
+fail. `chmod 000` (`no_read_permission`) stops only other users: as root the
+file is read and used (`Corpus.can_deny_read` says which is expected).
 
 Example:
 
@@ -203,11 +205,13 @@ def make_corpus(base):
         sock.bind(sock_path)
     except OSError:  # path too long for AF_UNIX: a shorter name
         del cases["socket"]
+    os.symlink("unreadable.png", add("unreadable", "unreadable.png", "unreadable",
+                                     note="a link to itself: ELOOP, also for root"))
     can_deny_read = os.geteuid() != 0
-    unreadable = add("unreadable", "unreadable.png",
-                     "unreadable" if can_deny_read else None, _png(_image(12)),
-                     note="chmod 000 (as root: still readable, so used)")
-    os.chmod(unreadable, 0)
+    no_permission = add("no_read_permission", "no_permission.png",
+                        "unreadable" if can_deny_read else None, _png(_image(12)),
+                        note="chmod 000 (as root: still readable, so used)")
+    os.chmod(no_permission, 0)
     add("zero_bytes", "zero.png", "empty", b"")
     add("truncated_png", "truncated.png", "corrupt", _png(_image(13))[:300])
     add("truncated_jpeg", "truncated.jpg", "corrupt", _jpeg(_image(14))[:200])

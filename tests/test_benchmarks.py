@@ -109,21 +109,6 @@ def test_unknown_benchmark_name_is_rejected(capsys):
     assert "warp_drive" in capsys.readouterr().err
 
 
-def test_update_readme_replaces_only_the_generated_section(tmp_path):
-    readme = tmp_path / "README.md"
-    readme.write_text(
-        f"# Project\nintro\n{run_all.README_START}\nold numbers\n{run_all.README_END}\nafter\n"
-    )
-    assert run_all.update_readme("# Results\n\n## Table\n| a |\n", str(readme))
-    text = readme.read_text()
-    assert "old numbers" not in text and "### Results" in text and "#### Table" in text
-    assert text.startswith("# Project\nintro\n") and text.endswith(f"{run_all.README_END}\nafter\n")
-    plain = tmp_path / "PLAIN.md"
-    plain.write_text("no markers\n")
-    assert not run_all.update_readme("# Results\n", str(plain))
-    assert plain.read_text() == "no markers\n"
-
-
 def test_compare_throughput_rotates_the_order_of_runners():
     import common
 

@@ -144,11 +144,20 @@ def test_unknown_backbone_lists_valid_names():
         assert name in str(error.value)
 
 
-def test_input_smaller_than_backbone_accepts():
+def test_input_smaller_than_backbone_is_refused_and_the_minimum_is_accepted():
     with pytest.raises(ValueError, match=r"'xception' needs inputs of at least 71x71"):
         medivision_tf.build_medivision(
             2, backbone="xception", input_shape=(64, 64, 3), weights=None
         )
+    with pytest.raises(ValueError, match=r"'smallcnn' needs inputs of at least 28x28"):
+        medivision_tf.build_medivision(
+            2, backbone="smallcnn", input_shape=(27, 40, 1), weights=None
+        )
+    smallest = medivision_tf.build_medivision(
+        2, backbone="smallcnn", input_shape=(28, 28, 1), weights=None
+    )
+    assert smallest.input_shape == (None, 28, 28, 1)
+    assert smallest.predict(np.zeros((1, 28, 28, 1)), verbose=0).shape == (1, 2)
 
 
 def test_missing_weights_file():

@@ -12,6 +12,7 @@ The other seven datasets are absent ("not found").
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -150,10 +151,14 @@ def test_api_table_rows_metrics_and_files(api_run, data_root):
     _png_ok(out / rp.CHART_PNG)
 
 
-def test_rerun_reuses_finished_runs(api_run, data_root, monkeypatch):
+def test_rerun_reuses_finished_runs(api_run, data_root, monkeypatch, tmp_path):
     from medivision_tf.data import inputs as pipeline  # where the source is read
 
-    frame, out = api_run
+    frame, fixture_out = api_run
+    # Rerun in a copy: the reruns rewrite the table files, which other tests read
+    # from the shared fixture's folder.
+    out = tmp_path / "copy"
+    shutil.copytree(fixture_out, out)
     before = frame.set_index("dataset").loc["chest_xray_pneumonia"]
     reads = []
     as_table = pipeline.as_table

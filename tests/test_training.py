@@ -168,7 +168,8 @@ def test_phase_one_freezes_backbone_and_phase_two_unfreezes_top_layers(tmp_path,
     assert seen[1][:3] == (1, False, True) and seen[1][3] == pytest.approx(1e-4)
 
 
-def test_losses_optimizers_schedules_and_class_weights(tmp_path, small_data):
+def test_losses_optimizers_schedules_class_weights_and_early_stopping(tmp_path, small_data,
+                                                                      monkeypatch):
     config = TrainConfig.from_dict(_config(loss="focal", focal_gamma=2.0, label_smoothing=0.1))
     loss = training.make_loss(config)
     assert isinstance(loss, keras.losses.CategoricalFocalCrossentropy)
@@ -183,18 +184,39 @@ def test_losses_optimizers_schedules_and_class_weights(tmp_path, small_data):
     assert isinstance(optimizer.learning_rate if not callable(optimizer._learning_rate) else
                       optimizer._learning_rate, keras.optimizers.schedules.CosineDecay)
 
-    # An imbalanced run with all of them trains end to end.
-    data = small_data["train"]
+    # An imbalanced run with all of them: the balanced class weights reach `fit`,
+    # and early stopping ends the run.
+    fits = []
+    fit = keras.Model.fit
+
+    def recording_fit(self, *args, **kwargs):
+        fits.append(kwargs)
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", recording_fit)
+    data, held_out = small_data["train"], small_data["test"]
     keep = np.flatnonzero((data.labels != 2) | (np.arange(len(data)) % 4 == 0))
+    epochs = 8
     result = train(
         _config(loss="focal", label_smoothing=0.1, class_weight="balanced", optimizer="adamw",
-                weight_decay=1e-4, lr_schedule="cosine", early_stopping_patience=2),
+                weight_decay=1e-4, lr_schedule="cosine", epochs=epochs,
+                early_stopping_patience=1),
         train_data=(data.images[keep], data.labels[keep]), class_names=data.class_names,
-        # Validation from the test draw: images[:32] are training images (train refuses leakage).
-        val_data=(small_data["test"].images[:32], small_data["test"].labels[:32]),
+        # Validation images from the test draw (train refuses leakage), each labelled as
+        # the next class: the better the model learns, the worse its validation loss,
+        # so early stopping (patience 1) must end the run well before its 8 epochs.
+        val_data=(held_out.images[:48], (held_out.labels[:48] + 1) % 3),
         run_dir=tmp_path, verbose=0,
     )
+    (kwargs,) = fits
+    expected = medivision_tf.data.class_weights(data.labels[keep])
+    assert expected[2] > 2 * expected[0]  # the rare class weighs more
+    assert kwargs["class_weight"] == pytest.approx(expected)
+    assert kwargs["epochs"] == epochs
     assert np.isfinite(result.history["loss"]).all()
+    assert 2 <= len(result.history) < epochs  # stopped early, after one epoch without gain
+    val_loss = result.history["val_loss"].to_numpy()
+    assert val_loss[-1] >= val_loss[:-1].min()  # the last epoch did not improve
 
 
 def test_multi_label_training(tmp_path, small_data):
