@@ -332,7 +332,11 @@ def make_callbacks(config, run_dir, state, phase, has_validation, is_chief=True,
                 restore_best_weights=True,
             )
         )
-    if config.reduce_lr_patience:
+    # A schedule sets the rate itself: ReduceLROnPlateau acts only where the
+    # phase's schedule is constant (phase 2's default is cosine).
+    schedule = config.lr_schedule if phase == 1 else config.fine_tune_lr_schedule
+    if config.reduce_lr_patience and schedule == "constant" and not (
+            phase == 2 and config.fine_tune_warmup):
         callbacks.append(
             keras.callbacks.ReduceLROnPlateau(
                 monitor=monitor, mode=mode, factor=0.5, patience=config.reduce_lr_patience

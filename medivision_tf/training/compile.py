@@ -28,22 +28,30 @@ def make_loss(config):
     return keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
 
 
-def make_optimizer(config, learning_rate, steps_per_epoch=None, epochs=None):
+def make_optimizer(config, learning_rate, steps_per_epoch=None, epochs=None, phase=1):
     """The Keras optimizer for a config, with its learning-rate schedule.
 
+    Phase 1 uses `config.lr_schedule`; phase 2 (fine-tuning)
+    `config.fine_tune_lr_schedule` after a linear warm-up over
+    `config.fine_tune_warmup` of its steps. Schedules are Keras' own
+    (`CosineDecay`, whose `warmup_target` gives the warm-up; `alpha=1` keeps
+    the rate constant after it), so a saved model's optimizer loads anywhere.
+
     Args:
-        config: a `TrainConfig` (`optimizer`, `lr_schedule`, `weight_decay`).
-        learning_rate: the phase's initial learning rate.
+        config: a `TrainConfig` (`optimizer`, `lr_schedule`,
+            `fine_tune_lr_schedule`, `fine_tune_warmup`, `weight_decay`).
+        learning_rate: the phase's learning rate (the peak, after a warm-up).
         steps_per_epoch: optimizer steps per epoch; needed by the `cosine`
             (decays to 0 over `steps_per_epoch * epochs`) and `exponential`
-            (x0.9 per epoch) schedules.
-        epochs: epochs of the phase (for `cosine`).
+            (x0.9 per epoch) schedules and by the warm-up.
+        epochs: epochs of the phase (for `cosine` and the warm-up).
+        phase: 1 or 2.
 
     Returns:
         A `keras.optimizers.Optimizer`.
 
     Raises:
-        ValueError: a schedule without a known `steps_per_epoch`.
+        ValueError: a phase-1 schedule without a known `steps_per_epoch`.
 
     Example:
 
@@ -53,20 +61,31 @@ def make_optimizer(config, learning_rate, steps_per_epoch=None, epochs=None):
     ```
     """
     rate = learning_rate
-    if config.lr_schedule != "constant":
+    schedule = config.lr_schedule if phase == 1 else config.fine_tune_lr_schedule
+    warmup = 0.0 if phase == 1 else config.fine_tune_warmup
+    if schedule != "constant" or warmup:
         if not steps_per_epoch:
-            raise ValueError(
-                f"lr_schedule={config.lr_schedule!r} needs a known number of steps per "
-                "epoch: set 'steps_per_epoch' for datasets of unknown length."
-            )
-        if config.lr_schedule == "cosine":
-            rate = keras.optimizers.schedules.CosineDecay(
-                learning_rate, decay_steps=max(steps_per_epoch * epochs, 1)
-            )
-        else:
-            rate = keras.optimizers.schedules.ExponentialDecay(
-                learning_rate, decay_steps=steps_per_epoch, decay_rate=0.9
-            )
+            if phase == 2:  # the default schedule: fall back rather than refuse
+                schedule, warmup = "constant", 0.0
+            else:
+                raise ValueError(
+                    f"lr_schedule={schedule!r} needs a known number of steps per "
+                    "epoch: set 'steps_per_epoch' for datasets of unknown length."
+                )
+    if schedule in ("cosine", "constant") and (schedule == "cosine" or warmup):
+        total = max(steps_per_epoch * epochs, 1)
+        warmup_steps = int(round(warmup * total))
+        rate = keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup_steps else learning_rate,
+            decay_steps=max(total - warmup_steps, 1),
+            alpha=1.0 if schedule == "constant" else 0.0,
+            warmup_target=learning_rate if warmup_steps else None,
+            warmup_steps=warmup_steps,
+        )
+    elif schedule == "exponential":
+        rate = keras.optimizers.schedules.ExponentialDecay(
+            learning_rate, decay_steps=steps_per_epoch, decay_rate=0.9
+        )
     decay = config.weight_decay or None
     if config.optimizer == "adam":
         return keras.optimizers.Adam(rate, weight_decay=decay)
@@ -107,7 +126,7 @@ def make_metrics(config, num_classes):
 # === Callbacks ===
 
 
-def compile_model(model, config, strategy, learning_rate, steps, epochs, num_classes):
+def compile_model(model, config, strategy, learning_rate, steps, epochs, num_classes, phase=1):
     """Compiles `model` for one phase inside `strategy`'s scope.
 
     Args:
@@ -118,10 +137,11 @@ def compile_model(model, config, strategy, learning_rate, steps, epochs, num_cla
         steps: optimizer steps per epoch (for schedules; may be None).
         epochs: epochs of the phase (for `cosine`).
         num_classes: number of outputs.
+        phase: 1 or 2 (which schedule, see `make_optimizer`).
     """
     with strategy.scope():
         model.compile(
-            optimizer=make_optimizer(config, learning_rate, steps, epochs),
+            optimizer=make_optimizer(config, learning_rate, steps, epochs, phase),
             loss=make_loss(config),
             metrics=make_metrics(config, num_classes),
         )

@@ -279,7 +279,8 @@ def train(
         count = set_backbone_trainable(model, unfreeze, keep_batchnorm_frozen=keep_bn)
         say(f"Phase 2: {config.fine_tune_epochs} epoch(s) (from epoch "
             f"{max(state.get('epochs_done', 0), config.epochs) + 1}), {count} backbone layer(s) "
-            f"trainable, learning rate {config.fine_tune_learning_rate}.")
+            f"trainable, learning rate {config.fine_tune_learning_rate} "
+            f"({_phase2_schedule_text(config, inputs.steps)}).")
         fit(2, config.fine_tune_learning_rate, config.epochs, total_epochs)
 
     model_path = os.path.join(work_dir, "model.keras")
@@ -358,7 +359,7 @@ class _Fitter:
         if not same_phase:
             self.restore_last(compiled=False)  # the weights the previous phase ended with
         compile_model(self.model, config, self.strategy, learning_rate, self.inputs.steps,
-                      end_epoch - first_epoch, len(self.inputs.class_names))
+                      end_epoch - first_epoch, len(self.inputs.class_names), phase)
         if same_phase:
             self.restore_last(compiled=True)
         # Calibrating BatchNorm before each validation runs the model outside
@@ -395,6 +396,17 @@ class _Fitter:
             self.model.save_weights(partial)
         state.update(**{f"phase{phase}_complete": True}, backup=name, phase=phase,
                      epochs_done=end_epoch)
+
+
+def _phase2_schedule_text(config, steps):
+    """How phase 2's learning rate moves, for the progress line."""
+    if not steps and (config.fine_tune_warmup or config.fine_tune_lr_schedule != "constant"):
+        return ("constant: the training data's length is unknown; set steps_per_epoch "
+                "for the warm-up and schedule")
+    warmup = (f"linear warm-up over {config.fine_tune_warmup:.0%} of the phase, then "
+              if config.fine_tune_warmup else "")
+    return warmup + {"cosine": "cosine decay to 0", "constant": "constant",
+                     "exponential": "x0.9 per epoch"}[config.fine_tune_lr_schedule]
 
 
 def _raise_on_nan(stop, config, run_dir, phase):
