@@ -237,7 +237,8 @@ def load_fashion(split="train", folder=FASHION_DIR):
 def duplicate_search(images, exhaustive=True):
     """Seconds to hash and to search `images`; pairs found by each search."""
     from medivision_tf.data import from_numpy
-    from medivision_tf.data.duplicates import NEAR_THRESHOLD, image_hashes, near_pairs
+    from medivision_tf.data.checks.hashes import image_hashes
+    from medivision_tf.data.checks.near_pairs import NEAR_THRESHOLD, near_pairs
 
     table = from_numpy(images, np.zeros(len(images), int))
     start = time.perf_counter()
@@ -293,7 +294,8 @@ def threshold_study(images, planted, thresholds=(16, 20, 24, 28, 32)):
     """Recall of planted copies and pairs of distinct images, per threshold."""
     import pandas as pd
 
-    from medivision_tf.data.duplicates import _bits, _popcount, image_hashes, near_pairs
+    from medivision_tf.data.checks.hashes import image_hashes
+    from medivision_tf.data.checks.near_pairs import _bits, _popcount, near_pairs
 
     def phashes(arrays):  # arrays of any sizes: a table with an `image` column
         return list(image_hashes(pd.DataFrame({"image": list(arrays)}), verbose=False)["phash"])

@@ -51,13 +51,13 @@ def _csv_with_split(source):
 def run_evaluate(args):
     import medivision_tf
     from medivision_tf.cli.train import print_summary
-    from medivision_tf.data.pipeline import as_table
-    from medivision_tf.data.table import with_attrs
+    from medivision_tf.data.sources.any_source import as_table
+    from medivision_tf.data.sources.table import with_attrs
     from medivision_tf.evaluation import evaluate_model
 
     model = medivision_tf.load_model(args.model, compile=False)
     table = as_table(args.source)  # a prepared folder keeps its split
-    from medivision_tf.data.datasets import MANIFEST, is_prepared
+    from medivision_tf.data.sources.prepared import MANIFEST, is_prepared
 
     # A prepared folder's manifest.csv is read by as_table, relative paths and all.
     manifest = (os.path.basename(str(args.source)) == MANIFEST
@@ -65,7 +65,7 @@ def run_evaluate(args):
     if args.split is not None and not manifest and _csv_with_split(args.source):
         # A run folder's split.csv (or any CSV with a `split` column): keep
         # its split and group columns, so `--split test` re-scores that split.
-        from medivision_tf.data.sources import from_csv
+        from medivision_tf.data.sources.csv_files import from_csv
 
         import pandas as pd
 

@@ -65,8 +65,8 @@ def evaluate_model(model, data, labels=None, class_names=None, out_dir=None, *,
         data_classes = data.attrs.get("class_names")
         if class_names is None and data_classes:
             class_names = list(data_classes)
-        from medivision_tf.data.inputs import scan_inputs
-        from medivision_tf.data.pipeline import make_dataset
+        from medivision_tf.data.checks.input_report import scan_inputs
+        from medivision_tf.data.pipeline.dataset import make_dataset
 
         # Files are checked before any is opened (FIFOs, links out of the
         # root, bombs...): the skipped ones are counted in num_skipped.
@@ -140,7 +140,7 @@ def _leakage_summary(table):
     """The duplicate check of a run's split table, for `metrics.json`: how
     many of these images duplicate a training image (non-zero only when the
     run allowed leakage), so an inflated result says so where it is read."""
-    from medivision_tf.data.inputs import leakage_of
+    from medivision_tf.data.checks.leakage import leakage_of
 
     record = leakage_of(table)
     if record is None:

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from medivision_tf.data.decode import finish_image
+from medivision_tf.data.io.finish import finish_image
 from medivision_tf.model import FEATURE_MAP_LAYER, get_model_config
 
 

@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-from medivision_tf.data.decode import read_images
+from medivision_tf.data.io.read_files import read_images
 from medivision_tf.explain import _cache, _inputs
 from medivision_tf.explain.methods import METHODS, explain, weights_to_maps
 from medivision_tf.explain.overlays import (

@@ -28,8 +28,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from medivision_tf.data.decode import read_images
-from medivision_tf.data.volumes import expand_paths
+from medivision_tf.data.io.read_files import read_images
+from medivision_tf.data.sources.volumes import expand_paths
 from medivision_tf.explain import _cache, _inputs
 from medivision_tf.explain.files import explain_images
 from medivision_tf.explain.methods import METHODS
