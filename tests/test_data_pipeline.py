@@ -193,7 +193,7 @@ def test_stateless_flips_only_mirror_and_options_are_checked(lesion_table):
 def test_augmentation_model_works_only_in_training_and_round_trips(tmp_path):
     import keras
 
-    from medivision_tf.data.pipeline import Augmentation, augmentation_model
+    from medivision_tf.data.pipeline.augment import Augmentation, augmentation_model
 
     images = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
     layer = augmentation_model(seed=0)
@@ -284,16 +284,16 @@ def _check_against_load_image(table):
             images = np.concatenate([x.numpy() for x, _ in batches])
             assert images.shape == (len(table), 24, 32, channels)
             for row, path in enumerate(table["path"]):
-                expected = data.decode.finish_image(
-                    data.decode.load_image(path, channels, nifti_axis=axis), (24, 32),
+                expected = data.finish_image(
+                    data.load_image(path, channels, nifti_axis=axis), (24, 32),
                     channels, resize)
                 np.testing.assert_array_equal(images[row], expected.numpy(), err_msg=path)
 
 
 def _expected_images(table, rows, size=(24, 24), channels=1):
     axis = table.attrs.get("nifti_axis", "axial")
-    return np.stack([data.decode.finish_image(
-        data.decode.load_image(table["path"][row], channels, nifti_axis=axis), size,
+    return np.stack([data.finish_image(
+        data.load_image(table["path"][row], channels, nifti_axis=axis), size,
         channels).numpy() for row in rows])
 
 
@@ -305,7 +305,7 @@ def test_dicom_files_decoded_in_groups_keep_their_order_and_skip_a_broken_one(tm
 
     from pydicom.data import get_testdata_file
 
-    from medivision_tf.data.pipeline import _PYTHON_GROUP
+    from medivision_tf.data.io.sample_reader import _PYTHON_GROUP
 
     names = ("CT_small.dcm", "MR_small.dcm", "MR_small_bigendian.dcm", "rtdose_1frame.dcm")
     for index in range(_PYTHON_GROUP + 7):
@@ -351,8 +351,8 @@ def test_grouped_dicom_gray_and_rgb_give_the_per_image_finish(tmp_path, resize):
     table = data.from_directory(tmp_path)
     images = np.concatenate([x.numpy() for x, _ in data.make_dataset(
         table, image_size=(20, 28), channels=3, batch_size=3, shuffle=False, resize=resize)])
-    expected = np.stack([data.decode.finish_image(
-        data.decode.load_image(path, 3), (20, 28), 3, resize).numpy() for path in table["path"]])
+    expected = np.stack([data.finish_image(
+        data.load_image(path, 3), (20, 28), 3, resize).numpy() for path in table["path"]])
     np.testing.assert_array_equal(images, expected)
 
 
@@ -395,7 +395,7 @@ def test_a_file_rewritten_in_another_format_after_the_build_is_skipped(tmp_path)
     {"rotation": 0.2, "zoom": 0.3, "translation": 0.2},
 ])
 def test_the_compiled_augmentation_gives_the_plain_ones_images(options):
-    from medivision_tf.data.augment import _check_options, apply_augmentation
+    from medivision_tf.data.pipeline.augment import _check_options, apply_augmentation
 
     options = _check_options(options)
     rng = np.random.default_rng(9)

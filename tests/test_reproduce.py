@@ -151,7 +151,7 @@ def test_api_table_rows_metrics_and_files(api_run, data_root):
 
 
 def test_rerun_reuses_finished_runs(api_run, data_root, monkeypatch):
-    from medivision_tf.data import inputs as pipeline  # where the source is read
+    from medivision_tf.data.checks import source_splits as pipeline  # where the source is read
 
     frame, out = api_run
     before = frame.set_index("dataset").loc["chest_xray_pneumonia"]
