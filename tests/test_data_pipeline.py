@@ -408,3 +408,45 @@ def test_the_compiled_augmentation_gives_the_plain_ones_images(options):
     np.testing.assert_allclose(compiled, plain, atol=0.05)
     assert compiled.min() >= 0 and compiled.max() <= 255
     assert not np.allclose(plain, images.numpy())  # something was augmented
+
+
+def test_decode_options_travel_as_one_object(tmp_path):
+    """make_dataset(decode=DecodeOptions(...)) (issue 31): the one object a model
+    records; None reads a table with its own options, as load_image does."""
+    import cv2
+
+    from medivision_tf.config import DecodeOptions
+
+    (tmp_path / "a").mkdir()
+    cv2.imwrite(str(tmp_path / "a" / "x.png"), np.full((8, 8), 1000, "uint16"))  # 12-bit data
+    table = data.from_directory(tmp_path)
+
+    def pixel(**options):
+        dataset = data.make_dataset(table, image_size=8, channels=1, batch_size=1, **options)
+        return float(first_batch(dataset)[0].max())
+
+    read = data.load_image(str(tmp_path / "a" / "x.png"), 1).numpy()  # unrounded
+    assert pixel() == round(1000 / 4095 * 255) == round(float(read.max()))
+    scaled = pixel(decode=DecodeOptions(bit_depth_16="scale"))
+    assert scaled == round(1000 / 257) == pixel(decode={"bit_depth_16": "scale"})
+    with pytest.warns(DeprecationWarning, match=r"decode=DecodeOptions\(dicom_window"):
+        assert pixel(bit_depth_16="scale") == scaled  # the old keyword, cheaply kept
+    with pytest.raises(TypeError, match="dicom_windows"):
+        pixel(dicom_windows="auto")
+    with pytest.raises(TypeError, match="DecodeOptions, a dict of its fields or None"):
+        pixel(decode="scale")
+
+
+def test_nifti_slices_are_read_along_the_axis_they_were_cut(tmp_path):
+    from medivision_tf.config import DecodeOptions
+
+    _shipped_folder("nifti", tmp_path)
+    table = data.from_directory(tmp_path, nifti_slices=2, nifti_axis="coronal")
+    with pytest.raises(ValueError, match=r"cut along 'coronal'.*read along 'axial'"):
+        data.make_dataset(table, image_size=8, decode=DecodeOptions())
+    coronal = data.make_dataset(table, image_size=8, decode=DecodeOptions(nifti_axis="coronal"))
+    own = data.make_dataset(table, image_size=8)  # the table's own options
+    np.testing.assert_array_equal(first_batch(coronal)[0], first_batch(own)[0])
+    again = data.reexpand_volumes(table, nifti_slices=2, nifti_axis="axial")
+    axial = data.make_dataset(again, image_size=8, decode=DecodeOptions())
+    assert first_batch(axial)[0].shape[1:] == (8, 8, 3)
