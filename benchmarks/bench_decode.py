@@ -20,7 +20,7 @@ Three questions, each answered against a baseline in the same run:
    (`image_hashes`: BLAKE2 of the pixels + 256-bit `imagehash.phash`) and the
    near-pair search, banded (the default above ~6,300 images) against
    exhaustive (every pair, vectorised), with the pairs of both compared; and
-   the threshold study of `medivision_tf.data.duplicates` (recall of planted
+   the threshold study of `medivision_tf.data.checks.duplicates` (recall of planted
    copies and pairs of distinct images as close, per threshold, on the 10,000
    test images).
 
@@ -237,7 +237,8 @@ def load_fashion(split="train", folder=FASHION_DIR):
 def duplicate_search(images, exhaustive=True):
     """Seconds to hash and to search `images`; pairs found by each search."""
     from medivision_tf.data import from_numpy
-    from medivision_tf.data.duplicates import NEAR_THRESHOLD, image_hashes, near_pairs
+    from medivision_tf.data.checks.hashes import image_hashes
+    from medivision_tf.data.checks.near_pairs import NEAR_THRESHOLD, near_pairs
 
     table = from_numpy(images, np.zeros(len(images), int))
     start = time.perf_counter()
@@ -294,7 +295,8 @@ def threshold_study(images, planted, thresholds=(16, 20, 24, 28, 32), hash_size=
     (of `hash_size`² bits; `bench_hashes.py` runs it for the 64-bit hash)."""
     import pandas as pd
 
-    from medivision_tf.data.duplicates import _bits, _popcount, image_hashes, near_pairs
+    from medivision_tf.data.checks.hashes import image_hashes
+    from medivision_tf.data.checks.near_pairs import _bits, _popcount, near_pairs
 
     def phashes(arrays):  # arrays of any sizes: a table with an `image` column
         return list(image_hashes(pd.DataFrame({"image": list(arrays)}), hash_size=hash_size,

@@ -80,7 +80,7 @@ def tf_keras_vis_upsampling(model, images, labels, boxes, native):
 
 def letterboxed(model, images, labels, boxes, crop=8):
     """Accuracy and Grad-CAM pointing game on the images with `crop` rows cut at top and bottom."""
-    from medivision_tf.data.decode import finish_image
+    from medivision_tf.data.io.finish import finish_image
     from medivision_tf.explain import explain, pointing_game
 
     cropped = images[:, crop:images.shape[1] - crop]

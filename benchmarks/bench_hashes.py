@@ -2,7 +2,7 @@
 
 `bench_decode.py` measures the default 256-bit hash (recall of planted copies, pairs of
 distinct images, per threshold) and the search times. This script adds what docs/data.md
-says besides, each from the package's own hashing (`medivision_tf.data.duplicates`), in
+says besides, each from the package's own hashing (`medivision_tf.data.checks`), in
 about a minute of CPU:
 
 1. **The 64-bit `phash`** (`hash_size=8`) on the same protocol as `bench_decode.py`'s study:
@@ -54,7 +54,7 @@ def digit_images(upscale=None):
 def pair_counts(images, name):
     """Exact and near pairs (default threshold and hash) among `images`, as `find_duplicates` finds them."""
     from medivision_tf.data import find_duplicates, from_numpy
-    from medivision_tf.data.duplicates import NEAR_THRESHOLD
+    from medivision_tf.data.checks.near_pairs import NEAR_THRESHOLD
 
     pairs = find_duplicates(from_numpy(images, np.zeros(len(images), int)), verbose=False)
     return {"set": name, "images": int(len(images)), "threshold": NEAR_THRESHOLD,
@@ -82,7 +82,8 @@ def digit_jpeg_recall():
     """Share of JPEG-50 copies of the upscaled digits within the default threshold."""
     import pandas as pd
 
-    from medivision_tf.data.duplicates import NEAR_THRESHOLD, _bits, _popcount, image_hashes
+    from medivision_tf.data.checks.hashes import image_hashes
+    from medivision_tf.data.checks.near_pairs import NEAR_THRESHOLD, _bits, _popcount
 
     images, _ = digit_images(upscale=32)
     copies = [bench_decode._jpeg(image, 50) for image in images]

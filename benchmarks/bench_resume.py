@@ -328,7 +328,7 @@ class Checker:
 
     def _val_dataset(self, run_dir):
         if self.val is None:  # every run has the same config, hence the same split
-            from medivision_tf.data.inputs import training_inputs
+            from medivision_tf.data.pipeline.training_inputs import training_inputs
             from medivision_tf.training import load_config
 
             config = load_config(os.path.join(run_dir, "config.json"))

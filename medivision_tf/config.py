@@ -25,7 +25,7 @@ import typing
 
 #: How the feature map becomes a sequence (see `build_medivision`).
 SEQUENCE_MODES = ("spatial", "rows")
-# The same choices as `medivision_tf.data.formats` (not imported here: no TF).
+# The same choices as `medivision_tf.data.io.options` (not imported here: no TF).
 _WINDOWS = ("auto", "minmax")
 _BIT_DEPTH_16 = ("auto", "scale", "12bit", "minmax")
 _FRAMES = ("first", "middle", "all")
@@ -111,7 +111,7 @@ class DecodeOptions:
         return _from_fields(cls, values, "decode option")
 
     def image_kwargs(self):
-        """Keyword arguments for `data.decode.load_images`/`read_images`."""
+        """Keyword arguments for `data.io.read_files.load_images`/`read_images`."""
         return {
             "dicom_window": self.dicom_window, "bit_depth_16": self.bit_depth_16,
             "frames": "middle" if self.frames == "all" else self.frames,

@@ -79,7 +79,7 @@ def run_demo(out_dir="runs", export_root="saved_models", verbose=1, **overrides)
     from medivision_tf.evaluation import evaluate_model
     from medivision_tf.explain import explain_report
     from medivision_tf.export import export_for_serving
-    from medivision_tf.data.synthetic import make_synthetic_lesions
+    from medivision_tf.data.datasets.synthetic import make_synthetic_lesions
     from medivision_tf.training import train
 
     unknown = set(overrides) - {f.name for f in dataclasses.fields(DemoConfig)}

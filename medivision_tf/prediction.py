@@ -5,7 +5,7 @@
 - `predict_files(model, paths, top_k=None)`: class, probability and top-k per
   image file; a NIfTI volume (or a multi-frame DICOM with the model's
   `frames="all"`) gives one row per slice and one volume-level row.
-- `load_images`: `medivision_tf.data.decode.load_images`, the one reader of
+- `load_images`: `medivision_tf.data.io.read_files.load_images`, the one reader of
   image files (JPEG, PNG 8/16-bit, BMP, GIF, WebP, TIFF, DICOM; the format is
   sniffed from the bytes), so files are decoded and resized exactly as the
   training pipeline does (aspect ratio kept, black padding).
@@ -37,9 +37,9 @@ import pandas as pd
 import tensorflow as tf
 
 # The one reader of image files; re-exported so `prediction.load_images` keeps working.
-from medivision_tf.data.decode import load_images
-from medivision_tf.data.scan import PROGRESS_MIN_IMAGES
-from medivision_tf.data.volumes import expand_paths
+from medivision_tf.data.io.read_files import load_images
+from medivision_tf.data.checks.scan import PROGRESS_MIN_IMAGES
+from medivision_tf.data.sources.volumes import expand_paths
 from medivision_tf.model import get_model_config
 
 __all__ = [
@@ -252,7 +252,7 @@ def predict_files(model, paths, top_k=None, batch_size=32, tta=False, threshold=
 
     **Volumes.** A NIfTI file (`.nii`, `.nii.gz`) and, when the model's
     `decode.frames` is `"all"`, a multi-frame DICOM file are expanded into
-    the slices (frames) training used: `data.volumes.expand_paths` with the
+    the slices (frames) training used: `data.sources.volumes.expand_paths` with the
     model's saved `DecodeOptions` (same `nifti_slices` selection,
     `nifti_axis` and per-volume percentile normalisation). Each selected
     slice gives a row, followed by one volume-level row; all of them carry

@@ -50,12 +50,8 @@ import traceback
 import numpy as np
 import pandas as pd
 
-from medivision_tf.data.datasets import (
-    MANIFEST,
-    PAPER_DATASETS,
-    available_datasets,
-    get_dataset,
-)
+from medivision_tf.data.datasets.registry import PAPER_DATASETS, available_datasets, get_dataset
+from medivision_tf.data.sources.prepared import MANIFEST
 
 #: Where the paper's figures come from.
 PAPER_CITATION = (

@@ -528,14 +528,14 @@ def train_on_your_dataset():
             """
             import glob, os
             import pydicom
-            from medivision_tf.data import formats
+            from medivision_tf.data import read_dicom, sniff_format
 
             corpus = os.path.join(os.path.dirname(pydicom.__file__), "data", "test_files")
             ct = os.path.join(corpus, "CT_small.dcm")      # its preamble looks like a TIFF file
             if os.path.exists(ct):
-                own = formats.read_dicom(ct)                    # the file's own window
-                soft = formats.read_dicom(ct, window=(40, 400)) # CT soft tissue
-                print(formats.sniff_format(open(ct, "rb").read(352)), own.shape, soft.mean().round(1))
+                own = read_dicom(ct)                        # the file's own window
+                soft = read_dicom(ct, window=(40, 400))     # CT soft tissue
+                print(sniff_format(open(ct, "rb").read(352)), own.shape, soft.mean().round(1))
             """
         ),
         md(
@@ -727,7 +727,7 @@ def train_on_your_dataset():
         code(
             """
             import pandas as pd
-            from medivision_tf.data.inputs import write_split_file
+            from medivision_tf.data.checks.split_record import write_split_file
 
             write_split_file(result.run_dir, {"train": train_table, "val": val_table,
                                               "test": test_table}, class_names)

@@ -12,7 +12,25 @@ import numpy as np
 import pytest
 
 from medivision_tf import data
-from medivision_tf.data import formats
+from medivision_tf.data.io import dicom as dicom_reader
+from medivision_tf.data.io import nifti as nifti_reader
+from medivision_tf.data.io.dicom import _voi_range, read_dicom
+from medivision_tf.data.io.finish import finish_image
+from medivision_tf.data.io.frame_paths import split_frame, with_frame
+from medivision_tf.data.io.graph_decode import (
+    KIND_PNG16,
+    KIND_PYTHON,
+    KIND_TF,
+    TF_FORMATS,
+    decode_image,
+    load_image,
+    sniff_kind,
+)
+from medivision_tf.data.io.nifti import nifti_slices, read_nifti, read_nifti_slice_file
+from medivision_tf.data.io.options import check_frames
+from medivision_tf.data.io.python_decode import python_decode
+from medivision_tf.data.io.scaling import scale, to_uint8
+from medivision_tf.data.io.sniff import is_raw_dicom, sniff_format
 
 pydicom = pytest.importorskip("pydicom")
 
@@ -45,7 +63,7 @@ def _pydicom_pixels(path):
 
 
 def _expected(dataset, pixels):
-    """The documented windowing (formats module docstring), written out with
+    """The documented windowing (`io.dicom` module docstring), written out with
     pydicom's own functions on pydicom's own pixel_array."""
     from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
 
@@ -67,7 +85,7 @@ def _expected(dataset, pixels):
     low, high = values.min(), values.max()
     if has_lut or has_window:
         windowed = apply_voi_lut(values.copy(), dataset).astype("float64")
-        window_range = formats._voi_range(dataset)
+        window_range = _voi_range(dataset)
         if window_range is not None:
             values, (low, high) = windowed, window_range
     out = (values - low) / (high - low) * 255.0 if high > low else np.zeros_like(values)
@@ -84,7 +102,7 @@ def test_pydicom_corpus_decodes_like_pydicom_or_says_why():
         total += 1
         if pixels is False:  # pydicom cannot decode it here: a clear error
             with pytest.raises(ValueError, match="DICOM"):
-                formats.read_dicom(path)
+                read_dicom(path)
             clear += 1
             continue
         expected = _expected(dataset, pixels)
@@ -101,7 +119,7 @@ def test_pydicom_corpus_decodes_like_pydicom_or_says_why():
 def test_dual_personality_preamble_is_dicom_in_python_and_graph(tmp_path):
     path = _file("CT_small.dcm")
     head = open(path, "rb").read()
-    assert head[:4] == b"II*\x00" and formats.sniff_format(head) == "dicom"
+    assert head[:4] == b"II*\x00" and sniff_format(head) == "dicom"
     image = data.load_image(path, channels=1).numpy()
     assert image.shape == (128, 128, 1) and image.max() > image.min()
     # Without extension (a UID-named file), found by the folder source and scan.
@@ -118,8 +136,8 @@ def test_raw_dicom_without_preamble_is_sniffed():
     path = ""
     for candidate in _corpus():
         raw = open(candidate, "rb").read(352)
-        if raw[128:132] != b"DICM" and formats.is_raw_dicom(raw):
-            assert formats.sniff_format(raw) == "dicom", candidate
+        if raw[128:132] != b"DICM" and is_raw_dicom(raw):
+            assert sniff_format(raw) == "dicom", candidate
             path = candidate
     assert path
 
@@ -150,23 +168,23 @@ def test_compressed_without_plugin_names_syntax_and_extra(monkeypatch):
     # ends in a decoder's `as_array`: without a plugin, that is where it fails.
     monkeypatch.setattr(Decoder, "as_array", no_plugins)
     with pytest.raises(ValueError, match=r"JPEG 2000.*pip install python-gdcm pylibjpeg.*\[dicom\] extra"):
-        formats.read_dicom(path)
+        read_dicom(path)
 
 
 def test_frames_option_picks_first_middle_and_frame_paths():
     path = _file("rtdose.dcm")  # 15 frames
     ds = pydicom.dcmread(path)
     frames = int(ds.NumberOfFrames)
-    first = formats.read_dicom(path, frame="first")
-    middle = formats.read_dicom(path, frame="middle")
-    third = data.load_image(formats.with_frame(path, 3), channels=1).numpy()[..., 0]
-    np.testing.assert_array_equal(third, formats.read_dicom(path, frame=3))
+    first = read_dicom(path, frame="first")
+    middle = read_dicom(path, frame="middle")
+    third = data.load_image(with_frame(path, 3), channels=1).numpy()[..., 0]
+    np.testing.assert_array_equal(third, read_dicom(path, frame=3))
     np.testing.assert_array_equal(
         data.load_image(path, channels=1, frames="first").numpy()[..., 0], first
     )
     assert frames > 2 and not np.array_equal(first, middle)
     with pytest.raises(ValueError, match="frames"):
-        formats.check_frames("last")
+        check_frames("last")
 
 
 def test_16bit_auto_scales_12bit_data(tmp_path):
@@ -203,13 +221,13 @@ def test_nibabel_test_images_give_slices():
         if image.ndim < 3 or min(image.shape[:3]) < 2:
             continue
         raw = open(path, "rb").read()
-        assert formats.sniff_format(raw) == "nifti", path
+        assert sniff_format(raw) == "nifti", path
         count = nibabel.as_closest_canonical(image).shape[2]
-        indices = formats.nifti_slices(path, select="all")
+        indices = nifti_slices(path, select="all")
         assert len(indices) == count
-        middle = data.load_image(formats.with_frame(path, count // 2), channels=1).numpy()
-        np.testing.assert_array_equal(middle[..., 0], formats.read_nifti(path))
-        middle3 = formats.nifti_slices(path, select=3)
+        middle = data.load_image(with_frame(path, count // 2), channels=1).numpy()
+        np.testing.assert_array_equal(middle[..., 0], read_nifti(path))
+        middle3 = nifti_slices(path, select=3)
         assert len(middle3) == min(3, count) and (count // 2) in middle3
         done += 1
     assert done >= 2
@@ -219,14 +237,14 @@ def test_hostile_nifti_inputs(tmp_path):
     fake = tmp_path / "fake.nii.gz"
     fake.write_bytes(gzip.compress(b"this is not a volume" * 30))
     with pytest.raises(ValueError, match="NIfTI"):
-        formats.read_nifti(str(fake))
+        read_nifti(str(fake))
     empty = nibabel.Nifti1Image(np.zeros((4, 4, 3), "float32"), np.eye(4))
     nibabel.save(empty, tmp_path / "empty.nii.gz")
-    assert formats.nifti_slices(str(tmp_path / "empty.nii.gz"), select="nonempty") == []
+    assert nifti_slices(str(tmp_path / "empty.nii.gz"), select="nonempty") == []
     zero = nibabel.Nifti1Image(np.zeros((0, 4, 3), "float32"), np.eye(4))
     nibabel.save(zero, tmp_path / "zero.nii")
     with pytest.raises(ValueError, match="NIfTI"):
-        formats.read_nifti(str(tmp_path / "zero.nii"))
+        read_nifti(str(tmp_path / "zero.nii"))
 
 
 def test_nifti_folder_gives_grouped_slices_and_volume_level_splits(tmp_path):
@@ -254,9 +272,9 @@ def test_binary_mask_volume_stays_visible():
     path = os.path.join(os.path.dirname(nibabel.__file__), "tests", "data", "standard.nii.gz")
     values = np.asarray(nibabel.load(path).dataobj)
     assert len(np.unique(values[values != 0])) == 1
-    selected = formats.nifti_slices(path, select="nonempty")
+    selected = nifti_slices(path, select="nonempty")
     assert selected, "a mask volume has non-empty slices"
-    middle = formats.read_nifti(path)
+    middle = read_nifti(path)
     assert set(np.unique(middle)) <= {0, 255} and middle.max() == 255
 
 
@@ -264,7 +282,7 @@ def test_binary_mask_volume_stays_visible():
 
 
 def _scale_reference(values, low, high):
-    """`formats._scale` as it was: float64 formula on the whole array."""
+    """`scale` as it was: float64 formula on the whole array."""
     if high <= low:
         return np.zeros(np.shape(values), "uint8")
     scaled = (np.asarray(values, "float64") - low) / (high - low) * 255.0
@@ -279,7 +297,7 @@ def test_scale_by_table_equals_the_formula(dtype):
     values = rng.integers(low_v, high_v, (400, 420), endpoint=True).astype(dtype)
     for low, high in [(float(values.min()), float(values.max())), (-160.0, 240.0),
                       (10.5, 11.0), (5.0, 5.0)]:
-        np.testing.assert_array_equal(formats._scale(values, low, high),
+        np.testing.assert_array_equal(scale(values, low, high),
                                       _scale_reference(values, low, high))
 
 
@@ -290,7 +308,7 @@ def test_uint16_to_uint8_by_table_equals_the_formula():
         for mode, divisor in [("scale", 257.0), ("12bit", 4095 / 255),
                               ("auto", 4095 / 255 if high <= 4095 else 257.0)]:
             expected = np.clip(np.round(pixels / divisor), 0, 255).astype("uint8")
-            np.testing.assert_array_equal(formats.to_uint8(pixels, mode), expected)
+            np.testing.assert_array_equal(to_uint8(pixels, mode), expected)
 
 
 def test_palette_by_table_equals_pydicoms_colors():
@@ -301,8 +319,8 @@ def test_palette_by_table_equals_pydicoms_colors():
         pytest.skip("examples_palette.dcm is not in this pydicom")
     dataset, pixels = _pydicom_pixels(path)
     rgb = apply_color_lut(pixels, dataset)
-    expected = formats.to_uint8(rgb, "scale" if rgb.dtype == np.uint16 else "minmax")
-    np.testing.assert_array_equal(formats.read_dicom(path), expected)
+    expected = to_uint8(rgb, "scale" if rgb.dtype == np.uint16 else "minmax")
+    np.testing.assert_array_equal(read_dicom(path), expected)
 
 
 def _planted_dicoms():
@@ -349,14 +367,14 @@ def test_dicom_lookup_gives_the_pixels_of_the_per_pixel_path(monkeypatch):
     if not cases:
         pytest.skip("pydicom's test files are not installed")
     windows = ("auto", "minmax", (40, 400), (-600, 1500))
-    fast = {(c, w): formats.read_dicom(d, window=w) for c, d in cases for w in windows}
+    fast = {(c, w): read_dicom(d, window=w) for c, d in cases for w in windows}
     datasets = [pydicom.dcmread(io.BytesIO(d)) for _, d in cases]
-    used = sum(formats._GrayLookup.for_pixels(ds.pixel_array, ds) is not None for ds in datasets)
+    used = sum(dicom_reader._GrayLookup.for_pixels(ds.pixel_array, ds) is not None for ds in datasets)
     assert used >= len(cases) * 3 // 4  # most cases take the lookup
-    monkeypatch.setattr(formats._GrayLookup, "for_pixels", classmethod(lambda cls, p, d: None))
+    monkeypatch.setattr(dicom_reader._GrayLookup, "for_pixels", classmethod(lambda cls, p, d: None))
     for case, dicom in cases:
         for window in windows:
-            direct = formats.read_dicom(dicom, window=window)
+            direct = read_dicom(dicom, window=window)
             assert fast[case, window].dtype == direct.dtype == np.uint8, case
             np.testing.assert_array_equal(fast[case, window], direct, err_msg=f"{case} {window}")
 
@@ -365,17 +383,16 @@ def test_dicom_budget_from_the_one_parse(tmp_path):
     path = _file("CT_small.dcm")
     raw = open(path, "rb").read()
     with pytest.raises(ValueError, match="128x128 pixels exceeds the pixel budget"):
-        formats.python_decode(raw, "dicom", max_pixels=128 * 128 - 1)
-    assert formats.python_decode(raw, "dicom", max_pixels=128 * 128).shape == (128, 128, 1)
-    assert formats.python_decode(raw, "dicom", max_pixels=None).dtype == np.float32
+        python_decode(raw, "dicom", max_pixels=128 * 128 - 1)
+    assert python_decode(raw, "dicom", max_pixels=128 * 128).shape == (128, 128, 1)
+    assert python_decode(raw, "dicom", max_pixels=None).dtype == np.float32
     np.testing.assert_array_equal(
-        formats.python_decode(raw, "dicom", dtype="uint8"), formats.read_dicom(path)[..., None])
+        python_decode(raw, "dicom", dtype="uint8"), read_dicom(path)[..., None])
 
 
 def test_graph_sniff_agrees_with_python_sniff_on_short_and_odd_heads():
     import tensorflow as tf
 
-    from medivision_tf.data import decode
 
     png16 = b"\x89PNG\r\n\x1a\n" + bytes(16) + b"\x10" + bytes(10)
     heads = [b"", b"B", b"BM", b"\xff\xd8", b"\xff\xd8\xff", b"GIF89a", b"GIF8",
@@ -383,16 +400,16 @@ def test_graph_sniff_agrees_with_python_sniff_on_short_and_odd_heads():
              b"\x89PNG\r\n\x1a\n" + bytes(30), bytes(128) + b"DICM", bytes(128) + b"DIC",
              b"II*\x00" + bytes(124) + b"DICM", b"\x89PNG\r\n\x1a\n" + bytes(120) + b"DICM"]
     for head in heads:
-        fmt = formats.sniff_format(head)
-        kind = int(decode._sniff_kind(tf.constant(head)))
+        fmt = sniff_format(head)
+        kind = int(sniff_kind(tf.constant(head)))
         if fmt == "dicom":
-            assert kind == decode._KIND_PYTHON, head
+            assert kind == KIND_PYTHON, head
         elif head == png16:
-            assert kind == decode._KIND_PNG16, head
-        elif fmt in decode.TF_FORMATS:
-            assert kind == decode._KIND_TF, head
+            assert kind == KIND_PNG16, head
+        elif fmt in TF_FORMATS:
+            assert kind == KIND_TF, head
         else:
-            assert kind == decode._KIND_PYTHON, head
+            assert kind == KIND_PYTHON, head
 
 
 def _volume(path, shape=(24, 20, 9), seed=0):
@@ -406,7 +423,6 @@ def _volume(path, shape=(24, 20, 9), seed=0):
 def test_nifti_slices_read_by_path_equal_the_bytes_decode(tmp_path):
     import tensorflow as tf
 
-    from medivision_tf.data import decode
 
     folder = tmp_path / "data" / "a"
     folder.mkdir(parents=True)
@@ -414,22 +430,22 @@ def test_nifti_slices_read_by_path_equal_the_bytes_decode(tmp_path):
         _volume(folder / f"v{index}.nii.gz", seed=index)
     table = data.from_directory(str(tmp_path / "data"))
     assert len(table) == 18
-    formats._NIFTI_CACHE.clear()
+    nifti_reader._NIFTI_CACHE.clear()
     for channels in (1, 3):
         for path in table["path"]:
-            file, frame = formats.split_frame(path)
-            by_bytes = decode.decode_image(tf.io.read_file(file), channels, frame=frame)
-            np.testing.assert_array_equal(decode.load_image(path, channels).numpy(),
+            file, frame = split_frame(path)
+            by_bytes = decode_image(tf.io.read_file(file), channels, frame=frame)
+            np.testing.assert_array_equal(load_image(path, channels).numpy(),
                                           by_bytes.numpy())
     # The pipeline: same order and pixels, from a cold and a warm cache.
     dataset = data.make_dataset(table, image_size=16, channels=1, batch_size=5,
                                 training=False, shuffle=False)
-    formats._NIFTI_CACHE.clear()
+    nifti_reader._NIFTI_CACHE.clear()
     cold = np.concatenate([images.numpy() for images, _ in dataset])
     warm = np.concatenate([images.numpy() for images, _ in dataset])
     expected = np.stack([
-        decode.finish_image(decode.decode_image(
-            tf.io.read_file(formats.split_frame(p)[0]), 1, frame=formats.split_frame(p)[1]),
+        finish_image(decode_image(
+            tf.io.read_file(split_frame(p)[0]), 1, frame=split_frame(p)[1]),
             16, 1).numpy() for p in table["path"]])
     np.testing.assert_array_equal(cold, expected)
     np.testing.assert_array_equal(warm, expected)
@@ -437,26 +453,25 @@ def test_nifti_slices_read_by_path_equal_the_bytes_decode(tmp_path):
 
 def test_nifti_slice_by_path_rereads_a_changed_file_and_checks_the_budget(tmp_path):
     path = _volume(tmp_path / "v.nii", seed=0)
-    first = formats.read_nifti_slice_file(path, 4)
-    np.testing.assert_array_equal(first, formats.read_nifti(open(path, "rb").read(), frame=4))
+    first = read_nifti_slice_file(path, 4)
+    np.testing.assert_array_equal(first, read_nifti(open(path, "rb").read(), frame=4))
     _volume(tmp_path / "v.nii", shape=(24, 20, 9), seed=1)  # same size, new pixels
     os.utime(path, ns=(os.stat(path).st_atime_ns, os.stat(path).st_mtime_ns + 10**9))
-    second = formats.read_nifti_slice_file(path, 4)
-    np.testing.assert_array_equal(second, formats.read_nifti(open(path, "rb").read(), frame=4))
+    second = read_nifti_slice_file(path, 4)
+    np.testing.assert_array_equal(second, read_nifti(open(path, "rb").read(), frame=4))
     assert not np.array_equal(first, second)
     with pytest.raises(ValueError, match="exceeds the pixel budget"):  # also from the cache
-        formats.read_nifti_slice_file(path, 4, max_pixels=100)
+        read_nifti_slice_file(path, 4, max_pixels=100)
     with pytest.raises(ValueError, match="out of range"):
-        formats.read_nifti_slice_file(path, 9)
-    assert formats.read_nifti_slice_file(str(tmp_path / "missing.nii"), 0) is None
+        read_nifti_slice_file(path, 9)
+    assert read_nifti_slice_file(str(tmp_path / "missing.nii"), 0) is None
     dicom = tmp_path / "not_nifti.nii"
     dicom.write_bytes(open(_file("CT_small.dcm"), "rb").read())
-    assert formats.read_nifti_slice_file(str(dicom), 0) is None
+    assert read_nifti_slice_file(str(dicom), 0) is None
     # ...which load_image then decodes from its bytes, as before.
-    from medivision_tf.data import decode
 
-    np.testing.assert_array_equal(decode.load_image(f"{dicom}#frame=0", 1).numpy()[..., 0],
-                                  formats.read_dicom(str(dicom)))
+    np.testing.assert_array_equal(load_image(f"{dicom}#frame=0", 1).numpy()[..., 0],
+                                  read_dicom(str(dicom)))
 
 
 def test_compressed_dicom_error_advice_survives_the_scan_report(tmp_path):
@@ -468,7 +483,6 @@ def test_compressed_dicom_error_advice_survives_the_scan_report(tmp_path):
     import pydicom.data
 
     from medivision_tf.data import from_directory, scan
-    from medivision_tf.data.decode import load_image
 
     source = pydicom.data.get_testdata_file("JPEG-lossy.dcm")
     try:
@@ -495,8 +509,6 @@ def test_a_damaged_compressed_dicom_is_not_blamed_on_a_missing_plugin(monkeypatc
     import pydicom.data
     import pydicom.pixels
 
-    from medivision_tf.data import formats
-    from medivision_tf.data.decode import load_image
 
     def libjpeg_fails(dataset, *args, **kwargs):
         raise RuntimeError(
@@ -505,7 +517,7 @@ def test_a_damaged_compressed_dicom_is_not_blamed_on_a_missing_plugin(monkeypatc
             "marker segment was found")
 
     monkeypatch.setattr(pydicom.pixels, "pixel_array", libjpeg_fails)
-    monkeypatch.setattr(formats, "decoder_plugins", lambda syntax: ("gdcm", "pylibjpeg"))
+    monkeypatch.setattr(dicom_reader, "decoder_plugins", lambda syntax: ("gdcm", "pylibjpeg"))
     source = pydicom.data.get_testdata_file("JPEG-lossy.dcm")
     with pytest.raises(ValueError) as caught:
         load_image(source)
@@ -513,9 +525,9 @@ def test_a_damaged_compressed_dicom_is_not_blamed_on_a_missing_plugin(monkeypatc
     assert "1.2.840.10008.1.2.4.51" in message and "damaged or malformed" in message
     assert "pip install" not in message and "gdcm, pylibjpeg" in message
     # Without a capable plugin, the same failure text keeps the install advice.
-    monkeypatch.setattr(formats, "decoder_plugins", lambda syntax: ("gdcm", "pillow"))
+    monkeypatch.setattr(dicom_reader, "decoder_plugins", lambda syntax: ("gdcm", "pillow"))
     with pytest.raises(ValueError, match="pip install pylibjpeg pylibjpeg-libjpeg"):
         load_image(source)
     monkeypatch.undo()
-    assert "pydicom" in formats.decoder_plugins("1.2.840.10008.1.2.5")  # RLE: pydicom's own
-    assert formats.decoder_plugins("1.2.3.4") == ()  # no decoder for an unknown syntax
+    assert "pydicom" in dicom_reader.decoder_plugins("1.2.840.10008.1.2.5")  # RLE: pydicom's own
+    assert dicom_reader.decoder_plugins("1.2.3.4") == ()  # no decoder for an unknown syntax

@@ -193,7 +193,7 @@ def test_stateless_flips_only_mirror_and_options_are_checked(lesion_table):
 def test_augmentation_model_works_only_in_training_and_round_trips(tmp_path):
     import keras
 
-    from medivision_tf.data.pipeline import Augmentation, augmentation_model
+    from medivision_tf.data.pipeline.augment import Augmentation, augmentation_model
 
     images = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
     layer = augmentation_model(seed=0)
@@ -284,16 +284,16 @@ def _check_against_load_image(table):
             images = np.concatenate([x.numpy() for x, _ in batches])
             assert images.shape == (len(table), 24, 32, channels)
             for row, path in enumerate(table["path"]):
-                expected = data.decode.finish_image(
-                    data.decode.load_image(path, channels, nifti_axis=axis), (24, 32),
+                expected = data.finish_image(
+                    data.load_image(path, channels, nifti_axis=axis), (24, 32),
                     channels, resize)
                 np.testing.assert_array_equal(images[row], expected.numpy(), err_msg=path)
 
 
 def _expected_images(table, rows, size=(24, 24), channels=1):
     axis = table.attrs.get("nifti_axis", "axial")
-    return np.stack([data.decode.finish_image(
-        data.decode.load_image(table["path"][row], channels, nifti_axis=axis), size,
+    return np.stack([data.finish_image(
+        data.load_image(table["path"][row], channels, nifti_axis=axis), size,
         channels).numpy() for row in rows])
 
 
@@ -305,7 +305,7 @@ def test_dicom_files_decoded_in_groups_keep_their_order_and_skip_a_broken_one(tm
 
     from pydicom.data import get_testdata_file
 
-    from medivision_tf.data.pipeline import _PYTHON_GROUP
+    from medivision_tf.data.io.sample_reader import _PYTHON_GROUP
 
     names = ("CT_small.dcm", "MR_small.dcm", "MR_small_bigendian.dcm", "rtdose_1frame.dcm")
     for index in range(_PYTHON_GROUP + 7):
@@ -351,8 +351,8 @@ def test_grouped_dicom_gray_and_rgb_give_the_per_image_finish(tmp_path, resize):
     table = data.from_directory(tmp_path)
     images = np.concatenate([x.numpy() for x, _ in data.make_dataset(
         table, image_size=(20, 28), channels=3, batch_size=3, shuffle=False, resize=resize)])
-    expected = np.stack([data.decode.finish_image(
-        data.decode.load_image(path, 3), (20, 28), 3, resize).numpy() for path in table["path"]])
+    expected = np.stack([data.finish_image(
+        data.load_image(path, 3), (20, 28), 3, resize).numpy() for path in table["path"]])
     np.testing.assert_array_equal(images, expected)
 
 
@@ -395,7 +395,7 @@ def test_a_file_rewritten_in_another_format_after_the_build_is_skipped(tmp_path)
     {"rotation": 0.2, "zoom": 0.3, "translation": 0.2},
 ])
 def test_the_compiled_augmentation_gives_the_plain_ones_images(options):
-    from medivision_tf.data.augment import _check_options, apply_augmentation
+    from medivision_tf.data.pipeline.augment import _check_options, apply_augmentation
 
     options = _check_options(options)
     rng = np.random.default_rng(9)
@@ -408,3 +408,45 @@ def test_the_compiled_augmentation_gives_the_plain_ones_images(options):
     np.testing.assert_allclose(compiled, plain, atol=0.05)
     assert compiled.min() >= 0 and compiled.max() <= 255
     assert not np.allclose(plain, images.numpy())  # something was augmented
+
+
+def test_decode_options_travel_as_one_object(tmp_path):
+    """make_dataset(decode=DecodeOptions(...)) (issue 31): the one object a model
+    records; None reads a table with its own options, as load_image does."""
+    import cv2
+
+    from medivision_tf.config import DecodeOptions
+
+    (tmp_path / "a").mkdir()
+    cv2.imwrite(str(tmp_path / "a" / "x.png"), np.full((8, 8), 1000, "uint16"))  # 12-bit data
+    table = data.from_directory(tmp_path)
+
+    def pixel(**options):
+        dataset = data.make_dataset(table, image_size=8, channels=1, batch_size=1, **options)
+        return float(first_batch(dataset)[0].max())
+
+    read = data.load_image(str(tmp_path / "a" / "x.png"), 1).numpy()  # unrounded
+    assert pixel() == round(1000 / 4095 * 255) == round(float(read.max()))
+    scaled = pixel(decode=DecodeOptions(bit_depth_16="scale"))
+    assert scaled == round(1000 / 257) == pixel(decode={"bit_depth_16": "scale"})
+    with pytest.warns(DeprecationWarning, match=r"decode=DecodeOptions\(dicom_window"):
+        assert pixel(bit_depth_16="scale") == scaled  # the old keyword, cheaply kept
+    with pytest.raises(TypeError, match="dicom_windows"):
+        pixel(dicom_windows="auto")
+    with pytest.raises(TypeError, match="DecodeOptions, a dict of its fields or None"):
+        pixel(decode="scale")
+
+
+def test_nifti_slices_are_read_along_the_axis_they_were_cut(tmp_path):
+    from medivision_tf.config import DecodeOptions
+
+    _shipped_folder("nifti", tmp_path)
+    table = data.from_directory(tmp_path, nifti_slices=2, nifti_axis="coronal")
+    with pytest.raises(ValueError, match=r"cut along 'coronal'.*read along 'axial'"):
+        data.make_dataset(table, image_size=8, decode=DecodeOptions())
+    coronal = data.make_dataset(table, image_size=8, decode=DecodeOptions(nifti_axis="coronal"))
+    own = data.make_dataset(table, image_size=8)  # the table's own options
+    np.testing.assert_array_equal(first_batch(coronal)[0], first_batch(own)[0])
+    again = data.reexpand_volumes(table, nifti_slices=2, nifti_axis="axial")
+    axial = data.make_dataset(again, image_size=8, decode=DecodeOptions())
+    assert first_batch(axial)[0].shape[1:] == (8, 8, 3)

@@ -166,7 +166,8 @@ def test_check_file_without_decode_reads_only_the_header(tmp_path, monkeypatch):
 
     import importlib
 
-    scan_module = importlib.import_module("medivision_tf.data.scan")  # data.scan is the function
+    scan_module = importlib.import_module("medivision_tf.data.checks.scan")  # data.scan: the function
+    files_module = importlib.import_module("medivision_tf.data.io.regular_files")  # opens files
 
     big = tmp_path / "big.png"
     cv2.imwrite(str(big), np.random.default_rng(0).integers(0, 255, (300, 300, 3), "uint8"))
@@ -181,7 +182,7 @@ def test_check_file_without_decode_reads_only_the_header(tmp_path, monkeypatch):
             reads.append(len(data))
             return data
 
-    monkeypatch.setattr(scan_module, "open", lambda path, mode="rb": Recording(path, "r"),
+    monkeypatch.setattr(files_module, "open", lambda path, mode="rb": Recording(path, "r"),
                         raising=False)
     assert data.check_file(str(big), decode=False) is None
     assert data.check_file(str(tmp_path / "big.tif"), decode=False) is None

@@ -308,7 +308,7 @@ def test_finish_image_and_load_images_match_make_dataset(tmp_path):
 
 
 def test_read_tiff_and_to_channels(tmp_path, monkeypatch):
-    from medivision_tf.data import formats  # the readers live in data/formats.py
+    from medivision_tf.data.io import tiff as tiff_reader  # the TIFF reader lives in data/io/tiff.py
 
     image = gradient(8, 10, 3)
     tifffile.imwrite(tmp_path / "x.tif", image)
@@ -319,7 +319,7 @@ def test_read_tiff_and_to_channels(tmp_path, monkeypatch):
         opened.append(handle)
         return handle
 
-    monkeypatch.setattr(formats, "open", tracking_open, raising=False)
+    monkeypatch.setattr(tiff_reader, "open", tracking_open, raising=False)
     np.testing.assert_array_equal(data.read_tiff(str(tmp_path / "x.tif")), image)
     assert opened and all(h.closed for h in opened)   # regression: it leaked
     planar = (np.arange(2 * 8 * 10) * 300).reshape(2, 8, 10).astype("uint16")

@@ -127,7 +127,7 @@ def test_load_source_warns_when_a_held_out_split_lacks_a_class(tmp_path):
     import numpy as np
     import pandas as pd
 
-    from medivision_tf.data.inputs import load_source
+    from medivision_tf.data.checks.source_splits import load_source
     from medivision_tf.training import TrainConfig
 
     digits = load_digits()

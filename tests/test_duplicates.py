@@ -19,7 +19,7 @@ import pytest
 from medivision_tf.cli import main
 from medivision_tf.data import check_leakage, find_duplicates, from_directory, from_numpy
 from medivision_tf.data import image_hashes, split_table
-from medivision_tf.data.duplicates import NEAR_THRESHOLD, band_width, near_pairs
+from medivision_tf.data.checks.near_pairs import NEAR_THRESHOLD, band_width, near_pairs
 
 FASHION = "/usr/share/datasets/fashion-mnist"
 CLASSES = {0: "tshirt", 1: "trouser", 7: "sneaker"}
@@ -135,7 +135,7 @@ def test_scan_duplicates_finds_planted_copies_in_real_photographs(fashion, tmp_p
     assert _pair_set(pd.read_csv(strict)) < found
     # The way on the error names: a CSV whose `group` joins each pair found
     # splits without leakage (regression: from_csv dropped the column).
-    from medivision_tf.data.inputs import load_source
+    from medivision_tf.data.checks.source_splits import load_source
     from medivision_tf.training import TrainConfig
 
     table = from_directory(fashion["root"])
@@ -169,7 +169,7 @@ def test_train_refuses_leaking_copies_and_allow_duplicates_trains(fashion, tmp_p
     assert "Leakage:" in error and "--allow-duplicates" in error
     count = int(error.split("Leakage: ")[1].split(" ")[0])
     # The same split, allowed: which planted pairs straddle train and val/test.
-    from medivision_tf.data.inputs import load_source
+    from medivision_tf.data.checks.source_splits import load_source
     from medivision_tf.training import TrainConfig
 
     splits, _ = load_source(TrainConfig(source=fashion["root"], allow_duplicates=True))
@@ -358,7 +358,7 @@ def test_check_leakage_counts_only_pairs_across_train_and_held_out():
 
 def test_train_api_refuses_leaking_arrays_unless_allowed(tmp_path):
     from medivision_tf.training import TrainConfig
-    from medivision_tf.data.inputs import training_inputs
+    from medivision_tf.data.pipeline.training_inputs import training_inputs
 
     rng = np.random.default_rng(4)
     images = np.stack([cv2.GaussianBlur(rng.integers(0, 255, (32, 32), dtype=np.uint8),

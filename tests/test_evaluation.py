@@ -198,3 +198,78 @@ def test_load_images_matches_the_pipeline(lesion_data, tmp_path):
     np.testing.assert_array_equal(images, batch.numpy())
     with pytest.raises(FileNotFoundError, match="missing.png"):
         load_images([str(tmp_path / "missing.png")], (48, 48))
+
+
+@pytest.fixture(scope="module")
+def scored_folder(tmp_path_factory):
+    """`root/data/{a,b}/[sub/]*.png` (dark vs bright) and a tiny 2-class model file."""
+    import keras
+
+    import medivision_tf
+
+    root = tmp_path_factory.mktemp("scored")
+    rng = np.random.default_rng(0)
+    for label, name in enumerate(("a", "b")):
+        for i in range(4):
+            folder = root / "data" / name / ("sub" if i == 3 else "")
+            folder.mkdir(parents=True, exist_ok=True)
+            image = (rng.integers(0, 100, (32, 40)) + 120 * label).astype("uint8")
+            cv2.imwrite(str(folder / f"{name}{i}.png"), image)
+    keras.utils.set_random_seed(0)
+    model = medivision_tf.build_medivision(
+        2, backbone="smallcnn", weights=None, input_shape=(32, 32, 1), lstm_units=8,
+        attention_units=4, class_names=("a", "b"))
+    model.save(root / "model.keras")
+    return root, model
+
+
+def _expected_probabilities(model, root, relative_paths):
+    from medivision_tf.data import load_images
+
+    images = load_images([str(root / "data" / p) for p in relative_paths], 32, channels=1)
+    return model.predict(images, verbose=0)
+
+
+def test_evaluate_command_writes_each_images_path_first(scored_folder, capsys):
+    """Regression (issue 31, item 5): nobody could tell which row of
+    `medivision evaluate`'s predictions.csv was which image."""
+    from medivision_tf import cli
+
+    root, model = scored_folder
+    out = root / "eval"
+    assert cli.main(["evaluate", str(root / "model.keras"), str(root / "data"),
+                     "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    predictions = pd.read_csv(out / "predictions.csv")
+    assert predictions.columns[0] == "path"
+    relative = sorted(str(p.relative_to(root / "data")) for p in (root / "data").rglob("*.png"))
+    assert sorted(predictions["path"]) == relative  # relative to the source root
+    assert "sub/a3.png" in [p.split("/", 1)[1] for p in predictions["path"]]
+    # Each row is its image's: its folder's class, the probabilities of its pixels.
+    assert (predictions["path"].str.split("/").str[0] == predictions["label_name"]).all()
+    np.testing.assert_allclose(predictions[["prob_a", "prob_b"]].to_numpy(),
+                               _expected_probabilities(model, root, predictions["path"]),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_evaluate_paths_follow_the_rows_a_changed_file_leaves(scored_folder, tmp_path):
+    # A file that decoded at the scan and no longer does is skipped by the
+    # pipeline: the paths of the other rows stay with their own predictions.
+    import shutil
+
+    from medivision_tf.data import from_directory
+    from medivision_tf.data.checks.input_report import scan_inputs
+
+    root, model = scored_folder
+    shutil.copytree(root / "data", tmp_path / "data")
+    table = scan_inputs(from_directory(tmp_path / "data"))  # scanned: not scanned again
+    (tmp_path / "data" / "a" / "a1.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(40))
+    report = evaluate_model(model, table, out_dir=str(tmp_path / "eval"), verbose=0)
+    assert report.summary["num_skipped"] == 1
+    predictions = pd.read_csv(tmp_path / "eval" / "predictions.csv")
+    assert len(predictions) == 7 and "a/a1.png" not in set(predictions["path"])
+    np.testing.assert_allclose(predictions[["prob_a", "prob_b"]].to_numpy(),
+                               _expected_probabilities(model, tmp_path, predictions["path"]),
+                               rtol=1e-5, atol=1e-6)
+    arrays = evaluate_model(model, np.zeros((2, 32, 32, 1)), [0, 1], verbose=0)
+    assert "path" not in arrays.predictions_frame()  # arrays: no path to name

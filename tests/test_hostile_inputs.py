@@ -107,7 +107,7 @@ def test_csv_label_typo_is_refused_with_the_closest_class(corpus, tmp_path):
 
 def test_csv_duplicates_and_escapes_are_reported_and_never_split(corpus):
     from medivision_tf.data import as_table, scan
-    from medivision_tf.data.inputs import load_source
+    from medivision_tf.data.checks.source_splits import load_source
     from medivision_tf.training import TrainConfig
 
     _, report = scan(as_table(corpus.csvs["duplicates.csv"]), verbose=False)
@@ -227,12 +227,12 @@ _BOMB_PROBE = _PEAK + r"""
 import sys
 import numpy as np
 import tensorflow as tf
-from medivision_tf.data import decode
+from medivision_tf.data import load_images
 path, what = sys.argv[1], sys.argv[2]
 message = "decoded"
 try:
     if what == "load_images":
-        decode.load_images([path], 32, channels=1)
+        load_images([path], 32, channels=1)
     elif what == "pipeline":
         from medivision_tf.data import from_numpy, make_dataset
         import pandas as pd
@@ -335,9 +335,9 @@ def test_server_refuses_hostile_requests_with_4xx(client, corpus):
 def test_bomb_png_is_tiny_yet_claims_400_megapixels(tmp_path):
     data = png_bomb(20000, 20000)
     assert len(data) < 500_000
-    from medivision_tf.data import decode
+    from medivision_tf.data.io.budget import header_pixels
 
-    assert int(decode.header_pixels(data)) == 400_000_000
+    assert int(header_pixels(data)) == 400_000_000
 
 
 def test_names_are_quoted_only_when_they_could_forge_output():
@@ -353,13 +353,13 @@ def test_names_are_quoted_only_when_they_could_forge_output():
 def test_pixel_budget_is_configurable_and_regular_files_only(corpus, tmp_path):
     import tensorflow as tf
 
-    from medivision_tf.data import check_file, decode, inside_root, make_dataset, scan
-    from medivision_tf.data.scan import describe_file
+    from medivision_tf.data import check_file, decode_image, inside_root, make_dataset, scan
+    from medivision_tf.data.io.regular_files import describe_file
 
     good = open(corpus.good[0], "rb").read()  # 32 x 32
-    assert decode.decode_image(good, 1, max_pixels=1024).shape == (32, 32, 1)
+    assert decode_image(good, 1, max_pixels=1024).shape == (32, 32, 1)
     with pytest.raises(tf.errors.InvalidArgumentError, match="pixel budget max_pixels=1000"):
-        decode.decode_image(good, 1, max_pixels=1000)
+        decode_image(good, 1, max_pixels=1000)
     assert check_file(corpus.good[0], max_pixels=1000)[0] == "too_large"
     assert describe_file("/dev/null")[0] == "not_regular"
     assert describe_file(corpus.cases["fifo"].path) == (

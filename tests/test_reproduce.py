@@ -152,7 +152,7 @@ def test_api_table_rows_metrics_and_files(api_run, data_root):
 
 
 def test_rerun_reuses_finished_runs(api_run, data_root, monkeypatch, tmp_path):
-    from medivision_tf.data import inputs as pipeline  # where the source is read
+    from medivision_tf.data.checks import source_splits as pipeline  # where the source is read
 
     frame, fixture_out = api_run
     # Rerun in a copy: the reruns rewrite the table files, which other tests read

@@ -199,7 +199,7 @@ def val_loss(source, killed):
     """`val_loss(path)`: a checkpoint's loss on the run's validation split."""
     import keras
 
-    from medivision_tf.data.inputs import training_inputs
+    from medivision_tf.data.pipeline.training_inputs import training_inputs
     from medivision_tf.training import load_config, make_loss
 
     config = load_config(str(source["root"] / "run" / "config.json"))

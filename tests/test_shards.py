@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from medivision_tf.data import as_table, decode, from_csv, make_dataset, make_synthetic_lesions
+from medivision_tf.data import as_table, finish_image, from_csv, load_image, make_dataset
+from medivision_tf.data import make_synthetic_lesions
 from medivision_tf.data import shards
-from medivision_tf.data.inputs import load_source
+from medivision_tf.data.checks.source_splits import load_source
 from medivision_tf.training import TrainConfig
 
 
@@ -82,7 +83,7 @@ def test_shards_give_the_pixels_of_the_files(image_folder, shard_folder):
 def test_shard_reader_has_no_python_function_ops(shard_folder):
     out, _ = shard_folder
     table = shards.load_shards(out)
-    finish = lambda image: decode.finish_image(image, 24, 3, dtype=tf.uint8)  # noqa: E731
+    finish = lambda image: finish_image(image, 24, 3, dtype=tf.uint8)  # noqa: E731
     string = tf.TensorSpec([], tf.string)
     record = (tf.TensorSpec([], tf.int64), string, tf.TensorSpec([], tf.int32))
     subset = table.iloc[::2]  # a subset of the rows: filtered by index
@@ -93,7 +94,7 @@ def test_shard_reader_has_no_python_function_ops(shard_folder):
         assert shards.python_ops(decode_record, *record) == []
     assert shards.record_functions(table, finish, (32, 32), 1)[1] is None  # all rows
     # The check sees through nested functions: the file decoder has one (TIFF/DICOM).
-    assert shards.python_ops(lambda path: decode.load_image(path), string)
+    assert shards.python_ops(lambda path: load_image(path), string)
 
 
 def test_subsets_and_splits_read_only_their_rows(image_folder, tmp_path):
@@ -297,6 +298,6 @@ def test_shards_of_coronal_nifti_slices_give_the_pixels_of_the_slices(tmp_path):
     options = dict(image_size=24, channels=1, batch_size=8, shuffle=False, augment=False)
     assert _hashes(make_dataset(str(tmp_path / "shards"), **options)) == _hashes(
         make_dataset(table, **options))
-    slices = np.stack([decode.finish_image(decode.load_image(p, 1, nifti_axis="coronal"), 24, 1)
+    slices = np.stack([finish_image(load_image(p, 1, nifti_axis="coronal"), 24, 1)
                        for p in table["path"]])
     assert _hashes([(slices, None)]) == _hashes(make_dataset(table, **options))

@@ -310,7 +310,7 @@ def lesion_folder(tmp_path_factory):
 def test_train_from_source_folder_with_cosine_schedule(tmp_path, lesion_folder, monkeypatch):
     # Regression: make_dataset skips bad files (unknown cardinality) and the
     # batched dataset was rebatched, so a schedule found no steps per epoch.
-    from medivision_tf.data import inputs as pipeline  # where train reads its source
+    from medivision_tf.data.checks import source_splits as pipeline  # where train reads its source
 
     reads = []
     as_table = pipeline.as_table
@@ -342,7 +342,7 @@ def test_train_from_source_folder_with_cosine_schedule(tmp_path, lesion_folder, 
 def test_arrays_go_through_the_data_pipeline(tmp_path, small_data, monkeypatch):
     # Regression: arrays skipped make_dataset (augment/cache ignored, no
     # resize, a float32 copy of the whole set).
-    from medivision_tf.data import inputs as pipeline  # where train builds its datasets
+    from medivision_tf.data.pipeline import training_inputs as pipeline  # where train builds its datasets
 
     calls = []
     make_dataset = pipeline.make_dataset
@@ -378,7 +378,7 @@ def _split_source(monkeypatch, splits):
     images = np.random.default_rng(0).integers(0, 256, (len(splits), 8, 8), dtype="uint8")
     table = from_numpy(images, labels, class_names=["a", "b", "c"])
     table["split"] = splits
-    monkeypatch.setattr("medivision_tf.data.inputs.as_table", lambda source, **kw: table)
+    monkeypatch.setattr("medivision_tf.data.checks.source_splits.as_table", lambda source, **kw: table)
     return TrainConfig.from_dict(_config(source="fake", val_split=0.25))
 
 
@@ -511,7 +511,7 @@ def test_batchnorm_is_recalibrated_before_each_validation_from_scratch(small_dat
 
 def test_augmentation_on_the_model_trains_a_wrapper_and_saves_the_plain_model(
         tmp_path, small_data):
-    from medivision_tf.data.pipeline import Augmentation
+    from medivision_tf.data.pipeline.augment import Augmentation
 
     data = small_data["train"]
     seen = []

@@ -15,8 +15,9 @@ import pytest
 
 import medivision_tf
 from medivision_tf import explain as mx
-from medivision_tf.data import formats, from_directory, load_images
-from medivision_tf.data.volumes import check_volume, expand_paths
+from medivision_tf.data import from_directory, load_images, nifti_slices, with_frame
+from medivision_tf.data.io.dicom import dicom_frame_count
+from medivision_tf.data.sources.volumes import check_volume, expand_paths
 from medivision_tf.prediction import VOLUME_ROW, predict_files
 
 nibabel = pytest.importorskip("nibabel")
@@ -102,7 +103,7 @@ def test_a_volume_gives_slice_rows_then_a_volume_row(volumes):
     assert row["probability"] == pytest.approx(row[probs].max())
     assert row["class"] == CLASSES[label]
     # A slice row is that slice predicted as a 2-D image (its `#frame=` path).
-    one = predict_files(model, [formats.with_frame(volume, 3)], top_k=2, verbose=0)
+    one = predict_files(model, [with_frame(volume, 3)], top_k=2, verbose=0)
     assert "slice" not in one
     np.testing.assert_allclose(one[probs].to_numpy(float), slices.iloc[[2]][probs].to_numpy(float),
                                atol=1e-5)
@@ -139,7 +140,7 @@ def test_volume_rows_carry_volume_level_trust_values(volumes):
     # Slice rows are the calibrated per-slice values of predict_with_trust.
     from medivision_tf.trust import predict_with_trust
 
-    images = load_images([formats.with_frame(paths[0], i) for i in range(1, 7)], SIZE, 1)
+    images = load_images([with_frame(paths[0], i) for i in range(1, 7)], SIZE, 1)
     out = predict_with_trust(model, images)
     first = table[(table["path"] == paths[0]) & (table["slice"] != VOLUME_ROW)]
     np.testing.assert_allclose(first[probs].to_numpy(float), out["probabilities"], atol=1e-5)
@@ -159,8 +160,8 @@ def test_the_models_decode_options_cut_the_volume(volumes):
         model.set_weights(source.get_weights())
         table = predict_files(model, [volume], top_k=2, verbose=0)
         assert table["slice"].tolist() == expected + [VOLUME_ROW]
-        assert formats.nifti_slices(volume, decode.get("nifti_axis", "axial"),
-                                    decode["nifti_slices"]) == [int(s) for s in expected]
+        assert nifti_slices(volume, decode.get("nifti_axis", "axial"),
+                            decode["nifti_slices"]) == [int(s) for s in expected]
 
 
 def test_nibabel_and_pydicom_files(volumes, tmp_path):
@@ -170,7 +171,7 @@ def test_nibabel_and_pydicom_files(volumes, tmp_path):
     table = predict_files(model, paths, top_k=2, verbose=0)
     for path in paths:
         rows = table[table["path"] == path]
-        assert rows["slice"].tolist()[:-1] == [str(i) for i in formats.nifti_slices(path)]
+        assert rows["slice"].tolist()[:-1] == [str(i) for i in nifti_slices(path)]
         assert rows["slice"].iloc[-1] == VOLUME_ROW
     probs = table[[f"prob_{c}" for c in CLASSES]].to_numpy(float)
     np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
@@ -183,7 +184,7 @@ def test_nibabel_and_pydicom_files(volumes, tmp_path):
         attention_units=4, class_names=list(CLASSES), decode={"frames": "all"})
     every.set_weights(model.get_weights())
     frames = predict_files(every, [dose], top_k=2, verbose=0)
-    count = formats.dicom_frame_count(dose)
+    count = dicom_frame_count(dose)
     assert frames["slice"].tolist() == [str(i) for i in range(count)] + [VOLUME_ROW]
     assert mx.is_volume(every, dose) and not mx.is_volume(model, dose)
     assert mx.is_volume(model, paths[0]) and not mx.is_volume(model, volumes["png"])

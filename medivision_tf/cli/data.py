@@ -84,10 +84,10 @@ def register(subparsers):
 
 
 def run_datasets(args):
-    from medivision_tf.data import datasets
+    from medivision_tf.data.datasets.registry import datasets_table, get_dataset
 
     if args.name:
-        spec = datasets.get_dataset(args.name)
+        spec = get_dataset(args.name)
         print(f"{spec.name}: {spec.title}")
         print(f"  modality: {spec.modality}")
         print(f"  source:   {spec.source}")
@@ -98,7 +98,7 @@ def run_datasets(args):
         for line in spec.layout.splitlines():
             print(f"    {line}")
         return 0
-    table = datasets.datasets_table()
+    table = datasets_table()
     width = max(len(n) for n in table["name"])
     for row in table.itertuples():
         print(f"{row.name:<{width}}  {row.num_classes} classes  {row.modality:<28}  {row.source}")
@@ -108,25 +108,28 @@ def run_datasets(args):
 
 
 def run_prepare(args):
-    from medivision_tf.data import datasets, splits
+    from medivision_tf.data.checks.splits import summarize
+    from medivision_tf.data.datasets.prepare import prepare_dataset
+    from medivision_tf.data.datasets.registry import get_dataset
+    from medivision_tf.data.sources.prepared import MANIFEST
 
-    spec = datasets.get_dataset(args.name)
+    spec = get_dataset(args.name)
     out = args.out or os.path.join("data", spec.name)
-    table = datasets.prepare_dataset(spec.name, args.source, out, mode=args.mode, verbose=not args.quiet)
+    table = prepare_dataset(spec.name, args.source, out, mode=args.mode, verbose=not args.quiet)
     print(f"Prepared {len(table)} images of {spec.name} in {os.path.abspath(out)}")
-    print(splits.summarize(table).to_string(index=False))
+    print(summarize(table).to_string(index=False))
     if table.attrs.get("skipped_files"):
         print(f"Skipped {table.attrs['skipped_files']} files outside the class folders.")
-    print(f"Manifest: {os.path.join(os.path.abspath(out), datasets.MANIFEST)}")
+    print(f"Manifest: {os.path.join(os.path.abspath(out), MANIFEST)}")
     return 0
 
 
 def run_scan(args):
-    from medivision_tf.data.pipeline import as_table
-    from medivision_tf.data.scan import NoUsableSamplesError, scan
+    from medivision_tf.data.sources.any_source import as_table
+    from medivision_tf.data.checks.scan import NoUsableSamplesError, scan
 
     from medivision_tf.config import DecodeOptions
-    from medivision_tf.data.volumes import reexpand_volumes
+    from medivision_tf.data.sources.volumes import reexpand_volumes
 
     options = DecodeOptions(dicom_window=args.dicom_window, frames=args.frames,
                             nifti_slices=args.nifti_slices, nifti_axis=args.nifti_axis)
@@ -175,7 +178,8 @@ def _show_report(report, path):
 
 def _write_duplicates(clean, options, args):
     from medivision_tf.cli._text import quote
-    from medivision_tf.data.duplicates import NEAR_THRESHOLD, find_duplicates
+    from medivision_tf.data.checks.duplicates import find_duplicates
+    from medivision_tf.data.checks.near_pairs import NEAR_THRESHOLD
 
     threshold = NEAR_THRESHOLD if args.near_threshold is None else args.near_threshold
     pairs = find_duplicates(clean, threshold=threshold, decode=options,

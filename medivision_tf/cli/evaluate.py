@@ -51,13 +51,15 @@ def _csv_with_split(source):
 def run_evaluate(args):
     import medivision_tf
     from medivision_tf.cli.train import print_summary
-    from medivision_tf.data.pipeline import as_table
-    from medivision_tf.data.table import with_attrs
+    from medivision_tf.data.shards.folder import is_shard_table
+    from medivision_tf.data.sources.any_source import as_table
+    from medivision_tf.data.sources.table import with_attrs
+    from medivision_tf.data.sources.volumes import reexpand_volumes
     from medivision_tf.evaluation import evaluate_model
 
     model = medivision_tf.load_model(args.model, compile=False)
     table = as_table(args.source)  # a prepared folder keeps its split
-    from medivision_tf.data.datasets import MANIFEST, is_prepared
+    from medivision_tf.data.sources.prepared import MANIFEST, is_prepared
 
     # A prepared folder's manifest.csv is read by as_table, relative paths and all.
     manifest = (os.path.basename(str(args.source)) == MANIFEST
@@ -65,7 +67,7 @@ def run_evaluate(args):
     if args.split is not None and not manifest and _csv_with_split(args.source):
         # A run folder's split.csv (or any CSV with a `split` column): keep
         # its split and group columns, so `--split test` re-scores that split.
-        from medivision_tf.data.sources import from_csv
+        from medivision_tf.data.sources.csv_files import from_csv
 
         import pandas as pd
 
@@ -75,6 +77,11 @@ def run_evaluate(args):
         folders = [os.path.dirname(p.split("#frame=")[0]) for p in paths]
         root = os.path.commonpath(folders) if folders and all(map(os.path.isabs, folders)) else None
         table = from_csv(args.source, root=root, split_column="split", group_column="group")
+    # Volumes cut into the slices (and frames) the model was trained on, as
+    # `predict` cuts them: its decode options read them (`make_dataset`).
+    decode = medivision_tf.get_model_config(model).decode
+    if "image" not in table and not is_shard_table(table):  # files (arrays, shards: decoded)
+        table = reexpand_volumes(table, decode.frames, decode.nifti_slices, decode.nifti_axis)
     if args.split is not None:
         if "split" not in table.columns:
             raise ValueError(f"--split {args.split} given but {args.source!r} has no split column.")

@@ -6,7 +6,7 @@ Example:
 medivision explain runs/demo-.../model.keras scan1.png scan2.dcm --method gradcam++ --out heatmaps
 ```
 
-Files are decoded by the data layer (`medivision_tf.data.decode`), as in
+Files are decoded by the data layer (`medivision_tf.data.io`), as in
 training and `medivision predict`: DICOM and 16-bit TIFF/PNG included.
 
 A volume (NIfTI `.nii`/`.nii.gz`, or a multi-frame DICOM for a model trained
@@ -68,8 +68,8 @@ def register(subparsers):
 
 
 def run(args):
-    from medivision_tf.data.decode import read_images
-    from medivision_tf.data.volumes import expand_paths
+    from medivision_tf.data.io.read_files import read_images
+    from medivision_tf.data.sources.volumes import expand_paths
     from medivision_tf.explain import explain_images, explain_volume
     from medivision_tf.model import get_model_config, load_model
 

@@ -50,13 +50,13 @@ def register(subparsers):
 
 def check_images(paths, command, decode=None):
     """`(usable paths, [(path, message)])`: every file checked before any is
-    read (`medivision_tf.data.scan.check_file`: regular file, format, pixel
+    read (`medivision_tf.data.checks.scan.check_file`: regular file, format, pixel
     budget, at least 2x2 pixels, decodes with the model's `decode` options:
     DICOM window, frame); a NIfTI volume must also have a slice the model's
-    `nifti_slices` selection keeps (`data.volumes.check_volume`)."""
-    from medivision_tf.data.scan import REASONS, check_file
-    from medivision_tf.data.formats import split_frame
-    from medivision_tf.data.volumes import check_volume, is_nifti_path
+    `nifti_slices` selection keeps (`data.sources.volumes.check_volume`)."""
+    from medivision_tf.data.checks.scan import REASONS, check_file
+    from medivision_tf.data.io.frame_paths import split_frame
+    from medivision_tf.data.sources.volumes import check_volume, is_nifti_path
 
     good, bad = [], []
     options = {} if decode is None else {

@@ -9,7 +9,8 @@ out_dir/
   metrics_per_class.csv    precision, recall (sensitivity), specificity, F1, ROC-AUC, support
   confusion_matrix.csv     rows: true class, columns: predicted class
   calibration.csv          reliability-diagram bins
-  predictions.csv          label, prediction and class probabilities per image
+  predictions.csv          path (a table's images: relative to its root), label, prediction
+                           and class probabilities per image
   confusion_matrix.png, roc_curves.png, reliability_diagram.png
   training_curves.png      when a history CSV is given
 ```

@@ -30,7 +30,8 @@ def evaluate_model(model, data, labels=None, class_names=None, out_dir=None, *,
         data: images `(n, h, w, c)` (raw 0-255) with `labels`, a
             `tf.data.Dataset` of `(images, labels)` batches, or a sample table
             (pandas DataFrame from `medivision_tf.data`) read with the model's
-            input size.
+            input size and decode options (`ModelConfig.decode`); a table's
+            `path`s (relative to its root) head `predictions.csv`.
         labels: class ids (or multi-hot) when `data` is an array.
         class_names: the data's class names; refused if they differ from the
             model's (default: the table's, else the model's).
@@ -60,13 +61,14 @@ def evaluate_model(model, data, labels=None, class_names=None, out_dir=None, *,
     total = None  # images in a dataset, for the progress bar
     pre_skipped = 0  # files a table's scan refused before prediction
     leakage = None  # a run's duplicate check, when the table carries it
+    table = None  # the scanned sample table, for the paths of predictions.csv
     if isinstance(data, pd.DataFrame):
         leakage = _leakage_summary(data)
         data_classes = data.attrs.get("class_names")
         if class_names is None and data_classes:
             class_names = list(data_classes)
-        from medivision_tf.data.inputs import scan_inputs
-        from medivision_tf.data.pipeline import make_dataset
+        from medivision_tf.data.checks.input_report import scan_inputs
+        from medivision_tf.data.pipeline.dataset import make_dataset
 
         # Files are checked before any is opened (FIFOs, links out of the
         # root, bombs...): the skipped ones are counted in num_skipped.
@@ -76,9 +78,11 @@ def evaluate_model(model, data, labels=None, class_names=None, out_dir=None, *,
         if scan_here and data.attrs.get("input_report"):  # shard tables: checked when written
             pre_skipped = len(data.attrs["input_report"]["skipped"])
         total = len(data)
+        table = data
         data = make_dataset(
             data, image_size=config.image_size, channels=config.channels,
             batch_size=batch_size, training=False, shuffle=False, augment=False,
+            decode=config.decode,
         )
     if class_names is not None:
         check_class_names(model_classes, class_names)
@@ -113,6 +117,8 @@ def evaluate_model(model, data, labels=None, class_names=None, out_dir=None, *,
         probabilities = predict_batches(model, images, batch_size, names, verbose)[0]
     report = compute_metrics(labels, probabilities, model_classes, multi_label, threshold, n_bins)
     report.summary["tta"] = names
+    if table is not None:
+        report.paths = _scored_paths(table, len(probabilities), config.decode)
     # How many test images were scored: a table's undecodable files are
     # skipped by the pipeline, and counted here (metrics.json).
     dropped = int(total - len(probabilities)) if total is not None else 0
@@ -136,11 +142,38 @@ def evaluate_model(model, data, labels=None, class_names=None, out_dir=None, *,
     return report
 
 
+def _scored_paths(table, count, decode):
+    """The `path` of each of the `count` scored rows of `table`, relative to
+    its root (`attrs["root"]`; other paths as they are).
+
+    The pipeline skips a file that fails to decode (one changed since the
+    scan): when rows are missing, each file is checked again the way `scan`
+    checks it, and the rows that still decode are the scored ones, in order.
+    None when that still does not account for every row.
+    """
+    import os
+
+    from medivision_tf.data.checks.scan import check_file
+
+    paths = table["path"].astype(str).tolist() if "path" in table else [
+        f"image[{i}]" for i in range(len(table))]
+    if len(paths) != count and "image" not in table:
+        kept = [p for p in paths if check_file(p, None, dicom_window=decode.dicom_window,
+                                               frames=decode.image_kwargs()["frames"]) is None]
+        paths = kept if len(kept) == count else None
+    if paths is None or len(paths) != count:
+        return None
+    root = table.attrs.get("root")
+    if root is None or "image" in table:
+        return paths
+    return [os.path.relpath(p, root) if os.path.isabs(p) else p for p in paths]
+
+
 def _leakage_summary(table):
     """The duplicate check of a run's split table, for `metrics.json`: how
     many of these images duplicate a training image (non-zero only when the
     run allowed leakage), so an inflated result says so where it is read."""
-    from medivision_tf.data.inputs import leakage_of
+    from medivision_tf.data.checks.leakage import leakage_of
 
     record = leakage_of(table)
     if record is None:

@@ -44,6 +44,9 @@ class EvaluationReport:
         labels, probabilities, class_names, multi_label, threshold: the inputs.
         calibrated: reliability-diagram bins of the temperature-scaled
             probabilities (models with trust values, `medivision_tf.trust`).
+        paths: the image of each row (a table's `path`, relative to its
+            root), or None (arrays, a tf.data dataset): `predictions.csv`'s
+            first column.
     """
 
     summary: dict
@@ -56,6 +59,7 @@ class EvaluationReport:
     multi_label: bool = False
     threshold: float = 0.5
     calibrated: typing.Optional[pd.DataFrame] = None
+    paths: typing.Optional[list] = None
 
     def to_dict(self):
         """JSON-ready dict (NaN becomes None)."""
@@ -72,7 +76,8 @@ class EvaluationReport:
         )
 
     def predictions_frame(self):
-        """Per image: label, prediction and one probability column per class."""
+        """Per image: its `path` (when known), label, prediction and one
+        probability column per class."""
         if self.multi_label:
             frame = pd.DataFrame(
                 {f"label_{c}": self.labels[:, i] for i, c in enumerate(self.class_names)}
@@ -92,6 +97,8 @@ class EvaluationReport:
             )
         for i, c in enumerate(self.class_names):
             frame[f"prob_{c}"] = self.probabilities[:, i]
+        if self.paths is not None:
+            frame.insert(0, "path", list(self.paths))
         return frame
 
     def save(self, out_dir, history_csv=None):

@@ -16,7 +16,7 @@
 - `explain_report(model, images, labels, boxes, out_dir)`: all of the above
   on held-out images: a grid PNG, a JSON file and per-method scores.
 - `read_image(path, channels=3)`: one file at its own size, a thin alias of
-  `medivision_tf.data.decode.read_images` (the one file reader: DICOM, TIFF,
+  `medivision_tf.data.io.read_files.read_images` (the one file reader: DICOM, TIFF,
   16-bit PNG included, decoded as in training);
   `explain_images(model, images, out_dir, method=..., verbose="auto")`: what
   `medivision explain` runs on image files (overlays + grid PNGs, a tqdm bar

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from medivision_tf.data.decode import finish_image
+from medivision_tf.data.io.finish import finish_image
 from medivision_tf.model import FEATURE_MAP_LAYER, get_model_config
 
 
@@ -85,7 +85,7 @@ def fit_to_model(images, model):
     """Converts a batch to the model's input channels and size.
 
     Images of another size are resized, not rejected, exactly as the data
-    pipeline does by default (`medivision_tf.data.decode.finish_image` with
+    pipeline does by default (`medivision_tf.data.io.finish.finish_image` with
     `resize="pad"`, i.e. `tf.image.resize_with_pad`: bilinear, aspect ratio
     kept, black padding; then rounded and clipped to 0-255). RGB is converted to gray for 1-channel models (and gray
     repeated for 3-channel ones). Pure TF ops: safe inside a `tf.function`.

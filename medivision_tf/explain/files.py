@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-from medivision_tf.data.decode import read_images
+from medivision_tf.data.io.read_files import read_images
 from medivision_tf.explain import _cache, _inputs
 from medivision_tf.explain.methods import METHODS, explain, weights_to_maps
 from medivision_tf.explain.overlays import (
@@ -25,7 +25,7 @@ BLANK_MAP_MAX = 1e-6
 def read_image(path, channels=3, dicom_window="auto"):
     """Reads one image file as raw 0-255 pixels at its own size.
 
-    A thin alias of `medivision_tf.data.decode.read_images` (the one file
+    A thin alias of `medivision_tf.data.io.read_files.read_images` (the one file
     reader, the same decoding as training): PNG (8/16-bit), JPEG, BMP, GIF,
     WebP, TIFF and DICOM (the modality's rescale and window applied), the
     format sniffed from the file's bytes. 16-bit images are scaled to 0-255,
@@ -39,7 +39,7 @@ def read_image(path, channels=3, dicom_window="auto"):
             image as the model does.
         dicom_window: DICOM only: `"auto"` (the file's window),
             `"minmax"` or `(center, width)`; see
-            `medivision_tf.data.decode.read_dicom`.
+            `medivision_tf.data.io.dicom.read_dicom`.
 
     Returns:
         float32 NumPy array `(height, width, channels)` in [0, 255].
@@ -105,7 +105,7 @@ def explain_images(
     Example:
 
     ```python
-    images = read_images(["a.png", "b.dcm"], channels=1)   # medivision_tf.data.decode
+    images = read_images(["a.png", "b.dcm"], channels=1)   # medivision_tf.data.io.read_files
     rows = explain_images(model, images, "out", method="gradcam++")
     ```
     """

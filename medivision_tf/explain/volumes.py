@@ -1,7 +1,7 @@
 """Explaining a volume: slice overlays, a montage and the per-slice scores.
 
 A NIfTI volume (or a multi-frame DICOM for a model with `frames="all"`) is
-cut into the slices its model was trained on (`data.volumes.expand_paths`
+cut into the slices its model was trained on (`data.sources.volumes.expand_paths`
 with the model's saved `DecodeOptions`), its volume-level class is the one
 `medivision_tf.prediction.predict_files` reports (mean of the slice
 probabilities, calibrated ones with trust values), and the maps of the slices
@@ -28,8 +28,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from medivision_tf.data.decode import read_images
-from medivision_tf.data.volumes import expand_paths
+from medivision_tf.data.io.read_files import read_images
+from medivision_tf.data.sources.volumes import expand_paths
 from medivision_tf.explain import _cache, _inputs
 from medivision_tf.explain.files import explain_images
 from medivision_tf.explain.methods import METHODS
@@ -58,7 +58,7 @@ def is_volume(model, path):
 
     Raises:
         ValueError: a `.nii` file that is not NIfTI, or a volume with no
-            slice selected (see `data.volumes.check_volume`).
+            slice selected (see `data.sources.volumes.check_volume`).
 
     Example:
 

@@ -12,7 +12,7 @@ or this package. Its signatures:
 | `explain`         | `image` float32 `(batch, H, W, C)`, 0-255 | `probabilities`, `class_index`, `heatmap` `(batch, H, W)` in [0, 1] (Grad-CAM of the top class) |
 
 `predict_images` decodes and resizes inside the graph (any image size, gray or
-color) with the training pipeline's own `medivision_tf.data.decode.finish_image`
+color) with the training pipeline's own `medivision_tf.data.io.finish.finish_image`
 (channels, letterbox resize, rounding), so a client sends the file bytes as TF Serving's REST API expects them:
 `{"instances": [{"b64": "<base64 of the PNG>"}], "signature_name":
 "predict_images"}`.

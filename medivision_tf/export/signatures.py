@@ -15,7 +15,9 @@ build_archive(model, input_shape, class_names).write_out("saved_models/lesions/1
 import keras
 import tensorflow as tf
 
-from medivision_tf.data.decode import check_min_size, check_pixel_budget, finish_image
+from medivision_tf.data.io.budget import check_pixel_budget
+from medivision_tf.data.io.finish import finish_image
+from medivision_tf.data.io.read_files import check_min_size
 from medivision_tf.model import CLASS_LABELS_LAYER, FEATURE_MAP_LAYER, get_model_config
 from medivision_tf.trust import feature_model, trust_outputs
 
@@ -125,7 +127,7 @@ def build_archive(model, input_shape, class_names):
             image = tf.where(tf.logical_and(is_png16, twelve), image * (65535.0 / 4095.0), image)
         image = tf.round(image * 255.0)
         # Then exactly what the training pipeline does after decoding
-        # (medivision_tf.data.decode.finish_image): channels (alpha dropped,
+        # (medivision_tf.data.io.finish.finish_image): channels (alpha dropped,
         # gray <-> RGB), resize with the default "pad" (aspect kept, black
         # bands), round and clip to 0-255. Served images are training images.
         image = finish_image(image, (height, width), channels, resize="pad")

@@ -9,7 +9,7 @@
 | `run_dir` | `state.json`, atomic writes, history, `finished_run` |
 | `loop` | `train`, `train_and_evaluate`, `TrainResult` |
 
-The data a run trains on is built by `medivision_tf.data.inputs`.
+The data a run trains on is built by `medivision_tf.data.pipeline.training_inputs`.
 
 Example:
 
@@ -57,8 +57,8 @@ _EXPORTS = {
     "train_and_evaluate": "loop",
     "resolve_config": "loop",
     "TrainResult": "loop",
-    "load_source": "medivision_tf.data.inputs",
-    "table_dataset": "medivision_tf.data.inputs",
+    "load_source": "medivision_tf.data.checks.source_splits",
+    "table_dataset": "medivision_tf.data.pipeline.training_inputs",
 }
 
 __all__ = sorted(_EXPORTS)

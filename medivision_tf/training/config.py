@@ -193,7 +193,7 @@ class TrainConfig:
             or k (the middle k).
         allow_duplicates: train even when a validation or test image is an
             exact or near duplicate of a training image (leakage; see
-            `medivision_tf.data.duplicates`). False (default) refuses such a
+            `medivision_tf.data.checks`). False (default) refuses such a
             split and names the pairs.
     """
 

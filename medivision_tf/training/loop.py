@@ -38,8 +38,9 @@ import pandas as pd
 import tensorflow as tf
 
 from medivision_tf import compat
-from medivision_tf.data.inputs import check_same_split, training_inputs, write_split_file
-from medivision_tf.data.augment import augmentation_model
+from medivision_tf.data.checks.split_record import check_same_split, write_split_file
+from medivision_tf.data.pipeline.training_inputs import training_inputs
+from medivision_tf.data.pipeline.augment import augmentation_model
 from medivision_tf.model import (
     build_from_config,
     calibrate_batchnorm,
@@ -469,7 +470,7 @@ def train_and_evaluate(config=None, *, run_dir="runs/train", evaluate=True, requ
     result.report.summary["accuracy"], result.num_test
     ```
     """
-    from medivision_tf.data.inputs import load_source
+    from medivision_tf.data.checks.source_splits import load_source
     from medivision_tf.evaluation import evaluate_model, plot_history
 
     config = resolve_config(config, **overrides)
