@@ -371,6 +371,54 @@ def print_table(table):
             print(f"{'':24s} checks: {cell['checks']}")
 
 
+def render_table(results):
+    """The Markdown table of README.md and docs/training.md (no TensorFlow)."""
+    summary = results.get("summary") or summary_table(results)
+    settings = results["settings"]
+    budget = f"{settings['head_epochs']} + {settings['fine_tune_epochs']}"
+    lines = [f"| backbone (pretrained, from) | images | " + " | ".join(
+        f"({row}) {ROWS[row]}" for row in ROWS) + " | switch (b): head → first fine-tune epoch |",
+             "|---" * (3 + len(ROWS)) + "|"]
+    for cell_name, cell in summary.items():
+        backbone, dataset = cell_name.split("/")
+        source = SOURCES.get(backbone, {}).get("requirement", "random (quick)")
+        images = ("Fashion-MNIST, 1,700 train, 96 px" if dataset == "fashion"
+                  else "digits, 680 train, 80 px")
+        cells = []
+        for row in ROWS:
+            entry = cell.get(row)
+            cells.append(f"{entry['test_accuracy']['mean']:.3f} ± "
+                         f"{entry['test_accuracy']['std']:.3f}" if entry else "")
+        switch = ""
+        runs = results["runs"].get(f"{cell_name}/b", {})
+        if runs:
+            heads = [r["switch"]["last_head_epoch"] for r in runs.values() if "switch" in r]
+            firsts = [r["switch"]["first_fine_tune_epoch"] for r in runs.values()
+                      if "switch" in r]
+            if heads:
+                switch = f"{statistics.fmean(heads):.3f} → {statistics.fmean(firsts):.3f}"
+        lines.append(f"| {backbone} (`{source}`) | {images} | " + " | ".join(cells) +
+                     f" | {switch} |")
+    seeds = len(settings["seeds"])
+    lines += ["", f"Test accuracy, mean ± std over {seeds} seeds, the same images and {budget} "
+              "epochs for every row (`benchmarks/bench_transfer.py`, "
+              f"`benchmarks/results/transfer.json`, {results['machine']['date'][:10]})."]
+    checks = [f"{name}: (b) ≥ (a) {'yes' if c['checks']['b_at_least_a'] else 'NO'}, "
+              f"(b) ≥ (c) {'yes' if c['checks']['b_at_least_c'] else 'NO'}"
+              for name, c in summary.items() if "checks" in c]
+    if checks:
+        lines.append("Checks: " + "; ".join(checks) + ".")
+    for backbone, run in results.get("cli", {}).items():
+        lines.append(
+            f"`{run['command']}` (every other option at its default: {run['epochs']} + "
+            f"{run['fine_tune_epochs']} epochs; seed 0): test accuracy {run['test_accuracy']:.3f}; "
+            f"training accuracy {run['switch']['last_head_epoch']:.3f} in the last head epoch, "
+            f"{run['switch']['first_fine_tune_epoch']:.3f} in the first fine-tune epoch; "
+            f"validation accuracy by epoch "
+            f"{' '.join(f'{a:.3f}' for a in run['val_accuracy_by_epoch'])}.")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = common.argument_parser(__doc__.splitlines()[0])
     parser.add_argument("--backbones", default="densenet121,xception")

@@ -631,8 +631,10 @@ def train_on_your_dataset():
                at `learning_rate` (`freeze_backbone="auto"`, the default, freezes it only when
                it starts from pretrained weights; a from-scratch backbone trains from the start);
             2. `fine_tune_epochs` with the backbone (or its top `fine_tune_layers` layers)
-               **unfrozen**, at the lower `fine_tune_learning_rate`; BatchNorm stays frozen for
-               pretrained weights.
+               **unfrozen**: a new optimizer warms up from 0 to `fine_tune_learning_rate` over
+               `fine_tune_warmup` of the phase, then decays to 0 (cosine), so the switch does not
+               wreck the pretrained features; BatchNorm stays frozen for pretrained weights
+               (docs/training.md, "Transfer learning", has the measured comparison).
 
             `class_weight="balanced"` applies the class weights above. The run folder gets the
             config, checkpoints (`checkpoints/best.keras`), `history.csv`, TensorBoard logs and the
@@ -684,6 +686,41 @@ def train_on_your_dataset():
             curves = plot_history(os.path.join(result.run_dir, "history.csv"),
                                   os.path.join(result.run_dir, "training_curves.png"))
             show_png(curves, f"Phase 1: epochs 1-{EPOCHS}, phase 2 (fine-tuning): the rest")
+            """
+        ),
+        md(
+            """
+            ### Pretrained weights from a local file
+
+            A machine without internet (a hospital server, a cluster node) cannot download
+            `weights="imagenet"`. Pass a local file as `weights` instead, in any form you have:
+            Keras' own `efficientnetb0_notop.h5` fetched elsewhere, a backbone's `.weights.h5`
+            (`backbone.save_weights(...)`, any input size), or a **whole classifier** that contains
+            the backbone (`.keras` or `.h5`, e.g. a model a colleague trained, or one shipped in a
+            public wheel): its backbone is taken out and the rest ignored. From a terminal:
+            `medivision train DATA --backbone efficientnetb0 --weights FILE`.
+
+            Here the file is the model trained above: a new model for another task (three
+            classes) starts from its fine-tuned backbone. A file of another backbone is one
+            clear error that says what the file holds.
+            """
+        ),
+        code(
+            """
+            new_model = medivision_tf.build_medivision(
+                3, backbone=BACKBONE, weights=result.model_path,
+                input_shape=(IMAGE_SIZE, IMAGE_SIZE, 1), class_names=["a", "b", "c"])
+            pairs = zip(medivision_tf.backbone_layers(result.model),
+                        medivision_tf.backbone_layers(new_model))
+            same = all(np.array_equal(a, b) for old, new in pairs
+                       for a, b in zip(old.get_weights(), new.get_weights()))
+            print(f"Backbone taken from {os.path.basename(result.model_path)}: identical weights: {same}")
+
+            try:
+                medivision_tf.build_medivision(3, backbone="mobilenet", weights=result.model_path,
+                                               input_shape=(IMAGE_SIZE, IMAGE_SIZE, 1))
+            except ValueError as error:
+                print("ValueError:", str(error).splitlines()[0])
             """
         ),
         md(
