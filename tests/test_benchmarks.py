@@ -260,3 +260,32 @@ def test_bench_realdata_rewrites_json_after_each_run_and_resumes(tmp_path, monke
     calls.clear()
     bench_realdata.main(argv)
     assert len(calls) == 4
+
+
+def test_bench_transfer_summary_checks_and_table():
+    import bench_transfer
+
+    def run(accuracy, head=None, first=None):
+        entry = {"test_accuracy": accuracy, "train_seconds": 1.0}
+        if head is not None:
+            entry["switch"] = {"last_head_epoch": head, "first_fine_tune_epoch": first}
+        return entry
+
+    results = {
+        "settings": {"head_epochs": 2, "fine_tune_epochs": 1, "seeds": [0, 1]},
+        "machine": {"date": "2026-12-07T00:00:00"},
+        "runs": {
+            "densenet121/fashion/a": {"0": run(0.80), "1": run(0.82)},
+            "densenet121/fashion/b": {"0": run(0.85, 0.80, 0.81), "1": run(0.83, 0.82, 0.79)},
+            "densenet121/fashion/c": {"0": run(0.84, 0.7, 0.75), "1": run(0.85, 0.7, 0.76)},
+        },
+        "cli": {},
+    }
+    cell = bench_transfer.summary_table(results)["densenet121/fashion"]
+    assert cell["b"]["test_accuracy"]["mean"] == pytest.approx(0.84)
+    assert cell["b"]["switch_drop"]["mean"] == pytest.approx(0.01)   # (-0.01 + 0.03) / 2
+    # (b) 0.84 >= (a) 0.81, but (b) 0.84 < (c) 0.845: the check says so.
+    assert cell["checks"] == {"b_at_least_a": True, "b_at_least_c": False,
+                              "no_drop_at_switch": True}
+    table = bench_transfer.render_table(results)
+    assert "0.840 ± 0.014" in table and "(b) ≥ (c) NO" in table
