@@ -126,7 +126,10 @@ def run(args):
     reports = sum(o.kind == "SR" for o in report.written)
     print(f"Wrote {len(report.written)} DICOM objects ({reports} SR, "
           f"{len(report.written) - reports} heatmap images) and report.json to {args.out}")
-    status = 1 if report.skipped else 0
+    from medivision_tf.dicom_out.inputs import is_problem
+
+    problems = [name for name, reason in report.skipped if is_problem(reason)]
+    status = 1 if problems else 0
     if args.store:
         from medivision_tf.dicom_out.dicomweb import safe_url
 
@@ -141,6 +144,7 @@ def run(args):
                   f"objects were NOT stored (listed above and in {args.out}/report.json)"
                   + (f": {report.store_error}" if report.store_error else ""), file=sys.stderr)
             return 1
-    if report.skipped:
-        print(f"medivision dicom-report: {len(report.skipped)} input(s) skipped", file=sys.stderr)
+    if problems:
+        print(f"medivision dicom-report: {len(problems)} image(s) skipped (listed above)",
+              file=sys.stderr)
     return status

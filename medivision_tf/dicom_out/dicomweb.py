@@ -246,6 +246,12 @@ class DicomWebStudy:
         return [{"uid": _value(i, "00080018"), "sop_class": _value(i, "00080016"),
                  "number": _value(i, "00200013")} for i in found or ()]
 
+    def listed(self, series_uid):
+        """The SOP Instance UIDs the server lists in a series (QIDO-RS): how
+        a store is confirmed (a server may answer STOW-RS with success for an
+        object it then drops, e.g. one its filters refuse)."""
+        return {i["uid"] for i in self.instances(series_uid)}
+
     def fetch(self, series_uid, instance_uid, path):
         """Fetches one instance (WADO-RS, the stored transfer syntax) into a
         file, unparsed; returns the path."""

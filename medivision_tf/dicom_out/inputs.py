@@ -39,6 +39,9 @@ from medivision_tf.data.io.sniff import sniff_format
 _NOT_IMAGES = ("Segmentation", "Parametric Map", "Real World Value Mapping", "Raw Data",
                "Waveform", "Encapsulated", "Presentation State", "Key Object", " SR ",
                "Structured Report", "RT ", "Spectroscopy", "Surface", "Registration")
+#: In every reason for an object that is left out because it is no image to
+#: classify (not a problem: a study holds such objects).
+NOT_IMAGE = "not an image to classify"
 _NAMES = {"nifti": "NIfTI", "png": "PNG", "jpeg": "JPEG", "bmp": "BMP", "gif": "GIF",
           "webp": "WebP", "tiff": "TIFF"}
 
@@ -92,8 +95,14 @@ def sop_class_not_image(sop_class_uid):
 
     name = pydicom.uid.UID(str(sop_class_uid or "")).name
     if any(word in f" {name} " for word in _NOT_IMAGES):
-        return f"{name}: not an image to classify"
+        return f"{name}: {NOT_IMAGE}"
     return ""
+
+
+def is_problem(reason):
+    """Whether a skip reason is a problem (an unusable image), not an object
+    that holds no image (an SR, an RT object, an earlier MediVision result)."""
+    return NOT_IMAGE not in reason
 
 
 def not_an_image(header):
@@ -102,12 +111,12 @@ def not_an_image(header):
     name = getattr(sop, "name", "") or str(sop or "unknown SOP class")
     if str(header.get("Manufacturer", "")) == "MediVision" and str(
             header.get("SeriesDescription", "")).startswith("MediVision"):
-        return "a MediVision result (SR or heatmap), not a source image"
+        return f"a MediVision result (SR or heatmap): {NOT_IMAGE}"
     if "Rows" not in header or "Columns" not in header:
-        return f"{name}: not an image (no pixel data)"
+        return f"{name}: no pixel data, {NOT_IMAGE}"
     padded = f" {name} "
     if any(word in padded for word in _NOT_IMAGES):
-        return f"{name}: not an image to classify"
+        return f"{name}: {NOT_IMAGE}"
     return ""
 
 

@@ -11,8 +11,10 @@ Secondary Capture images (`writers`) under `out_dir`, with `report.json`
 (QIDO-RS), skips non-image objects from their SOP class before fetching,
 fetches the others (WADO-RS, size-capped, into a temporary folder), runs
 `dicom_report` on them and, with `store=True`, sends each series' objects
-back (STOW-RS). What was stored and what was not is recorded per object; a
-failure stops storing and says which objects are not stored.
+back (STOW-RS). An object counts as stored only when the server both
+answers STOW-RS with success and then lists it (QIDO-RS); what was stored and
+what was not is recorded per object, and a failure stops storing and says
+which objects are not stored.
 
 Example:
 
@@ -296,6 +298,18 @@ def _store(study, report):
             for obj in objects:
                 obj.stored, obj.reason = False, f"not stored: {error}"
             continue
+        try:  # confirmed only when the server lists it (QIDO-RS)
+            listed = set()
+            for uid in {str(o.dataset.SeriesInstanceUID) for o in objects}:
+                listed |= study.listed(uid)
+        except DicomWebError as error:
+            report.store_error = f"the stored objects could not be confirmed: {error}"
+            listed = None
         for obj in objects:
             reason = outcome.get(obj.sop_instance_uid)
+            if reason is None and listed is None:
+                reason = "not confirmed: the server could not be asked whether it holds it"
+            elif reason is None and obj.sop_instance_uid not in listed:
+                reason = ("the server answered STOW-RS with success but does not list it "
+                          "(QIDO-RS): dropped, e.g. by a server-side filter")
             obj.stored, obj.reason = reason is None, reason or ""
