@@ -387,11 +387,14 @@ def test_a_half_failed_store_says_what_was_not_stored(model_path, study, credent
 def test_wado_responses_are_capped(orthanc, credentials):
     from medivision_tf.dicom_out.dicomweb import DicomWebStudy, ResponseTooLarge
 
-    client = DicomWebStudy(orthanc.dicomweb, STUDY_UID, max_response_bytes=10_000)
-    series = {s["modality"]: s["uid"] for s in client.series()}
-    (instance,) = client.instances(series["CT"])
+    lister = DicomWebStudy(orthanc.dicomweb, STUDY_UID)
+    series = {s["modality"]: s["uid"] for s in lister.series()}
+    (instance,) = lister.instances(series["CT"])
+    capped = DicomWebStudy(orthanc.dicomweb, STUDY_UID, max_response_bytes=10_000)
     with pytest.raises(ResponseTooLarge, match="size cap of 10000 bytes"):
-        client.fetch(series["CT"], instance["uid"], os.devnull)
+        capped.fetch(series["CT"], instance["uid"], os.devnull)
+    with pytest.raises(ResponseTooLarge):  # a QIDO-RS listing too
+        DicomWebStudy(orthanc.dicomweb, STUDY_UID, max_response_bytes=200).series()
 
 
 def test_netrc_credentials_and_a_missing_extra(orthanc, monkeypatch, tmp_path):
