@@ -79,7 +79,8 @@ def model_path(tmp_path_factory):
 
 
 def test_the_bombs_are_small_on_disk_and_claim_gigabytes(bombs):
-    from medivision_tf.data.io.memory_budget import nifti_header_info, read_dicom_header
+    from medivision_tf.data.io.dicom_budget import read_dicom_header
+    from medivision_tf.data.io.memory_budget import nifti_header_info
 
     assert os.path.getsize(bombs["nifti"]) < 1.5e6 and os.path.getsize(bombs["dicom"]) < 2e6
     assert nifti_header_info(bombs["nifti"].read_bytes())[:2] == ((6000, 6000, 300), "int16")

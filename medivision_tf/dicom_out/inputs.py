@@ -31,7 +31,7 @@ import dataclasses
 import os
 
 from medivision_tf.data.checks.scan import REASONS, check_file
-from medivision_tf.data.io.memory_budget import read_dicom_header
+from medivision_tf.data.io.dicom_budget import read_dicom_header
 from medivision_tf.data.io.regular_files import read_head
 from medivision_tf.data.io.sniff import sniff_format
 

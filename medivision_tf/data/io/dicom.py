@@ -42,14 +42,13 @@ import numpy as np
 
 from medivision_tf.data.io.frame_paths import frame_index
 from medivision_tf.data.io.headers import check_header_pixels, check_size_budget
-from medivision_tf.data.io.memory_budget import (
-    DEFAULT_MAX_BYTES,
-    TooLargeError,
+from medivision_tf.data.io.dicom_budget import (
     check_dicom_budget,
     check_encapsulated_frames,
     inflated_dicom,
     read_dicom_header,
 )
+from medivision_tf.data.io.memory_budget import DEFAULT_MAX_BYTES, TooLargeError
 from medivision_tf.data.io.options import check_window
 from medivision_tf.data.io.scaling import scale, small_int_table, table_index, to_uint8
 

@@ -41,7 +41,7 @@ def header_size(source, fmt):
     if fmt in ("dicom", "tiff"):
         source = source if isinstance(source, (str, os.PathLike)) else io.BytesIO(bytes(source))
     if fmt == "dicom":  # a deflated file is inflated only up to its header
-        from medivision_tf.data.io.memory_budget import read_dicom_header
+        from medivision_tf.data.io.dicom_budget import read_dicom_header
 
         meta = read_dicom_header(source)
         return int(meta.Rows), int(meta.Columns)
