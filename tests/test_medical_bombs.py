@@ -181,3 +181,81 @@ def test_every_command_refuses_both_bombs_under_1_gib(bombs, model_path, command
         assert os.path.basename(path) in text
     assert text.count("too_large") >= 2, text[-3000:]
     assert result["peak"] < GIB, result["peak"]
+
+
+def test_a_real_deflated_dicom_still_reads_exactly_as_pydicom_reads_it():
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    from medivision_tf.data.io.dicom import read_dicom
+    from medivision_tf.data.io.dicom_budget import inflated_dicom, read_dicom_header
+
+    path = get_testdata_file("image_dfl.dcm")  # Deflated Explicit VR Little Endian, 512 x 512
+    assert read_dicom_header(path).Rows == 512
+    plain = pydicom.dcmread(inflated_dicom(path))
+    assert (plain.pixel_array == pydicom.dcmread(path).pixel_array).all()
+    assert read_dicom(path).shape == read_dicom(open(path, "rb").read()).shape == (512, 512)
+
+
+def test_a_deflated_body_larger_than_its_header_says_is_refused_while_inflating(tmp_path):
+    """A small image whose deflated data set hides 80 MB of zeros in a
+    private element: the header passes, the stream is cut at the budget."""
+    import io
+
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    from medivision_tf.data.io.dicom import read_dicom
+    from medivision_tf.data.io.memory_budget import TooLargeError
+
+    dataset = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    dataset.add_new(0x00991010, "OB", bytes(80 * 2 ** 20))
+    dataset.add_new(0x00990010, "LO", "HOSTILE")
+    dataset.file_meta.TransferSyntaxUID = pydicom.uid.DeflatedExplicitVRLittleEndian
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    data = buffer.getvalue()
+    assert len(data) < 1_000_000
+    with pytest.raises(TooLargeError, match="refused while inflating"):
+        read_dicom(data, max_bytes=20 * 2 ** 20)
+    assert read_dicom(data).shape == (128, 128)  # within the default budget: read
+
+
+def test_compressed_frames_are_sized_from_their_code_streams():
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from pydicom.encaps import encapsulate, generate_frames
+
+    from medivision_tf.data.io.dicom import read_dicom
+    from medivision_tf.data.io.dicom_budget import check_encapsulated_frames
+    from medivision_tf.data.io.memory_budget import TooLargeError
+
+    dataset = pydicom.dcmread(get_testdata_file("SC_rgb_jpeg_dcmtk.dcm"))
+    check_encapsulated_frames(dataset)  # the real file: fine
+    frame = bytearray(next(generate_frames(dataset.PixelData, number_of_frames=1)))
+    at = next(i for i in range(len(frame) - 1) if frame[i] == 0xFF and frame[i + 1] in (
+        0xC0, 0xC1, 0xC2))
+    frame[at + 5:at + 9] = (60000).to_bytes(2, "big") + (60000).to_bytes(2, "big")
+    dataset.PixelData = encapsulate([bytes(frame)])
+    with pytest.raises(TooLargeError, match="compressed DICOM frame 0 of 60000x60000"):
+        check_encapsulated_frames(dataset)
+    import io
+
+    buffer = io.BytesIO()
+    dataset.save_as(buffer)
+    with pytest.raises(TooLargeError):
+        read_dicom(buffer.getvalue())
+
+
+def test_inflate_stops_at_its_limit_and_reads_every_gzip_member():
+    import gzip
+
+    from medivision_tf.data.io.memory_budget import TooLargeError, check_max_bytes, inflate
+
+    two = gzip.compress(b"a" * 1000) + gzip.compress(b"b" * 1000)
+    assert inflate(two, 5000, 31) == b"a" * 1000 + b"b" * 1000
+    assert inflate(two, 1500, 31, truncate=True) == b"a" * 1000 + b"b" * 500
+    with pytest.raises(TooLargeError):
+        inflate(two, 1500, 31)
+    with pytest.raises(ValueError, match="max_bytes"):
+        check_max_bytes(0)

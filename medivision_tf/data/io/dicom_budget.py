@@ -113,10 +113,17 @@ def read_dicom_header(source):
     while True:
         head = inflate(stream, size, what="deflated DICOM", truncate=True)
         complete = len(head) < size
+        passed = []  # set once an element past group 0028 (the image attributes) is seen
+
+        def stop(tag, vr, length):
+            if tag > 0x0028FFFF:
+                passed.append(tag)
+                return True
+            return False
+
         try:
-            dataset = read_dataset(io.BytesIO(head), False, True,
-                                   stop_when=lambda tag, vr, length: tag > 0x0028FFFF)
-            if complete or "Rows" in dataset or len(dataset) and dataset[-1].tag > 0x0028FFFF:
+            dataset = read_dataset(io.BytesIO(head), False, True, stop_when=stop)
+            if complete or passed:
                 break
         except Exception:
             if complete:
@@ -125,7 +132,7 @@ def read_dicom_header(source):
             raise TooLargeError(
                 f"deflated DICOM header larger than {_size_text(HEADER_CAP)} inflated: refused "
                 "while inflating.")
-        size *= 8
+        size = min(size * 8, HEADER_CAP)
     dataset.file_meta = FileMetaDataset(meta)
     dataset.set_original_encoding(False, True, dataset.get("SpecificCharacterSet", "iso8859"))
     return dataset

@@ -229,6 +229,9 @@ def nifti_raw_bytes(data, max_bytes=DEFAULT_MAX_BYTES):
     if info is None:  # unreadable header: a little is enough for the reader's message
         return inflate(data, 65536, 31, what="gzip file", truncate=True)
     shape, _, itemsize, offset = info
+    if offset > HEADER_CAP:
+        raise TooLargeError(f"NIfTI header: voxels start at byte {offset}, after more than "
+                            f"{_size_text(HEADER_CAP)} of extensions: refused before inflating.")
     needed = max(offset, 352) + math.prod(shape) * itemsize
     return inflate(data, needed, 31, what="NIfTI .nii.gz", truncate=True)
 
