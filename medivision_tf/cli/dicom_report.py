@@ -37,11 +37,13 @@ def register(subparsers):
     parser.add_argument("--out", default="dicom-results",
                         help="output folder (default: dicom-results)")
     parser.add_argument("--dicomweb", metavar="URL", default=None,
-                        help="DICOMweb root of a PACS, e.g. http://127.0.0.1:8042/dicom-web")
+                        help="DICOMweb root of a PACS, e.g. http://127.0.0.1:8042/dicom-web "
+                        "(default: none: INPUT files are read)")
     parser.add_argument("--study", metavar="UID", default=None,
-                        help="with --dicomweb: the Study Instance UID to read")
+                        help="with --dicomweb: the Study Instance UID to read (default: none)")
     parser.add_argument("--store", action="store_true",
-                        help="with --dicomweb: store the results back (STOW-RS)")
+                        help="with --dicomweb: store the results back (STOW-RS) (default: off: "
+                        "written to --out only)")
     parser.add_argument("--class-codes", metavar="JSON", default=None,
                         help='a JSON file {"class": ["code value", "scheme", "meaning"]} coding '
                         "the classes (e.g. SNOMED CT); default: MediVision's own codes")
@@ -56,11 +58,14 @@ def register(subparsers):
                         help="CA certificates to verify the server's TLS certificate "
                         "(default: the system's)")
     parser.add_argument("--insecure", action="store_true",
-                        help="do not verify TLS certificates (test servers only)")
+                        help="do not verify TLS certificates, for test servers only (default: "
+                        "off: certificates are verified)")
     parser.add_argument("--netrc", default=None,
                         help="netrc file with the server's credentials (default: $NETRC or "
                         "~/.netrc, when no environment variable gives them)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bar (default: a progress bar on stderr for more than "
+                        "8 images)")
     parser.set_defaults(func=run)
 
 
