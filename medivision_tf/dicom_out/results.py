@@ -32,7 +32,6 @@ result.summary["class"], [f["class"] for f in result.findings]
 import dataclasses
 import hashlib
 import json
-import os
 import tempfile
 
 import numpy as np
@@ -194,7 +193,3 @@ def finding_text(finding):
                  f"\tood {finding['ood_score']:.2f}{flag}")
     return text
 
-
-def sample_path(path, frame):
-    """The path `read_images` reads for a frame (`x.dcm#frame=3`)."""
-    return with_frame(os.fspath(path), frame) if frame is not None else os.fspath(path)
