@@ -84,4 +84,11 @@ grep -q '"freeze_backbone": false' "$work/run/config.json" \
 test -s "$work/eval/confusion_matrix.png" || { echo "CI chain: no confusion matrix" >&2; exit 1; }
 ls "$work/heatmaps"/*.png >/dev/null || { echo "CI chain: no heatmaps" >&2; exit 1; }
 ls -d "$work/export/digits"/1 >/dev/null || { echo "CI chain: no export" >&2; exit 1; }
+# The base install has no [pacs] extra: dicom-report must say what to install.
+if "$bin/python" -c "import highdicom" 2>/dev/null; then
+  echo "CI chain: highdicom is in the base install (it belongs to the [pacs] extra)" >&2; exit 1
+fi
+pacs_message=$("$bin/medivision" dicom-report "$work/run/model.keras" "$work/large.png" 2>&1)
+echo "$pacs_message" | grep -q "pip install 'medivision-tf\[pacs\]'" \
+  || { echo "CI chain: dicom-report without the extra: $pacs_message" >&2; exit 1; }
 echo "CI chain: all commands passed"

@@ -155,6 +155,93 @@ def _jpeg_with_size(width, height):
     raise AssertionError("no SOF marker")
 
 
+# === The two medical bombs of issue 33 ===
+# Both are written as deflate streams of one compressed zero chunk repeated
+# (each piece a fresh stream ended by a full flush: valid deflate data), so a
+# gigabyte of zeros costs milliseconds to write and about 1 MB on disk.
+
+
+def _zero_deflate(total, chunk=16_000_000):
+    """Raw deflate pieces (not final) of `total` zero bytes."""
+    def piece(size):
+        compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+        return compressor.compress(bytes(size)) + compressor.flush(zlib.Z_FULL_FLUSH)
+
+    full, rest = divmod(total, chunk)
+    return piece(chunk) * full + (piece(rest) if rest else b"")
+
+
+def _raw_deflate(data):
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return compressor.compress(data) + compressor.flush(zlib.Z_FULL_FLUSH)
+
+
+def nifti_bomb(shape=(6000, 6000, 300), held=1_000_000_000):
+    """A ~1 MB `.nii.gz` whose header claims `shape` int16 voxels (21.6 GB for
+    the default) and that holds `held` bytes of zeros once inflated."""
+    header = bytearray(352)
+    header[0:4] = struct.pack("<i", 348)
+    header[40:56] = struct.pack("<8h", len(shape), *shape, *([1] * (7 - len(shape))))
+    header[70:74] = struct.pack("<hh", 4, 16)  # int16
+    header[76:108] = struct.pack("<8f", 1, 1, 1, 1, 1, 1, 1, 1)  # pixdim
+    header[108:112] = struct.pack("<f", 352.0)  # vox_offset
+    header[112:116] = struct.pack("<f", 1.0)  # scl_slope
+    header[252:256] = struct.pack("<hh", 0, 1)  # qform, sform codes
+    header[280:292] = struct.pack("<3f", 1, 0, 0)  # srow_x
+    header[296:308] = struct.pack("<3f", 0, 1, 0)
+    header[312:324] = struct.pack("<3f", 0, 0, 1)
+    header[344:348] = b"n+1\x00"
+    crc = zlib.crc32(bytes(header))
+    zero = bytes(16_000_000)
+    left = held - len(header)
+    while left:
+        step = min(left, len(zero))
+        crc = zlib.crc32(zero[:step] if step < len(zero) else zero, crc)
+        left -= step
+    stream = _raw_deflate(bytes(header)) + _zero_deflate(held - len(header)) + b"\x03\x00"
+    gzip_header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"
+    return gzip_header + stream + struct.pack("<II", crc & 0xFFFFFFFF, held & 0xFFFFFFFF)
+
+
+def deflated_dicom_bomb(size=40000):
+    """A ~1.5 MB Deflated Explicit VR Little Endian DICOM of `size` x `size`
+    8-bit pixels (1.6 GB inflated for the default)."""
+    import io
+
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.filewriter import write_dataset, write_file_meta_info
+    from pydicom.uid import DeflatedExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    dataset = pydicom.Dataset()
+    dataset.SOPClassUID = meta.MediaStorageSOPClassUID
+    dataset.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    dataset.PatientName = "Hostile^Bomb"
+    dataset.Modality = "OT"
+    dataset.Rows = dataset.Columns = size
+    dataset.SamplesPerPixel = 1
+    dataset.PhotometricInterpretation = "MONOCHROME2"
+    dataset.BitsAllocated = dataset.BitsStored = 8
+    dataset.HighBit = 7
+    dataset.PixelRepresentation = 0
+    out = io.BytesIO()
+    out.write(b"\0" * 128 + b"DICM")
+    write_file_meta_info(out, meta, enforce_standard=True)
+    body = io.BytesIO()
+    dataset.set_original_encoding(False, True)
+    fp = pydicom.filebase.DicomFileLike(body)
+    fp.is_little_endian, fp.is_implicit_VR = True, False
+    write_dataset(fp, dataset)
+    pixels = size * size
+    element = struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OB", 0, pixels)
+    stream = _raw_deflate(body.getvalue() + element) + _zero_deflate(pixels) + b"\x03\x00"
+    return out.getvalue() + stream
+
+
 def make_corpus(base):
     """Writes the corpus under `base`; returns a `Corpus` (see module docstring)."""
     base = os.fspath(base)
@@ -241,6 +328,10 @@ def make_corpus(base):
     bmp[18:26] = struct.pack("<ii", 50000, 50000)
     add("bmp_bomb_header", "bomb.bmp", "too_large", bytes(bmp))
     add("jpeg_bomb_header", "bomb.jpg", "too_large", _jpeg_with_size(60000, 60000))
+    add("nifti_bomb", "bomb.nii.gz", "too_large", nifti_bomb(),
+        note="~1 MB .nii.gz claiming 6000x6000x300 int16 (21.6 GB)")
+    add("deflated_dicom_bomb", "bomb_deflated.dcm", "too_large", deflated_dicom_bomb(),
+        note="~1.5 MB deflated DICOM of 40000x40000 (1.6 GB inflated)")
     os.makedirs(os.path.join(a, "nested", "deeper"))
     add("nested_good", os.path.join("nested", "deeper", "n.png"), None, _png(_image(23)))
 

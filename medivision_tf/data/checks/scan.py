@@ -31,6 +31,7 @@ import tensorflow as tf
 from medivision_tf.data.io.frame_paths import split_frame
 from medivision_tf.data.io.graph_decode import decode_image
 from medivision_tf.data.io.headers import DEFAULT_MAX_PIXELS, MIN_IMAGE_SIZE, image_dimensions
+from medivision_tf.data.io.memory_budget import DEFAULT_MAX_BYTES, TooLargeError, check_file_budget
 from medivision_tf.data.io.python_decode import PYTHON_FORMATS, python_decode
 from medivision_tf.data.io.read_files import clean_assert_message
 from medivision_tf.data.io.regular_files import describe_file, read_file_bytes
@@ -45,7 +46,9 @@ REASONS = {
     "unreadable": "the file cannot be read (permissions or I/O error)",
     "empty": "zero-byte file",
     "not_image": "not an image file (unknown format)",
-    "too_large": "image larger than max_pixels (the pixel budget; read from the header)",
+    "too_large": "image larger than max_pixels (the pixel budget) or a DICOM/NIfTI file "
+                 "whose pixels would exceed max_bytes (the memory budget); read from the "
+                 "header, before decompressing",
     "too_small": "image smaller than min_size pixels on a side",
     "corrupt": "corrupt or truncated image (decoding failed)",
     "unreadable_dicom": "DICOM file without readable pixel data",
@@ -151,6 +154,7 @@ def error_reason(error):
 def check_file(
     path, root=None, max_pixels=DEFAULT_MAX_PIXELS, decode=True, dicom_window="auto",
     frames="middle", *, min_size=MIN_IMAGE_SIZE, follow_links=False,
+    max_bytes=DEFAULT_MAX_BYTES,
 ):
     """Checks one image file the way `scan` does.
 
@@ -171,6 +175,10 @@ def check_file(
         min_size: refuse images with a side shorter than this (default
             `MIN_IMAGE_SIZE`, 2 pixels).
         follow_links: trust links inside `root` (see `inside_root`).
+        max_bytes: the memory budget of DICOM and NIfTI files (default
+            `DEFAULT_MAX_BYTES`, 1 GiB of decoded pixels; all frames and
+            slices), read from the header before anything is inflated
+            (`io.memory_budget`).
 
     Returns:
         None when the file is usable, else `(reason, detail)` where `reason`
@@ -210,7 +218,15 @@ def check_file(
             return "not_image", "text content" + (" (HTML or XML)" if markup else "")
         return "not_image", f"binary content, first bytes {head[:4].hex(' ')}"
     complete = len(data) == size
-    dims = image_dimensions(data if complete or fmt not in ("tiff", "dicom") else path, fmt)
+    if fmt in ("dicom", "nifti"):  # the memory budget before any inflating
+        try:
+            check_file_budget(data if complete or fmt == "nifti" else path, fmt, max_bytes)
+        except TooLargeError as error:
+            return "too_large", f"{fmt}: {error}"[:_DETAIL_CHARS]
+    try:
+        dims = image_dimensions(data if complete or fmt not in ("tiff", "dicom") else path, fmt)
+    except TooLargeError as error:
+        return "too_large", f"{fmt}: {error}"[:_DETAIL_CHARS]
     if dims is None and not complete and fmt == "jpeg":  # size marker past the head
         more, problem = read_file_bytes(path)
         if problem:
@@ -233,6 +249,8 @@ def check_file(
                 ).shape
         except (ValueError, OSError) as error:
             detail = f"{fmt}: {error}"[:_DETAIL_CHARS]
+            if isinstance(error, TooLargeError):
+                return "too_large", detail
             return ("unreadable_dicom" if fmt == "dicom" else "corrupt"), detail
     elif decode:
         try:

@@ -11,6 +11,8 @@ and nothing here knows about sample tables, splits or datasets:
 | `regular_files` | reading only regular files (never a FIFO or device) |
 | `headers` | image sizes from file headers, the Python half of the pixel budget |
 | `budget` | the pixel budget in the graph (PNG/GIF/BMP/JPEG headers) |
+| `memory_budget` | the memory budget of medical files before decompressing: NIfTI dims x dtype (`.nii.gz` inflated as a capped stream), capped inflate, `TooLargeError` |
+| `dicom_budget` | DICOM headers without inflating a deflated file's pixels, Rows x Columns x frames x bytes, compressed frames' code-stream sizes |
 | `scaling` | any pixel values -> uint8 0-255 (16-bit, 12-bit, min..max) |
 | `dicom`, `tiff`, `nifti` | the Python readers (pydicom, tifffile, nibabel) |
 | `python_decode` | TIFF/DICOM/NIfTI bytes -> pixels: the Python readers' one entry |
@@ -22,7 +24,8 @@ and nothing here knows about sample tables, splits or datasets:
 The public names are exported by `medivision_tf.data` (`load_image`,
 `decode_image`, `finish_image`, `load_images`, `read_images`, `read_dicom`,
 `read_tiff`, `read_nifti`, `sniff_format`, ...). `sniff`, `frame_paths`,
-`options`, `regular_files`, `headers`, `scaling` and the three readers import
+`options`, `regular_files`, `headers`, `memory_budget`, `dicom_budget`, `scaling`
+and the three readers import
 neither TensorFlow nor Keras.
 
 Example:

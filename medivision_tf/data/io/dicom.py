@@ -42,6 +42,13 @@ import numpy as np
 
 from medivision_tf.data.io.frame_paths import frame_index
 from medivision_tf.data.io.headers import check_header_pixels, check_size_budget
+from medivision_tf.data.io.dicom_budget import (
+    check_dicom_budget,
+    check_encapsulated_frames,
+    inflated_dicom,
+    read_dicom_header,
+)
+from medivision_tf.data.io.memory_budget import DEFAULT_MAX_BYTES, TooLargeError
 from medivision_tf.data.io.options import check_window
 from medivision_tf.data.io.scaling import scale, small_int_table, table_index, to_uint8
 
@@ -99,16 +106,15 @@ def _dicom_error(dataset, error):
 
 def dicom_frame_count(source):
     """Number of frames of a DICOM file (header only; 1 when not given)."""
-    import pydicom
-
-    dataset = pydicom.dcmread(source, force=True, stop_before_pixels=True)
+    dataset = read_dicom_header(source)
     try:
         return max(1, int(dataset.get("NumberOfFrames", 1) or 1))
     except (TypeError, ValueError):
         return 1
 
 
-def read_dicom(source, window="auto", frame="middle", max_pixels=None):
+def read_dicom(source, window="auto", frame="middle", max_pixels=None,
+               max_bytes=DEFAULT_MAX_BYTES):
     """Reads one DICOM frame as a radiologist would see it, as uint8.
 
     See the module docstring for the exact windowing (pydicom's modality LUT,
@@ -124,11 +130,17 @@ def read_dicom(source, window="auto", frame="middle", max_pixels=None):
             (Rows x Columns) before any pixel is decoded; None (default): no
             limit. `python_decode` passes its budget here, so the header is
             parsed once, not once for the budget and again for the pixels.
+        max_bytes: the memory budget (`memory_budget.DEFAULT_MAX_BYTES`, 1
+            GiB; None: no limit): a file whose decoded pixels (all frames)
+            would take more is refused from its header; a deflated file is
+            inflated as a stream that stops at the budget, and compressed
+            frames are refused from their code streams' headers.
 
     Returns:
         `(H, W)` uint8 array for grayscale, `(H, W, 3)` for color DICOM.
 
     Raises:
+        TooLargeError: (a ValueError) over `max_bytes` or `max_pixels`.
         ValueError: the data is not a readable DICOM image (a compressed
             transfer syntax without decoder names the syntax and the extra
             to install), or `window` is not one of the allowed values.
@@ -147,7 +159,11 @@ def read_dicom(source, window="auto", frame="middle", max_pixels=None):
         source = io.BytesIO(bytes(source))
     dataset = None
     try:
+        # Deflated: both budgets from the header, then stream-inflated (capped).
+        source = inflated_dicom(source, max_bytes, max_pixels)
         dataset = pydicom.dcmread(source, force=True)
+    except TooLargeError:
+        raise
     except Exception as error:  # pydicom raises many types for bad files
         if max_pixels is not None and isinstance(source, io.BytesIO):
             # A header pydicom reads up to the pixels may still claim too much.
@@ -159,6 +175,8 @@ def read_dicom(source, window="auto", frame="middle", max_pixels=None):
         except Exception:  # a broken header: pydicom names the problem below
             size = None
         check_size_budget(size, max_pixels)
+    check_dicom_budget(dataset, max_bytes)  # all frames, before pixel_array
+    check_encapsulated_frames(dataset, max_bytes)
     try:
         if "PixelData" not in dataset and "FloatPixelData" not in dataset and (
             "DoubleFloatPixelData" not in dataset

@@ -40,10 +40,10 @@ def header_size(source, fmt):
     The one Python header reader of `check_header_pixels` and `scan`."""
     if fmt in ("dicom", "tiff"):
         source = source if isinstance(source, (str, os.PathLike)) else io.BytesIO(bytes(source))
-    if fmt == "dicom":
-        import pydicom
+    if fmt == "dicom":  # a deflated file is inflated only up to its header
+        from medivision_tf.data.io.dicom_budget import read_dicom_header
 
-        meta = pydicom.dcmread(source, stop_before_pixels=True, force=True)
+        meta = read_dicom_header(source)
         return int(meta.Rows), int(meta.Columns)
     if fmt == "tiff":
         import tifffile
@@ -90,6 +90,10 @@ def check_header_pixels(data, fmt, max_pixels=DEFAULT_MAX_PIXELS):
         return
     try:
         size = header_size(bytes(data), fmt)
+    except ValueError as error:  # a deflated DICOM header over its cap
+        if type(error).__name__ == "TooLargeError":
+            raise
+        return
     except Exception:  # a broken header: the decoder names the problem
         return
     check_size_budget(size, max_pixels)
@@ -100,10 +104,12 @@ def check_size_budget(size, max_pixels=DEFAULT_MAX_PIXELS):
     unknown); the one message of the Python pixel budget.
 
     Raises:
-        ValueError: `height * width > max_pixels`.
+        TooLargeError: (a ValueError) `height * width > max_pixels`.
     """
     if max_pixels is not None and size is not None and size[0] * size[1] > max_pixels:
-        raise ValueError(
+        from medivision_tf.data.io.memory_budget import TooLargeError
+
+        raise TooLargeError(
             f"Image of {size[1]}x{size[0]} pixels exceeds the pixel budget "
             f"max_pixels={max_pixels} (checked from the header, not decoded)."
         )

@@ -22,7 +22,6 @@ nifti_slices(path, select="middle")        # [k]: the middle slice's index
 ```
 """
 
-import gzip
 import os
 import stat
 import threading
@@ -36,6 +35,7 @@ from medivision_tf.data.io.headers import (
     check_size_budget,
     header_size,
 )
+from medivision_tf.data.io.memory_budget import DEFAULT_MAX_BYTES, TooLargeError, nifti_raw_bytes
 from medivision_tf.data.io.options import check_nifti_axis
 from medivision_tf.data.io.scaling import scale
 from medivision_tf.data.io.sniff import is_nifti_header, sniff_format
@@ -61,9 +61,13 @@ def _cached_volume(key):
     return None
 
 
-def _nifti_volume(data, axis, percentiles, key=None):
+def _nifti_volume(data, axis, percentiles, key=None, max_bytes=DEFAULT_MAX_BYTES):
     """The normalised uint8 volume `(slices, H, W)` of NIfTI bytes (cached:
-    each slice of a volume is a sample, the volume is decoded once)."""
+    each slice of a volume is a sample, the volume is decoded once).
+
+    The memory budget `max_bytes` is checked from the header before any
+    voxel is inflated (`memory_budget.nifti_raw_bytes`: a `.nii.gz` is
+    inflated as a stream, only as far as the voxels its header claims)."""
     import nibabel
 
     key = key or _nifti_key(data, axis, percentiles)
@@ -71,12 +75,14 @@ def _nifti_volume(data, axis, percentiles, key=None):
     if cached is not None:
         return cached
     try:
-        raw = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+        raw = nifti_raw_bytes(data, max_bytes)  # TooLargeError before any voxel
         if not is_nifti_header(raw[:352]):
             raise ValueError(f"no NIfTI header (first bytes {raw[:8]!r})")
         image = nibabel.Nifti1Image if raw[344:348] in (b"n+1\x00", b"ni1\x00") else nibabel.Nifti2Image
         volume = nibabel.as_closest_canonical(image.from_bytes(raw))
         values = np.asarray(volume.dataobj, dtype="float32")
+    except TooLargeError:
+        raise
     except Exception as error:
         raise ValueError(f"Unreadable NIfTI ({type(error).__name__}: {error})") from error
     while values.ndim > 3:  # 4-D series: the first volume
