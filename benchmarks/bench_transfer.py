@@ -387,8 +387,10 @@ def render_table(results):
         cells = []
         for row in ROWS:
             entry = cell.get(row)
+            done = len(results["runs"].get(f"{cell_name}/{row}", {}))
+            seeds_note = f" (n={done})" if done < len(settings["seeds"]) else ""
             cells.append(f"{entry['test_accuracy']['mean']:.3f} ± "
-                         f"{entry['test_accuracy']['std']:.3f}" if entry else "")
+                         f"{entry['test_accuracy']['std']:.3f}{seeds_note}" if entry else "")
         switch = ""
         runs = results["runs"].get(f"{cell_name}/b", {})
         if runs:
@@ -403,6 +405,13 @@ def render_table(results):
     lines += ["", f"Test accuracy, mean ± std over {seeds} seeds, the same images and {budget} "
               "epochs for every row (`benchmarks/bench_transfer.py`, "
               f"`benchmarks/results/transfer.json`, {results['machine']['date'][:10]})."]
+    if results.get("partial"):
+        done = sum(len(runs) for runs in results["runs"].values())
+        planned = (len(settings["backbones"]) * len(settings["datasets"]) * seeds
+                   * len(settings["rows"]))
+        lines.append(f"**Partial run**: {done} of {planned} runs so far; a cell marked (n=k) "
+                     f"holds k of {seeds} seeds; CLI runs done: {len(results.get('cli', {}))} "
+                     f"of {len(settings['backbones']) if settings.get('cli') else 0}.")
     checks = [f"{name}: (b) ≥ (a) {'yes' if c['checks']['b_at_least_a'] else 'NO'}, "
               f"(b) ≥ (c) {'yes' if c['checks']['b_at_least_c'] else 'NO'}"
               for name, c in summary.items() if "checks" in c]
@@ -454,6 +463,10 @@ def main(argv=None):
                           for b in settings["backbones"]}
     with tempfile.TemporaryDirectory(prefix="bench-transfer-") as scratch:
         weights = {b: _weights(b, scratch, args.quick) for b in settings["backbones"]}
+        # The CLI run reads Fashion-MNIST: it goes right after that set, so a
+        # stopped run has the figures the issue checks first.
+        cli_after = ("fashion" if "fashion" in settings["datasets"]
+                     else settings["datasets"][-1])
         for dataset in settings["datasets"]:
             for seed in settings["seeds"]:
                 data = load_dataset(dataset, seed, args.quick)
@@ -469,19 +482,24 @@ def main(argv=None):
                               f"{json.dumps(runs[str(seed)])}", flush=True)
                         results["partial"] = True
                         common.write_results(results, args.json)
-        if settings["cli"]:
-            data = load_dataset("fashion", 0)
-            for backbone in settings["backbones"]:
-                if backbone not in results["cli"]:
-                    results["cli"][backbone] = run_cli(
-                        backbone, weights[backbone], data, os.path.join(scratch, backbone))
-                    print(f"cli {backbone}: {json.dumps(results['cli'][backbone])}", flush=True)
-                    common.write_results(results, args.json)
+            if settings["cli"] and dataset == cli_after:
+                _run_cli_rows(results, weights, scratch, args.json)
     results["summary"] = summary_table(results)
     results["partial"] = False
     print_table(results["summary"])
     common.write_results(results, args.json)
     return 0
+
+
+def _run_cli_rows(results, weights, scratch, json_path):
+    data = load_dataset("fashion", 0)
+    for backbone in results["settings"]["backbones"]:
+        if backbone not in results["cli"]:
+            results["cli"][backbone] = run_cli(
+                backbone, weights[backbone], data, os.path.join(scratch, backbone))
+            print(f"cli {backbone}: {json.dumps(results['cli'][backbone])}", flush=True)
+            results["partial"] = True
+            common.write_results(results, json_path)
 
 
 def _weights(backbone, scratch, quick):

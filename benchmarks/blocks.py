@@ -517,6 +517,19 @@ def _realdata_summary(*runs):
     return "\n".join(lines)
 
 
+# --- docs/training.md and README.md: bench_transfer.py, bench_transfer_recipe.py ---
+
+
+@renderer("transfer-recipe", "transfer_recipe_densenet121.json", "transfer_recipe_xception.json")
+def _transfer_recipe(densenet, xception):
+    return bench_module("bench_transfer_recipe").render_table(densenet, xception)
+
+
+@renderer("transfer-learning", "transfer.json")
+def _transfer_learning(results):
+    return bench_module("bench_transfer").render_table(results)
+
+
 # --- README.md and docs/explanations.md: bench_demo.py ---
 
 
