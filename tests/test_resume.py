@@ -304,3 +304,19 @@ def test_a_killed_run_resumes_to_the_state_of_an_uninterrupted_run(killed, resum
     assert reference.returncode == 0, reference.stderr[-3000:]
     expected = json.loads(reference.stdout.strip().splitlines()[-1])["accuracy"]
     assert summary["accuracy"] == pytest.approx(expected, abs=1e-9)
+
+
+def test_a_chief_tidying_its_folder_leaves_the_other_workers_files_alone(tmp_path):
+    # Multi-worker training: the chief's clean-up of `.partial-*` files ran
+    # while worker 1 was writing its config.json under `.workers/`.
+    from medivision_tf.training.run_dir import remove_partials
+
+    left = tmp_path / ".partial-1-model.keras"
+    writing = tmp_path / ".workers" / "worker-1" / ".partial-2-config.json"
+    writing.parent.mkdir(parents=True)
+    left.write_text("killed")
+    writing.write_text("in progress")
+    remove_partials(tmp_path)
+    assert not left.exists() and writing.exists()
+    remove_partials(writing.parent)  # the worker tidies its own folder
+    assert not writing.exists()

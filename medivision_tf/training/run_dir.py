@@ -95,9 +95,13 @@ def remove_partials(folder):
     """Deletes `.partial-*` files a killed process left anywhere under `folder`.
 
     Call `finish_pending_best` first: the best checkpoint an interrupted
-    commit names is such a file until it is moved into place.
+    commit names is such a file until it is moved into place. The other
+    workers' folders (`.workers/`) are left alone: each worker tidies its own,
+    and a chief walking into them deleted files they were still writing.
     """
-    for parent, _, files in os.walk(folder):
+    for parent, folders, files in os.walk(folder):
+        if ".workers" in folders:
+            folders.remove(".workers")
         for name in files:
             if name.startswith(".partial-"):
                 os.remove(os.path.join(parent, name))
