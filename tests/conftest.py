@@ -30,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from skip_policy import (  # noqa: E402,F401  (hooks: pytest finds them by name here)
     pytest_collectreport, pytest_runtest_logreport, pytest_sessionfinish, pytest_terminal_summary,
 )
+from model_cache import cached_model  # noqa: E402  (tests/model_cache.py)
 
 IMAGE_SIZE = 64
 NUM_CLASSES = 3
@@ -45,25 +46,38 @@ def lesion_data():
 
 
 @pytest.fixture(scope="session")
-def trained_model(lesion_data):
-    """A smallcnn MediVision trained for a few epochs on `lesion_data`."""
-    keras.utils.set_random_seed(0)
+def trained_model(lesion_data, pytestconfig):
+    """A smallcnn MediVision trained for a few epochs on `lesion_data`.
+
+    Trained once and kept on disk by a content key (`model_cache.py`): both
+    xdist workers, and later runs, load the same file.
+    """
     train = lesion_data["train"]
-    model = medivision_tf.build_medivision(
-        NUM_CLASSES,
-        backbone="smallcnn",
-        input_shape=(IMAGE_SIZE, IMAGE_SIZE, 1),
-        weights=None,
-        class_names=train.class_names,
-    )
-    model.compile(
-        optimizer=keras.optimizers.Adam(2e-3),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    model.fit(train.images, train.labels, batch_size=32, epochs=6, verbose=0)
-    medivision_tf.calibrate_batchnorm(model, train.images)
-    return model
+    settings = dict(num_classes=NUM_CLASSES, backbone="smallcnn", image_size=IMAGE_SIZE,
+                    channels=1, seed=0, learning_rate=2e-3, batch_size=32, epochs=6,
+                    class_names=list(train.class_names))
+
+    def fit():
+        keras.utils.set_random_seed(settings["seed"])
+        model = medivision_tf.build_medivision(
+            NUM_CLASSES,
+            backbone="smallcnn",
+            input_shape=(IMAGE_SIZE, IMAGE_SIZE, 1),
+            weights=None,
+            class_names=train.class_names,
+        )
+        model.compile(
+            optimizer=keras.optimizers.Adam(settings["learning_rate"]),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+        model.fit(train.images, train.labels, batch_size=settings["batch_size"],
+                  epochs=settings["epochs"], verbose=0)
+        medivision_tf.calibrate_batchnorm(model, train.images)
+        return model
+
+    return cached_model(pytestconfig, "trained_model", fit, settings,
+                        data=(train.images, train.labels))
 
 
 @pytest.fixture

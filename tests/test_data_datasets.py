@@ -2,8 +2,6 @@
 downloaded layout, and the `medivision datasets` / `prepare` commands."""
 
 import os
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -155,29 +153,27 @@ def test_prepare_errors_name_the_expected_layout(tmp_path):
         data.prepare_dataset("kidney_ct", tmp_path, tmp_path / "out", mode="move")
 
 
-def medivision(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "medivision_tf", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=240)
+def test_cli_datasets_and_prepare(tmp_path, capsys, monkeypatch):
+    # In-process (`cli.main`); `python -m medivision_tf` itself runs in test_cli.py.
+    from medivision_tf.cli import main
 
-
-def test_cli_datasets_and_prepare(tmp_path):
-    listing = medivision("datasets", cwd=tmp_path)
-    assert listing.returncode == 0, listing.stderr
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["datasets"]) == 0
+    listing = capsys.readouterr().out
     for name in LAYOUTS:
-        assert name in listing.stdout
-    assert "kaggle.com" in listing.stdout
+        assert name in listing
+    assert "kaggle.com" in listing
     source = make_fake_tree(str(tmp_path / "download"), "retinal_oct")
-    prepared = medivision("prepare", "retinal_oct", source, "--out", "oct", "--quiet", cwd=tmp_path)
-    assert prepared.returncode == 0, prepared.stderr
-    assert "Prepared 24 images of retinal_oct" in prepared.stdout
+    assert main(["prepare", "retinal_oct", source, "--out", "oct", "--quiet"]) == 0
+    assert "Prepared 24 images of retinal_oct" in capsys.readouterr().out
     manifest = pd.read_csv(tmp_path / "oct" / "manifest.csv")
     assert len(manifest) == 24 and set(manifest["class_name"]) == {"cnv", "dme", "drusen", "normal"}
-    wrong = medivision("prepare", "oct", source, cwd=tmp_path)
-    assert wrong.returncode == 2 and "Unknown dataset 'oct'" in wrong.stderr
+    assert main(["prepare", "oct", source]) == 2
+    assert "Unknown dataset 'oct'" in capsys.readouterr().err
 
 
 def test_cli_dataset_details_and_scan(tmp_path, capsys, monkeypatch):
-    # In-process (`cli.main`): the subprocess path is covered above.
     from medivision_tf.cli import main
 
     monkeypatch.chdir(tmp_path)

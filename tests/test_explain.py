@@ -3,8 +3,6 @@ faithfulness metrics, the report and the `medivision explain` command."""
 
 import json
 import os
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -242,7 +240,9 @@ def test_bad_inputs_raise_value_errors_naming_the_valid_values(trained_model, fe
         mx.explain_report(trained_model, images, [0, 0], [[0, 0, 9, 9]] * 2, "x", target="box")
 
 
-def test_explain_command_runs(trained_model, lesion_data, tmp_path):
+def test_explain_command_runs(trained_model, lesion_data, tmp_path, capsys):
+    from medivision_tf.cli import main
+
     model_path = tmp_path / "model.keras"
     trained_model.save(model_path)
     test = lesion_data["test"]
@@ -255,14 +255,13 @@ def test_explain_command_runs(trained_model, lesion_data, tmp_path):
     paths.append(str(tmp_path / "ct.dcm"))  # read by the data layer, as predict does
     write_dicom(paths[-1], test.images[4][:48, :, 0].astype("uint16") * 10, slope=4.0, window=None)
     out = tmp_path / "out"
-    command = [
-        sys.executable, "-m", "medivision_tf", "explain", str(model_path), *paths,
-        "--method", "gradcam++", "--out", str(out), "--batch-size", "2",
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+    command = ["explain", str(model_path), *paths,
+               "--method", "gradcam++", "--out", str(out), "--batch-size", "2"]
+    capsys.readouterr()
+    assert main(command) == 0, capsys.readouterr().err[-3000:]
+    stdout = capsys.readouterr().out
     names = medivision_tf.get_class_names(trained_model)
-    lines = [l for l in result.stdout.splitlines() if l.startswith(str(tmp_path))]
+    lines = [l for l in stdout.splitlines() if l.startswith(str(tmp_path))]
     assert len(lines) == 5 and all(l.split("\t")[1] in names for l in lines)
     assert sorted(os.listdir(out)) == sorted(
         ["grid_000.png", "grid_001.png", "grid_002.png"]
@@ -271,11 +270,8 @@ def test_explain_command_runs(trained_model, lesion_data, tmp_path):
     assert cv2.imread(str(out / "big_gradcam++.png")).shape == (80, 100, 3)
     assert cv2.imread(str(out / "ct_gradcam++.png")).shape == (48, 64, 3)
 
-    bad = subprocess.run(
-        command[:5] + [paths[0], "--class", "no_such_class", "--out", str(out)],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert bad.returncode == 2 and "Unknown class 'no_such_class'" in bad.stderr
+    assert main(command[:2] + [paths[0], "--class", "no_such_class", "--out", str(out)]) == 2
+    assert "Unknown class 'no_such_class'" in capsys.readouterr().err
 
 
 def test_read_image_decodes_like_the_data_layer(few, tmp_path):

@@ -279,22 +279,18 @@ def test_export_for_serving_returns_path_and_command(trained_model, tmp_path):
         export_for_serving(trained_model, "my model", export_root=tmp_path)
 
 
-def test_cli_export(trained_model, tmp_path):
+def test_cli_export(trained_model, tmp_path, capsys):
+    from medivision_tf.cli import main
+
     model_path = tmp_path / "model.keras"
     trained_model.save(model_path)
-    command = [sys.executable, "-m", "medivision_tf", "export", str(model_path)]
-    result = subprocess.run(
-        command + [str(tmp_path / "out" / "lesions"), "--version", "3"],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    capsys.readouterr()
+    code = main(["export", str(model_path), str(tmp_path / "out" / "lesions"), "--version", "3"])
+    assert code == 0, capsys.readouterr().err[-2000:]
     assert os.path.isfile(tmp_path / "out" / "lesions" / "3" / "saved_model.pb")
-    assert f"Serve it: medivision serve {tmp_path / 'out' / 'lesions'}" in result.stdout
-    missing = subprocess.run(
-        [sys.executable, "-m", "medivision_tf", "export", str(tmp_path / "nope.keras"), "x"],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert missing.returncode == 2 and "nope.keras" in missing.stderr
+    assert f"Serve it: medivision serve {tmp_path / 'out' / 'lesions'}" in capsys.readouterr().out
+    assert main(["export", str(tmp_path / "nope.keras"), "x"]) == 2
+    assert "nope.keras" in capsys.readouterr().err
 
 
 # float16 weights keep ~3 significant digits: an image near a decision

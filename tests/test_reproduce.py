@@ -13,8 +13,6 @@ The other seven datasets are absent ("not found").
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -180,19 +178,22 @@ def test_rerun_reuses_finished_runs(api_run, data_root, monkeypatch, tmp_path):
     assert "epochs" in changed["error"].iloc[0] and "another config" in changed["error"].iloc[0]
 
 
-def test_cli_subset(data_root, tmp_path):
+def test_cli_subset(data_root, tmp_path, capsys):
+    from medivision_tf.cli import main
+
     config = tmp_path / "train.json"
     config.write_text(json.dumps(CONFIG))
     paper = tmp_path / "paper.csv"  # as a user transcribes it: percent, a gap
     paper.write_text("dataset,accuracy,precision,recall,f1\nkidney_ct,99.1,98.7,,98.2\n")
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "medivision_tf", "reproduce", "--data-root", str(data_root),
+    command = ["reproduce", "--data-root", str(data_root),
                "--datasets", "kidney_ct,breast_ultrasound,brain_tumor_mri", "--out", str(out),
                "--config", str(config), "--backbone", "smallcnn", "--weights", "none",
                "--image-size", "32", "--epochs", "1", "--fine-tune-epochs", "0",
                "--batch-size", "16", "--quiet", "--paper-figures", str(paper)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    capsys.readouterr()
+    assert main(command) == 0, capsys.readouterr().err[-3000:]
+    stdout = capsys.readouterr().out
     table = pd.read_csv(out / rp.TABLE_CSV).set_index("dataset")
     assert table["status"].to_dict() == {
         "kidney_ct": "ok", "breast_ultrasound": "failed", "brain_tumor_mri": "not found"}
@@ -203,13 +204,13 @@ def test_cli_subset(data_root, tmp_path):
     with open(out / "kidney_ct" / "config.json") as f:
         saved = json.load(f)
     assert saved["image_size"] == 32 and saved["weights"] is None and saved["tensorboard"] is False
-    assert "| kidney_ct | ok |" in done.stdout
+    assert "| kidney_ct | ok |" in stdout
     _png_ok(out / rp.CHART_PNG)
     assert float(row["paper_accuracy"]) == pytest.approx(0.991)
     assert float(row["paper_f1"]) == pytest.approx(0.982)
     assert row["paper_recall"] == rp.PAPER_NOT_KNOWN
     assert table.loc["brain_tumor_mri", "paper_accuracy"] == rp.PAPER_NOT_KNOWN
-    assert str(paper) in done.stdout  # the table names where the paper's figures came from
+    assert str(paper) in stdout  # the table names where the paper's figures came from
 
 
 def test_cli_errors_name_the_value(data_root, tmp_path):

@@ -15,7 +15,8 @@ backup folder is removed), and the evaluation.
 
 On every killed folder the state and the checkpoints agree (`best.keras`, or
 the pending checkpoint the state names, holds the epoch `state.json` names).
-Every folder is then rerun (the same call, a fresh process; two at a time):
+Every folder is then rerun (the same call, in a fresh process that started
+none of the runs; one process reruns the folders one after another):
 it must end with exactly one `history.csv` row per epoch of both phases, the
 rows of epochs finished before the kill unchanged, only the unfinished epochs
 trained again, the evaluation written, `state.json` naming the best epoch of
@@ -23,7 +24,6 @@ the whole run and `best.keras` holding it, and no `.partial-*` file or
 backup folder left.
 """
 
-import concurrent.futures
 import json
 import os
 import shutil
@@ -127,9 +127,32 @@ config = dict(source=source, backbone="smallcnn", weights=None, image_size=32, c
               epochs=%d, fine_tune_epochs=%d, batch_size=16, steps_per_epoch=2,
               lstm_units=8, attention_units=4, learning_rate=3e-3, val_split=0.2,
               test_split=0.2, tensorboard=False, seed=1)
-result = loop.train_and_evaluate(config, run_dir=run_dir, verbose=2)
-print(json.dumps({"epochs": result.epochs, "best_epoch": result.best_epoch,
-                  "accuracy": result.report.summary["accuracy"]}))
+
+
+def run(folder):
+    result = loop.train_and_evaluate(config, run_dir=folder, verbose=2)
+    print(json.dumps({"epochs": result.epochs, "best_epoch": result.best_epoch,
+                      "accuracy": result.report.summary["accuracy"]}))
+
+
+if mode == "snapshots":
+    run(run_dir)
+else:
+    # Every killed folder (a JSON list) resumed in turn by this fresh process,
+    # which started none of them: all a rerun knows is what its folder holds.
+    # Each rerun's output goes to FOLDER.stdout/.stderr, its exit status to FOLDER.code.
+    import contextlib, traceback
+    for folder in json.loads(run_dir):
+        with open(folder + ".stdout", "w") as out, open(folder + ".stderr", "w") as err:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                try:
+                    run(folder)
+                    code = 0
+                except Exception:
+                    traceback.print_exc()
+                    code = 1
+        with open(folder + ".code", "w") as f:
+            f.write(str(code))
 ''' % (EPOCHS, FINE_TUNE_EPOCHS)
 
 
@@ -176,22 +199,25 @@ def killed(source):
 
 @pytest.fixture(scope="module")
 def resumed(source, killed):
-    """Each killed folder copied and rerun to the end, two processes at a time.
-
-    The reruns start at once in the background; each test waits for its own.
-    """
+    """Each killed folder copied and rerun to the end: the reruns run one after
+    another in one fresh process (one TensorFlow start-up, not nine)."""
     root = source["root"] / "resumed"
     folders = {}
     for point, folder in killed["folders"].items():
         folders[point] = root / point.replace(":", "_")
         shutil.copytree(folder, folders[point], symlinks=True)
-
-    def rerun(point):
-        return subprocess.run(_command(source, folders[point]), capture_output=True, text=True,
-                              timeout=600, env=_env())
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-        yield {point: (folders[point], pool.submit(rerun, point)) for point in POINTS}
+    proc = subprocess.run(
+        _command(source, json.dumps([str(folders[point]) for point in POINTS])),
+        capture_output=True, text=True, timeout=900, env=_env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = {}
+    for point in POINTS:
+        folder = str(folders[point])
+        code = open(folder + ".code").read() if os.path.exists(folder + ".code") else "-1"
+        results[point] = (folders[point], subprocess.CompletedProcess(
+            args=point, returncode=int(code), stdout=open(folder + ".stdout").read(),
+            stderr=open(folder + ".stderr").read()))
+    return results
 
 
 @pytest.fixture(scope="module")
@@ -219,10 +245,9 @@ def _assert_holds_epoch(val_loss, path, history, epoch):
 
 
 @pytest.mark.parametrize("point", POINTS)
-def test_state_and_checkpoints_agree_at_every_kill_point(killed, resumed, val_loss, point):
+def test_state_and_checkpoints_agree_at_every_kill_point(killed, val_loss, point):
     """What `state.json` names is on disk: the best checkpoint of its best epoch
-    (or, while the state names one, the pending file that becomes it).
-    (`resumed` only starts the reruns, on copies, meanwhile.)"""
+    (or, while the state names one, the pending file that becomes it)."""
     folder = killed["folders"][point]
     state = json.loads((folder / "state.json").read_text()) if (
         folder / "state.json").exists() else {}
@@ -269,8 +294,7 @@ def _check_finished(run_dir, val_loss):
 @pytest.mark.parametrize("point", POINTS)
 def test_a_killed_run_resumes_to_the_state_of_an_uninterrupted_run(killed, resumed, val_loss,
                                                                     point):
-    run_dir, future = resumed[point]
-    resumed_proc = future.result()
+    run_dir, resumed_proc = resumed[point]
     assert resumed_proc.returncode == 0, resumed_proc.stderr[-3000:]
     summary = json.loads(resumed_proc.stdout.strip().splitlines()[-1])
     assert summary["epochs"] == TOTAL
@@ -300,7 +324,7 @@ def test_a_killed_run_resumes_to_the_state_of_an_uninterrupted_run(killed, resum
                                   rtol=1e-4, atol=1e-6)
     # The test accuracy of the model trained without a break (the run killed
     # during its evaluation trained to the end; its rerun only evaluates).
-    reference = resumed["evaluation"][1].result()
+    reference = resumed["evaluation"][1]
     assert reference.returncode == 0, reference.stderr[-3000:]
     expected = json.loads(reference.stdout.strip().splitlines()[-1])["accuracy"]
     assert summary["accuracy"] == pytest.approx(expected, abs=1e-9)

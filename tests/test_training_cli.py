@@ -1,31 +1,27 @@
-"""`medivision train / evaluate / predict` as subprocesses, and kill-and-resume.
+"""`medivision train / evaluate / predict`, called in-process (`cli.main`).
 
-The uninterrupted run and the killed-and-resumed run go side by side, as do
-`evaluate` and `predict` (two cores; each process is mostly single-threaded
-tracing and start-up)."""
+The commands run in this process with their output captured: a separate
+process would prove nothing more here (the console script's TensorFlow log
+filter is tested in `test_cli.py`, the entry point in `test_demo.py`).
+Kill-and-resume, where the process boundary is what is tested, is
+`test_resume.py`: a real SIGKILL and a snapshot at every kill point, each
+rerun in a fresh process.
+"""
 
-import concurrent.futures
+import contextlib
+import io
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
+import shutil
 
 import cv2
 import numpy as np
 import pandas as pd
 import pytest
 
+from medivision_tf.cli import main
 from medivision_tf.data import make_synthetic_lesions
 
 EPOCHS, FINE_TUNE_EPOCHS = 2, 2
-
-
-def _env():
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    env.pop("TF_CONFIG", None)
-    return env
 
 
 @pytest.fixture(scope="module")
@@ -44,68 +40,25 @@ def dataset(tmp_path_factory):
     return {"root": root, "npz": str(path), "config": str(config), "data": data}
 
 
-def _train_command(dataset, out, *extra):
-    return [sys.executable, "-m", "medivision_tf", "train", dataset["npz"], "--config",
-            dataset["config"], "--out", str(out), *extra]
+def _train_args(dataset, out, *extra):
+    return ["train", dataset["npz"], "--config", dataset["config"], "--out", str(out), *extra]
 
 
-def _uninterrupted_run(dataset):
+def _run(argv):
+    """`medivision ARGV` in this process: (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(dataset):
     out = dataset["root"] / "run"
-    proc = subprocess.run(_train_command(dataset, out, "--quiet", "--seed", "3",
-                                          "--projection-units", "none"),
-                          capture_output=True, text=True, timeout=300, env=_env())
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return out, proc.stdout
-
-
-def _kill_and_resume(dataset):
-    """Starts a run, SIGKILLs it once state.json counts a finished epoch,
-    notes what the kill left, then reruns the same command to the end."""
-    out = dataset["root"] / "killed"
-    command = _train_command(dataset, out, "--seed", "3", "--no-evaluate")
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=_env())
-    state_file = out / "state.json"
-
-    def epochs_done():
-        try:
-            return json.loads(state_file.read_text()).get("epochs_done", 0)
-        except (FileNotFoundError, json.JSONDecodeError):
-            return 0
-
-    facts = {}
-    deadline = time.time() + 240
-    try:
-        while epochs_done() < 1 and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.02)
-        facts["running_at_kill"] = proc.poll() is None
-        facts["epochs_done_at_kill"] = epochs_done()
-        if facts["running_at_kill"]:
-            os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-    facts["returncode"] = proc.returncode
-    facts["model_after_kill"] = (out / "model.keras").exists()
-    facts["files_after_kill"] = [p.name for p in out.rglob("*") if p.is_file()]
-    facts["resumed"] = subprocess.run(command, capture_output=True, text=True, timeout=300,
-                                      env=_env())
-    return out, facts
-
-
-@pytest.fixture(scope="module")
-def runs(dataset):
-    """The uninterrupted run and the kill-and-resume run, side by side (two cores)."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-        killed = pool.submit(_kill_and_resume, dataset)
-        uninterrupted = pool.submit(_uninterrupted_run, dataset)
-        return {"uninterrupted": uninterrupted.result(), "killed": killed.result()}
-
-
-@pytest.fixture(scope="module")
-def uninterrupted(runs):
-    return runs["uninterrupted"]
+    code, stdout, stderr = _run(_train_args(dataset, out, "--quiet", "--seed", "3",
+                                            "--projection-units", "none"))
+    assert code == 0, stderr[-3000:]
+    return out, stdout
 
 
 def test_cli_train_writes_the_run_folder(uninterrupted):
@@ -142,8 +95,6 @@ def test_rerun_on_changed_data_is_refused_and_keeps_the_folder(uninterrupted, da
     """A rerun into a run folder must see the data the run started with: the
     folder's split.csv is edited as a changed source would change it (a file
     gone, a file moved to another split)."""
-    import shutil
-
     out, _ = uninterrupted
     copy = tmp_path / "run"
     shutil.copytree(out, copy)
@@ -153,20 +104,45 @@ def test_rerun_on_changed_data_is_refused_and_keeps_the_folder(uninterrupted, da
     split = split.drop(index=split.index[split["split"] == "train"][0])
     split.to_csv(copy / "split.csv", index=False)
     before = {p.name: p.stat().st_mtime_ns for p in copy.rglob("*") if p.is_file()}
-    proc = subprocess.run(_train_command(dataset, copy, "--quiet", "--seed", "3",
-                                         "--projection-units", "none"),
-                          capture_output=True, text=True, timeout=300, env=_env())
-    assert proc.returncode == 2, proc.stderr[-3000:]
-    assert "The data changed since this run started" in proc.stderr
-    assert "1 added or relabelled" in proc.stderr and "1 moved to another split" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    code, _, stderr = _run(_train_args(dataset, copy, "--quiet", "--seed", "3",
+                                       "--projection-units", "none"))
+    assert code == 2, stderr[-3000:]
+    assert "The data changed since this run started" in stderr
+    assert "1 added or relabelled" in stderr and "1 moved to another split" in stderr
+    assert "Traceback" not in stderr
     after = {p.name: p.stat().st_mtime_ns for p in copy.rglob("*") if p.is_file()}
     assert after == before  # nothing rewritten
 
 
-def test_cli_refuses_unknown_key_and_wrong_type(dataset, tmp_path, capsys):
-    from medivision_tf.cli import main
+def test_rerun_of_a_finished_run_trains_nothing_and_writes_a_missing_evaluation(
+        uninterrupted, dataset, tmp_path):
+    """The same `train` command on a finished run: no epoch is trained again;
+    `--no-evaluate` leaves a removed evaluation out, a plain rerun writes it."""
+    out, _ = uninterrupted
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+    shutil.rmtree(copy / "evaluation")
+    history = (copy / "history.csv").read_text()
+    args = _train_args(dataset, copy, "--quiet", "--seed", "3", "--projection-units", "none")
+    code, rerun, stderr = _run(args + ["--no-evaluate"])
+    assert code == 0, stderr[-3000:]
+    assert f"{copy} holds a finished run of this config: not trained again." in rerun
+    assert "balanced_accuracy=" not in rerun and not (copy / "evaluation").exists()
+    summary = json.loads(rerun.strip().splitlines()[-1])
+    assert summary["epochs"] == EPOCHS + FINE_TUNE_EPOCHS
+    code, rerun, stderr = _run(args)
+    assert code == 0, stderr[-3000:]
+    assert "not trained again" in rerun and "balanced_accuracy=" in rerun
+    assert (copy / "history.csv").read_text() == history  # no epoch trained again
+    # The evaluation of the model the run saved: the figures of the first one.
+    metrics = json.loads((copy / "evaluation" / "metrics.json").read_text())["summary"]
+    first = json.loads((out / "evaluation" / "metrics.json").read_text())["summary"]
+    assert metrics["num_samples"] == first["num_samples"] == 72
+    for key in ("accuracy", "balanced_accuracy", "f1_macro"):
+        assert metrics[key] == pytest.approx(first[key], abs=1e-6), key
 
+
+def test_cli_refuses_unknown_key_and_wrong_type(dataset, tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"epochz": 2}))
     assert main(["train", dataset["npz"], "--config", str(bad), "--out", str(tmp_path / "r")]) == 2
@@ -184,33 +160,25 @@ def test_cli_evaluate_and_predict(uninterrupted, dataset, tmp_path):
     for i in range(3):
         paths.append(str(tmp_path / f"image{i}.png"))
         cv2.imwrite(paths[-1], data.images[i])
-    commands = {
-        "evaluate": [sys.executable, "-m", "medivision_tf", "evaluate", str(out / "model.keras"),
-                     dataset["npz"], "--out", str(tmp_path / "eval"), "--tta",
-                     "--history", str(out / "history.csv")],
-        "predict": [sys.executable, "-m", "medivision_tf", "predict", str(out / "model.keras"),
-                    *paths, "--top-k", "2", "--csv", str(tmp_path / "pred.csv")],
-    }
-    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:  # two cores
-        procs = dict(zip(commands, pool.map(
-            lambda argv: subprocess.run(argv, capture_output=True, text=True, timeout=300,
-                                        env=_env()), commands.values())))
 
-    proc = procs["evaluate"]
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "balanced_accuracy=" in proc.stdout
+    code, stdout, stderr = _run(["evaluate", out / "model.keras", dataset["npz"],
+                                 "--out", tmp_path / "eval", "--tta",
+                                 "--history", out / "history.csv"])
+    assert code == 0, stderr[-3000:]
+    assert "balanced_accuracy=" in stdout
     report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     # The run had a validation split, so its model has trust values: a second line.
     assert report["summary"]["conformal_method"] == "lac"
-    assert "trust: ece_after_calibration=" in proc.stdout
-    assert "prediction sets (lac, alpha 0.1): coverage=" in proc.stdout
+    assert "trust: ece_after_calibration=" in stdout
+    assert "prediction sets (lac, alpha 0.1): coverage=" in stdout
     assert report["summary"]["num_samples"] == 480
     assert report["summary"]["tta"] == ["identity", "flip_left_right"]
     assert (tmp_path / "eval" / "training_curves.png").is_file()
 
-    proc = procs["predict"]
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = [l for l in proc.stdout.splitlines() if l.startswith(str(tmp_path))]
+    code, stdout, stderr = _run(["predict", out / "model.keras", *paths, "--top-k", "2",
+                                 "--csv", tmp_path / "pred.csv"])
+    assert code == 0, stderr[-3000:]
+    lines = [l for l in stdout.splitlines() if l.startswith(str(tmp_path))]
     assert len(lines) == 3 and all("top-2:" in l for l in lines)
     table = pd.read_csv(tmp_path / "pred.csv")
     assert list(table["path"]) == paths
@@ -219,25 +187,3 @@ def test_cli_evaluate_and_predict(uninterrupted, dataset, tmp_path):
     probs = table[[f"prob_{c}" for c in names]].to_numpy()
     np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
     assert all(len(t.split("; ")) == 2 for t in table["top_k"])
-
-
-def test_sigkilled_run_resumes_and_ends_with_the_same_epoch_count(runs):
-    out, facts = runs["killed"]
-    assert facts["running_at_kill"], "the run finished before it could be killed"
-    assert facts["epochs_done_at_kill"] >= 1
-    assert facts["returncode"] == -signal.SIGKILL
-    assert not facts["model_after_kill"]
-    # No checkpoint is half-written: only complete files under their final names.
-    assert not [name for name in facts["files_after_kill"] if ".partial" in name]
-
-    resumed = facts["resumed"]
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    # It resumed: the first epoch was not trained again.
-    assert "Epoch 1/4" not in resumed.stdout and "Epoch 4/4" in resumed.stdout
-    history = pd.read_csv(out / "history.csv")
-    reference = pd.read_csv(runs["uninterrupted"][0] / "history.csv")
-    assert list(history["epoch"]) == list(reference["epoch"]) == [0, 1, 2, 3]
-    summary = json.loads(resumed.stdout.strip().splitlines()[-1])
-    assert summary["epochs"] == EPOCHS + FINE_TUNE_EPOCHS
-    assert (out / "model.keras").is_file()
-    assert not [p for p in out.rglob("*") if ".partial" in p.name]

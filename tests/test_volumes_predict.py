@@ -4,8 +4,6 @@ volumes (a model trained a few steps on their slices) and on the real files
 nibabel and pydicom ship."""
 
 import os
-import subprocess
-import sys
 
 import cv2
 import keras
@@ -278,23 +276,28 @@ def test_save_montage_tiles_and_frames(tmp_path):
         mx.save_montage(tmp_path / "m.png", tiles, captions=["a", "b"])
 
 
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "medivision_tf", *map(str, args)],
-                          capture_output=True, text=True, timeout=300)
+def _cli(capsys, *args):
+    """`medivision ARGS` in this process (`cli.main`): (exit code, stdout, stderr)."""
+    from medivision_tf.cli import main
+
+    capsys.readouterr()
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
-def test_predict_command_with_volumes_csv_and_hostile_files(volumes, tmp_path):
+def test_predict_command_with_volumes_csv_and_hostile_files(volumes, tmp_path, capsys):
     fake = tmp_path / "fake.nii"
     fake.write_bytes(b"\x00" * 400)
     empty = _save(tmp_path / "empty.nii", np.zeros((6, 6, 3), "float32"))
     volume = volumes["tests"][0][0]
     csv = tmp_path / "out" / "preds.csv"
-    result = _cli("predict", volumes["root"] / "trusted.keras", volumes["png"], volume,
-                  fake, empty, "--csv", csv, "--top-k", "1")
-    assert result.returncode == 1, result.stderr[-3000:]  # some files skipped
-    assert "Traceback" not in result.stderr
-    assert "2 of 4 images predicted, 2 skipped" in result.stderr
-    lines = result.stdout.splitlines()
+    code, stdout, stderr = _cli(capsys, "predict", volumes["root"] / "trusted.keras",
+                                volumes["png"], volume, fake, empty, "--csv", csv, "--top-k", "1")
+    assert code == 1, stderr[-3000:]  # some files skipped
+    assert "Traceback" not in stderr
+    assert "2 of 4 images predicted, 2 skipped" in stderr
+    lines = stdout.splitlines()
     assert lines[0].startswith(volumes["png"] + "\t")
     assert [l.split("\t")[0] for l in lines[1:8]] == (
         [f"{volume} [slice {i}]" for i in range(1, 7)] + [f"{volume} [volume: 6 slices]"])
@@ -328,13 +331,14 @@ def test_predict_command_refuses_only_unusable_volumes(volumes, tmp_path, capsys
     assert "fake.nii.gz" in err and "Traceback" not in err
 
 
-def test_explain_command_with_an_image_and_a_volume(volumes, tmp_path):
+def test_explain_command_with_an_image_and_a_volume(volumes, tmp_path, capsys):
     out = tmp_path / "explained"
     volume = volumes["tests"][2][0]  # test_left1.nii.gz
-    result = _cli("explain", volumes["root"] / "plain.keras", volumes["png"], volume,
-                  "--out", out, "--top-slices", "2", "--quiet")
-    assert result.returncode == 0, result.stderr[-3000:]
-    lines = result.stdout.splitlines()
+    code, stdout, stderr = _cli(capsys, "explain", volumes["root"] / "plain.keras",
+                                volumes["png"], volume, "--out", out, "--top-slices", "2",
+                                "--quiet")
+    assert code == 0, stderr[-3000:]
+    lines = stdout.splitlines()
     assert lines[0].startswith(volumes["png"] + "\t")
     assert lines[1].startswith(f"{volume} [volume: 6 slices]\tleft\tp=")
     assert "2 slices explained (left)" in lines[1]
