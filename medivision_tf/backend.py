@@ -39,6 +39,30 @@ import os
 BACKENDS = ("tensorflow", "jax", "torch")
 
 
+#: What to use instead on JAX and PyTorch, per TensorFlow-only part (the
+#: sentence `require_tensorflow` adds to its message).
+INSTEAD = {
+    "data": "On this backend feed the model NumPy arrays or a keras.utils.PyDataset "
+    "(on PyTorch also a torch.utils.data.DataLoader)",
+    "export": "Save the model as a .keras file (model.save) and export that file from a "
+    "process on the TensorFlow backend: .keras files load on every backend",
+    "serving": "Serve an export made on the TensorFlow backend; .keras files load on every "
+    "backend",
+    "training": "On this backend compile and fit the model with Keras (model.compile, "
+    "model.fit) on NumPy arrays or a keras.utils.PyDataset",
+    "evaluation": "On this backend run model.predict on arrays and score the probabilities",
+    "prediction": "On this backend run model.predict on arrays of raw 0-255 pixels",
+    "cli": "On this backend use the Python API",
+}
+
+#: How to reach the TensorFlow backend, per caller kind.
+_REMEDY = (
+    "To use it, start Python with KERAS_BACKEND=tensorflow (TensorFlow installed); "
+    "Keras cannot switch backends once imported."
+)
+_CLI_REMEDY = "Run the command with KERAS_BACKEND unset or set to tensorflow."
+
+
 class BackendError(RuntimeError):
     """A TensorFlow-only feature was called while Keras runs on another backend."""
 
@@ -53,7 +77,7 @@ def current_backend():
     return keras.config.backend()
 
 
-def require_tensorflow(feature, instead=None):
+def require_tensorflow(feature, instead=None, command_line=False):
     """Raises `BackendError` unless Keras runs on TensorFlow.
 
     Call it before importing TensorFlow, so that a machine with JAX or
@@ -63,6 +87,8 @@ def require_tensorflow(feature, instead=None):
         feature: what was called, as the user knows it, e.g.
             `"medivision_tf.data.make_dataset (tf.data)"`.
         instead: what works on every backend instead, as a sentence, or None.
+        command_line: the caller is the `medivision` command (the remedy is
+            an environment variable for the command, not for Python).
 
     Raises:
         BackendError: Keras runs on another backend; the message names it,
@@ -74,15 +100,12 @@ def require_tensorflow(feature, instead=None):
     if os.environ.get("KERAS_BACKEND"):
         source = f"KERAS_BACKEND={os.environ['KERAS_BACKEND']}"
     else:
-        source = "set in ~/.keras/keras.json"
+        source = "from keras.json in KERAS_HOME, default ~/.keras"
     message = (
         f"{feature} runs on the TensorFlow backend only; Keras runs on {backend!r} "
         f"({source}). "
     )
     if instead:
         message += instead.rstrip(".") + ". "
-    message += (
-        "To use it, start Python with KERAS_BACKEND=tensorflow (TensorFlow installed); "
-        "Keras cannot switch backends once imported. See docs/backends.md."
-    )
+    message += (_CLI_REMEDY if command_line else _REMEDY) + " See docs/backends.md."
     raise BackendError(message)
