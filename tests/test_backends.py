@@ -98,9 +98,8 @@ def test_import_and_build_do_not_import_tensorflow(runs, backend):
     assert values["keras_backend"] == backend
     assert values["tensorflow_imported_by_import_and_build"] == {
         "after_import": False, "after_build": False}
-    # Nothing else the worker ran imported it either (fit, save/load, explain, refusals).
-    assert values["tensorflow_imported_at_end"] is False, values.get(
-        "tensorflow_first_imported_by")
+    # The worker's other steps ran with `import tensorflow` failing (as on a machine
+    # without it): each test below that passes on this backend needed no TensorFlow.
 
 
 @pytest.mark.parametrize("backend", OTHERS)
@@ -208,7 +207,6 @@ def test_tensorflow_only_parts_refuse_with_one_clear_error(runs, backend):
     values, _, _ = _get(runs, backend)
     refusals = _value(values, "refusals")
     cli = refusals.pop("cli_train")
-    assert refusals.pop("tensorflow_imported") is False
     assert cli["exit_code"] == 2
     assert cli["stderr"].startswith("medivision train: error: medivision train runs on the "
                                     f"TensorFlow backend only; Keras runs on '{backend}'")
