@@ -60,7 +60,7 @@ def tf_keras_vis_upsampling(model, images, labels, boxes, native):
     from tf_keras_vis.utils.scores import CategoricalScore
 
     from medivision_tf.explain import energy_in_box, map_correlation, pointing_game
-    from medivision_tf.explain.methods import _quiet
+    from medivision_tf.explain._tf_keras_vis import _quiet
 
     visualizer = Gradcam(_quiet(model), clone=False)
     maps = []

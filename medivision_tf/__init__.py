@@ -8,6 +8,14 @@ import medivision_tf
 model = medivision_tf.build_medivision(4)   # EfficientNetB0, ImageNet weights
 ```
 
+The model core (`build_medivision`, `build_pooling_baseline`, `load_model`,
+`set_backbone_trainable`, `calibrate_batchnorm`, `attention_weights`, ...)
+and `medivision_tf.explain`'s Grad-CAM, Grad-CAM++ and attention maps run on
+every Keras 3 backend (TensorFlow, JAX, PyTorch) without importing
+TensorFlow elsewhere; what is built on TensorFlow (`data`, `training`,
+`evaluation`, `prediction`, `export`, serving, the command line) raises
+`medivision_tf.backend.BackendError` on JAX and PyTorch (docs/backends.md).
+
 Names and the pipeline-stage modules (`medivision_tf.data`, `.training`,
 `.evaluation`, `.explain`, `.export`) are imported on first use, so the
 command line starts without TensorFlow and imports it only for the command
@@ -49,12 +57,27 @@ _MODULES = ("data", "evaluation", "explain", "export", "training", "prediction",
 
 __all__ = sorted(set(_EXPORTS) | set(_MODULES))
 
+# The parts built on TensorFlow: on another backend, a BackendError names what was
+# asked for (before the module's own guard or any TensorFlow import).
+_TENSORFLOW_ONLY = {
+    "medivision_tf.data": "data",
+    "medivision_tf.evaluation": "evaluation",
+    "medivision_tf.export": "export",
+    "medivision_tf.prediction": "prediction",
+    "medivision_tf.training.loop": "training",
+}
+
 
 if "keras" in sys.modules:  # a Keras user: register the layers now (Keras is loaded)
     importlib.import_module(f"{__name__}.layers")
 
 
 def __getattr__(name):
+    path = f"{__name__}.{name}" if name in _MODULES else _EXPORTS.get(name)
+    if path in _TENSORFLOW_ONLY:
+        from medivision_tf.backend import INSTEAD, require_tensorflow
+
+        require_tensorflow(f"medivision_tf.{name}", INSTEAD[_TENSORFLOW_ONLY[path]])
     if name in _MODULES:
         module = importlib.import_module(f"{__name__}.{name}")
         globals()[name] = module

@@ -100,8 +100,10 @@ def calibrate_batchnorm(model, images, batch_size=32, max_batches=None):
 
     Args:
         model: a Keras model (e.g. from `build_medivision`).
-        images: array `(n, height, width, channels)` of raw pixels, or a
-            `tf.data.Dataset` of images or of `(images, labels)` batches.
+        images: array `(n, height, width, channels)` of raw pixels, or
+            batches of images or of `(images, labels)`: a
+            `keras.utils.PyDataset`, a `tf.data.Dataset` (TensorFlow), a
+            `torch.utils.data.DataLoader` (PyTorch) or any iterable.
         batch_size: batch size when `images` is an array.
         max_batches: stop after this many batches (default: all).
 
@@ -124,6 +126,11 @@ def calibrate_batchnorm(model, images, batch_size=32, max_batches=None):
         return 0
     if isinstance(images, np.ndarray):
         batches = (images[i : i + batch_size] for i in range(0, len(images), batch_size))
+    elif isinstance(images, keras.utils.PyDataset):  # indexed, not iterated
+        batches = (
+            b[0] if isinstance(b, (tuple, list)) else b
+            for b in (images[i] for i in range(images.num_batches))
+        )
     else:
         batches = (b[0] if isinstance(b, (tuple, list)) else b for b in images)
     momenta = [layer.momentum for layer in layers]

@@ -30,6 +30,14 @@ volume.loc[volume["slice"] == "volume", ["path", "class", "probability"]]
 ```
 """
 
+from medivision_tf.backend import INSTEAD, require_tensorflow
+
+# Before TensorFlow is imported: on JAX or PyTorch, one clear error (docs/backends.md).
+require_tensorflow(
+    "medivision_tf.prediction (image-file readers, test-time augmentation)",
+    INSTEAD["prediction"],
+)
+
 import os
 
 import numpy as np

@@ -137,7 +137,18 @@ def quickstart():
             from medivision_tf.data import make_synthetic_lesions
             from medivision_tf.evaluation import evaluate_model, plot_history
 
-            print("medivision_tf", medivision_tf.__version__, "| keras", keras.__version__)
+            print("medivision_tf", medivision_tf.__version__, "| keras", keras.__version__,
+                  "| backend", keras.config.backend())
+            """
+        ),
+        md(
+            """
+            **Backend.** This notebook runs on TensorFlow, Keras' default backend: its data
+            (`medivision_tf.data`) and `evaluate_model` are built on TensorFlow. The model itself
+            (building, `fit` on arrays, `.keras` files, Grad-CAM and Grad-CAM++, attention maps)
+            also runs on JAX and PyTorch: set `KERAS_BACKEND=jax` or `torch` before Keras is
+            imported, and the TensorFlow-only parts raise one clear error instead
+            ([docs/backends.md](../docs/backends.md)).
             """
         ),
         code(SHOW_PNG),

@@ -289,3 +289,41 @@ def test_bench_transfer_summary_checks_and_table():
                               "no_drop_at_switch": True}
     table = bench_transfer.render_table(results)
     assert "0.840 ± 0.014" in table and "(b) ≥ (c) NO" in table
+
+
+def test_bench_gpu_quick_runs_on_jax_without_tensorflow(tmp_path):
+    """`bench_gpu.py --quick` as on a GPU machine without TensorFlow, here on the
+    CPU through JAX (in the test extra): its rows, the LSTM probe, the table (no
+    timing asserted; issue 32)."""
+    import importlib.util
+
+    import bench_gpu
+
+    if importlib.util.find_spec("jax") is None:
+        pytest.skip('jax is not installed: pip install "jax[cpu]" (in the test extra)')
+    out = tmp_path / "gpu.json"
+    command = [sys.executable, os.path.join(BENCH_DIR, "bench_gpu.py"), "--quick",
+               "--json", str(out)]
+    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3")
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert results["backend"] == "jax" and results["quick"] is True
+    assert results["skipped"] == []
+    rows = results["rows"]
+    assert [(r["backbone"], r["precision"]) for r in rows] == [
+        ("smallcnn", "float32"), ("smallcnn", "mixed_bfloat16")]
+    for row in rows:
+        assert row["tensorflow_imported"] is False and "tensorflow" not in row["modules_loaded"]
+        assert row["device"]["backend"] == "jax" and row["device"]["device"].startswith("cpu")
+        assert row["lstm_runs_as"].startswith("Keras loop")  # no cuDNN on a CPU
+        assert row["outputs_finite"]
+        assert row["medivision_params"] > row["pooling_params"]
+        for key in ("medivision_train_images_per_s", "pooling_train_images_per_s",
+                    "medivision_infer_images_per_s", "pooling_infer_images_per_s"):
+            assert row[key] > 0, key
+        assert isinstance(row["head_share_of_train_step"], float)
+        assert row["medivision_train_peak_bytes"] is None  # no device allocator on a CPU
+    table = bench_gpu.render_table(results)
+    assert table in completed.stdout  # what it printed is its rendering of the JSON
+    assert "--quick: the figures mean nothing" in table and table.count("| smallcnn |") == 2

@@ -5,7 +5,9 @@ Each command lives in its own module of this package and exposes
 parser's `func` default. Modules are found automatically, so adding a command
 touches no other file. Registering imports no TensorFlow (`--help` is
 instant); a command imports it when it runs. TensorFlow's native log lines
-are kept off stderr unless `--verbose` is given (see `_quiet`).
+are kept off stderr unless `--verbose` is given (see `_quiet`). Every command
+runs on TensorFlow: with `KERAS_BACKEND=jax` or `torch` it stops with one line
+that says so (`medivision_tf.backend`), exit code 2.
 
 Example:
 
@@ -57,9 +59,12 @@ def main(argv=None):
         from medivision_tf.cli import _quiet
 
         _quiet.install()
+    from medivision_tf.backend import INSTEAD, BackendError, require_tensorflow
+
     try:
+        require_tensorflow(f"medivision {args.command}", INSTEAD["cli"], command_line=True)
         return args.func(args) or 0
-    except (ValueError, TypeError, FileNotFoundError) as error:
+    except (ValueError, TypeError, FileNotFoundError, BackendError) as error:
         print(f"medivision {args.command}: error: {error}", file=sys.stderr)
         return 2
 

@@ -32,6 +32,14 @@ weights = data.class_weights(train)
 ```
 """
 
+from medivision_tf.backend import INSTEAD, require_tensorflow
+
+# Before TensorFlow is imported: on JAX or PyTorch, one clear error (docs/backends.md).
+require_tensorflow(
+    "medivision_tf.data (tf.data pipelines, sources, image-file readers, shards)",
+    INSTEAD["data"],
+)
+
 from medivision_tf.data.io.dicom import read_dicom
 from medivision_tf.data.io.finish import finish_image, resize_image, to_channels
 from medivision_tf.data.io.frame_paths import split_frame, with_frame

@@ -44,6 +44,14 @@ The work is done in four modules, whose public names are re-exported here:
 and `plots` (the figures).
 """
 
+from medivision_tf.backend import INSTEAD, require_tensorflow
+
+# Before TensorFlow is imported: on JAX or PyTorch, one clear error (docs/backends.md).
+require_tensorflow(
+    "medivision_tf.evaluation (evaluation with the TensorFlow prediction path)",
+    INSTEAD["evaluation"],
+)
+
 from medivision_tf.evaluation.evaluate import evaluate_model  # noqa: F401
 from medivision_tf.evaluation.metrics import (  # noqa: F401
     add_trust_metrics,

@@ -1,11 +1,15 @@
 """Explanations: Grad-CAM family, attention maps, overlays, faithfulness.
 
 - `gradcam_heatmaps(model, images, class_index=None, layer_name="feature_map")`:
-  native batched Grad-CAM in one `tf.function` (TF ops only: it can be traced
-  into an exported signature); returns a `(batch, H, W)` tensor in [0, 1].
+  native batched Grad-CAM with the backend's own gradients: on TensorFlow in
+  one `tf.function` (TF ops only: it can be traced into an exported
+  signature), on JAX with `jax.vjp`, on PyTorch with `torch.autograd`;
+  returns a `(batch, H, W)` tensor of the backend in [0, 1].
 - `explain(model, images, method=..., class_index=None, layer_name=None)`:
-  Grad-CAM (the native one above), tf-keras-vis' Grad-CAM++, Score-CAM and
-  LayerCAM, or the attention maps; NumPy maps in [0, 1] at the images' size.
+  Grad-CAM (the native one above), Grad-CAM++ (tf-keras-vis' on TensorFlow,
+  the same formula natively on JAX and PyTorch), Score-CAM and LayerCAM
+  (tf-keras-vis: TensorFlow only), or the attention maps; NumPy maps in
+  [0, 1] at the images' size.
 - `attention_maps(model, images)`: the attention layer's weights over the
   feature map, upsampled to the image (no gradient).
 - `overlay(image, heatmap)`, `save_explanation_grid(path, images, maps, ...)`,
@@ -30,6 +34,12 @@
   (`<name>_volume_<method>.png`, `save_montage`) and every selected slice's
   scores (`<name>_slices.csv`); `is_volume(model, path)` tells which files
   it takes.
+
+`gradcam_heatmaps`, `explain` (but Score-CAM and LayerCAM), `attention_maps`,
+the faithfulness scores, overlays and `explain_report` run on every Keras
+backend; what reads image files (`read_image`, `explain_images`,
+`explain_volume`, `is_volume`) runs on TensorFlow only and says so
+(`medivision_tf.backend.BackendError`) on JAX and PyTorch.
 
 The target layer defaults to `"feature_map"`, the backbone's last
 convolutional feature map in every `build_medivision` model; any layer with
@@ -59,7 +69,7 @@ import importlib
 METHODS = ("gradcam", "gradcam++", "scorecam", "layercam", "attention")
 
 _EXPORTS = {
-    "spatial_layer_names": "_inputs",
+    "spatial_layer_names": "_checks",
     "box_area_share": "faithfulness",
     "energy_in_box": "faithfulness",
     "map_correlation": "faithfulness",
@@ -83,12 +93,23 @@ _EXPORTS = {
 
 __all__ = sorted({"METHODS", *_EXPORTS})
 
+# Modules that read image files with TensorFlow (the data pipeline's reader).
+_TENSORFLOW_ONLY = ("files", "volumes")
+
 
 def __getattr__(name):
     # Imported on first use, so `medivision --help` lists METHODS without TensorFlow.
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if module in _TENSORFLOW_ONLY:
+        from medivision_tf.backend import require_tensorflow
+
+        require_tensorflow(
+            f"medivision_tf.explain.{name} (reads image files with TensorFlow)",
+            instead="On this backend pass images as arrays to explain(), attention_maps() "
+            "or explain_report()",
+        )
     value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
     globals()[name] = value
     return value

@@ -1,32 +1,37 @@
-"""Native batched Grad-CAM: one `tf.GradientTape` pass inside a `tf.function`.
+"""Native batched Grad-CAM on every Keras backend, with the backend's own gradients.
 
-It gives the same maps as tf-keras-vis' `Gradcam` (gradients of the class
-probability, averaged over the feature map, weight its channels; ReLU;
-upsampling; per-image min-max scaling), but for a whole batch in one graph
-and from TensorFlow ops only, so it can be traced into an exported
-SavedModel signature.
+- TensorFlow: one `tf.GradientTape` pass inside a `tf.function` (`_gradcam_tf`),
+  from TensorFlow ops only, so it can be traced into an exported SavedModel
+  signature; it gives the same maps as tf-keras-vis' `Gradcam`.
+- JAX (`jax.vjp`, jitted) and PyTorch (`torch.autograd`): `_gradients`, the
+  same maps to float32 rounding on the same weights.
+
+Either way: gradients of the class probability, averaged over the feature
+map, weight its channels; ReLU; bilinear upsampling to the image; per-image
+min-max scaling to [0, 1].
 """
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
-from medivision_tf.explain import _cache, _inputs
-from medivision_tf.model import FEATURE_MAP_LAYER
+from medivision_tf.model_access import FEATURE_MAP_LAYER
 
 
 def gradcam_heatmaps(model, images, class_index=None, layer_name=FEATURE_MAP_LAYER):
-    """Grad-CAM maps for a batch, computed in one graph.
+    """Grad-CAM maps for a batch, computed in one pass.
 
     For each image, the gradient of the chosen class's output with respect to
     the feature map of `layer_name` is averaged over the map's positions to
     weight its channels; the weighted sum, through a ReLU, is resized
     (bilinear) to the image and scaled to [0, 1].
 
-    Built from TensorFlow ops only: call it eagerly or inside a `tf.function`
-    (e.g. an exported serving signature, with a dynamic batch size). Images
-    whose size or channel count differ from the model input are resized /
-    converted first, and the maps are returned at the size of `images`.
+    On TensorFlow it is built from TensorFlow ops only: call it eagerly or
+    inside a `tf.function` (e.g. an exported serving signature, with a
+    dynamic batch size). On JAX and PyTorch it runs with the backend's own
+    gradients (eagerly; the JAX pass is jitted). Images whose size or channel
+    count differ from the model input are resized / converted first, and the
+    maps are returned at the size of `images`.
 
     Args:
         model: a model from `medivision_tf.build_medivision` (or any Keras
@@ -41,7 +46,9 @@ def gradcam_heatmaps(model, images, class_index=None, layer_name=FEATURE_MAP_LAY
             `"feature_map"`, the backbone's last convolutional feature map.
 
     Returns:
-        float32 `tf.Tensor` `(batch, height, width)` with values in [0, 1].
+        float32 tensor of the backend (`tf.Tensor`, `jax.Array`,
+        `torch.Tensor`) `(batch, height, width)` with values in [0, 1];
+        `keras.ops.convert_to_numpy` makes it a NumPy array on any backend.
 
     Raises:
         ValueError: unknown layer (the message lists the valid ones) or class
@@ -58,7 +65,7 @@ def gradcam_heatmaps(model, images, class_index=None, layer_name=FEATURE_MAP_LAY
         3, backbone="smallcnn", input_shape=(64, 64, 1), weights=None
     )
     maps = gradcam_heatmaps(model, np.zeros((2, 64, 64, 1)), class_index=1)
-    maps.shape   # TensorShape([2, 64, 64])
+    maps.shape   # (2, 64, 64)
     ```
     """
     return gradcam_and_probabilities(model, images, class_index, layer_name)[0]
@@ -76,71 +83,44 @@ def gradcam_and_probabilities(
 
     Returns:
         `(heatmaps, probabilities, class_index)`: float32 `(batch, height,
-        width)` in [0, 1], float32 `(batch, classes)`, int32 `(batch,)`.
+        width)` in [0, 1], float32 `(batch, classes)`, int32 `(batch,)`,
+        tensors of the backend.
     """
-    _inputs.check_layer(model, layer_name)
-    images = tf.convert_to_tensor(images)
-    if images.shape.rank == 3:
+    if keras.config.backend() == "tensorflow":
+        from medivision_tf.explain import _gradcam_tf
+
+        return _gradcam_tf.gradcam_and_probabilities(model, images, class_index, layer_name)
+    return backend_cams(model, images, class_index, layer_name, method="gradcam")
+
+
+def backend_cams(model, images, class_index, layer_name, method):
+    """Grad-CAM (`method="gradcam"`) or Grad-CAM++ (`"gradcam++"`) on JAX or
+    PyTorch: `(heatmaps, probabilities, class_index)` as in
+    `gradcam_and_probabilities`."""
+    from medivision_tf.explain import _checks, _gradients, _inputs_keras
+
+    layer = _checks.check_layer(model, layer_name)
+    images = ops.convert_to_tensor(images)
+    if len(images.shape) == 3:
         images = images[..., None]
-    if images.shape.rank != 4:
+    if len(images.shape) != 4:
         raise ValueError(
             "`images` must be a batch (batch, height, width, channels). "
-            f"Received shape: {images.shape}"
+            f"Received shape: {tuple(images.shape)}"
         )
-    num_classes = _inputs.num_classes(model)
-    if class_index is None:
-        indices = tf.constant(-1, tf.int32)  # -1: each image's top class
-    elif tf.is_tensor(class_index):
-        indices = tf.cast(class_index, tf.int32)
-        if tf.executing_eagerly():
-            _inputs.check_class_index(
-                indices.numpy(), int(tf.shape(images)[0]), num_classes
-            )
-    elif np.ndim(class_index) == 0:
-        indices = tf.constant(_inputs.check_class_index(class_index, 1, num_classes)[0])
+    if class_index is not None:
+        class_index = np.asarray(ops.convert_to_numpy(class_index))
+    indices = _checks.check_class_index(
+        class_index, int(images.shape[0]), _checks.num_classes(model)
+    )
+    inputs = _inputs_keras.fit_to_model(images, model)
+    features, grads, probabilities, index = _gradients.class_gradients(
+        model, inputs, indices, layer.name
+    )
+    if method == "gradcam":
+        cams = _gradients.gradcam(features, grads)
     else:
-        batch = images.shape[0] if images.shape[0] is not None else len(class_index)
-        indices = tf.constant(_inputs.check_class_index(class_index, batch, num_classes))
-    size = [images.shape[i] or tf.shape(images)[i] for i in (1, 2)]
-    inputs = _inputs.fit_to_model(images, model)
-    graph = _cache.cached(
-        model, ("gradcam", layer_name), lambda: _build_graph(model, layer_name)
-    )
-    cams, probabilities, index = graph(inputs, indices)
-    return _inputs.maps_to_images(cams, size, model), probabilities, index
-
-
-def _build_graph(model, layer_name):
-    """The traced Grad-CAM of one layer, at the feature map's resolution.
-
-    The traced function returns `(cams, probabilities, class_index)`: the
-    probabilities and chosen classes come from the same forward pass.
-    """
-    probe = keras.Model(
-        model.inputs, [model.get_layer(layer_name).output, model.outputs[0]]
-    )
-    num_classes = _inputs.num_classes(model)
-    image_spec = tf.TensorSpec((None, *_inputs.model_image_shape(model)), tf.float32)
-    # class_index: a scalar (-1: each image's top class) or one per image.
-    index_spec = tf.TensorSpec(None, tf.int32)
-
-    @tf.function(input_signature=[image_spec, index_spec])
-    def cams(inputs, class_index):
-        with tf.GradientTape(watch_accessed_variables=False) as tape:
-            tape.watch(inputs)
-            features, probabilities = probe(inputs, training=False)
-            batch = tf.shape(probabilities)[0]
-            top = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
-            index = tf.where(
-                class_index < 0, top, tf.broadcast_to(class_index, [batch])
-            )
-            tf.debugging.assert_less(
-                index, num_classes, message="class_index out of range"
-            )
-            scores = tf.gather(probabilities, index, axis=1, batch_dims=1)
-        grads = tape.gradient(scores, features)
-        weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
-        cams = tf.nn.relu(tf.reduce_sum(features * weights, axis=-1))
-        return cams, probabilities, index
-
-    return cams
+        scores = ops.take_along_axis(probabilities, ops.expand_dims(index, -1), axis=1)[:, 0]
+        cams = _gradients.gradcam_plus_plus(features, grads, scores)
+    heatmaps = _inputs_keras.maps_to_images(cams, tuple(images.shape[1:3]), model)
+    return heatmaps, probabilities, index

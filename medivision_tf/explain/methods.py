@@ -1,37 +1,32 @@
-"""Class activation maps and attention maps.
+"""Class activation maps and attention maps, on every Keras backend.
 
 `explain()` runs one of `METHODS` on a batch and returns NumPy maps in
-[0, 1] at the images' size. Grad-CAM is the native batched one
-(`gradcam_heatmaps`: one graph, identical to tf-keras-vis' `Gradcam` to
-~1e-5, tested). Grad-CAM++, Score-CAM and LayerCAM are tf-keras-vis' own
-classes (`GradcamPlusPlus`, `Scorecam`, `Layercam`) asked for the map at the
-feature-map resolution (`expand_cam=False`); every method's map is then
-upsampled the same way (`_inputs.maps_to_images`, bilinear with half-pixel
-centers), so methods differ only in how they weight the feature map, and a
-feature-map cell lands on the pixels it covers.
+[0, 1] at the images' size.
+
+- TensorFlow: Grad-CAM is the native batched one (`gradcam_heatmaps`: one
+  graph, identical to tf-keras-vis' `Gradcam` to ~1e-5, tested). Grad-CAM++,
+  Score-CAM and LayerCAM are tf-keras-vis' own classes (`GradcamPlusPlus`,
+  `Scorecam`, `Layercam`) asked for the map at the feature-map resolution
+  (`expand_cam=False`; `_tf_keras_vis`).
+- JAX and PyTorch: Grad-CAM and Grad-CAM++ with the backend's own gradients
+  (`jax.vjp`, `torch.autograd`; `_gradients`), equal to the TensorFlow maps
+  on the same weights (tested to 1e-4). Score-CAM and LayerCAM come from
+  tf-keras-vis, which is built on TensorFlow: they raise `BackendError`.
+
+Every method's map is then upsampled the same way (bilinear with
+half-pixel centers), so methods differ only in how they weight the feature
+map, and a feature-map cell lands on the pixels it covers.
 """
 
 import keras
 import numpy as np
-import tensorflow as tf
-from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
-from tf_keras_vis.layercam import Layercam
-from tf_keras_vis.scorecam import Scorecam
-from tf_keras_vis.utils.scores import CategoricalScore
 
-from medivision_tf.explain import METHODS, _cache, _inputs
-from medivision_tf.explain.gradcam import gradcam_heatmaps
-from medivision_tf.model import sequence_grid
+from medivision_tf.explain import METHODS, _cache, _checks
+from medivision_tf.explain.gradcam import backend_cams, gradcam_heatmaps
+from medivision_tf.model_access import sequence_grid
 
-# tf-keras-vis classes of the CAMs not computed natively.
-_CAM_CLASSES = {
-    "gradcam++": GradcamPlusPlus,
-    "scorecam": Scorecam,
-    "layercam": Layercam,
-}
-# The names `explain()` accepts; listed in the package so the CLI needs no TensorFlow.
-if METHODS != ("gradcam", *_CAM_CLASSES, "attention"):
-    raise ImportError(f"explain.METHODS {METHODS} does not list the methods of explain().")
+#: The methods that run on TensorFlow only (tf-keras-vis).
+TENSORFLOW_ONLY_METHODS = ("scorecam", "layercam")
 
 
 def explain(
@@ -52,10 +47,10 @@ def explain(
             like the data pipeline does (aspect ratio kept, padded) or
             converted first; maps come back at the size of `images`.
         method: one of `METHODS`: `"gradcam"` (native, `gradcam_heatmaps`),
-            `"gradcam++"`, `"scorecam"`, `"layercam"` (tf-keras-vis) or
-            `"attention"` (the attention
-            layer's weights, no gradient; `class_index` and `layer_name` do
-            not apply).
+            `"gradcam++"` (tf-keras-vis on TensorFlow, native on JAX and
+            PyTorch), `"scorecam"`, `"layercam"` (tf-keras-vis: TensorFlow
+            only) or `"attention"` (the attention layer's weights, no
+            gradient; `class_index` and `layer_name` do not apply).
         class_index: None for each image's predicted (top) class, an integer
             for the same class for all images, or one integer per image.
         layer_name: the layer to explain; default `"feature_map"`, the
@@ -71,6 +66,8 @@ def explain(
     Raises:
         ValueError: unknown method or layer (the message lists the valid
             ones), class index out of range, or malformed images.
+        medivision_tf.backend.BackendError: `"scorecam"` or `"layercam"`
+            while Keras runs on JAX or PyTorch.
 
     Example:
 
@@ -87,27 +84,38 @@ def explain(
             f"Unknown explanation method {method!r}. Choose one of: "
             f"{', '.join(METHODS)}."
         )
-    batch = _inputs.to_batch(images)
+    backend = keras.config.backend()
+    if method in TENSORFLOW_ONLY_METHODS and backend != "tensorflow":
+        from medivision_tf.backend import require_tensorflow
+
+        require_tensorflow(
+            f"explain(method={method!r}) (tf-keras-vis)",
+            instead="On this backend use method='gradcam', 'gradcam++' or 'attention'",
+        )
+    batch = _checks.to_batch(images)
     if method == "attention":
         return attention_maps(model, batch, batch_size=batch_size)
-    layer = _inputs.check_layer(model, layer_name)
-    num_classes = _inputs.num_classes(model)
-    indices = _inputs.check_class_index(class_index, len(batch), num_classes)
+    layer = _checks.check_layer(model, layer_name)
+    num_classes = _checks.num_classes(model)
+    indices = _checks.check_class_index(class_index, len(batch), num_classes)
     maps = []
-    if method == "gradcam":
+    if method == "gradcam" or backend != "tensorflow":
         for start in range(0, len(batch), batch_size):
+            chunk = batch[start : start + batch_size]
             chunk_indices = None if indices is None else indices[start : start + batch_size]
-            maps.append(
-                gradcam_heatmaps(
-                    model, batch[start : start + batch_size], chunk_indices, layer.name
-                ).numpy()
-            )
+            if method == "gradcam":
+                chunk_maps = gradcam_heatmaps(model, chunk, chunk_indices, layer.name)
+            else:  # gradcam++ on JAX or PyTorch
+                chunk_maps = backend_cams(model, chunk, chunk_indices, layer.name, method)[0]
+            maps.append(keras.ops.convert_to_numpy(chunk_maps))
         return np.concatenate(maps)
+    from medivision_tf.explain import _inputs, _tf_keras_vis
+
     for start in range(0, len(batch), batch_size):
         chunk = _inputs.fit_to_model(batch[start : start + batch_size], model)
         chunk_indices = None if indices is None else indices[start : start + batch_size]
         maps.append(
-            _cam(model, chunk, method, chunk_indices, layer.name, scorecam_max_n)
+            _tf_keras_vis.cam(model, chunk, method, chunk_indices, layer.name, scorecam_max_n)
         )
     cams = np.concatenate(maps)
     return _inputs.maps_to_images(cams, batch.shape[1:3], model).numpy()
@@ -138,8 +146,8 @@ def attention_maps(model, images, batch_size=32):
     maps = attention_maps(model, data.images)   # (n, 64, 64)
     ```
     """
-    batch = _inputs.to_batch(images)
-    inputs = _inputs.fit_to_model(batch, model)
+    batch = _checks.to_batch(images)
+    inputs = _image_inputs().fit_to_model(batch, model)
     _, weights = _cache.probe_outputs(model, inputs, batch_size=batch_size)
     return weights_to_maps(model, weights, batch.shape[1:3])
 
@@ -147,49 +155,17 @@ def attention_maps(model, images, batch_size=32):
 def weights_to_maps(model, weights, image_size):
     """Attention weights `(n, steps)` -> maps `(n, *image_size)` in [0, 1]."""
     grid = np.reshape(weights, (len(weights), *sequence_grid(model)))
-    return _inputs.maps_to_images(grid, image_size, model).numpy()
+    maps = _image_inputs().maps_to_images(grid, image_size, model)
+    return keras.ops.convert_to_numpy(maps)
 
 
-def _cam(model, images, method, class_index, layer_name, scorecam_max_n):
-    """One tf-keras-vis CAM at the feature-map resolution, `(n, h, w)`."""
-    if class_index is None:
-        probabilities, _ = _cache.probe_outputs(model, images)
-        class_index = np.argmax(probabilities, axis=-1)
-    visualizer = _CAM_CLASSES[method](_quiet(model), clone=False)
-    options = dict(
-        penultimate_layer=layer_name,
-        # The named layer itself, not the nearest Conv2D below it.
-        seek_penultimate_conv_layer=False,
-        expand_cam=False,
-        normalize_cam=False,
-    )
-    if method == "scorecam":
-        options.update(batch_size=64, max_N=scorecam_max_n)
-    score = CategoricalScore([int(i) for i in class_index])
-    cam = visualizer(score, tf.convert_to_tensor(images), **options)
-    return np.asarray(cam, dtype="float32").reshape((len(images), *cam.shape[-2:]))
+def _image_inputs():
+    """The image and map conversions of the backend: `_inputs` (TensorFlow
+    ops, as the exported signatures) or `_inputs_keras` (`keras.ops`)."""
+    if keras.config.backend() == "tensorflow":
+        from medivision_tf.explain import _inputs
 
+        return _inputs
+    from medivision_tf.explain import _inputs_keras
 
-class _SilentPredict(keras.Model):
-    """A functional view of a model whose `predict` defaults to `verbose=0`.
-
-    tf-keras-vis' Score-CAM calls `self.model.predict(x, batch_size=...)`
-    with Keras' default verbosity, which prints a progress bar per call. This
-    subclass (Keras' documented functional-subclass pattern) only changes
-    that default; it shares the model's layers and weights.
-    """
-
-    def predict(self, x, batch_size=None, verbose=0, steps=None, callbacks=None):
-        return super().predict(
-            x, batch_size=batch_size, verbose=verbose, steps=steps, callbacks=callbacks
-        )
-
-
-def _quiet(model):
-    """`_SilentPredict` view of `model`, kept per model (`_cache`) so its
-    predict function is traced once, not per call."""
-
-    def build():
-        return _SilentPredict(inputs=model.inputs, outputs=model.outputs, name=model.name)
-
-    return _cache.cached(model, ("quiet",), build)
+    return _inputs_keras

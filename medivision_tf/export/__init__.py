@@ -57,6 +57,14 @@ The work is done in five modules, whose public names are re-exported here:
 Serving's warm-up file) and `tflite` (`export_tflite`).
 """
 
+from medivision_tf.backend import INSTEAD, require_tensorflow
+
+# Before TensorFlow is imported: on JAX or PyTorch, one clear error (docs/backends.md).
+require_tensorflow(
+    "medivision_tf.export (SavedModel and TFLite export)",
+    INSTEAD["export"],
+)
+
 from medivision_tf.export.layout import (  # noqa: F401
     LABELS_FILE,
     METADATA_DIR,

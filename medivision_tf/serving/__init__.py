@@ -33,6 +33,14 @@ curl -s localhost:8501/v1/models/lesions:predict \\
 ```
 """
 
+from medivision_tf.backend import INSTEAD, require_tensorflow
+
+# Before TensorFlow is imported: on JAX or PyTorch, one clear error (docs/backends.md).
+require_tensorflow(
+    "medivision_tf.serving (TF Serving's REST API)",
+    INSTEAD["serving"],
+)
+
 from medivision_tf.serving import protocol
 from medivision_tf.serving.protocol import InvalidRequest, parse_request, predict_request_to_json
 

@@ -25,7 +25,9 @@ result = train(config, train_data=(data.images, data.labels),
 ```
 
 Names are imported on first use, so `from medivision_tf.training import
-TrainConfig` does not start TensorFlow.
+TrainConfig` does not start TensorFlow. `TrainConfig` and `load_config` work
+on every Keras backend; the rest is built on TensorFlow (tf.distribute,
+tf.data) and raises `medivision_tf.backend.BackendError` on JAX and PyTorch.
 """
 
 import importlib
@@ -74,6 +76,10 @@ def __getattr__(name):
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     path = module if module.startswith("medivision_tf.") else f"{__name__}.{module}"
+    if module != "config":
+        from medivision_tf.backend import INSTEAD, require_tensorflow
+
+        require_tensorflow(f"medivision_tf.training.{name}", INSTEAD["training"])
     value = getattr(importlib.import_module(path), name)
     globals()[name] = value
     return value

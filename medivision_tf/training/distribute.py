@@ -11,6 +11,14 @@ with strategy.scope(), dtype_policy(choose_precision("auto", strategy)):
 ```
 """
 
+from medivision_tf.backend import INSTEAD, require_tensorflow
+
+# Before TensorFlow is imported: on JAX or PyTorch, one clear error (docs/backends.md).
+require_tensorflow(
+    "medivision_tf.training.distribute (tf.distribute)",
+    INSTEAD["training"],
+)
+
 import contextlib
 import json
 import os

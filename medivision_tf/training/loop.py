@@ -26,6 +26,14 @@ result.model_path              # runs/example/model.keras
 ```
 """
 
+from medivision_tf.backend import INSTEAD, require_tensorflow
+
+# Before TensorFlow is imported: on JAX or PyTorch, one clear error (docs/backends.md).
+require_tensorflow(
+    "medivision_tf.training (train: tf.data, tf.distribute)",
+    INSTEAD["training"],
+)
+
 import dataclasses
 import os
 import shutil
