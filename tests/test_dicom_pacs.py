@@ -412,3 +412,22 @@ def test_netrc_credentials_and_a_missing_extra(orthanc, monkeypatch, tmp_path):
     monkeypatch.setattr(requirements.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ValueError, match=r"pip install 'medivision-tf\[pacs\]'"):
         requirements.require_pacs()
+
+
+def test_an_image_file_cut_short_is_a_problem_not_a_non_image(model_path, study, capsys,
+                                                                tmp_path):
+    # pydicom's CT_small.dcm cut at 2,000 bytes, before its image module: the
+    # header names CT Image Storage but holds no Rows/Columns. It is reported as
+    # damaged and the run exits 1 (a skipped image), not passed over as an SR is.
+    folder = tmp_path / "study"
+    folder.mkdir()
+    with open(study["CT_small.dcm"], "rb") as f:
+        (folder / "ct_cut.dcm").write_bytes(f.read(2000))
+    with open(study["MR_small.dcm"], "rb") as f:
+        (folder / "mr.dcm").write_bytes(f.read())
+    code, stdout, stderr = run(capsys, "dicom-report", model_path, folder, "--out",
+                               tmp_path / "out", "--quiet")
+    assert code == 1, stdout + stderr
+    assert "CT Image Storage without Rows/Columns: the file ends before its image" in (
+        stdout + stderr)
+    assert "1 image(s) skipped" in stdout + stderr

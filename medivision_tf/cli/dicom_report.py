@@ -129,8 +129,9 @@ def run(args):
     for name, reason in report.skipped:
         print(f"{name}\tskipped: {reason}")
     reports = sum(o.kind == "SR" for o in report.written)
-    print(f"Wrote {len(report.written)} DICOM objects ({reports} SR, "
-          f"{len(report.written) - reports} heatmap images) and report.json to {args.out}")
+    heatmaps = len(report.written) - reports
+    print(f"Wrote {len(report.written)} DICOM objects ({reports} SR, {heatmaps} heatmap "
+          f"image{'' if heatmaps == 1 else 's'}) and report.json to {args.out}")
     from medivision_tf.dicom_out.inputs import is_problem
 
     problems = [name for name, reason in report.skipped if is_problem(reason)]

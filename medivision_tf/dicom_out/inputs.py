@@ -112,11 +112,16 @@ def not_an_image(header):
     if str(header.get("Manufacturer", "")) == "MediVision" and str(
             header.get("SeriesDescription", "")).startswith("MediVision"):
         return f"a MediVision result (SR or heatmap): {NOT_IMAGE}"
-    if "Rows" not in header or "Columns" not in header:
-        return f"{name}: no pixel data, {NOT_IMAGE}"
     padded = f" {name} "
     if any(word in padded for word in _NOT_IMAGES):
         return f"{name}: {NOT_IMAGE}"
+    if "Rows" not in header or "Columns" not in header:
+        if "Image Storage" in name:
+            # An image's SOP class without its image module: a file cut short
+            # (or damaged), a problem to report, not an object to pass over.
+            return (f"{name} without Rows/Columns: the file ends before its image "
+                    "(truncated or damaged)")
+        return f"{name}: no pixel data, {NOT_IMAGE}"
     return ""
 
 
