@@ -17,8 +17,8 @@ KERAS_BACKEND=jax python tests/backend_worker.py check OUT_DIR
   files. A failing step records its error instead of stopping the others.
   On JAX and PyTorch, after checking that importing the package and
   building a model import no TensorFlow, importing TensorFlow is made to
-  fail (`sys.modules["tensorflow"] = None`): the other steps run as on a
-  machine without it.
+  fail as a missing module does: the other steps run as on a machine
+  without it.
 
 Not a test module (pytest collects `test_*.py` only); stdlib, NumPy and Keras.
 """
@@ -43,6 +43,7 @@ FAMILIES = {
     "vgg16": 32, "inceptionv3": 75, "xception": 71, "convnexttiny": 32,
 }
 POOLING_FAMILIES = ("smallcnn", "efficientnetb0", "mobilenetv2", "resnet50")
+RUN_FAMILIES = ("smallcnn", "efficientnetb0", "mobilenetv3small", "resnet50")
 
 
 def blobs(n, seed):
@@ -115,8 +116,11 @@ def check(out_dir):
     )
     if BACKEND != "tensorflow":
         # From here on as on a machine without TensorFlow (e.g. a GPU cluster with JAX or
-        # PyTorch only): importing it fails, and Keras, which looks for it, does without.
-        sys.modules["tensorflow"] = None
+        # PyTorch only): importing it fails as a missing module does. (Not
+        # `sys.modules["tensorflow"] = None`: Keras takes a name in sys.modules for an
+        # imported TensorFlow, and its preprocessing layers then fail where a machine
+        # without TensorFlow runs them.)
+        sys.meta_path.insert(0, _NoTensorFlow())
     if BACKEND != "tensorflow":
         results.run("families", _families)
     results.run("fit_numpy", _fit_numpy)
@@ -130,6 +134,7 @@ def check(out_dir):
     results.run("calibrate_batchnorm", lambda: _calibrate_batchnorm(out_dir))
     results.run("attention_weights", lambda: _attention_weights(out_dir))
     results.run("explain", lambda: _explain(out_dir))
+    results.run("trust", lambda: _trust(out_dir))
     for policy in ("mixed_bfloat16", "mixed_float16"):
         results.run(policy, lambda policy=policy: _mixed_precision(policy))
     if BACKEND != "tensorflow":
@@ -142,6 +147,15 @@ def check(out_dir):
     np.savez(os.path.join(out_dir, f"{BACKEND}_check.npz"), **results.arrays)
 
 
+class _NoTensorFlow:
+    """A meta-path finder for which TensorFlow is not installed."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "tensorflow" or name.startswith("tensorflow."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
 def _no_tensorflow_so_far(build):
     before = "tensorflow" in sys.modules
     build()
@@ -149,6 +163,12 @@ def _no_tensorflow_so_far(build):
 
 
 def _families():
+    """Every family builds with both heads; a few are also run on a batch: those
+    with preprocessing layers inside (EfficientNet, MobileNetV3), bench_gpu's
+    ResNet50, and smallcnn. (Running all twelve cost 9 minutes on JAX: XLA
+    compiles each network first.)"""
+    import keras
+
     import medivision_tf
 
     rows = {}
@@ -160,12 +180,16 @@ def _families():
         for head, build in heads:
             start = time.perf_counter()
             model = build(CLASSES, backbone=backbone, input_shape=(size, size, 3), weights=None)
-            probabilities = model.predict_on_batch(images)
-            rows[f"{backbone}/{head}"] = {
-                "shape": list(np.shape(probabilities)),
-                "sums": np.asarray(probabilities).sum(axis=1).tolist(),
-                "seconds": round(time.perf_counter() - start, 2),
-            }
+            row = {"output_shape": list(model.output.shape)}
+            if backbone in RUN_FAMILIES:
+                if BACKEND == "jax":
+                    probabilities = model.predict_on_batch(images)
+                else:
+                    probabilities = keras.ops.convert_to_numpy(model(images, training=False))
+                row.update(shape=list(np.shape(probabilities)),
+                           sums=np.asarray(probabilities).sum(axis=1).tolist())
+            row["seconds"] = round(time.perf_counter() - start, 2)
+            rows[f"{backbone}/{head}"] = row
     return rows
 
 
@@ -243,7 +267,10 @@ def _save_load_here(out_dir):
 def _load(out_dir, saved_on):
     import medivision_tf
 
-    model = medivision_tf.load_model(os.path.join(out_dir, f"{saved_on}.keras"))
+    # compile=False: a file compiled on PyTorch names PyTorch's Adam class, which
+    # Keras cannot import on another backend without TensorFlow (docs/backends.md).
+    model = medivision_tf.load_model(os.path.join(out_dir, f"{saved_on}.keras"),
+                                     compile=False)
     return {"arrays": {"predictions": model.predict(probe_images(), verbose=0)}}
 
 
@@ -326,6 +353,32 @@ def _explain(out_dir):
     arrays["gradcam_heatmaps"] = keras.ops.convert_to_numpy(heatmaps)
     return {"heatmaps_type": f"{type(heatmaps).__module__}.{type(heatmaps).__name__}",
             "arrays": arrays}
+
+
+def _trust(out_dir):
+    """fit_trust and predict_with_trust on the TensorFlow-saved model: every
+    stored OOD score and conformal method, on images it knows and on noise."""
+    import medivision_tf
+    from medivision_tf import trust
+
+    model = medivision_tf.load_model(os.path.join(out_dir, "tensorflow.keras"))
+    val_images, val_labels = blobs(90, seed=11)
+    noise = np.random.default_rng(5).uniform(0, 255, (4, SIZE, SIZE, 1)).astype("float32")
+    images = np.concatenate([probe_images(), noise])
+    values, arrays = {}, {}
+    for ood_method, conformal_method in (("knn", "lac"), ("relative_mahalanobis", "aps")):
+        name = f"{ood_method}_{conformal_method}"
+        trust.fit_trust(model, val_images, val_labels, ood_method=ood_method,
+                        conformal_method=conformal_method, batch_size=32)
+        fitted = trust.get_trust(model)
+        values[name] = {"temperature": float(fitted["temperature"]),
+                        "conformal_threshold": float(fitted["conformal"]["threshold"]),
+                        "ood_threshold": float(fitted["ood"]["threshold"])}
+        out = trust.predict_with_trust(model, images)
+        for key, value in out.items():
+            arrays[f"{name}.{key}"] = np.asarray(value)
+    values["arrays"] = arrays
+    return values
 
 
 def _mixed_precision(policy):

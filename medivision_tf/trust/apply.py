@@ -1,9 +1,11 @@
-"""The applying side of `medivision_tf.trust`: TensorFlow ops over stored values.
+"""The applying side of `medivision_tf.trust`: `keras.ops` over stored values.
 
 `trust_outputs(probabilities, features, trust)` is the one definition of the
 calibrated probabilities, the prediction set and the OOD score. Python
 (`predict_with_trust`), the SavedModel signatures (`medivision_tf.export`)
 and so the server all run this function, so they agree to float32 rounding.
+Written in `keras.ops`, it runs on every Keras backend (TensorFlow inside the
+exported signatures; JAX or PyTorch for a model used there).
 
 Stored values (`ModelConfig.trust`, JSON-ready) hold arrays as
 `{"dtype": "float32", "shape": [...], "base64": "..."}`: exact float32 bytes
@@ -22,6 +24,7 @@ encode_array(np.eye(2, dtype="float32"))["shape"]   # [2, 2]
 
 import base64
 
+import keras
 import numpy as np
 
 TRUST_VERSION = 1
@@ -55,21 +58,23 @@ def decode_array(value):
 
 
 def calibrate(probabilities, temperature):
-    """`softmax(log(max(p, 1e-30)) / T)` with TF ops (float32)."""
-    import tensorflow as tf
+    """`softmax(log(max(p, 1e-30)) / T)` with `keras.ops` (float32)."""
+    p = _float32(probabilities)
+    log_p = keras.ops.log(keras.ops.maximum(p, 1e-30))
+    return keras.ops.softmax(log_p / _float32(temperature), axis=-1)
 
-    p = tf.cast(probabilities, tf.float32)
-    log_p = tf.math.log(tf.maximum(p, 1e-30))
-    return tf.nn.softmax(log_p / tf.constant(temperature, tf.float32), axis=-1)
+
+def _float32(value):
+    """`value` (array, tensor or number) as a float32 tensor of the backend."""
+    return keras.ops.cast(keras.ops.convert_to_tensor(value), "float32")
 
 
 def aps_scores(probabilities):
-    """APS score of every class, TF version of `fitting.aps_scores`."""
-    import tensorflow as tf
-
-    p = tf.cast(probabilities, tf.float32)
-    more_probable = tf.cast(p[:, None, :] > p[:, :, None], tf.float32)
-    return tf.reduce_sum(p[:, None, :] * more_probable, axis=-1)
+    """APS score of every class, the `keras.ops` version of `fitting.aps_scores`."""
+    p = _float32(probabilities)
+    more_probable = keras.ops.cast(
+        keras.ops.greater(p[:, None, :], p[:, :, None]), "float32")
+    return keras.ops.sum(p[:, None, :] * more_probable, axis=-1)
 
 
 #: Conformal scores by `trust["conformal"]["method"]`.
@@ -99,12 +104,10 @@ def conformal_scores(probabilities, method=DEFAULT_CONFORMAL_METHOD):
       0 for the top class, so a set always holds it (never empty) and its
       coverage is at least the accuracy.
     """
-    import tensorflow as tf
-
     if method == "aps":
         return aps_scores(probabilities)
     if method == "lac":
-        return 1.0 - tf.cast(probabilities, tf.float32)
+        return 1.0 - _float32(probabilities)
     raise ValueError(
         f"Unknown conformal method {method!r}. Known: {', '.join(CONFORMAL_METHODS)}."
     )
@@ -112,23 +115,20 @@ def conformal_scores(probabilities, method=DEFAULT_CONFORMAL_METHOD):
 
 def prediction_sets(calibrated, threshold, method=DEFAULT_CONFORMAL_METHOD):
     """Classes whose conformal score (`conformal_scores`) is <= threshold."""
-    import tensorflow as tf
-
     scores = conformal_scores(calibrated, method)
     # A threshold of (about) 1 means "all classes": masses sum to 1 only up
     # to float32 rounding, which must not drop the last class.
     if threshold >= 1.0 - 1e-6:
-        return tf.ones_like(calibrated, dtype=tf.bool)
-    return scores <= tf.constant(threshold, tf.float32)
+        return keras.ops.ones_like(scores, dtype="bool")
+    return keras.ops.less_equal(scores, _float32(threshold))
 
 
 def mahalanobis_scores(features, whitening, centers):
     """Distance of each feature row to its nearest class mean (shared covariance)."""
-    import tensorflow as tf
-
-    z = tf.matmul(tf.cast(features, tf.float32), tf.constant(whitening))
-    differences = z[:, None, :] - tf.constant(centers)[None, :, :]
-    return tf.sqrt(tf.reduce_min(tf.reduce_sum(tf.square(differences), axis=-1), axis=-1))
+    z = keras.ops.matmul(_float32(features), _float32(whitening))
+    differences = z[:, None, :] - _float32(centers)[None, :, :]
+    return keras.ops.sqrt(keras.ops.min(
+        keras.ops.sum(keras.ops.square(differences), axis=-1), axis=-1))
 
 
 def relative_mahalanobis_scores(features, whitening, centers, background_whitening,
@@ -140,21 +140,21 @@ def relative_mahalanobis_scores(features, whitening, centers, background_whiteni
     class-agnostic Gaussian (`fitting.fit_background`), as in Ren et al.
     2021 (arXiv:2106.09022). Higher means further from the training images.
     """
-    import tensorflow as tf
-
-    features = tf.cast(features, tf.float32)
-    z = tf.matmul(features, tf.constant(whitening))
-    differences = z[:, None, :] - tf.constant(centers)[None, :, :]
-    nearest = tf.reduce_min(tf.reduce_sum(tf.square(differences), axis=-1), axis=-1)
-    z0 = tf.matmul(features, tf.constant(background_whitening)) - tf.constant(background_center)
-    return nearest - tf.reduce_sum(tf.square(z0), axis=-1)
+    features = _float32(features)
+    z = keras.ops.matmul(features, _float32(whitening))
+    differences = z[:, None, :] - _float32(centers)[None, :, :]
+    nearest = keras.ops.min(keras.ops.sum(keras.ops.square(differences), axis=-1), axis=-1)
+    z0 = keras.ops.matmul(features, _float32(background_whitening)) - _float32(background_center)
+    return nearest - keras.ops.sum(keras.ops.square(z0), axis=-1)
 
 
 def normalize_rows(features):
     """Rows scaled to unit L2 norm (float32), as the kNN score compares them."""
-    import tensorflow as tf
-
-    return tf.math.l2_normalize(tf.cast(features, tf.float32), axis=-1, epsilon=1e-12)
+    # x / sqrt(max(sum(x^2), 1e-12)), as tf.math.l2_normalize (the fits
+    # stored so far were normalized that way).
+    features = _float32(features)
+    squares = keras.ops.sum(keras.ops.square(features), axis=-1, keepdims=True)
+    return features * keras.ops.rsqrt(keras.ops.maximum(squares, 1e-12))
 
 
 def knn_scores(features, bank, k, exclude_self=False):
@@ -175,14 +175,13 @@ def knn_scores(features, bank, k, exclude_self=False):
         exclude_self: `features` are the bank's own rows, in order: row `i`
             is not its own neighbour (leave-one-out scores, for the threshold).
     """
-    import tensorflow as tf
-
-    bank = tf.constant(bank) if not tf.is_tensor(bank) else bank
-    similarity = tf.matmul(normalize_rows(features), bank, transpose_b=True)
-    if exclude_self:
-        similarity = tf.linalg.set_diag(
-            similarity, tf.fill([tf.shape(similarity)[0]], tf.constant(-2.0, tf.float32)))
-    kth = tf.math.top_k(similarity, k=int(k), sorted=True).values[:, -1]
+    similarity = keras.ops.matmul(normalize_rows(features),
+                                  keras.ops.transpose(_float32(bank)))
+    if exclude_self:  # eager only (fitting): the bank's own rows, so n is known
+        rows = keras.ops.arange(keras.ops.shape(similarity)[0])
+        own = keras.ops.equal(rows[:, None], rows[None, :])
+        similarity = keras.ops.where(own, -2.0, similarity)
+    kth = keras.ops.top_k(similarity, k=int(k), sorted=True)[0][:, -1]
     return 1.0 - kth
 
 
@@ -242,8 +241,6 @@ def trust_outputs(probabilities, features, trust):
     out = trust_outputs(probs, pooled, get_model_config(model).trust)
     ```
     """
-    import tensorflow as tf
-
     calibrated = calibrate(probabilities, trust["temperature"])
     ood = trust["ood"]
     score = ood_scores(features, ood)
@@ -252,5 +249,5 @@ def trust_outputs(probabilities, features, trust):
         "prediction_set": prediction_sets(calibrated, trust["conformal"]["threshold"],
                                           stored_conformal_method(trust)),
         "ood_score": score,
-        "out_of_distribution": score > tf.constant(ood["threshold"], tf.float32),
+        "out_of_distribution": keras.ops.greater(score, _float32(ood["threshold"])),
     }

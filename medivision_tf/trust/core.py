@@ -1,5 +1,8 @@
 """`fit_trust` and `predict_with_trust`: fit on validation, store in the model, apply."""
 
+import sys
+
+import keras
 import numpy as np
 
 from medivision_tf.model import CLASS_LABELS_LAYER, get_model_config
@@ -65,11 +68,17 @@ def feature_model(model, layer=None):
 
 
 def _forward(model, images, labels=None, batch_size=32, layer=None):
-    """`(features, probabilities, labels)` as float32 / int arrays."""
-    import tensorflow as tf
+    """`(features, probabilities, labels)` as float32 / int arrays.
+
+    Backend-neutral for arrays; a `tf.data.Dataset` (TensorFlow's) is read as
+    its batches. TensorFlow is not imported here: a dataset of it means it
+    already is.
+    """
+    import keras
 
     probe = feature_model(model, layer)
-    if isinstance(images, tf.data.Dataset):
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and isinstance(images, tf.data.Dataset):
         if labels is not None:
             raise ValueError("Pass `val_labels` only with an image array, not with a dataset.")
         batches = images
@@ -86,9 +95,9 @@ def _forward(model, images, labels=None, batch_size=32, layer=None):
     features, probabilities, seen = [], [], []
     for batch in batches:
         x, y = batch if isinstance(batch, (tuple, list)) else (batch, None)
-        f, p = probe(tf.cast(x, tf.float32), training=False)
-        features.append(np.asarray(tf.cast(f, tf.float32)))
-        probabilities.append(np.asarray(tf.cast(p, tf.float32)))
+        f, p = probe(keras.ops.cast(x, "float32"), training=False)
+        features.append(keras.ops.convert_to_numpy(keras.ops.cast(f, "float32")))
+        probabilities.append(keras.ops.convert_to_numpy(keras.ops.cast(p, "float32")))
         if y is not None:
             seen.append(np.asarray(y))
     if not features:
@@ -188,10 +197,10 @@ def fit_trust(model, val_images, val_labels=None, alpha=0.1, *, accept_rate=0.95
 
     # Temperature scaling (NLL on validation).
     temperature = fitting.fit_temperature(probabilities, labels)
-    calibrated = np.asarray(apply.calibrate(probabilities, temperature))
+    calibrated = keras.ops.convert_to_numpy(apply.calibrate(probabilities, temperature))
 
     # Split-conformal threshold, scored by the same TF op as prediction.
-    scores = np.asarray(apply.conformal_scores(calibrated, conformal_method))[np.arange(n), labels]
+    scores = keras.ops.convert_to_numpy(apply.conformal_scores(calibrated, conformal_method))[np.arange(n), labels]
     threshold = fitting.conformal_threshold(scores, alpha)
 
     ood = OOD_FITS[ood_method](features, labels, num_classes, accept_rate, seed)
@@ -230,16 +239,16 @@ def _fit_knn(features, labels, num_classes, accept_rate, seed):
     chosen = np.arange(n)
     if rows < n:
         chosen = np.sort(np.random.default_rng(seed).choice(n, rows, replace=False))
-    bank = np.asarray(apply.normalize_rows(features[chosen]))
+    bank = keras.ops.convert_to_numpy(apply.normalize_rows(features[chosen]))
     k = min(KNN_NEIGHBOURS, rows - 1)
     # Bank images are scored leave-one-out (not their own neighbour), the
     # rest against the whole bank: both as a new image will be.
     scores = np.empty(n, np.float32)
-    scores[chosen] = np.asarray(apply.knn_scores(features[chosen], bank, k, exclude_self=True))
+    scores[chosen] = keras.ops.convert_to_numpy(apply.knn_scores(features[chosen], bank, k, exclude_self=True))
     rest = np.setdiff1d(np.arange(n), chosen)
     for start in range(0, len(rest), MAX_BANK_ROWS):
         part = rest[start: start + MAX_BANK_ROWS]
-        scores[part] = np.asarray(apply.knn_scores(features[part], bank, k))
+        scores[part] = keras.ops.convert_to_numpy(apply.knn_scores(features[part], bank, k))
     return {"method": "knn", "k": int(k), "bank": apply.encode_array(bank),
             "num_bank": int(rows), "threshold": _threshold(scores, accept_rate)}
 
@@ -263,7 +272,7 @@ def _fit_relative_mahalanobis(features, labels, num_classes, accept_rate, seed):
         held = folds == fold
         fit_on = held if held.all() else ~held  # one image: score it in-sample
         values = _relative_mahalanobis_values(features[fit_on], labels[fit_on], num_classes)
-        out_of_fold[held] = np.asarray(apply.ood_scores(features[held], values))
+        out_of_fold[held] = keras.ops.convert_to_numpy(apply.ood_scores(features[held], values))
     values = _relative_mahalanobis_values(features, labels, num_classes)
     return {**values, "threshold": _threshold(out_of_fold, accept_rate)}
 
@@ -318,7 +327,7 @@ def predict_with_trust(model, images, batch_size=32):
     if images.ndim == 3:
         images = images[None]
     features, probabilities, _ = _forward(model, images, None, batch_size)
-    out = {k: np.asarray(v) for k, v in apply.trust_outputs(probabilities, features, trust).items()}
+    out = {k: keras.ops.convert_to_numpy(v) for k, v in apply.trust_outputs(probabilities, features, trust).items()}
     return {
         "probabilities": out["calibrated_probabilities"],
         "uncalibrated_probabilities": probabilities,
