@@ -10,10 +10,10 @@ For each real pretrained backbone of `bench_transfer.py` (DenseNet121 from the
 each image size, MediVision is trained with `medivision_tf.training.train`'s
 defaults (the two-phase recipe; 2 head + 2 fine-tune epochs) on synthetic
 lesion images (`make_synthetic_lesions`, 4 classes, one channel: 800 to
-train, 150 to validate), then `explain_report` scores every method on 200
+train, 150 to validate), then `explain_report` scores every method on 120
 held-out images whose lesion boxes are known: the pointing game (the map's
 peak inside the box) and the share of the map's energy inside the box, the
-true class explained (the pointing game's protocol), Score-CAM on the 64
+true class explained (the pointing game's protocol), Score-CAM on the 32
 channels of largest variance (Faster Score-CAM). Also reported: the feature
 grid, the held-out accuracy, and how many maps are empty (`map_note`: the
 method gave every position the same value), for the true class and for the
@@ -121,7 +121,7 @@ def main(argv=None):
     else:
         settings = dict(backbones=args.backbones.split(","),
                         sizes=[int(s) for s in args.sizes.split(",")], train=800, val=150,
-                        test=200, head_epochs=2, fine_tune_epochs=2, scorecam_max_n=64)
+                        test=120, head_epochs=2, fine_tune_epochs=2, scorecam_max_n=32)
     results = {"settings": settings, "runs": [], "machine": common.machine_info()}
     results["sources"] = {b: bench_transfer.SOURCES.get(b, "random weights (--quick)")
                           for b in settings["backbones"]}

@@ -43,7 +43,12 @@ FAMILIES = {
     "vgg16": 32, "inceptionv3": 75, "xception": 71, "convnexttiny": 32,
 }
 POOLING_FAMILIES = ("smallcnn", "efficientnetb0", "mobilenetv2", "resnet50")
-RUN_FAMILIES = ("smallcnn", "efficientnetb0", "mobilenetv3small", "resnet50")
+# The families run on a batch (the others are built only): smallcnn, and those
+# with preprocessing layers inside, which must run without TensorFlow; on
+# PyTorch also EfficientNet and bench_gpu's ResNet50. (On JAX each network's
+# first run compiles with XLA: 4 minutes for EfficientNetB0 on shared cores.)
+RUN_FAMILIES = {"jax": ("smallcnn", "mobilenetv3small"),
+                "torch": ("smallcnn", "efficientnetb0", "mobilenetv3small", "resnet50")}
 
 
 def blobs(n, seed):
@@ -163,10 +168,8 @@ def _no_tensorflow_so_far(build):
 
 
 def _families():
-    """Every family builds with both heads; a few are also run on a batch: those
-    with preprocessing layers inside (EfficientNet, MobileNetV3), bench_gpu's
-    ResNet50, and smallcnn. (Running all twelve cost 9 minutes on JAX: XLA
-    compiles each network first.)"""
+    """Every family builds with both heads; `RUN_FAMILIES` also run on a batch.
+    (Running all twelve cost 9 minutes on JAX: XLA compiles each network first.)"""
     import keras
 
     import medivision_tf
@@ -181,7 +184,7 @@ def _families():
             start = time.perf_counter()
             model = build(CLASSES, backbone=backbone, input_shape=(size, size, 3), weights=None)
             row = {"output_shape": list(model.output.shape)}
-            if backbone in RUN_FAMILIES:
+            if backbone in RUN_FAMILIES.get(BACKEND, ()):
                 if BACKEND == "jax":
                     probabilities = model.predict_on_batch(images)
                 else:

@@ -118,7 +118,7 @@ def test_every_backbone_family_builds_both_heads(runs, backend):
             ran += 1
             assert row["shape"] == [2, 3], name
             np.testing.assert_allclose(row["sums"], 1.0, rtol=1e-5, err_msg=name)
-    assert ran == 7
+    assert ran == {"jax": 3, "torch": 7}[backend]  # tests/backend_worker.py RUN_FAMILIES
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
