@@ -413,7 +413,8 @@ def render_table(results):
                      f"holds k of {seeds} seeds; CLI runs done: {len(results.get('cli', {}))} "
                      f"of {len(settings['backbones']) if settings.get('cli') else 0}.")
     checks = [f"{name}: (b) ≥ (a) {'yes' if c['checks']['b_at_least_a'] else 'NO'}, "
-              f"(b) ≥ (c) {'yes' if c['checks']['b_at_least_c'] else 'NO'}"
+              f"(b) ≥ (c) {'yes' if c['checks']['b_at_least_c'] else 'NO'}, "
+              f"no drop at the switch {'yes' if c['checks']['no_drop_at_switch'] else 'NO'}"
               for name, c in summary.items() if "checks" in c]
     if checks:
         lines.append("Checks: " + "; ".join(checks) + ".")
