@@ -61,6 +61,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -419,11 +420,14 @@ def render_table(results):
     if checks:
         lines.append("Checks: " + "; ".join(checks) + ".")
     for backbone, run in results.get("cli", {}).items():
+        # The image folder was a temporary one: FOLDER in the table.
+        command = re.sub(r"^medivision train \S+", "medivision train FOLDER", run["command"])
         lines.append(
-            f"`{run['command']}` (every other option at its default: {run['epochs']} + "
+            f"`{command}` (every other option at its default: {run['epochs']} + "
             f"{run['fine_tune_epochs']} epochs; seed 0): test accuracy {run['test_accuracy']:.3f}; "
             f"training accuracy {run['switch']['last_head_epoch']:.3f} in the last head epoch, "
-            f"{run['switch']['first_fine_tune_epoch']:.3f} in the first fine-tune epoch; "
+            f"{run['switch']['first_fine_tune_epoch']:.3f} in the first fine-tune epoch "
+            f"(by epoch: {' '.join(f'{a:.3f}' for a in run['train_accuracy_by_epoch'])}); "
             f"validation accuracy by epoch "
             f"{' '.join(f'{a:.3f}' for a in run['val_accuracy_by_epoch'])}.")
     return "\n".join(lines)
