@@ -86,7 +86,7 @@ def measure_pair(backbone, precision, options):
     import medivision_tf
 
     keras.mixed_precision.set_dtype_policy(precision)
-    keras.utils.set_random_seed(0)
+    _seed(keras, 0)
     size, batch = options["image_size"], options["batch_size"]
     images, labels = common.random_images(batch, size)
     x = keras.ops.convert_to_tensor(images)  # on the device, converted once
@@ -203,6 +203,26 @@ class DeviceMemory:
     def peak_since(self, start):
         """Peak bytes in use since `start()`, minus what was in use then."""
         return None if self.method is None else self._in_use()[1] - start
+
+
+def _seed(keras, seed):
+    """Python's, NumPy's and Keras' seeds (Keras draws its default seeds from
+    Python's `random`). `keras.utils.set_random_seed` would also import
+    TensorFlow wherever it is installed, to seed it; off TensorFlow it is not
+    needed, and this benchmark checks that TensorFlow stays out."""
+    import random
+
+    import numpy as np
+
+    if keras.config.backend() == "tensorflow":
+        keras.utils.set_random_seed(seed)
+        return
+    random.seed(seed)
+    np.random.seed(seed)
+    if keras.config.backend() == "torch":
+        import torch
+
+        torch.manual_seed(seed)
 
 
 def device_info():
