@@ -2,7 +2,7 @@
 
 ```
 python benchmarks/bench_explain_pretrained.py [--quick] [--json OUT.json]
-    [--backbones densenet121,xception] [--sizes 96,128]
+    [--backbones densenet121,xception] [--sizes 96]
 ```
 
 For each real pretrained backbone of `bench_transfer.py` (DenseNet121 from the
@@ -111,7 +111,7 @@ def render_table(results):
 def main(argv=None):
     parser = common.argument_parser(__doc__.splitlines()[0])
     parser.add_argument("--backbones", default="densenet121,xception")
-    parser.add_argument("--sizes", default="96,128")
+    parser.add_argument("--sizes", default="96")
     args = parser.parse_args(argv)
     import bench_transfer
 

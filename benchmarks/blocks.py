@@ -543,6 +543,11 @@ def _faithfulness(results):
     return bench_module("bench_demo").render_faithfulness(results)
 
 
+@renderer("explain-pretrained", "explain_pretrained.json")
+def _explain_pretrained(results):
+    return bench_module("bench_explain_pretrained").render_table(results)
+
+
 @renderer("gradcam-upsampling", "demo.json")
 def _gradcam_upsampling(results):
     zoom, native = results["tf_keras_vis_zoom"], results["faithfulness"]["methods"]["gradcam"]
