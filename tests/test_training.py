@@ -600,3 +600,10 @@ def test_random_layers_are_reseeded_from_the_epoch():
     assert not np.array_equal(first[0], first[1])  # draws still advance within an epoch
     assert not np.array_equal(first[0], masks(4)[0])
     assert not np.array_equal(first[0], masks(3, seed=1)[0])
+    # The same architecture built again in this process (Keras names its
+    # layers dropout_2, dropout_3 now) draws the same masks: what a notebook
+    # that resumes a run after training another one relies on.
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dropout(0.5),
+                              keras.layers.Dropout(0.5)])
+    for a, b in zip(first, masks(3)):
+        np.testing.assert_array_equal(a, b)

@@ -226,7 +226,11 @@ def reseed_random_layers(model, seed, epoch):
     backup would replay the first epoch's dropout masks and the killed run's
     later epochs could never be matched. Keyed by the epoch, epoch `e` draws
     the same masks whether or not the run stopped before it. Generators are
-    told apart by their variable path, which the same build gives again.
+    told apart by their order in `model.variables`, which the same build
+    gives again. (Not by their variable path: Keras makes layer names unique
+    per process, so a second build in the same process, as when a notebook
+    resumes a run after training another, gets `dropout_1` where a fresh
+    process gets `dropout`.)
 
     Args:
         model: a Keras model (nested models and layers included).
@@ -249,7 +253,7 @@ def reseed_random_layers(model, seed, epoch):
     for variable in model.variables:
         if not variable.path.endswith("seed_generator_state"):
             continue
-        base = (int(seed) * 7919 + zlib.crc32(variable.path.encode())) % modulus
+        base = (int(seed) * 7919 + zlib.crc32(str(count).encode())) % modulus
         state = np.array([(base + int(epoch) * 1_000_003) % modulus, 0])
         variable.assign(state.astype(variable.dtype))
         count += 1
