@@ -346,6 +346,11 @@ def render_table(results):
             f"{_megabytes(row['medivision_train_peak_bytes'])} / "
             f"{_megabytes(row['pooling_train_peak_bytes'])} |"
         )
+    imported = [row for row in results["rows"] if row.get("tensorflow_imported")]
+    if results["rows"] and results["backend"] != "tensorflow":
+        lines.append("\nTensorFlow imported while measuring: " + (
+            "no (" + results["backend"] + " alone)" if not imported else
+            "yes, in " + ", ".join(f"{r['backbone']} {r['precision']}" for r in imported)))
     for entry in results["skipped"]:
         lines.append(f"\nNot measured: {entry['backbone']} {entry['precision']}: "
                      f"{entry['reason'].splitlines()[-1] if entry['reason'] else ''}")

@@ -331,3 +331,4 @@ def test_bench_gpu_quick_runs_on_jax_without_tensorflow(tmp_path):
     table = bench_gpu.render_table(results)
     assert table in completed.stdout  # what it printed is its rendering of the JSON
     assert "--quick: the figures mean nothing" in table and table.count("| smallcnn |") == 2
+    assert "TensorFlow imported while measuring: no (jax alone)" in table

@@ -28,6 +28,7 @@ def test_demo_command_trains_and_writes_a_run_folder(tmp_path, capsys):
     stdout = capsys.readouterr().out
     assert "Held-out accuracy:" in stdout
     assert "Grad-CAM pointing game:" in stdout
+    assert "256 of 256 images used (train 192, val 64)" in stdout  # the test split is apart
     (run_dir,) = [p for p in (tmp_path / "runs").iterdir() if p.name.startswith("demo-")]
     assert f"Results written to {run_dir}" in stdout
     expected_files = [

@@ -259,3 +259,13 @@ def test_inflate_stops_at_its_limit_and_reads_every_gzip_member():
         inflate(two, 1500, 31)
     with pytest.raises(ValueError, match="max_bytes"):
         check_max_bytes(0)
+
+
+def test_the_nifti_refusal_says_how_the_voxels_are_counted(bombs):
+    """int16 voxels are read as float32: the message says so, so that 40.2 GiB
+    for 6000 x 6000 x 300 int16 voxels (21.6 GB on disk as int16) adds up."""
+    from medivision_tf.data.io.memory_budget import TooLargeError, check_nifti_budget
+
+    with pytest.raises(TooLargeError, match=r"6000x6000x300 int16 voxels, read as float32, "
+                                            r"would take 40\.2 GiB decoded"):
+        check_nifti_budget(bombs["nifti"].read_bytes())

@@ -173,8 +173,14 @@ def write_input_report(run_dir, tables, class_names, report, leakage=None, say=p
         return
     if report["num_images"] is not None:
         reasons = ", ".join(f"{k}: {v}" for k, v in summary["skipped_by_reason"].items())
+        # Which split took how many, when the tables hold every sample used
+        # (not when the test split is drawn later, or a table counts a
+        # volume's slices where the report counts files: the total alone).
+        sizes = {name: len(table) for name, table in tables.items() if table is not None}
+        by_split = (" (" + ", ".join(f"{name} {size}" for name, size in sizes.items()) + ")"
+                    if sizes and sum(sizes.values()) == report["num_used"] else "")
         say(
-            f"{report['num_used']} of {report['num_images']} images used"
+            f"{report['num_used']} of {report['num_images']} images used{by_split}"
             + (f"; {len(skipped)} skipped ({reasons}), listed in "
                f"{os.path.join(run_dir, REPORT_FILE)}" if len(skipped) else "")
         )

@@ -216,7 +216,10 @@ def check_nifti_budget(data, max_bytes=DEFAULT_MAX_BYTES):
     shape, dtype, itemsize, _ = info
     nbytes = math.prod(shape) * max(itemsize, 4)
     if nbytes > max_bytes:
-        _refuse(f"NIfTI volume of {'x'.join(map(str, shape))} {dtype} voxels", nbytes, max_bytes)
+        # Counted as read: voxels narrower than float32 become float32.
+        read_as = "" if itemsize >= 4 else ", read as float32,"
+        _refuse(f"NIfTI volume of {'x'.join(map(str, shape))} {dtype} voxels{read_as}", nbytes,
+                max_bytes)
     return info
 
 
