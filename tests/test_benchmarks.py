@@ -332,3 +332,67 @@ def test_bench_gpu_quick_runs_on_jax_without_tensorflow(tmp_path):
     assert table in completed.stdout  # what it printed is its rendering of the JSON
     assert "--quick: the figures mean nothing" in table and table.count("| smallcnn |") == 2
     assert "TensorFlow imported while measuring: no (jax alone)" in table
+
+
+def test_bench_unseen_scores_protocol_and_table():
+    """bench_unseen's scores on made-up features where the answer is known,
+    the choice that never looks at the class it is scored on, and the table
+    (the training run itself: `python benchmarks/bench_unseen.py --quick`)."""
+    import numpy as np
+
+    import bench_unseen
+
+    rng = np.random.default_rng(0)
+    # Three known classes around three centres; unseen images between them
+    # (far from every centre in Mahalanobis terms, still confidently logit'ed).
+    centres = np.array([[6.0, 0, 0, 0], [0, 6.0, 0, 0], [0, 0, 6.0, 0]])
+    labels = np.repeat(np.arange(3), 200)
+    known = centres[labels] + rng.normal(0, 1, (600, 4))
+    unseen = rng.normal(0, 1, (300, 4)) + np.array([0, 0, 0, 6.0])
+    means, precision = bench_unseen.fit_class_gaussians(known, labels)
+    np.testing.assert_allclose(means, centres, atol=0.3)
+    near, far = (bench_unseen.mahalanobis_scores(x, means, precision) for x in (known, unseen))
+    assert bench_unseen.score_metrics(near, far, np.quantile(near, 0.95))["auroc"] > 0.99
+
+    logits = np.array([[10.0, 0, 0], [1.0, 0.9, 0.8]])
+    scores = bench_unseen.logit_scores(logits)
+    assert scores["msp"][0] < scores["msp"][1]           # the confident row is less unusual
+    assert scores["max_logit"].tolist() == [-10.0, -1.0]
+    np.testing.assert_allclose(scores["energy"][0], -np.log(np.exp(logits[0]).sum()))
+
+    kernel = rng.normal(0, 1, (4, 3))
+    bias = rng.normal(0, 1, 3)
+    fit = bench_unseen.fit_vim(known, kernel, bias, known @ kernel + bias, dims=3)
+    assert fit["basis"].shape == (4, 1)
+    vim_near = bench_unseen.vim_scores(known, known @ kernel + bias, fit)
+    vim_far = bench_unseen.vim_scores(unseen, unseen @ kernel + bias, fit)
+    assert np.median(vim_far) > np.median(vim_near)  # the unseen lie off the known subspace
+
+    images = np.arange(2 * 5 * 5, dtype="float32").reshape(2, 5, 5, 1)
+    right, left, down, up = bench_unseen.shifted_copies(images, pixels=2)
+    assert (right[:, :, :2] == 0).all() and (right[:, :, 2:] == images[:, :, :3]).all()
+    assert (up[:, -2:] == 0).all() and (up[:, :3] == images[:, 2:]).all()
+    p = np.array([[0.9, 0.1], [0.5, 0.5]])
+    np.testing.assert_allclose(bench_unseen.tta_scores(p, [p, p[:, ::-1]]), [0.4, 0.0])
+
+    # The protocol: for class "a" the score best on the others ("b", "c") is
+    # "msp", although "energy" is best on "a" itself.
+    def scores_of(**auroc):
+        return {"accuracy_known": 0.9, "scores": {
+            s: {"auroc": auroc.get(s, 0.5), "flagged_unseen": 0.5, "flagged_known": 0.05}
+            for s in bench_unseen.SCORES}}
+
+    per_class = {"a": scores_of(energy=0.99, msp=0.6), "b": scores_of(msp=0.9, energy=0.7),
+                 "c": scores_of(msp=0.9, energy=0.8)}
+    chosen = bench_unseen.choose_without_looking(per_class)
+    assert chosen["a"]["score"] == "msp" and chosen["a"]["auroc"] == 0.6
+    summary = bench_unseen.summarize(per_class)
+    assert summary["scores"]["energy"]["worst_class"] == "b"
+    assert summary["protocol"]["worst_auroc"] == 0.6
+    results = {"settings": {"epochs": 10, "fine_tune_epochs": 5, "seed": 0},
+               "machine": {"date": "2026-12-07T00:00:00"}, "partial": True,
+               "datasets": {"digits": {"title": "digits", "classes": per_class,
+                                       "summary": summary}}}
+    table = bench_unseen.render_table(results)
+    assert "| knn (default) |" in table and "(3 of 10 classes held out" in table
+    assert "**partial run**" in table

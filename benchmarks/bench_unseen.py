@@ -1,0 +1,428 @@
+"""Unseen conditions: does the out-of-distribution flag catch a class the model never saw?
+
+```
+python benchmarks/bench_unseen.py [--quick] [--json OUT.json]
+    [--datasets fashion,digits] [--classes 0,1,...]
+```
+
+Leave-one-class-out (issue 34). For each dataset and each class in turn, a
+model is trained by `medivision_tf.training.train` with its defaults (two
+phases, 10 + 5 epochs, label smoothing, the trust values fitted on the
+validation split) on the other classes only, with the one change a CPU and
+no downloads force: the from-scratch `smallcnn` at 28x28, one channel, in
+place of ImageNet's EfficientNetB0 at 224x224. Then every score below is
+computed on the same model, for the official test images of the held-out
+class (positives) and of the known classes (negatives):
+
+- `knn` (the shipped default: `fit_trust`'s cosine kNN on the backbone's
+  pooled feature map) and `relative_mahalanobis` (the other method
+  `fit_trust` ships), both through `predict_with_trust`, as `predict` and
+  the exported model compute them;
+- the softmax and logit scores: maximum softmax probability (`msp`),
+  maximum logit, energy (`-logsumexp` of the logits; the logits are the
+  `predictions` layer's input times its kernel plus bias);
+- class-conditional Mahalanobis on the head's pooled features (`pool`,
+  one shared covariance; Lee et al. 2018) and ViM (the pooled features'
+  residual outside their principal subspace, scaled, minus the energy;
+  Wang et al. 2022), both fitted on the training images;
+- test-time augmentation disagreement (`tta`): the mean total-variation
+  distance between the probabilities of the image and of the image
+  shifted by 2 pixels in each of 4 directions (a cheap ensemble; MC
+  dropout is left out: Keras' `training=True` also puts BatchNorm in
+  training mode).
+
+Per score: AUROC, the share of held-out images flagged and of known
+images flagged at a threshold accepting 95% of the validation images (the
+shipped scores: their own fitted threshold), and the known-class accuracy.
+The default is chosen by a protocol that never looks at the class it is
+scored on: for each held-out class, the score with the best mean AUROC on
+the *other* held-out classes. The test split is never used to choose.
+
+Data: Fashion-MNIST from Debian's `dataset-fashion-mnist` (600 training and
+100 validation images per known class from the official training split;
+all 10,000 official test images), and scikit-learn's 1,797 handwritten
+digits upscaled to 28x28 (per class 60% train, 15% validation, 25% test,
+stratified; the held-out class's images all count as unseen).
+"""
+
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+SCORES = ("knn", "relative_mahalanobis", "msp", "max_logit", "energy", "mahalanobis", "vim",
+          "tta")
+SHIPPED = ("knn", "relative_mahalanobis")
+DIGIT_NAMES = [str(d) for d in range(10)]
+ACCEPT_RATE = 0.95
+
+
+# === Data ===
+
+
+def fashion_splits(data, held_out, per_class_train=600, per_class_val=100, seed=0):
+    """Known-class train/val arrays from the official training split and
+    the official test split divided into known and held-out images."""
+    rng = np.random.default_rng(seed)
+    images = data["train_images"][..., None].astype("float32")
+    labels = data["train_labels"].astype("int64")
+    train_idx, val_idx = [], []
+    for label in range(10):
+        if label == held_out:
+            continue
+        idx = rng.permutation(np.flatnonzero(labels == label))
+        train_idx.append(idx[:per_class_train])
+        val_idx.append(idx[per_class_train:per_class_train + per_class_val])
+    train_idx, val_idx = np.concatenate(train_idx), np.concatenate(val_idx)
+    test_x = data["test_images"][..., None].astype("float32")
+    test_y = data["test_labels"].astype("int64")
+    return _assemble(images[train_idx], labels[train_idx], images[val_idx], labels[val_idx],
+                     test_x, test_y, held_out)
+
+
+def digits_splits(images, labels, held_out, seed=0):
+    """Stratified 60 / 15 / 25 split of the known digits; every image of the
+    held-out digit is unseen."""
+    rng = np.random.default_rng(seed)
+    parts = {"train": [], "val": [], "test": []}
+    for label in range(10):
+        idx = rng.permutation(np.flatnonzero(labels == label))
+        if label == held_out:
+            parts["test"].append(idx)
+            continue
+        n_train, n_val = int(0.6 * len(idx)), int(0.15 * len(idx))
+        parts["train"].append(idx[:n_train])
+        parts["val"].append(idx[n_train:n_train + n_val])
+        parts["test"].append(idx[n_train + n_val:])
+    train, val, test = (np.concatenate(parts[k]) for k in ("train", "val", "test"))
+    return _assemble(images[train], labels[train], images[val], labels[val], images[test],
+                     labels[test], held_out)
+
+
+def _assemble(train_x, train_y, val_x, val_y, test_x, test_y, held_out):
+    """Labels of the known classes renumbered 0..8 (the model's classes)."""
+    known = [c for c in range(10) if c != held_out]
+    remap = {c: i for i, c in enumerate(known)}
+    unseen = test_y == held_out
+    return {
+        "train": (train_x, np.array([remap[c] for c in train_y], "int32")),
+        "val": (val_x, np.array([remap[c] for c in val_y], "int32")),
+        "test_known": (test_x[~unseen], np.array([remap[c] for c in test_y[~unseen]], "int32")),
+        "test_unseen": test_x[unseen],
+        "known": known,
+    }
+
+
+def load_digits_28():
+    """scikit-learn's digits as 28x28 one-channel images, 0-255, and labels."""
+    import cv2
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = np.stack([cv2.resize(image * (255.0 / 16.0), (28, 28),
+                                  interpolation=cv2.INTER_LINEAR) for image in digits.images])
+    return np.clip(images, 0, 255).astype("float32")[..., None], digits.target.astype("int64")
+
+
+# === Scores (higher = more unusual) ===
+
+
+def logit_scores(logits):
+    """Maximum softmax probability, maximum logit and energy, as OOD scores."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_sum = np.log(np.exp(shifted).sum(axis=1)) + logits.max(axis=1)
+    probabilities = np.exp(logits - log_sum[:, None])
+    return {"msp": -probabilities.max(axis=1), "max_logit": -logits.max(axis=1),
+            "energy": -log_sum}
+
+
+def fit_class_gaussians(features, labels):
+    """Class means and the shared precision matrix (pseudo-inverse)."""
+    classes = np.unique(labels)
+    means = np.stack([features[labels == c].mean(axis=0) for c in classes])
+    centred = features - means[np.searchsorted(classes, labels)]
+    covariance = centred.T @ centred / len(features)
+    return means, np.linalg.pinv(covariance, hermitian=True)
+
+
+def mahalanobis_scores(features, means, precision):
+    """Distance to the nearest class mean (squared, shared covariance)."""
+    distances = []
+    for mean in means:
+        centred = features - mean
+        distances.append(np.einsum("ij,jk,ik->i", centred, precision, centred))
+    return np.min(np.stack(distances, axis=1), axis=1)
+
+
+def fit_vim(features, kernel, bias, logits, dims=None):
+    """ViM's origin, principal subspace and scale, fitted on training features."""
+    origin = -np.linalg.pinv(kernel.T) @ bias
+    centred = features - origin
+    dims = dims or max(1, features.shape[1] // 2)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    residual_basis = vt[dims:].T
+    residual = np.linalg.norm(centred @ residual_basis, axis=1)
+    alpha = logits.max(axis=1).mean() / max(residual.mean(), 1e-12)
+    return {"origin": origin, "basis": residual_basis, "alpha": alpha}
+
+
+def vim_scores(features, logits, fit):
+    residual = np.linalg.norm((features - fit["origin"]) @ fit["basis"], axis=1)
+    return fit["alpha"] * residual + logit_scores(logits)["energy"]
+
+
+def shifted_copies(images, pixels=2):
+    """The images shifted by `pixels` right, left, down and up (edges zero)."""
+    copies = []
+    for axis, step in ((2, pixels), (2, -pixels), (1, pixels), (1, -pixels)):
+        shifted = np.roll(images, step, axis=axis)
+        index = [slice(None)] * images.ndim
+        index[axis] = slice(0, step) if step > 0 else slice(step, None)
+        shifted[tuple(index)] = 0
+        copies.append(shifted)
+    return copies
+
+
+def tta_scores(probabilities, augmented_probabilities):
+    """Mean total-variation distance between the image's and its copies' probabilities."""
+    return np.mean([0.5 * np.abs(probabilities - p).sum(axis=1)
+                    for p in augmented_probabilities], axis=0)
+
+
+# === Summaries ===
+
+
+def score_metrics(known_scores, unseen_scores, threshold):
+    from sklearn.metrics import roc_auc_score
+
+    truth = np.r_[np.zeros(len(known_scores)), np.ones(len(unseen_scores))]
+    return {"auroc": float(roc_auc_score(truth, np.r_[known_scores, unseen_scores])),
+            "flagged_unseen": float((unseen_scores > threshold).mean()),
+            "flagged_known": float((known_scores > threshold).mean())}
+
+
+def choose_without_looking(per_class):
+    """For each held-out class, the score with the best mean AUROC over the
+    *other* classes (the class scored is never looked at), and its figures."""
+    chosen = {}
+    for held_out in per_class:
+        others = [c for c in per_class if c != held_out]
+        if not others:
+            continue
+        mean_auroc = {s: np.mean([per_class[c]["scores"][s]["auroc"] for c in others])
+                      for s in SCORES}
+        best = max(SCORES, key=lambda s: mean_auroc[s])
+        chosen[held_out] = dict(score=best, **per_class[held_out]["scores"][best])
+    return chosen
+
+
+def summarize(per_class):
+    """Per score: mean and worst AUROC (and which class), mean flag shares;
+    the protocol's choice; the known-class accuracy."""
+    summary = {"scores": {}}
+    for score in SCORES:
+        rows = {c: r["scores"][score] for c, r in per_class.items()}
+        worst = min(rows, key=lambda c: rows[c]["auroc"])
+        summary["scores"][score] = {
+            "mean_auroc": float(np.mean([r["auroc"] for r in rows.values()])),
+            "worst_auroc": rows[worst]["auroc"], "worst_class": worst,
+            "flagged_unseen": float(np.mean([r["flagged_unseen"] for r in rows.values()])),
+            "flagged_known": float(np.mean([r["flagged_known"] for r in rows.values()])),
+        }
+    chosen = choose_without_looking(per_class)
+    if chosen:
+        summary["protocol"] = {
+            "chosen": {c: v["score"] for c, v in chosen.items()},
+            "mean_auroc": float(np.mean([v["auroc"] for v in chosen.values()])),
+            "worst_auroc": float(min(v["auroc"] for v in chosen.values())),
+            "flagged_unseen": float(np.mean([v["flagged_unseen"] for v in chosen.values()])),
+            "flagged_known": float(np.mean([v["flagged_known"] for v in chosen.values()])),
+        }
+    summary["accuracy_known"] = float(np.mean([r["accuracy_known"] for r in per_class.values()]))
+    return summary
+
+
+# === One held-out class ===
+
+
+def run_one(splits, class_names, settings, seed=0):
+    """Trains on the known classes and scores every method on the test images."""
+    import keras
+
+    from medivision_tf.training import train
+    from medivision_tf.trust import feature_model, fit_trust, predict_with_trust
+
+    keras.backend.clear_session()
+    train_x, train_y = splits["train"]
+    val_x, val_y = splits["val"]
+    known_x, known_y = splits["test_known"]
+    unseen_x = splits["test_unseen"]
+    names = [class_names[c] for c in splits["known"]]
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-unseen-") as run_dir:
+        result = train(dict(backbone="smallcnn", weights=None, image_size=28, channels=1,
+                            epochs=settings["epochs"],
+                            fine_tune_epochs=settings["fine_tune_epochs"], seed=seed,
+                            tensorboard=False),
+                       train_data=(train_x, train_y), val_data=(val_x, val_y),
+                       class_names=names, run_dir=run_dir, verbose=0)
+    train_seconds = time.perf_counter() - start
+    model = result.model
+
+    def pooled_and_logits(images):
+        features, probabilities = feature_model(model, "pool").predict(
+            images, batch_size=256, verbose=0)
+        kernel, bias = model.get_layer("predictions").get_weights()
+        return features, features @ kernel + bias, probabilities
+
+    def shipped(method):
+        fit_trust(model, val_x, val_y, ood_method=method, seed=seed)
+        return [predict_with_trust(model, x, batch_size=256) for x in (val_x, known_x, unseen_x)]
+
+    raw = {name: {} for name in ("val", "known", "unseen")}
+    thresholds = {}
+    for method in SHIPPED:
+        outputs = shipped(method)
+        for part, out in zip(raw, outputs):
+            raw[part][method] = out["ood_score"]
+        thresholds[method] = float(get_threshold(model))
+    train_features, train_logits, _ = pooled_and_logits(train_x)
+    means, precision = fit_class_gaussians(train_features, train_y)
+    kernel, bias = model.get_layer("predictions").get_weights()
+    vim = fit_vim(train_features, kernel, bias, train_logits)
+    accuracy = None
+    for part, images in (("val", val_x), ("known", known_x), ("unseen", unseen_x)):
+        features, logits, probabilities = pooled_and_logits(images)
+        raw[part].update(logit_scores(logits))
+        raw[part]["mahalanobis"] = mahalanobis_scores(features, means, precision)
+        raw[part]["vim"] = vim_scores(features, logits, vim)
+        augmented = [model.predict(copy, batch_size=256, verbose=0)
+                     for copy in shifted_copies(images)]
+        raw[part]["tta"] = tta_scores(probabilities, augmented)
+        if part == "known":
+            accuracy = float((probabilities.argmax(axis=1) == known_y).mean())
+    scores = {}
+    for score in SCORES:
+        threshold = thresholds.get(score, float(np.quantile(raw["val"][score], ACCEPT_RATE)))
+        scores[score] = score_metrics(raw["known"][score], raw["unseen"][score], threshold)
+    return {"accuracy_known": accuracy, "scores": scores, "num_known": int(len(known_x)),
+            "num_unseen": int(len(unseen_x)), "num_train": int(len(train_x)),
+            "train_seconds": round(train_seconds, 1)}
+
+
+def get_threshold(model):
+    """The OOD threshold `fit_trust` stored in the model."""
+    from medivision_tf.trust import get_trust
+
+    return get_trust(model)["ood"]["threshold"]
+
+
+# === Table ===
+
+
+def render_table(results):
+    """The Markdown of docs/trust.md and the README (no TensorFlow)."""
+    lines = []
+    for dataset, block in results["datasets"].items():
+        summary = block.get("summary")
+        if not summary:
+            continue
+        done = len(block["classes"])
+        lines += [f"**{block['title']}** ({done} of 10 classes held out in turn; known-class "
+                  f"accuracy {summary['accuracy_known']:.3f} on average):", "",
+                  "| score | mean AUROC | worst AUROC (class) | unseen flagged | known flagged |",
+                  "|---|---|---|---|---|"]
+        for score in SCORES:
+            row = summary["scores"][score]
+            mark = " (default)" if score == "knn" else ""
+            lines.append(f"| {score}{mark} | {row['mean_auroc']:.3f} | {row['worst_auroc']:.3f} "
+                         f"({row['worst_class']}) | {row['flagged_unseen']:.1%} | "
+                         f"{row['flagged_known']:.1%} |")
+        protocol = summary.get("protocol")
+        if protocol:
+            picks = sorted(set(protocol["chosen"].values()))
+            lines.append(f"| chosen on the other classes ({', '.join(picks)}) | "
+                         f"{protocol['mean_auroc']:.3f} | {protocol['worst_auroc']:.3f} | "
+                         f"{protocol['flagged_unseen']:.1%} | {protocol['flagged_known']:.1%} |")
+        lines.append("")
+        per_class = ", ".join(f"{c} {r['scores']['knn']['auroc']:.2f}"
+                              for c, r in block["classes"].items())
+        lines.append(f"Default (`knn`) AUROC per held-out class: {per_class}.")
+        lines.append("")
+    settings = results["settings"]
+    lines.append(
+        f"`benchmarks/bench_unseen.py` ({settings['epochs']} + {settings['fine_tune_epochs']} "
+        f"epochs, smallcnn at 28x28, seed {settings['seed']}; thresholds accept "
+        f"{ACCEPT_RATE:.0%} of validation images), measured {results['machine']['date'][:10]}"
+        + (" (**partial run**)" if results.get("partial") else "") + ".")
+    return "\n".join(lines)
+
+
+# === Main ===
+
+
+def main(argv=None):
+    parser = common.argument_parser(__doc__.splitlines()[0])
+    parser.add_argument("--datasets", default="fashion,digits")
+    parser.add_argument("--classes", default=",".join(map(str, range(10))))
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    import bench_realdata
+
+    settings = dict(epochs=1, fine_tune_epochs=1) if args.quick else dict(
+        epochs=10, fine_tune_epochs=5)
+    settings.update(seed=args.seed, datasets=args.datasets.split(","),
+                    classes=[int(c) for c in args.classes.split(",")])
+    results = None
+    if args.json and os.path.exists(args.json) and not args.quick:
+        import json
+
+        with open(args.json) as handle:
+            previous = json.load(handle)
+        if previous.get("settings") == settings:
+            results = previous
+            print(f"Resuming {args.json}.", flush=True)
+    if results is None:
+        results = {"settings": settings, "datasets": {}, "partial": True,
+                   "machine": common.machine_info()}
+    for dataset in settings["datasets"]:
+        if dataset == "fashion":
+            data = bench_realdata.load_fashion_mnist()
+            if data is None:
+                raise SystemExit("Fashion-MNIST is missing: apt-get install dataset-fashion-mnist")
+            names, title = bench_realdata.CLASS_NAMES, "Fashion-MNIST"
+            if args.quick:  # a tenth of the images: checks the code path only
+                data = {k: v[::10] for k, v in data.items()}
+
+            def split(k, data=data):
+                return fashion_splits(data, k, *((60, 10) if args.quick else (600, 100)),
+                                      seed=args.seed)
+        elif dataset == "digits":
+            images, labels = load_digits_28()
+            names, title = DIGIT_NAMES, "scikit-learn digits"
+
+            def split(k, images=images, labels=labels):
+                return digits_splits(images, labels, k, seed=args.seed)
+        else:
+            raise SystemExit(f"--datasets: 'fashion' or 'digits'. Received: {dataset!r}")
+        block = results["datasets"].setdefault(dataset, {"title": title, "classes": {}})
+        for k in settings["classes"]:
+            if names[k] in block["classes"]:
+                continue
+            print(f"{dataset}: holding out {names[k]} ...", flush=True)
+            block["classes"][names[k]] = run_one(split(k), names, settings, seed=args.seed)
+            block["summary"] = summarize(block["classes"])
+            common.write_results(results, args.json)  # after each class: resumable
+    results["partial"] = False
+    common.write_results(results, args.json)
+    print(render_table(results))
+    return results
+
+
+if __name__ == "__main__":
+    main()
