@@ -391,6 +391,33 @@ def render_table(results):
     return "\n".join(lines)
 
 
+def render_summary(results):
+    """The README's lines: the default score and the protocol's choice per
+    dataset (no TensorFlow)."""
+    lines = []
+    for block in results["datasets"].values():
+        summary = block.get("summary")
+        if not summary:
+            continue
+        default = summary["scores"]["knn"]
+        line = (f"- {block['title']}, {len(block['classes'])} classes held out in turn: the "
+                f"shipped flag (`knn`) mean AUROC {default['mean_auroc']:.3f}, worst "
+                f"{default['worst_auroc']:.3f} ({default['worst_class']}), "
+                f"{default['flagged_unseen']:.0%} of unseen-class images flagged, "
+                f"{default['flagged_known']:.0%} of known")
+        protocol = summary.get("protocol")
+        if protocol:
+            best = max(SCORES, key=lambda s: summary["scores"][s]["mean_auroc"])
+            line += (f"; the best score measured, `{best}`, mean AUROC "
+                     f"{summary['scores'][best]['mean_auroc']:.3f}; chosen class by class "
+                     f"without looking at it, {protocol['mean_auroc']:.3f}")
+        lines.append(line + ".")
+    lines.append(f"(`benchmarks/bench_unseen.py`, `benchmarks/results/unseen.json`, "
+                 f"{results['machine']['date'][:10]}"
+                 + ("; **partial run**" if results.get("partial") else "") + ".)")
+    return "\n".join(lines)
+
+
 # === Main ===
 
 

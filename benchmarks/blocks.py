@@ -548,6 +548,16 @@ def _explain_pretrained(results):
     return bench_module("bench_explain_pretrained").render_table(results)
 
 
+@renderer("unseen", "unseen.json")
+def _unseen(results):
+    return bench_module("bench_unseen").render_table(results)
+
+
+@renderer("unseen-summary", "unseen.json")
+def _unseen_summary(results):
+    return bench_module("bench_unseen").render_summary(results)
+
+
 @renderer("gradcam-upsampling", "demo.json")
 def _gradcam_upsampling(results):
     zoom, native = results["tf_keras_vis_zoom"], results["faithfulness"]["methods"]["gradcam"]

@@ -396,3 +396,6 @@ def test_bench_unseen_scores_protocol_and_table():
     table = bench_unseen.render_table(results)
     assert "| knn (default) |" in table and "(3 of 10 classes held out" in table
     assert "**partial run**" in table
+    summary_lines = bench_unseen.render_summary(results)
+    assert "- digits, 3 classes held out in turn: the shipped flag (`knn`)" in summary_lines
+    assert "partial run" in summary_lines
