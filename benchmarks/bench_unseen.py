@@ -22,7 +22,8 @@ class (positives) and of the known classes (negatives):
   maximum logit, energy (`-logsumexp` of the logits; the logits are the
   `predictions` layer's input times its kernel plus bias);
 - class-conditional Mahalanobis on the head's pooled features (`pool`,
-  one shared covariance; Lee et al. 2018) and ViM (the pooled features'
+  one shared covariance; Lee et al. 2018; the package's `fit_mahalanobis`
+  and `trust.apply.mahalanobis_scores`) and ViM (the pooled features'
   residual outside their principal subspace, scaled, minus the energy;
   Wang et al. 2022), both fitted on the training images;
 - test-time augmentation disagreement (`tta`): the mean total-variation
@@ -167,24 +168,24 @@ def logit_scores(logits):
             "energy": -log_sum}
 
 
-def fit_class_gaussians(features, labels):
-    """Class means and the shared precision matrix (pseudo-inverse)."""
-    classes = np.unique(labels)
-    means = np.stack([features[labels == c].mean(axis=0) for c in classes])
-    centred = features - means[np.searchsorted(classes, labels)]
-    covariance = centred.T @ centred / len(features)
-    return means, np.linalg.pinv(covariance, hermitian=True)
+def mahalanobis_scores(train_features, train_labels, features):
+    """Class-conditional Mahalanobis distance (shared covariance; Lee et al.
+    2018): the package's own fit (`trust.fit_mahalanobis`, Ledoit-Wolf
+    shrinkage) and score (`trust.apply.mahalanobis_scores`, `keras.ops`, what
+    an exported model would run), here fitted on the training features."""
+    import keras
+
+    from medivision_tf.trust import fit_mahalanobis
+    from medivision_tf.trust.apply import mahalanobis_scores as apply_mahalanobis
+
+    whitening, centers = fit_mahalanobis(train_features, train_labels,
+                                         int(train_labels.max()) + 1)
+    return {name: keras.ops.convert_to_numpy(apply_mahalanobis(x, whitening, centers))
+            for name, x in features.items()}
 
 
-def mahalanobis_scores(features, means, precision):
-    """Distance to the nearest class mean (squared, shared covariance)."""
-    distances = []
-    for mean in means:
-        centred = features - mean
-        distances.append(np.einsum("ij,jk,ik->i", centred, precision, centred))
-    return np.min(np.stack(distances, axis=1), axis=1)
-
-
+# ViM is in no library this project uses (not in Keras, scikit-learn or
+# tf-keras-vis): written here from the paper.
 def fit_vim(features, kernel, bias, logits, dims=None):
     """ViM's origin, principal subspace and scale, fitted on training features."""
     origin = -np.linalg.pinv(kernel.T) @ bias
@@ -319,20 +320,22 @@ def run_one(splits, class_names, settings, seed=0):
             raw[part][method] = out["ood_score"]
         thresholds[method] = float(get_threshold(model))
     train_features, train_logits, _ = pooled_and_logits(train_x)
-    means, precision = fit_class_gaussians(train_features, train_y)
     kernel, bias = model.get_layer("predictions").get_weights()
     vim = fit_vim(train_features, kernel, bias, train_logits)
     accuracy = None
+    pooled = {}
     for part, images in (("val", val_x), ("known", known_x), ("unseen", unseen_x)):
         features, logits, probabilities = pooled_and_logits(images)
+        pooled[part] = features
         raw[part].update(logit_scores(logits))
-        raw[part]["mahalanobis"] = mahalanobis_scores(features, means, precision)
         raw[part]["vim"] = vim_scores(features, logits, vim)
         augmented = [model.predict(copy, batch_size=256, verbose=0)
                      for copy in shifted_copies(images)]
         raw[part]["tta"] = tta_scores(probabilities, augmented)
         if part == "known":
             accuracy = float((probabilities.argmax(axis=1) == known_y).mean())
+    for part, values in mahalanobis_scores(train_features, train_y, pooled).items():
+        raw[part]["mahalanobis"] = values
     scores = {}
     for score in SCORES:
         threshold = thresholds.get(score, float(np.quantile(raw["val"][score], ACCEPT_RATE)))
