@@ -19,8 +19,9 @@ the whole backbone unfrozen, BatchNorm frozen):
 - `v3`: the same, peak 3e-5;
 - `v5`: SGD (momentum 0.9, Nesterov), warm-up 1 epoch + cosine, peak 1e-3;
 - `v6`: Adam 1e-5, cosine to 0, no warm-up;
-- `w3_1e4` / `w3_3e5`: Adam, warm-up over 30% of phase 2 then cosine, peak 1e-4 / 3e-5
-  (the shape of today's default, `fine_tune_warmup=0.3`, `fine_tune_lr_schedule="cosine"`).
+- `w3_1e4` / `w3_3e5` / `w3_1e5`: Adam, warm-up over 30% of phase 2 then cosine, peak
+  1e-4 / 3e-5 / 1e-5 (the shape of the default, `fine_tune_warmup=0.3`,
+  `fine_tune_lr_schedule="cosine"`).
 
 `--baselines` adds the head alone trained for the phase-2 epochs too
 (`head_more`) and Keras' guide with its pooling head (`guide_pooling`: frozen
@@ -87,6 +88,7 @@ def _optimizer(variant, steps, epochs):
             1e-5, total)),
         "w3_1e4": lambda: keras.optimizers.Adam(warm_cosine(1e-4, int(0.3 * total))),
         "w3_3e5": lambda: keras.optimizers.Adam(warm_cosine(3e-5, int(0.3 * total))),
+        "w3_1e5": lambda: keras.optimizers.Adam(warm_cosine(1e-5, int(0.3 * total))),
     }
     if variant not in variants:
         raise ValueError(f"Unknown variant {variant!r}. Choose from: {', '.join(variants)}.")

@@ -206,7 +206,7 @@ def test_relative_mahalanobis_score_matches_numpy_and_old_models_keep_theirs(rng
     assert get_trust(relative_fit)["ood"]["method"] == "relative_mahalanobis"
     flagged = predict_with_trust(relative_fit, val.images)["out_of_distribution"].mean()
     assert flagged <= 0.1  # out-of-fold threshold at 95%
-    with pytest.raises(ValueError, match="Unknown `ood_method` 'energy'.*knn"):
+    with pytest.raises(ValueError, match="Unknown `ood_method` 'energy'.*knn.*mahalanobis"):
         fit_trust(trusted, val.images, val.labels, ood_method="energy")
     features = rng.normal(size=(200, 6)) * np.array([5.0, 1, 1, 1, 1, 0.2])
     labels = np.arange(200) % 3
@@ -332,22 +332,52 @@ def test_explain_gives_the_answer_predict_gives(trusted, data, tmp_path, capsys)
         assert e_fields[4] == p_fields[5]                          # ood 0.12  [OUT-OF-...]
 
 
-def test_export_and_server_agree_with_predict_with_trust(trusted, data, tmp_path):
-    """The same PNG through predict_with_trust, the SavedModel and medivision serve."""
-    import io
+def test_mahalanobis_fit_scores_the_nearest_class_mean_with_an_out_of_fold_threshold(
+        trusted, data):
+    """`ood_method="mahalanobis"`: the stored score is the distance to the nearest
+    class mean; its threshold, from out-of-fold scores, flags about 5% of new
+    in-distribution images (not the ~0% an in-sample threshold would)."""
+    from medivision_tf.trust import apply, feature_model, fit_mahalanobis, ood_scores
 
+    _, val, test = data
+    twin = keras.models.clone_model(trusted)
+    twin.set_weights(trusted.get_weights())
+    fit_trust(twin, val.images, val.labels, ood_method="mahalanobis")
+    ood = get_trust(twin)["ood"]
+    assert ood["method"] == "mahalanobis" and ood["layer"] == apply.FEATURE_LAYER
+    features = np.asarray(feature_model(twin, ood["layer"])(test.images)[0])
+    w, centers = fit_mahalanobis(np.asarray(feature_model(twin, ood["layer"])(val.images)[0]),
+                                 val.labels, 3)
+    nearest = np.sqrt((((features @ w)[:, None, :] - centers[None]) ** 2).sum(-1).min(1))
+    out = predict_with_trust(twin, test.images)
+    np.testing.assert_allclose(out["ood_score"], nearest, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(out["ood_score"], ood_scores(features, ood), rtol=1e-4)
+    in_sample = np.quantile(ood_scores(
+        np.asarray(feature_model(twin, ood["layer"])(val.images)[0]), ood), 0.95)
+    assert ood["threshold"] > in_sample  # held-out distances are larger
+    assert out["out_of_distribution"].mean() <= 0.15
+
+
+@pytest.mark.parametrize("ood_method", ["knn", "mahalanobis"])
+def test_export_and_server_agree_with_predict_with_trust(trusted, data, tmp_path, ood_method):
+    """The same PNG through predict_with_trust, the SavedModel and medivision serve."""
     import tensorflow as tf
-    from PIL import Image
 
     from medivision_tf.export import export_saved_model
 
     image = data[2].images[:2].astype("uint8")
-    pngs = []
-    for im in image:
-        buffer = io.BytesIO()
-        Image.fromarray(im[..., 0]).save(buffer, format="PNG")
-        pngs.append(buffer.getvalue())
+    pngs = [_png(im) for im in image]
+    if ood_method != "knn":
+        twin = keras.models.clone_model(trusted)
+        twin.set_weights(trusted.get_weights())
+        trusted = fit_trust(twin, data[1].images, data[1].labels, alpha=0.2,
+                            ood_method=ood_method)
+    # One image the flag catches: the exported graph must flag it too.
+    image = np.concatenate([image, np.full_like(image[:1], 255)])
+    pngs.append(_png(image[-1]))
     expected = predict_with_trust(trusted, image.astype("float32"))
+    assert expected["out_of_distribution"][-1]
+    assert get_trust(trusted)["ood"]["method"] == ood_method
     path = export_saved_model(trusted, tmp_path / "trusted")
     out = tf.saved_model.load(path).signatures["predict_images"](image_bytes=tf.constant(pngs))
     np.testing.assert_allclose(out["calibrated_probabilities"], expected["probabilities"], atol=1e-5)
@@ -367,12 +397,22 @@ def test_export_and_server_agree_with_predict_with_trust(trusted, data, tmp_path
             "instances": [{"b64": base64.b64encode(p).decode()} for p in pngs]}
     answer = asyncio.run(predictor.predict(body))
     rows = answer["predictions"]
-    assert len(rows) == 2 and {"probabilities", "class_name", "prediction_set"} <= set(rows[0])
+    assert len(rows) == 3 and {"probabilities", "class_name", "prediction_set"} <= set(rows[0])
     np.testing.assert_allclose([r["calibrated_probabilities"] for r in rows],
                                expected["probabilities"], atol=1e-5)
     np.testing.assert_allclose([r["ood_score"] for r in rows], expected["ood_score"], atol=1e-5)
     assert [r["prediction_set"] for r in rows] == expected["prediction_set"].tolist()
     assert [r["out_of_distribution"] for r in rows] == expected["out_of_distribution"].tolist()
+
+
+def _png(image):
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image[..., 0]).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def test_train_fits_and_saves_trust_with_validation_data(tmp_path, data):
@@ -395,8 +435,14 @@ def test_train_fits_and_saves_trust_with_validation_data(tmp_path, data):
     off = train({**config, "trust": False}, val_data=(val.images, val.labels),
                 run_dir=tmp_path / "off", **args)
     assert get_trust(off.model) is None
+    gaussian = train({**config, "ood_method": "mahalanobis"}, val_data=(val.images, val.labels),
+                     run_dir=tmp_path / "mahalanobis", **args)
+    saved = medivision_tf.load_model(gaussian.model_path, compile=False)
+    assert get_trust(saved)["ood"]["method"] == "mahalanobis"
     with pytest.raises(ValueError, match="conformal_alpha=1.5"):
         train({**config, "conformal_alpha": 1.5}, run_dir=tmp_path / "bad", **args)
+    with pytest.raises(ValueError, match="ood_method.*'energy'"):
+        train({**config, "ood_method": "energy"}, run_dir=tmp_path / "bad", **args)
 
 
 def test_config_choices_and_default_follow_the_trust_module():
@@ -407,4 +453,9 @@ def test_config_choices_and_default_follow_the_trust_module():
     from medivision_tf.trust import apply
 
     assert CHOICES["conformal_method"] == apply.CONFORMAL_METHODS
+    from medivision_tf.trust.core import OOD_FITS
+
+    assert CHOICES["ood_method"] == tuple(OOD_FITS)
+    assert set(OOD_FITS) <= set(apply.OOD_METHODS)
+    assert TrainConfig().ood_method in OOD_FITS
     assert TrainConfig().conformal_method == apply.DEFAULT_CONFORMAL_METHOD

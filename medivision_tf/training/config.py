@@ -52,6 +52,7 @@ CHOICES = {
     "nifti_axis": ("axial", "coronal", "sagittal"),
     "augment_on": ("auto", "pipeline", "model"),
     "conformal_method": ("aps", "lac"),
+    "ood_method": ("knn", "mahalanobis", "relative_mahalanobis"),
     "fine_tune_lr_schedule": LR_SCHEDULES,
 }
 
@@ -181,6 +182,12 @@ class TrainConfig:
             `1 - p`: smallest sets, coverage close to `1 - conformal_alpha`
             also when the model is more accurate than that; some sets
             empty) or `"aps"` (never empty; coverage at least the accuracy).
+        ood_method: the out-of-distribution score `fit_trust` fits and the
+            model carries: `"knn"` (default; cosine distance to the 5th
+            nearest validation image), `"mahalanobis"` (distance to the
+            nearest class mean; flags more images of an unseen class that
+            looks like a known one, see docs/trust.md) or
+            `"relative_mahalanobis"`.
         seed: seed of the split, the weights, the shuffling and augmentation.
         dicom_window: DICOM window: `"auto"` (the file's VOI LUT / window),
             `"minmax"` or `"center,width"`, e.g. `"40,400"` (CT soft tissue).
@@ -244,6 +251,7 @@ class TrainConfig:
     trust: bool = True
     conformal_alpha: float = 0.1
     conformal_method: str = "lac"
+    ood_method: str = "knn"
     seed: int = 0
     dicom_window: str = "auto"
     bit_depth_16: str = "auto"

@@ -305,7 +305,8 @@ def train(
             from medivision_tf.trust import fit_trust
 
             fit_trust(model, inputs.val, alpha=config.conformal_alpha,
-                      conformal_method=config.conformal_method, seed=config.seed)
+                      conformal_method=config.conformal_method,
+                      ood_method=config.ood_method, seed=config.seed)
         with atomic_path(model_path) as partial:
             model.save(partial)
         # Tidied before the run counts as finished: a rerun of a finished

@@ -136,9 +136,13 @@ def fit_trust(model, val_images, val_labels=None, alpha=0.1, *, accept_rate=0.95
             validation image in the backbone's pooled features, the images
             stored as a bank of at most `MAX_BANK_ROWS` (fewer for wide
             backbones: `MAX_BANK_VALUES`) and the threshold taken from
-            leave-one-out distances; or `"relative_mahalanobis"`: a shared
-            Gaussian per class minus one over all images (Ren et al. 2021),
-            threshold from 5-fold out-of-fold scores. See
+            leave-one-out distances; `"mahalanobis"`: the distance to the
+            nearest class mean under one shared (Ledoit-Wolf) covariance (Lee
+            et al. 2018; the better near-OOD score of `benchmarks/bench_unseen.py`,
+            see docs/trust.md); or `"relative_mahalanobis"`: that minus the
+            distance under one Gaussian over all images (Ren et al. 2021).
+            Both Gaussian fits take their threshold from 5-fold out-of-fold
+            scores. See
             `medivision_tf.trust.apply.ood_scores`.
         batch_size: images per forward pass.
         seed: seed of the bank's sample and of the OOD folds.
@@ -253,32 +257,48 @@ def _fit_knn(features, labels, num_classes, accept_rate, seed):
             "num_bank": int(rows), "threshold": _threshold(scores, accept_rate)}
 
 
-def _relative_mahalanobis_values(features, labels, num_classes):
+def _mahalanobis_values(features, labels, num_classes):
     whitening, centers = fitting.fit_mahalanobis(features, labels, num_classes)
-    background_whitening, background_center = fitting.fit_background(features)
-    return {"method": "relative_mahalanobis",
+    return {"method": "mahalanobis",
             "whitening": apply.encode_array(whitening),
-            "centers": apply.encode_array(centers),
+            "centers": apply.encode_array(centers)}
+
+
+def _relative_mahalanobis_values(features, labels, num_classes):
+    background_whitening, background_center = fitting.fit_background(features)
+    return {**_mahalanobis_values(features, labels, num_classes),
+            "method": "relative_mahalanobis",
             "background_whitening": apply.encode_array(background_whitening),
             "background_center": apply.encode_array(background_center)}
 
 
-def _fit_relative_mahalanobis(features, labels, num_classes, accept_rate, seed):
-    """The relative Mahalanobis fit; threshold from out-of-fold scores."""
-    n = len(features)
-    folds = fitting.fold_ids(n, OOD_FOLDS, seed)
-    out_of_fold = np.zeros(n, np.float32)
-    for fold in np.unique(folds):
-        held = folds == fold
-        fit_on = held if held.all() else ~held  # one image: score it in-sample
-        values = _relative_mahalanobis_values(features[fit_on], labels[fit_on], num_classes)
-        out_of_fold[held] = keras.ops.convert_to_numpy(apply.ood_scores(features[held], values))
-    values = _relative_mahalanobis_values(features, labels, num_classes)
-    return {**values, "threshold": _threshold(out_of_fold, accept_rate)}
+def _out_of_fold_fit(values_of):
+    """A Gaussian fit whose threshold comes from 5-fold out-of-fold scores.
+
+    In-sample Mahalanobis distances are optimistic in a wide feature space
+    (each image pulled its own class mean and covariance), so a threshold
+    taken from them would flag new in-distribution images far more often
+    than `1 - accept_rate`.
+    """
+    def fit(features, labels, num_classes, accept_rate, seed):
+        n = len(features)
+        folds = fitting.fold_ids(n, OOD_FOLDS, seed)
+        out_of_fold = np.zeros(n, np.float32)
+        for fold in np.unique(folds):
+            held = folds == fold
+            fit_on = held if held.all() else ~held  # one image: score it in-sample
+            values = values_of(features[fit_on], labels[fit_on], num_classes)
+            out_of_fold[held] = keras.ops.convert_to_numpy(apply.ood_scores(features[held], values))
+        values = values_of(features, labels, num_classes)
+        return {**values, "threshold": _threshold(out_of_fold, accept_rate)}
+
+    return fit
 
 
 #: `fit_trust(ood_method=...)`: fits returning the `trust["ood"]` values.
-OOD_FITS = {"knn": _fit_knn, "relative_mahalanobis": _fit_relative_mahalanobis}
+OOD_FITS = {"knn": _fit_knn,
+            "mahalanobis": _out_of_fold_fit(_mahalanobis_values),
+            "relative_mahalanobis": _out_of_fold_fit(_relative_mahalanobis_values)}
 
 
 def store_trust(model, trust):
