@@ -520,9 +520,10 @@ def _realdata_summary(*runs):
 # --- docs/training.md and README.md: bench_transfer.py, bench_transfer_recipe.py ---
 
 
-@renderer("transfer-recipe", "transfer_recipe_densenet121.json", "transfer_recipe_xception.json")
-def _transfer_recipe(densenet, xception):
-    return bench_module("bench_transfer_recipe").render_table(densenet, xception)
+@renderer("transfer-recipe", "transfer_recipe_densenet121.json", "transfer_recipe_xception.json",
+          "transfer_recipe_densenet121_long.json")
+def _transfer_recipe(densenet, xception, long):
+    return bench_module("bench_transfer_recipe").render_table(densenet, xception, long)
 
 
 @renderer("transfer-learning", "transfer.json")

@@ -430,7 +430,7 @@ def reproduce(data_root, out_dir="runs/reproduce", *, datasets=None, config=None
     for column in ("num_train", "num_val", "num_test", "epochs"):
         frame[column] = frame[column].astype("Int64")  # integers with gaps
     frame.attrs.update(
-        settings=config.to_dict(),
+        settings=config.resolved().to_dict(),
         machine=_machine(),
         data_root=os.path.abspath(data_root),
         out_dir=os.path.abspath(out_dir),

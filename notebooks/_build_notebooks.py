@@ -671,7 +671,7 @@ def train_on_your_dataset():
                 learning_rate=1e-3,
                 fine_tune_epochs=FINE_TUNE_EPOCHS,   # phase 2: backbone unfrozen
                 fine_tune_layers=FINE_TUNE_LAYERS,   # None: all backbone layers
-                fine_tune_learning_rate=1e-4,
+                fine_tune_learning_rate=None,        # 3e-5 for pretrained weights, 1e-4 from scratch
                 class_weight="balanced",
                 monitor="val_loss",
                 mixed_precision="auto",

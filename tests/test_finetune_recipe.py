@@ -93,13 +93,45 @@ def test_the_switch_unfreezes_all_but_batchnorm_with_a_new_warming_optimizer(
     assert recorder.steps[steps:] == list(range(2 * steps))
     # Phase 1's constant rate; phase 2 warms up from 0 over 30% of its 8
     # steps (2 steps), peaks at fine_tune_learning_rate, then decays.
-    peak = config.fine_tune_learning_rate
+    peak = config.resolved().fine_tune_learning_rate
+    assert peak == 3e-5  # pretrained weights: the lower peak
+    import json
+
+    recorded = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert recorded["fine_tune_learning_rate"] == peak
     assert recorder.rates[:steps] == pytest.approx([config.learning_rate] * steps)
     phase2_rates = recorder.rates[steps:]
     assert phase2_rates[0] == 0.0
     assert phase2_rates[1] == pytest.approx(peak / 2, rel=1e-5)
     assert phase2_rates[2] == pytest.approx(peak, rel=1e-5)
     assert all(a > b for a, b in zip(phase2_rates[2:], phase2_rates[3:]))
+
+
+def test_the_phase2_peak_is_lower_for_pretrained_weights_and_matches_the_benchmark():
+    """`fine_tune_learning_rate=None` resolves to 3e-5 with pretrained weights
+    and 1e-4 from scratch; an explicit rate is kept. The recipe benchmark's
+    table marks the variant the defaults are."""
+    import os
+    import sys
+
+    assert TrainConfig().fine_tune_learning_rate is None
+    assert TrainConfig(weights="imagenet").resolved().fine_tune_learning_rate == 3e-5
+    assert TrainConfig(weights="w.keras").resolved().fine_tune_learning_rate == 3e-5
+    assert TrainConfig(weights=None).resolved().fine_tune_learning_rate == 1e-4
+    assert TrainConfig(weights="imagenet", fine_tune_learning_rate=2e-4).resolved(
+        ).fine_tune_learning_rate == 2e-4
+    with pytest.raises(ValueError, match="fine_tune_learning_rate=0"):
+        TrainConfig(fine_tune_learning_rate=0.0)
+    bench = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                         "benchmarks")
+    sys.path.insert(0, bench)
+    import bench_transfer_recipe
+
+    warmup, peak = bench_transfer_recipe.DEFAULT_VARIANT.split("_")
+    config = TrainConfig(weights="imagenet").resolved()
+    assert float(peak.replace("e", "e-")) == config.fine_tune_learning_rate
+    assert int(warmup[1:]) / 10 == config.fine_tune_warmup
+    assert config.fine_tune_lr_schedule == "cosine"
 
 
 def test_phase2_schedules_and_their_fallback():

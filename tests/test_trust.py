@@ -429,16 +429,15 @@ def test_train_fits_and_saves_trust_with_validation_data(tmp_path, data):
     assert trust is not None and trust["conformal"]["alpha"] == 0.2
     assert trust["conformal"]["num_calibration"] == len(val.images)
     assert trust["conformal"]["method"] == "lac"
-    aps = train({**config, "conformal_method": "aps"}, val_data=(val.images, val.labels),
-                run_dir=tmp_path / "aps", **args)
+    # Both choices in one run: the conformal score and the OOD score.
+    aps = train({**config, "conformal_method": "aps", "ood_method": "mahalanobis"},
+                val_data=(val.images, val.labels), run_dir=tmp_path / "aps", **args)
     assert get_trust(aps.model)["conformal"]["method"] == "aps"
+    saved = get_trust(medivision_tf.load_model(aps.model_path, compile=False))
+    assert saved["ood"]["method"] == "mahalanobis" and saved["conformal"]["method"] == "aps"
     off = train({**config, "trust": False}, val_data=(val.images, val.labels),
                 run_dir=tmp_path / "off", **args)
     assert get_trust(off.model) is None
-    gaussian = train({**config, "ood_method": "mahalanobis"}, val_data=(val.images, val.labels),
-                     run_dir=tmp_path / "mahalanobis", **args)
-    saved = medivision_tf.load_model(gaussian.model_path, compile=False)
-    assert get_trust(saved)["ood"]["method"] == "mahalanobis"
     with pytest.raises(ValueError, match="conformal_alpha=1.5"):
         train({**config, "conformal_alpha": 1.5}, run_dir=tmp_path / "bad", **args)
     with pytest.raises(ValueError, match="ood_method.*'energy'"):
