@@ -82,6 +82,11 @@ def get_model_config(model):
     get_model_config(model).sequence    # 'spatial'
     ```
     """
+    if isinstance(model, (str, bytes, os.PathLike)):
+        raise TypeError(
+            f"get_model_config takes a model, not a path; received {model!r}. Load it "
+            "first: get_model_config(medivision_tf.load_model(path, compile=False))."
+        )
     labels = named_layer(model, CLASS_LABELS_LAYER)
     if labels.model_config:
         return ModelConfig.from_dict(labels.model_config)

@@ -483,6 +483,8 @@ def test_model_config_travels_with_the_model(tmp_path):
     model.save(tmp_path / "m.keras")
     loaded = medivision_tf.get_model_config(medivision_tf.load_model(tmp_path / "m.keras"))
     assert loaded == config
+    with pytest.raises(TypeError, match="not a path.*m.keras.*load_model"):
+        medivision_tf.get_model_config(str(tmp_path / "m.keras"))
     # The stored arguments rebuild the same architecture.
     rebuilt = medivision_tf.model.build_from_config(config)
     assert rebuilt.count_params() == model.count_params()

@@ -337,14 +337,17 @@ def test_mahalanobis_fit_scores_the_nearest_class_mean_with_an_out_of_fold_thres
     """`ood_method="mahalanobis"`: the stored score is the distance to the nearest
     class mean; its threshold, from out-of-fold scores, flags about 5% of new
     in-distribution images (not the ~0% an in-sample threshold would)."""
-    from medivision_tf.trust import apply, feature_model, fit_mahalanobis, ood_scores
+    from medivision_tf.trust import feature_model, fit_mahalanobis, ood_scores
 
     _, val, test = data
     twin = keras.models.clone_model(trusted)
     twin.set_weights(trusted.get_weights())
-    fit_trust(twin, val.images, val.labels, ood_method="mahalanobis")
+    fit_trust(twin, val.images, val.labels, ood_method="mahalanobis", ood_layer="pool")
     ood = get_trust(twin)["ood"]
-    assert ood["method"] == "mahalanobis" and ood["layer"] == apply.FEATURE_LAYER
+    # The head's pooled features: where bench_unseen.py measured this score.
+    assert ood["method"] == "mahalanobis" and ood["layer"] == "pool"
+    with pytest.raises(ValueError, match="Unknown `ood_layer` 'lstm'.*feature_map, pool"):
+        fit_trust(twin, val.images, val.labels, ood_layer="lstm")
     features = np.asarray(feature_model(twin, ood["layer"])(test.images)[0])
     w, centers = fit_mahalanobis(np.asarray(feature_model(twin, ood["layer"])(val.images)[0]),
                                  val.labels, 3)
@@ -371,7 +374,7 @@ def test_export_and_server_agree_with_predict_with_trust(trusted, data, tmp_path
         twin = keras.models.clone_model(trusted)
         twin.set_weights(trusted.get_weights())
         trusted = fit_trust(twin, data[1].images, data[1].labels, alpha=0.2,
-                            ood_method=ood_method)
+                            ood_method=ood_method, ood_layer="pool")
     # One image the flag catches: the exported graph must flag it too.
     image = np.concatenate([image, np.full_like(image[:1], 255)])
     pngs.append(_png(image[-1]))
@@ -430,11 +433,13 @@ def test_train_fits_and_saves_trust_with_validation_data(tmp_path, data):
     assert trust["conformal"]["num_calibration"] == len(val.images)
     assert trust["conformal"]["method"] == "lac"
     # Both choices in one run: the conformal score and the OOD score.
-    aps = train({**config, "conformal_method": "aps", "ood_method": "mahalanobis"},
+    aps = train({**config, "conformal_method": "aps", "ood_method": "mahalanobis",
+                 "ood_layer": "pool"},
                 val_data=(val.images, val.labels), run_dir=tmp_path / "aps", **args)
     assert get_trust(aps.model)["conformal"]["method"] == "aps"
     saved = get_trust(medivision_tf.load_model(aps.model_path, compile=False))
-    assert saved["ood"]["method"] == "mahalanobis" and saved["conformal"]["method"] == "aps"
+    assert saved["ood"]["method"] == "mahalanobis" and saved["ood"]["layer"] == "pool"
+    assert saved["conformal"]["method"] == "aps"
     off = train({**config, "trust": False}, val_data=(val.images, val.labels),
                 run_dir=tmp_path / "off", **args)
     assert get_trust(off.model) is None
@@ -452,9 +457,10 @@ def test_config_choices_and_default_follow_the_trust_module():
     from medivision_tf.trust import apply
 
     assert CHOICES["conformal_method"] == apply.CONFORMAL_METHODS
-    from medivision_tf.trust.core import OOD_FITS
+    from medivision_tf.trust.core import OOD_FITS, OOD_LAYERS
 
     assert CHOICES["ood_method"] == tuple(OOD_FITS)
+    assert CHOICES["ood_layer"] == OOD_LAYERS and TrainConfig().ood_layer == OOD_LAYERS[0]
     assert set(OOD_FITS) <= set(apply.OOD_METHODS)
     assert TrainConfig().ood_method in OOD_FITS
     assert TrainConfig().conformal_method == apply.DEFAULT_CONFORMAL_METHOD

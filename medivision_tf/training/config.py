@@ -61,6 +61,7 @@ CHOICES = {
     "augment_on": ("auto", "pipeline", "model"),
     "conformal_method": ("aps", "lac"),
     "ood_method": ("knn", "mahalanobis", "relative_mahalanobis"),
+    "ood_layer": ("feature_map", "pool"),
     "fine_tune_lr_schedule": LR_SCHEDULES,
 }
 
@@ -198,6 +199,10 @@ class TrainConfig:
             nearest class mean; flags more images of an unseen class that
             looks like a known one, see docs/trust.md) or
             `"relative_mahalanobis"`.
+        ood_layer: the features the OOD score reads: `"feature_map"`
+            (default; the backbone's, averaged) or `"pool"` (the head's
+            pooled features; the best near-OOD score measured was
+            `ood_method="mahalanobis"` there, see docs/trust.md).
         seed: seed of the split, the weights, the shuffling and augmentation.
         dicom_window: DICOM window: `"auto"` (the file's VOI LUT / window),
             `"minmax"` or `"center,width"`, e.g. `"40,400"` (CT soft tissue).
@@ -262,6 +267,7 @@ class TrainConfig:
     conformal_alpha: float = 0.1
     conformal_method: str = "lac"
     ood_method: str = "knn"
+    ood_layer: str = "feature_map"
     seed: int = 0
     dicom_window: str = "auto"
     bit_depth_16: str = "auto"

@@ -306,7 +306,8 @@ def train(
 
             fit_trust(model, inputs.val, alpha=config.conformal_alpha,
                       conformal_method=config.conformal_method,
-                      ood_method=config.ood_method, seed=config.seed)
+                      ood_method=config.ood_method, ood_layer=config.ood_layer,
+                      seed=config.seed)
         with atomic_path(model_path) as partial:
             model.save(partial)
         # Tidied before the run counts as finished: a rerun of a finished

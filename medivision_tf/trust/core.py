@@ -109,8 +109,8 @@ def _forward(model, images, labels=None, batch_size=32, layer=None):
 
 
 def fit_trust(model, val_images, val_labels=None, alpha=0.1, *, accept_rate=0.95,
-              conformal_method=apply.DEFAULT_CONFORMAL_METHOD, ood_method="knn", batch_size=32,
-              seed=0):
+              conformal_method=apply.DEFAULT_CONFORMAL_METHOD, ood_method="knn",
+              ood_layer=apply.FEATURE_LAYER, batch_size=32, seed=0):
     """Fits temperature, conformal threshold and OOD score on validation data.
 
     The values are stored in the model itself (`ModelConfig.trust`, inside the
@@ -144,6 +144,12 @@ def fit_trust(model, val_images, val_labels=None, alpha=0.1, *, accept_rate=0.95
             Both Gaussian fits take their threshold from 5-fold out-of-fold
             scores. See
             `medivision_tf.trust.apply.ood_scores`.
+        ood_layer: the features the OOD score reads: `"feature_map"`
+            (default: the backbone's feature map, averaged over positions) or
+            `"pool"` (the head's pooled features, after the LSTM and
+            attention in MediVision; where `benchmarks/bench_unseen.py`
+            measured the Mahalanobis score). Stored with the fit, so
+            `predict`, exports and the server read the same layer.
         batch_size: images per forward pass.
         seed: seed of the bank's sample and of the OOD folds.
 
@@ -152,7 +158,7 @@ def fit_trust(model, val_images, val_labels=None, alpha=0.1, *, accept_rate=0.95
 
     Raises:
         ValueError: a multi-label model, `alpha`/`accept_rate` outside (0, 1),
-            an unknown `conformal_method` or `ood_method`, or fewer than 2
+            an unknown `conformal_method`, `ood_method` or `ood_layer`, or fewer than 2
             (labelled) images.
 
     Example:
@@ -188,8 +194,12 @@ def fit_trust(model, val_images, val_labels=None, alpha=0.1, *, accept_rate=0.95
         raise ValueError(
             f"Unknown `ood_method` {ood_method!r}. Known: {', '.join(OOD_FITS)}."
         )
+    if ood_layer not in OOD_LAYERS:
+        raise ValueError(
+            f"Unknown `ood_layer` {ood_layer!r}. Known: {', '.join(OOD_LAYERS)}."
+        )
     features, probabilities, labels = _forward(model, val_images, val_labels, batch_size,
-                                               layer=apply.FEATURE_LAYER)
+                                               layer=ood_layer)
     if labels is None:
         raise ValueError("fit_trust needs labels: pass `val_labels` or (images, labels) batches.")
     if len(labels) < 2:
@@ -214,7 +224,7 @@ def fit_trust(model, val_images, val_labels=None, alpha=0.1, *, accept_rate=0.95
         "temperature": temperature,
         "conformal": {"method": conformal_method, "alpha": alpha, "threshold": threshold,
                       "num_calibration": int(n)},
-        "ood": {**ood, "layer": apply.FEATURE_LAYER, "accept_rate": float(accept_rate)},
+        "ood": {**ood, "layer": ood_layer, "accept_rate": float(accept_rate)},
         "validation": {
             "num_images": int(n),
             "nll_before": fitting.negative_log_likelihood(probabilities, labels),
@@ -294,6 +304,9 @@ def _out_of_fold_fit(values_of):
 
     return fit
 
+
+#: `fit_trust(ood_layer=...)`: the backbone's feature map (averaged) or the head's pooled features.
+OOD_LAYERS = (apply.FEATURE_LAYER, "pool")
 
 #: `fit_trust(ood_method=...)`: fits returning the `trust["ood"]` values.
 OOD_FITS = {"knn": _fit_knn,
