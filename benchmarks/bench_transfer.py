@@ -318,6 +318,12 @@ def run_cli(backbone, weights, data, out_dir):
     }
 
 
+def _no_drop(switch):
+    """The issue's switch check: the first fine-tune epoch's training accuracy
+    at most 2 points below the last head epoch's."""
+    return switch["last_head_epoch"] - switch["first_fine_tune_epoch"] <= 0.02
+
+
 def _concat(a, b):
     return np.concatenate([a[0], b[0]]), np.concatenate([a[1], b[1]])
 
@@ -426,7 +432,8 @@ def render_table(results):
             f"`{command}` (every other option at its default: {run['epochs']} + "
             f"{run['fine_tune_epochs']} epochs; seed 0): test accuracy {run['test_accuracy']:.3f}; "
             f"training accuracy {run['switch']['last_head_epoch']:.3f} in the last head epoch, "
-            f"{run['switch']['first_fine_tune_epoch']:.3f} in the first fine-tune epoch "
+            f"{run['switch']['first_fine_tune_epoch']:.3f} in the first fine-tune epoch, "
+            f"within 2 points: {'yes' if _no_drop(run['switch']) else 'NO'} "
             f"(by epoch: {' '.join(f'{a:.3f}' for a in run['train_accuracy_by_epoch'])}); "
             f"validation accuracy by epoch "
             f"{' '.join(f'{a:.3f}' for a in run['val_accuracy_by_epoch'])}.")

@@ -291,6 +291,15 @@ def test_bench_transfer_summary_checks_and_table():
                               "no_drop_at_switch": True}
     table = bench_transfer.render_table(results)
     assert "0.840 ± 0.014" in table and "(b) ≥ (c) NO" in table
+    # The command-line runs: their switch checked against the same 2 points.
+    for drop, verdict in ((0.034, "NO"), (0.009, "yes")):
+        results["cli"] = {"densenet121": {
+            "command": "medivision train /tmp/x/images --backbone densenet121 --weights w.keras",
+            "epochs": 10, "fine_tune_epochs": 5, "test_accuracy": 0.88,
+            "switch": {"last_head_epoch": 0.99, "first_fine_tune_epoch": 0.99 - drop},
+            "train_accuracy_by_epoch": [0.99, 0.99 - drop], "val_accuracy_by_epoch": [0.8, 0.8]}}
+        table = bench_transfer.render_table(results)
+        assert f"within 2 points: {verdict}" in table and "medivision train FOLDER" in table
 
 
 def test_bench_gpu_quick_runs_on_jax_without_tensorflow(tmp_path):
