@@ -642,9 +642,10 @@ def train_on_your_dataset():
                at `learning_rate` (`freeze_backbone="auto"`, the default, freezes it only when
                it starts from pretrained weights; a from-scratch backbone trains from the start);
             2. `fine_tune_epochs` with the backbone (or its top `fine_tune_layers` layers)
-               **unfrozen**: a new optimizer warms up from 0 to `fine_tune_learning_rate` over
-               `fine_tune_warmup` of the phase, then decays to 0 (cosine), so the switch does not
-               wreck the pretrained features; BatchNorm stays frozen for pretrained weights
+               **unfrozen**: a new optimizer warms up from 0 to `fine_tune_learning_rate` (by
+               default 3e-5 for pretrained weights, 1e-4 from scratch) over `fine_tune_warmup`
+               of the phase, then decays to 0 (cosine), so the switch does not wreck the
+               pretrained features; BatchNorm stays frozen for pretrained weights
                (docs/training.md, "Transfer learning", has the measured comparison).
 
             `class_weight="balanced"` applies the class weights above. The run folder gets the
