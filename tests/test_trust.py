@@ -330,6 +330,16 @@ def test_explain_gives_the_answer_predict_gives(trusted, data, tmp_path, capsys)
                                                                        abs=1e-4)
         assert e_fields[3] == p_fields[4]                          # set: {...}
         assert e_fields[4] == p_fields[5]                          # ood 0.12  [OUT-OF-...]
+    # Without --quiet both say once (on stderr) what the ood number means.
+    ood = get_trust(trusted)["ood"]
+    for command in (["predict", model_path, paths[0]],
+                    ["explain", model_path, paths[0], "--out", str(tmp_path / "cli2")]):
+        assert main(command) == 0
+        legend = [line for line in capsys.readouterr().err.splitlines()
+                  if line.startswith("Probabilities are calibrated")]
+        assert len(legend) == 1, command
+        assert f"ood is the {ood['method']} score on layer '{ood['layer']}'" in legend[0]
+        assert f"OUT-OF-DISTRIBUTION above {ood['threshold']:.4g}" in legend[0]
 
 
 def test_mahalanobis_fit_scores_the_nearest_class_mean_with_an_out_of_fold_threshold(

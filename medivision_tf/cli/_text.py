@@ -36,3 +36,37 @@ def quote(name):
     if text.isprintable() and not text.startswith('"') and text == text.strip():
         return text
     return json.dumps(text)  # ensure_ascii: every non-ASCII character escaped too
+
+
+def trust_legend(trust):
+    """One line saying what `predict` and `explain` print next to each image.
+
+    The OOD score's scale depends on its method (kNN's cosine distance is in
+    [0, 2], Mahalanobis distances are whitened units, 0 and up), so the
+    number alone cannot be read without the method and the threshold the
+    model carries.
+
+    Args:
+        trust: `ModelConfig.trust` (None: no trust values, "").
+
+    Returns:
+        The line, or "" without trust values.
+
+    Example:
+
+    ```python
+    trust_legend({"temperature": 1.3, "conformal": {"alpha": 0.1},
+                  "ood": {"method": "knn", "layer": "feature_map", "threshold": 0.61,
+                          "accept_rate": 0.95}})
+    ```
+    """
+    if not trust:
+        return ""
+    ood = trust["ood"]
+    return (
+        f"Probabilities are calibrated (temperature {trust['temperature']:.3g}); sets cover "
+        f"about {1 - trust['conformal']['alpha']:.0%} of images like the validation images; "
+        f"ood is the {ood['method']} score on layer {ood.get('layer', 'feature_map')!r}, "
+        f"OUT-OF-DISTRIBUTION above {ood['threshold']:.4g} (about "
+        f"{1 - ood.get('accept_rate', 0.95):.0%} of validation images)."
+    )

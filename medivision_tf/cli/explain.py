@@ -19,7 +19,7 @@ per-slice scores OUT/<name>_slices.csv.
 
 import sys
 
-from medivision_tf.cli._text import quote
+from medivision_tf.cli._text import quote, trust_legend
 
 
 def register(subparsers):
@@ -89,6 +89,8 @@ def run(args):
     names = _unique_stems(paths)
     flat = [i for i in range(len(paths)) if i not in volume_inputs]
     quiet = False if args.quiet else "auto"
+    if config.trust and not config.multi_label and not args.quiet:
+        print(trust_legend(config.trust), file=sys.stderr)  # what "ood 0.41" means
     lines, grids, overlays = {}, set(), 0
     if flat:
         # One read for all files (every bad file named), decoded as the model sees them.

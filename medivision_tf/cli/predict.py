@@ -15,7 +15,7 @@ see `medivision_tf.prediction.predict_files`.
 import os
 import sys
 
-from medivision_tf.cli._text import quote
+from medivision_tf.cli._text import quote, trust_legend
 
 
 def register(subparsers):
@@ -98,6 +98,8 @@ def run_predict(args):
                           tta=args.tta, verbose=False if args.quiet else "auto")
     # File names are quoted when they hold control characters: one image, one line.
     trusted = "prediction_set" in table
+    if trusted and not args.quiet:  # the scale of `ood` depends on its method
+        print(trust_legend(config.trust), file=sys.stderr)
     labels = _row_labels(table)
     for label, row in zip(labels, table.to_dict("records")):
         line = f"{label}\t{row['class']}\t{row['probability']:.4f}\ttop-{top_k}: {row['top_k']}"
