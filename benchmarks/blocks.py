@@ -526,6 +526,11 @@ def _transfer_recipe(densenet, xception, long):
     return bench_module("bench_transfer_recipe").render_table(densenet, xception, long)
 
 
+@renderer("transfer-peak", "transfer.json", "transfer_peak_1e-4.json")
+def _transfer_peak(default, earlier):
+    return bench_module("bench_transfer").render_peak_comparison(default, earlier)
+
+
 @renderer("transfer-learning", "transfer.json")
 def _transfer_learning(results):
     return bench_module("bench_transfer").render_table(results)

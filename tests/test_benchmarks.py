@@ -300,6 +300,20 @@ def test_bench_transfer_summary_checks_and_table():
             "train_accuracy_by_epoch": [0.99, 0.99 - drop], "val_accuracy_by_epoch": [0.8, 0.8]}}
         table = bench_transfer.render_table(results)
         assert f"within 2 points: {verdict}" in table and "medivision train FOLDER" in table
+    # Two peaks side by side: row (b) and the command-line run of each results file.
+    results["summary"] = bench_transfer.summary_table(results)
+    earlier = json.loads(json.dumps(results))
+    earlier["phase2_peak"] = {"fine_tune_learning_rate": 1e-4}
+    earlier["summary"]["densenet121/fashion"]["b"]["test_accuracy"]["mean"] = 0.85
+    results["phase2_peak"] = {"fine_tune_learning_rate": 3e-5}
+    for run, drop in ((earlier, 0.034), (results, 0.0)):
+        run["cli"]["densenet121"].update(
+            epochs=1, switch={"last_head_epoch": 0.99, "first_fine_tune_epoch": 0.99 - drop},
+            train_accuracy_by_epoch=[0.99, 0.99 - drop])
+    comparison = bench_transfer.render_peak_comparison(results, earlier)
+    assert "(b) at peak 1e-04 | (b) at peak 3e-05 (default)" in comparison
+    assert "| densenet121/fashion (2 + 1 epochs, 3 seeds) | 0.850 | 0.840 |" in comparison
+    assert "| -0.034, lowest 0.956 | +0.000, lowest 0.990 |" in comparison
 
 
 def test_bench_gpu_quick_runs_on_jax_without_tensorflow(tmp_path):
