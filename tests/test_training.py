@@ -92,12 +92,20 @@ def test_rerun_with_another_config_is_refused(tmp_path, small_data):
     data = small_data["train"]
     args = dict(train_data=(data.images[:64], data.labels[:64]), class_names=data.class_names,
                 run_dir=tmp_path, verbose=0)
-    train(_config(steps_per_epoch=1), **args)
+    first = train(_config(steps_per_epoch=1), **args)
     with pytest.raises(ValueError, match="already holds a finished run"):
         train(_config(steps_per_epoch=1), **args)
     (tmp_path / "state.json").write_text("{}")  # pretend it was interrupted
     with pytest.raises(ValueError, match="keys epochs differ"):
         train(_config(steps_per_epoch=1, epochs=2), **args)
+    # A run begun before a key existed: the missing key counts as its default.
+    saved = json.loads((tmp_path / "config.json").read_text())
+    for key in ("ood_method", "ood_layer"):
+        del saved[key]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match="keys ood_method differ"):
+        train(_config(steps_per_epoch=1, ood_method="mahalanobis"), **args)
+    assert train(_config(steps_per_epoch=1), **args).epochs == first.epochs  # resumed
 
 
 def test_head_sizes_reach_the_model(tmp_path, small_data):

@@ -187,9 +187,16 @@ def tidy_history(path, epochs=None):
 
 
 def changed_keys(previous, config):
-    """Config keys whose values differ between a saved config.json and `config`."""
+    """Config keys whose values differ between a saved config.json and `config`.
+
+    A key the saved file lacks (a run begun by a release before the key
+    existed) counts as its default, which keeps that release's behaviour:
+    such a run still resumes unless the key is set to something else.
+    """
     current = json.loads(json.dumps(config.to_dict()))
-    return sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+    defaults = json.loads(json.dumps(type(config)().to_dict()))
+    saved = {**{k: v for k, v in defaults.items() if k not in previous}, **previous}
+    return sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
 
 
 def with_recorded_augment_on(config, previous):
