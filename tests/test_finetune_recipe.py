@@ -134,6 +134,33 @@ def test_the_phase2_peak_is_lower_for_pretrained_weights_and_matches_the_benchma
     assert config.fine_tune_lr_schedule == "cosine"
 
 
+def test_a_pretrained_run_begun_at_the_old_default_peak_resumes_with_it(
+        pretrained_file, lesions, tmp_path):
+    """A run folder written when the pretrained default peak was 1e-4 resumes
+    (and is found finished) with 1e-4, not refused for a changed key; an
+    explicit other rate is still refused."""
+    import json
+
+    from medivision_tf.training.run_dir import finished_run
+
+    config = TrainConfig(backbone="smallcnn", weights=pretrained_file, image_size=32,
+                         channels=1, epochs=1, fine_tune_epochs=1, batch_size=32,
+                         steps_per_epoch=1, tensorboard=False, trust=False)
+    args = dict(train_data=(lesions.images, lesions.labels), run_dir=tmp_path, verbose=0)
+    train(config, **args)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["fine_tune_learning_rate"] == 3e-5
+    saved["fine_tune_learning_rate"] = 1e-4  # as the old default recorded it
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert finished_run(str(tmp_path), config) == str(tmp_path / "model.keras")
+    (tmp_path / "state.json").write_text("{}")  # interrupted before its first epoch
+    train(config, **args)  # resumed, not refused
+    assert json.loads((tmp_path / "config.json").read_text())["fine_tune_learning_rate"] == 1e-4
+    (tmp_path / "state.json").write_text("{}")
+    with pytest.raises(ValueError, match="keys fine_tune_learning_rate differ"):
+        train(config.replace(fine_tune_learning_rate=2e-4), **args)
+
+
 def test_phase2_schedules_and_their_fallback():
     config = TrainConfig(fine_tune_warmup=0.5, fine_tune_lr_schedule="constant")
     optimizer = make_optimizer(config, 1e-4, steps_per_epoch=10, epochs=2, phase=2)

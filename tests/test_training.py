@@ -105,7 +105,7 @@ def test_rerun_with_another_config_is_refused(tmp_path, small_data):
     (tmp_path / "config.json").write_text(json.dumps(saved))
     with pytest.raises(ValueError, match="keys ood_method differ"):
         train(_config(steps_per_epoch=1, ood_method="mahalanobis"), **args)
-    assert train(_config(steps_per_epoch=1), **args).epochs == first.epochs  # resumed
+    assert train(_config(steps_per_epoch=1), **args).epochs == first.epochs  # not refused
 
 
 def test_head_sizes_reach_the_model(tmp_path, small_data):

@@ -209,6 +209,20 @@ def with_recorded_augment_on(config, previous):
     return config
 
 
+def with_recorded_fine_tune_rate(config, requested, previous):
+    """`config` with the phase-2 peak its run folder recorded, when the caller
+    left `fine_tune_learning_rate` at its default (`requested` is None).
+
+    The default's value changed (1e-4 for every backbone until 0.x, now 3e-5
+    for pretrained weights): a run begun under the old default resumes, and
+    is reused, with the rate it began with rather than being refused.
+    """
+    recorded = (previous or {}).get("fine_tune_learning_rate")
+    if requested is None and recorded is not None:
+        return dataclasses.replace(config, fine_tune_learning_rate=recorded)
+    return config
+
+
 def finished_run(run_dir, config):
     """The model of a finished run of `config` in `run_dir`, or None.
 
@@ -235,7 +249,9 @@ def finished_run(run_dir, config):
     model_path = os.path.join(run_dir, "model.keras")
     if not (state and state.get("complete") and previous and os.path.isfile(model_path)):
         return None
-    changed = changed_keys(previous, with_recorded_augment_on(config.resolved(), previous))
+    resolved = with_recorded_fine_tune_rate(config.resolved(), config.fine_tune_learning_rate,
+                                            previous)
+    changed = changed_keys(previous, with_recorded_augment_on(resolved, previous))
     if changed:
         raise ValueError(
             f"Run folder {run_dir!r} holds a finished run with another config (keys "
