@@ -339,7 +339,10 @@ def render_peak_comparison(default, earlier):
         for entry in (old, new):
             drop = entry["switch_drop"]["mean"]
             switches.append(f"{-drop:+.3f}")
-        lines.append(f"| {cell} (2 + 1 epochs, 3 seeds) | {old['test_accuracy']['mean']:.3f} | "
+        budget = (f"{default['settings']['head_epochs']} + "
+                  f"{default['settings']['fine_tune_epochs']} epochs, "
+                  f"{len(default['settings']['seeds'])} seeds")
+        lines.append(f"| {cell} ({budget}) | {old['test_accuracy']['mean']:.3f} | "
                      f"{new['test_accuracy']['mean']:.3f} | {switches[0]} | {switches[1]} |")
     for backbone, new in default.get("cli", {}).items():
         old = earlier.get("cli", {}).get(backbone)

@@ -75,6 +75,9 @@ def get_model_config(model):
     Returns:
         A `ModelConfig`.
 
+    Raises:
+        TypeError: a path instead of a model (load it with `load_model` first).
+
     Example:
 
     ```python

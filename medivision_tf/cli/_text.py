@@ -42,9 +42,9 @@ def trust_legend(trust):
     """One line saying what `predict` and `explain` print next to each image.
 
     The OOD score's scale depends on its method (kNN's cosine distance is in
-    [0, 2], Mahalanobis distances are whitened units, 0 and up), so the
-    number alone cannot be read without the method and the threshold the
-    model carries.
+    [0, 2], Mahalanobis distances are in whitened units, the relative one can
+    be negative), so the number alone cannot be read without the method and
+    the threshold the model carries.
 
     Args:
         trust: `ModelConfig.trust` (None: no trust values, "").
@@ -67,6 +67,6 @@ def trust_legend(trust):
         f"Probabilities are calibrated (temperature {trust['temperature']:.3g}); sets cover "
         f"about {1 - trust['conformal']['alpha']:.0%} of images like the validation images; "
         f"ood is the {ood['method']} score on layer {ood.get('layer', 'feature_map')!r}, "
-        f"OUT-OF-DISTRIBUTION above {ood['threshold']:.4g} (about "
-        f"{1 - ood.get('accept_rate', 0.95):.0%} of validation images)."
+        f"OUT-OF-DISTRIBUTION above {ood['threshold']:.4g} (set to flag about "
+        f"{1 - ood.get('accept_rate', 0.95):.0%} of new images like the validation images)."
     )

@@ -196,13 +196,14 @@ class TrainConfig:
         ood_method: the out-of-distribution score `fit_trust` fits and the
             model carries: `"knn"` (default; cosine distance to the 5th
             nearest validation image), `"mahalanobis"` (distance to the
-            nearest class mean; flags more images of an unseen class that
+            nearest class mean; with `ood_layer="pool"` the best score
+            `benchmarks/bench_unseen.py` measured for an unseen class that
             looks like a known one, see docs/trust.md) or
             `"relative_mahalanobis"`.
         ood_layer: the features the OOD score reads: `"feature_map"`
             (default; the backbone's, averaged) or `"pool"` (the head's
-            pooled features; the best near-OOD score measured was
-            `ood_method="mahalanobis"` there, see docs/trust.md).
+            pooled features; for the pooling baseline the same as
+            `"feature_map"`).
         seed: seed of the split, the weights, the shuffling and augmentation.
         dicom_window: DICOM window: `"auto"` (the file's VOI LUT / window),
             `"minmax"` or `"center,width"`, e.g. `"40,400"` (CT soft tissue).

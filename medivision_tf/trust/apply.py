@@ -193,9 +193,10 @@ def ood_scores(features, ood):
     """The OOD score of pooled `features` under the stored `trust["ood"]` values.
 
     `"knn"` (`fit_trust`'s default: `knn_scores` against the stored bank of
-    validation features), `"relative_mahalanobis"` (earlier fits, or
-    `fit_trust(..., ood_method="relative_mahalanobis")`) or `"mahalanobis"`
-    (the first fits); a stored fit keeps its score.
+    validation features), `"mahalanobis"` (`fit_trust(..., ood_method=
+    "mahalanobis")`, and the first fits) or `"relative_mahalanobis"`
+    (earlier fits, or `fit_trust(..., ood_method="relative_mahalanobis")`);
+    a stored fit keeps its score.
 
     Example:
 

@@ -138,8 +138,9 @@ def fit_trust(model, val_images, val_labels=None, alpha=0.1, *, accept_rate=0.95
             backbones: `MAX_BANK_VALUES`) and the threshold taken from
             leave-one-out distances; `"mahalanobis"`: the distance to the
             nearest class mean under one shared (Ledoit-Wolf) covariance (Lee
-            et al. 2018; the better near-OOD score of `benchmarks/bench_unseen.py`,
-            see docs/trust.md); or `"relative_mahalanobis"`: that minus the
+            et al. 2018; with `ood_layer="pool"` the better near-OOD score of
+            `benchmarks/bench_unseen.py`, there fitted on the training
+            images, see docs/trust.md); or `"relative_mahalanobis"`: that minus the
             distance under one Gaussian over all images (Ren et al. 2021).
             Both Gaussian fits take their threshold from 5-fold out-of-fold
             scores. See
@@ -147,8 +148,9 @@ def fit_trust(model, val_images, val_labels=None, alpha=0.1, *, accept_rate=0.95
         ood_layer: the features the OOD score reads: `"feature_map"`
             (default: the backbone's feature map, averaged over positions) or
             `"pool"` (the head's pooled features, after the LSTM and
-            attention in MediVision; where `benchmarks/bench_unseen.py`
-            measured the Mahalanobis score). Stored with the fit, so
+            attention in MediVision, where `benchmarks/bench_unseen.py`
+            measured the Mahalanobis score; for the pooling baseline the
+            same as `"feature_map"`). Stored with the fit, so
             `predict`, exports and the server read the same layer.
         batch_size: images per forward pass.
         seed: seed of the bank's sample and of the OOD folds.
