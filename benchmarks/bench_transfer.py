@@ -54,7 +54,7 @@ of seed 0 (train/ and the 2,000 test images in test/), and records its
 per-epoch training accuracy and test accuracy.
 
 The results record the phase-2 peak row (b) and the command-line runs used
-(`phase2_peak`). `results/transfer_peak_1e-4.json` is this script's run when
+(`settings["phase2_peak"]`, and each run's `fine_tune_learning_rate`). `results/transfer_peak_1e-4.json` is this script's run when
 that peak was 1e-4 (rows a, c, d, e are the same runs);
 `render_peak_comparison` sets the two side by side.
 
@@ -212,11 +212,12 @@ def run_row(row, backbone, weights, data, seed, head_epochs, fine_tune_epochs):
     keras.backend.clear_session()
     start = time.perf_counter()
     if row in ("a", "b", "e"):
-        model, accuracy = _train_with_package(row, backbone, weights, data, seed,
-                                              head_epochs, fine_tune_epochs)
+        model, accuracy, peak = _train_with_package(row, backbone, weights, data, seed,
+                                                    head_epochs, fine_tune_epochs)
     else:
         model, accuracy = _keras_guide(row, backbone, weights, data, seed,
                                        head_epochs, fine_tune_epochs)
+        peak = 1e-5 if fine_tune_epochs else None  # the guide's constant rate
     train_seconds = time.perf_counter() - start
     test_x, test_y = data["test"]
     predicted = model.predict(test_x, batch_size=64, verbose=0).argmax(axis=1)
@@ -225,6 +226,8 @@ def run_row(row, backbone, weights, data, seed, head_epochs, fine_tune_epochs):
         "train_accuracy_by_epoch": [round(float(a), 4) for a in accuracy],
         "train_seconds": round(train_seconds, 1),
     }
+    if peak is not None:
+        result["fine_tune_learning_rate"] = peak
     if row in ("b", "c", "d") and fine_tune_epochs and head_epochs:
         result["switch"] = {"last_head_epoch": accuracy[head_epochs - 1],
                             "first_fine_tune_epoch": accuracy[head_epochs]}
@@ -246,7 +249,9 @@ def _train_with_package(row, backbone, weights, data, seed, head_epochs, fine_tu
     with tempfile.TemporaryDirectory(prefix="bench-transfer-") as run_dir:
         result = train(overrides, train_data=data["train"], val_data=data["val"],
                        class_names=data["class_names"], run_dir=run_dir, verbose=0)
-    return result.model, list(result.history["accuracy"])
+    # The phase-2 peak the run used (config.json's resolved value).
+    peak = result.config.fine_tune_learning_rate if result.config.fine_tune_epochs else None
+    return result.model, list(result.history["accuracy"]), peak
 
 
 def _keras_guide(row, backbone, weights, data, seed, head_epochs, fine_tune_epochs):
@@ -314,6 +319,7 @@ def run_cli(backbone, weights, data, out_dir):
                              "--weights", os.path.basename(weights), "--image-size",
                              str(data["size"]), "--channels", "1"]),
         "epochs": head, "fine_tune_epochs": config["fine_tune_epochs"],
+        "fine_tune_learning_rate": config["fine_tune_learning_rate"],
         "train_accuracy_by_epoch": accuracy,
         "val_accuracy_by_epoch": [round(float(a), 4) for a in history["val_accuracy"]],
         "switch": {"last_head_epoch": accuracy[head - 1],
@@ -326,7 +332,7 @@ def run_cli(backbone, weights, data, out_dir):
 def render_peak_comparison(default, earlier):
     """docs/training.md's comparison of row (b) and the command-line runs at
     two phase-2 peaks (two results files of this script; no TensorFlow)."""
-    peaks = [run["phase2_peak"]["fine_tune_learning_rate"] for run in (earlier, default)]
+    peaks = [run["settings"]["phase2_peak"] for run in (earlier, default)]
     peaks = [f"{peak:.0e}" for peak in peaks]
     lines = [f"| backbone / images | (b) at peak {peaks[0]} | (b) at peak {peaks[1]} "
              f"(default) | switch at {peaks[0]} | switch at {peaks[1]} |",
@@ -501,6 +507,11 @@ def main(argv=None):
                         seeds=[int(s) for s in args.seeds.split(",")],
                         rows=args.rows.split(","), head_epochs=args.head_epochs,
                         fine_tune_epochs=args.fine_tune_epochs, cli=args.cli)
+    # Row (b) and the command-line runs take the defaults of the day: the peak is
+    # a setting, so a file measured at another peak is not resumed.
+    from medivision_tf.training.config import PRETRAINED_FINE_TUNE_LEARNING_RATE
+
+    settings["phase2_peak"] = PRETRAINED_FINE_TUNE_LEARNING_RATE
     if not os.path.isfile(os.path.join(FASHION_DIR, "t10k-labels-idx1-ubyte.gz")):
         print(f"SKIPPED: Fashion-MNIST not found in {FASHION_DIR}. Install it with "
               "`sudo apt-get install dataset-fashion-mnist` (Debian/Ubuntu).")
@@ -513,12 +524,6 @@ def main(argv=None):
             print(f"Resuming {args.json}: {sum(len(r) for r in results['runs'].values())} "
                   "runs done.", flush=True)
     results["machine"] = common.machine_info()
-    from medivision_tf.training import TrainConfig
-
-    # Row (b) and the command-line runs use the defaults of the day: say which peak.
-    peak = TrainConfig(weights="pretrained").resolved().fine_tune_learning_rate
-    results["phase2_peak"] = {"fine_tune_learning_rate": peak,
-                              "note": "TrainConfig's phase-2 peak for pretrained weights"}
     results["sources"] = {b: SOURCES.get(b, "random weights (--quick)")
                           for b in settings["backbones"]}
     with tempfile.TemporaryDirectory(prefix="bench-transfer-") as scratch:

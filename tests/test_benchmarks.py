@@ -303,9 +303,9 @@ def test_bench_transfer_summary_checks_and_table():
     # Two peaks side by side: row (b) and the command-line run of each results file.
     results["summary"] = bench_transfer.summary_table(results)
     earlier = json.loads(json.dumps(results))
-    earlier["phase2_peak"] = {"fine_tune_learning_rate": 1e-4}
+    earlier["settings"]["phase2_peak"] = 1e-4
     earlier["summary"]["densenet121/fashion"]["b"]["test_accuracy"]["mean"] = 0.85
-    results["phase2_peak"] = {"fine_tune_learning_rate": 3e-5}
+    results["settings"]["phase2_peak"] = 3e-5
     for run, drop in ((earlier, 0.034), (results, 0.0)):
         run["cli"]["densenet121"].update(
             epochs=1, switch={"last_head_epoch": 0.99, "first_fine_tune_epoch": 0.99 - drop},
