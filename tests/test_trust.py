@@ -212,6 +212,9 @@ def test_relative_mahalanobis_score_matches_numpy_and_old_models_keep_theirs(rng
     labels = np.arange(200) % 3
     features[:, 1] += 3.0 * labels  # the classes differ along one direction only
     w, centers = fit_mahalanobis(features, labels, 3)
+    # A class absent from the fit has no center (not the overall mean, which
+    # would sit between the classes and call an in-between image familiar).
+    assert fit_mahalanobis(features[labels < 2], labels[labels < 2], 3)[1].shape == (2, 6)
     w0, center0 = fit_background(features)
     new = rng.normal(size=(7, 6))
     nearest = (((new @ w)[:, None, :] - centers[None]) ** 2).sum(-1).min(1)

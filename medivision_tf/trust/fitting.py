@@ -190,13 +190,15 @@ def fit_mahalanobis(features, labels, num_classes, max_dims=512):
     Args:
         features: `(n, d)` pooled features of validation images.
         labels: `(n,)` class ids.
-        num_classes: number of classes; a class absent from `labels` gets the
-            overall mean as its center.
+        num_classes: number of classes; a class absent from `labels` gets
+            no center (an overall mean would sit between the classes, where
+            ambiguous and unfamiliar images fall, and call them familiar).
         max_dims: most columns of `W`.
 
     Returns:
-        `(whitening (d, k), centers (num_classes, k))` as float32 arrays,
-        `centers = means @ whitening`.
+        `(whitening (d, k), centers (c, k))` as float32 arrays,
+        `centers = means @ whitening`, one row per class present in `labels`
+        (`c <= num_classes`, in class order).
 
     Example:
 
@@ -207,12 +209,11 @@ def fit_mahalanobis(features, labels, num_classes, max_dims=512):
     from sklearn.covariance import LedoitWolf
 
     features, labels = _check_features(features, labels)
-    overall = features.mean(axis=0)
-    means = np.stack([
-        features[labels == c].mean(axis=0) if np.any(labels == c) else overall
-        for c in range(num_classes)
-    ])
-    centered = features - means[labels]
+    present = [c for c in range(num_classes) if np.any(labels == c)]
+    means = np.stack([features[labels == c].mean(axis=0) for c in present])
+    row_of = np.full(num_classes, -1)
+    row_of[present] = np.arange(len(present))
+    centered = features - means[row_of[labels]]
     covariance = LedoitWolf(assume_centered=True).fit(centered).covariance_
     whitening = _whitening(covariance, max_dims)
     return whitening.astype(np.float32), (means @ whitening).astype(np.float32)
