@@ -106,6 +106,23 @@ def test_the_switch_unfreezes_all_but_batchnorm_with_a_new_warming_optimizer(
     assert phase2_rates[2] == pytest.approx(peak, rel=1e-5)
     assert all(a > b for a, b in zip(phase2_rates[2:], phase2_rates[3:]))
 
+    # The same folder as if begun when the default peak was 1e-4: it is found
+    # finished, and resumes, with 1e-4 (not refused for a changed key); an
+    # explicit other rate is still refused.
+    from medivision_tf.training.run_dir import finished_run
+
+    run_dir = tmp_path / "run"
+    recorded["fine_tune_learning_rate"] = 1e-4
+    (run_dir / "config.json").write_text(json.dumps(recorded))
+    assert finished_run(str(run_dir), config) == str(run_dir / "model.keras")
+    args = dict(train_data=(images, labels), run_dir=run_dir, verbose=0)
+    (run_dir / "state.json").write_text("{}")  # interrupted before its first epoch
+    train(config, **args)  # resumed, not refused
+    assert json.loads((run_dir / "config.json").read_text())["fine_tune_learning_rate"] == 1e-4
+    (run_dir / "state.json").write_text("{}")
+    with pytest.raises(ValueError, match="keys fine_tune_learning_rate differ"):
+        train(config.replace(fine_tune_learning_rate=2e-4), **args)
+
 
 def test_the_phase2_peak_is_lower_for_pretrained_weights_and_matches_the_benchmark():
     """`fine_tune_learning_rate=None` resolves to 3e-5 with pretrained weights
@@ -132,33 +149,6 @@ def test_the_phase2_peak_is_lower_for_pretrained_weights_and_matches_the_benchma
     assert float(peak.replace("e", "e-")) == config.fine_tune_learning_rate
     assert int(warmup[1:]) / 10 == config.fine_tune_warmup
     assert config.fine_tune_lr_schedule == "cosine"
-
-
-def test_a_pretrained_run_begun_at_the_old_default_peak_resumes_with_it(
-        pretrained_file, lesions, tmp_path):
-    """A run folder written when the pretrained default peak was 1e-4 resumes
-    (and is found finished) with 1e-4, not refused for a changed key; an
-    explicit other rate is still refused."""
-    import json
-
-    from medivision_tf.training.run_dir import finished_run
-
-    config = TrainConfig(backbone="smallcnn", weights=pretrained_file, image_size=32,
-                         channels=1, epochs=1, fine_tune_epochs=1, batch_size=32,
-                         steps_per_epoch=1, tensorboard=False, trust=False)
-    args = dict(train_data=(lesions.images, lesions.labels), run_dir=tmp_path, verbose=0)
-    train(config, **args)
-    saved = json.loads((tmp_path / "config.json").read_text())
-    assert saved["fine_tune_learning_rate"] == 3e-5
-    saved["fine_tune_learning_rate"] = 1e-4  # as the old default recorded it
-    (tmp_path / "config.json").write_text(json.dumps(saved))
-    assert finished_run(str(tmp_path), config) == str(tmp_path / "model.keras")
-    (tmp_path / "state.json").write_text("{}")  # interrupted before its first epoch
-    train(config, **args)  # resumed, not refused
-    assert json.loads((tmp_path / "config.json").read_text())["fine_tune_learning_rate"] == 1e-4
-    (tmp_path / "state.json").write_text("{}")
-    with pytest.raises(ValueError, match="keys fine_tune_learning_rate differ"):
-        train(config.replace(fine_tune_learning_rate=2e-4), **args)
 
 
 def test_phase2_schedules_and_their_fallback():
