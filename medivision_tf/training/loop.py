@@ -208,8 +208,8 @@ def train(
                    run_dir="runs/tiny")
     ```
     """
-    requested_peak = load_config(config, **overrides).fine_tune_learning_rate
-    config = resolve_config(config, **overrides)
+    requested = load_config(config, **overrides)  # before "auto" and None are resolved
+    config = resolve_config(requested)
     # The strategy first: multi-worker and TPU set-up must precede any TF op.
     strategy = strategy or choose_strategy(config.strategy)
     is_chief, worker = worker_role(strategy)
@@ -221,7 +221,7 @@ def train(
               file=sys.stderr, flush=True)
     previous = read_json(os.path.join(work_dir, "config.json")) or {}
     config = with_recorded_augment_on(config, previous)
-    config = with_recorded_fine_tune_rate(config, requested_peak, previous)
+    config = with_recorded_fine_tune_rate(config, requested.fine_tune_learning_rate, previous)
     if config.augment_on == "auto" and previous.get("augment_on") != "auto":
         # A new run settles "auto" on this machine (config.json records it);
         # an "auto" recorded by an older version stays as it was.
