@@ -1,20 +1,26 @@
 """One Keras backend's side of `tests/test_backends.py`, run in its own process.
 
 Keras fixes its backend when it is imported, so `test_backends.py` starts
-this script once per backend and stage, with `KERAS_BACKEND` set:
+this script once per backend, with `KERAS_BACKEND` set; the backends' workers
+run side by side and meet through files in OUT_DIR:
 
 ```
-KERAS_BACKEND=jax python tests/backend_worker.py save  OUT_DIR
-KERAS_BACKEND=jax python tests/backend_worker.py check OUT_DIR
+KERAS_BACKEND=jax python tests/backend_worker.py OUT_DIR tensorflow,jax,torch
 ```
 
-- `save`: trains a tiny smallcnn MediVision (32x32 gray, 3 classes) on
+(the second argument: the backends whose workers run, whose files it loads)
+
+- first (after checking that importing the package and building a model
+  import no TensorFlow, see below) it trains a tiny smallcnn MediVision (32x32 gray, 3 classes) on
   synthetic blobs and writes `OUT_DIR/<backend>.keras` with its predictions
-  on fixed images (`<backend>_saved.npz`).
-- `check`: everything the model core promises on this backend (see
+  on fixed images (`<backend>_saved.npz`), then `<backend>.saved` (or
+  `<backend>.failed` with the error);
+- then it checks everything the model core promises on this backend (see
   `check()`), each result under its own key in `OUT_DIR/<backend>.json`
-  (arrays in `<backend>_check.npz`); the test process compares the backends'
-  files. A failing step records its error instead of stopping the others.
+  (arrays in `<backend>_check.npz`); a step that reads another backend's
+  file waits for that backend's mark. The test process compares the
+  backends' files. A failing step records its error instead of stopping
+  the others.
   On JAX and PyTorch, after checking that importing the package and
   building a model import no TensorFlow, importing TensorFlow is made to
   fail as a missing module does: the other steps run as on a machine
@@ -77,7 +83,38 @@ def build_tiny(**kwargs):
     return medivision_tf.build_medivision(CLASSES, **options)
 
 
+#: Most seconds a step waits for another backend's saved model (its worker
+#: trains first; on 2 shared cores that took under a minute).
+WAIT_SECONDS = 900
+
+
+def saved_model_path(out_dir, backend):
+    """`OUT_DIR/<backend>.keras` once that backend's worker has marked it saved."""
+    start = time.monotonic()
+    while not os.path.exists(os.path.join(out_dir, f"{backend}.saved")):
+        failed = os.path.join(out_dir, f"{backend}.failed")
+        if os.path.exists(failed):
+            with open(failed) as handle:
+                raise RuntimeError(f"the {backend} worker could not save its model:\n"
+                                   + handle.read())
+        if time.monotonic() - start > WAIT_SECONDS:
+            raise TimeoutError(f"no {backend}.saved in {out_dir} after {WAIT_SECONDS} s")
+        time.sleep(0.5)
+    return os.path.join(out_dir, f"{backend}.keras")
+
+
 def save(out_dir):
+    """Trains and saves this backend's model; marks it `.saved` or `.failed`."""
+    try:
+        _train_and_save(out_dir)
+    except BaseException:
+        with open(os.path.join(out_dir, f"{BACKEND}.failed"), "w") as handle:
+            handle.write(traceback.format_exc(limit=8))
+        raise
+    open(os.path.join(out_dir, f"{BACKEND}.saved"), "w").close()
+
+
+def _train_and_save(out_dir):
     import keras
 
     keras.utils.set_random_seed(1)
@@ -126,6 +163,8 @@ def check(out_dir):
         # imported TensorFlow, and its preprocessing layers then fail where a machine
         # without TensorFlow runs them.)
         sys.meta_path.insert(0, _NoTensorFlow())
+    # This backend's model first: the other workers wait for it.
+    save(out_dir)
     if BACKEND != "tensorflow":
         results.run("families", _families)
     results.run("fit_numpy", _fit_numpy)
@@ -133,8 +172,6 @@ def check(out_dir):
     if BACKEND == "torch":
         results.run("fit_dataloader", _fit_dataloader)
     results.run("save_load_here", lambda: _save_load_here(out_dir))
-    for other in BACKENDS:
-        results.run(f"load_{other}", lambda other=other: _load(out_dir, other))
     results.run("set_backbone_trainable", _set_backbone_trainable)
     results.run("calibrate_batchnorm", lambda: _calibrate_batchnorm(out_dir))
     results.run("attention_weights", lambda: _attention_weights(out_dir))
@@ -144,6 +181,9 @@ def check(out_dir):
         results.run(policy, lambda policy=policy: _mixed_precision(policy))
     if BACKEND != "tensorflow":
         results.run("refusals", _refusals)
+    # Last: the other backends' files (their workers may still be training).
+    for other in BACKENDS:
+        results.run(f"load_{other}", lambda other=other: _load(out_dir, other))
     results.values["keras_backend"] = keras.config.backend()
     results.values["versions"] = _versions(medivision_tf)
     results.values["seconds"] = results.seconds
@@ -272,7 +312,7 @@ def _load(out_dir, saved_on):
 
     # compile=False: a file compiled on PyTorch names PyTorch's Adam class, which
     # Keras cannot import on another backend without TensorFlow (docs/backends.md).
-    model = medivision_tf.load_model(os.path.join(out_dir, f"{saved_on}.keras"),
+    model = medivision_tf.load_model(saved_model_path(out_dir, saved_on),
                                      compile=False)
     return {"arrays": {"predictions": model.predict(probe_images(), verbose=0)}}
 
@@ -309,12 +349,12 @@ def _calibrate_batchnorm(out_dir):
 
     import medivision_tf
 
-    model = medivision_tf.load_model(os.path.join(out_dir, "tensorflow.keras"))
+    model = medivision_tf.load_model(saved_model_path(out_dir, "tensorflow"))
     images, labels = blobs(48, seed=7)
     count = medivision_tf.calibrate_batchnorm(model, images, batch_size=16)
     means = [np.array(layer.moving_mean) for layer in model.layers
              if isinstance(layer, keras.layers.BatchNormalization)]
-    again = medivision_tf.load_model(os.path.join(out_dir, "tensorflow.keras"))
+    again = medivision_tf.load_model(saved_model_path(out_dir, "tensorflow"))
     from_pydataset = medivision_tf.calibrate_batchnorm(again, _pydataset(images, labels, 16))
     means_pydataset = [np.array(layer.moving_mean) for layer in again.layers
                        if isinstance(layer, keras.layers.BatchNormalization)]
@@ -329,7 +369,7 @@ def _calibrate_batchnorm(out_dir):
 def _attention_weights(out_dir):
     import medivision_tf
 
-    model = medivision_tf.load_model(os.path.join(out_dir, "tensorflow.keras"))
+    model = medivision_tf.load_model(saved_model_path(out_dir, "tensorflow"))
     weights = medivision_tf.attention_weights(model, probe_images())
     return {"grid": list(medivision_tf.sequence_grid(model)), "arrays": {"weights": weights}}
 
@@ -341,7 +381,7 @@ def _explain(out_dir):
     import medivision_tf
     from medivision_tf import explain as mx
 
-    model = medivision_tf.load_model(os.path.join(out_dir, "tensorflow.keras"))
+    model = medivision_tf.load_model(saved_model_path(out_dir, "tensorflow"))
     images = probe_images()
     rgb_other_size = np.repeat(images[:3, :, 4:28], 3, axis=-1)  # 32x24 RGB: letterboxed
     arrays = {}
@@ -364,7 +404,7 @@ def _trust(out_dir):
     import medivision_tf
     from medivision_tf import trust
 
-    model = medivision_tf.load_model(os.path.join(out_dir, "tensorflow.keras"))
+    model = medivision_tf.load_model(saved_model_path(out_dir, "tensorflow"))
     val_images, val_labels = blobs(90, seed=11)
     noise = np.random.default_rng(5).uniform(0, 255, (4, SIZE, SIZE, 1)).astype("float32")
     images = np.concatenate([probe_images(), noise])
@@ -469,6 +509,8 @@ def _versions(medivision_tf):
 
 
 if __name__ == "__main__":
-    stage, out = sys.argv[1], sys.argv[2]
+    out = sys.argv[1]
+    if len(sys.argv) > 2:
+        BACKENDS = tuple(sys.argv[2].split(","))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    {"save": save, "check": check}[stage](out)
+    check(out)

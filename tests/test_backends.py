@@ -1,11 +1,10 @@
 """The model core on TensorFlow, JAX and PyTorch (issue 32), one process per backend.
 
 Keras fixes its backend when it is imported, so each backend runs
-`tests/backend_worker.py` in its own process with `KERAS_BACKEND` set: first
-`save` (each trains a tiny model and saves a `.keras` file), then `check`
-(each loads every backend's file and runs the model core and the
-explanations); the tests below compare what they wrote. The workers of a
-stage run side by side.
+`tests/backend_worker.py` in its own process with `KERAS_BACKEND` set, the
+three side by side: each trains a tiny model and saves a `.keras` file, then
+runs the model core and the explanations and loads every backend's file
+(waiting for the others' marks); the tests below compare what they wrote.
 
 A backend whose package (`jax`, `torch`) is not installed is skipped with the
 reason; CI installs both (`jax[cpu]` comes with the `test` extra, `.ci/run`
@@ -26,11 +25,11 @@ from fast_xla import fast_compile_env
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "backend_worker.py")
 BACKENDS = ("tensorflow", "jax", "torch")
 OTHERS = ("jax", "torch")
-# Each stage's processes together; a stuck worker fails the test, it does not hang CI.
-STAGE_TIMEOUT = 1500
-# Every stage runs the three backends at once; on 2 shared cores the check stage
-# has taken 10 minutes, so the module gets more than the suite's 900 s a test.
-pytestmark = pytest.mark.timeout(2 * STAGE_TIMEOUT + 120)
+# The workers together; a stuck worker fails the test, it does not hang CI.
+WORKERS_TIMEOUT = 1500
+# The three backends run at once; on 2 shared cores they have taken 10 minutes,
+# so the module gets more than the suite's 900 s a test.
+pytestmark = pytest.mark.timeout(WORKERS_TIMEOUT + 120)
 
 
 def _missing(backend):
@@ -42,11 +41,11 @@ def _missing(backend):
     return None
 
 
-def _run_stage(stage, backends, out_dir):
+def _run_workers(backends, out_dir):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
     processes = {
         backend: subprocess.Popen(
-            [sys.executable, WORKER, stage, str(out_dir)],
+            [sys.executable, WORKER, str(out_dir), ",".join(backends)],
             # JAX: XLA flags that compile about 3x faster on a CPU (tests/fast_xla.py).
             env=dict(fast_compile_env(env) if backend == "jax" else env, KERAS_BACKEND=backend),
             cwd=str(out_dir),
@@ -57,9 +56,9 @@ def _run_stage(stage, backends, out_dir):
     failures = []
     try:
         for backend, process in processes.items():
-            output, _ = process.communicate(timeout=STAGE_TIMEOUT)
+            output, _ = process.communicate(timeout=WORKERS_TIMEOUT)
             if process.returncode != 0:
-                failures.append(f"{backend} {stage} exited {process.returncode}:\n{output[-4000:]}")
+                failures.append(f"{backend} worker exited {process.returncode}:\n{output[-4000:]}")
     finally:
         for process in processes.values():
             if process.poll() is None:
@@ -72,8 +71,7 @@ def runs(tmp_path_factory):
     """Every available backend's check results: `{backend: (values, arrays)}`."""
     out_dir = tmp_path_factory.mktemp("backends")
     backends = [b for b in BACKENDS if _missing(b) is None]
-    for stage in ("save", "check"):
-        _run_stage(stage, backends, out_dir)
+    _run_workers(backends, out_dir)
     results = {}
     for backend in backends:
         with open(out_dir / f"{backend}.json") as handle:
