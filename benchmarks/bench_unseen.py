@@ -2,7 +2,7 @@
 
 ```
 python benchmarks/bench_unseen.py [--quick] [--json OUT.json]
-    [--datasets fashion,digits] [--classes 0,1,...]
+    [--datasets fashion,digits] [--classes 0,1,...] [--set KEY=VALUE ...]
 ```
 
 Leave-one-class-out (issue 34). For each dataset and each class in turn, a
@@ -15,9 +15,11 @@ computed on the same model, for the official test images of the held-out
 class (positives) and of the known classes (negatives):
 
 - `knn` (the shipped default: `fit_trust`'s cosine kNN on the backbone's
-  pooled feature map) and `relative_mahalanobis` (the other method
-  `fit_trust` ships), both through `predict_with_trust`, as `predict` and
-  the exported model compute them;
+  pooled feature map), `relative_mahalanobis` (on the same features) and
+  `mahalanobis_pool` (`fit_trust(..., ood_method="mahalanobis",
+  ood_layer="pool")`: the shipped option, fitted on the validation images),
+  all through `predict_with_trust`, as `predict` and the exported model
+  compute them;
 - the softmax and logit scores: maximum softmax probability (`msp`),
   maximum logit, energy (`-logsumexp` of the logits; the logits are the
   `predictions` layer's input times its kernel plus bias);
@@ -39,6 +41,10 @@ The default is chosen by a protocol that never looks at the class it is
 scored on: for each held-out class, the score with the best mean AUROC on
 the *other* held-out classes. The test split is never used to choose.
 
+`--set KEY=VALUE` changes one of `train`'s settings for every model (a
+lever on the representation, e.g. `--set augment=true`); the value is
+read as JSON and recorded in the results' settings.
+
 Data: Fashion-MNIST from Debian's `dataset-fashion-mnist` (600 training and
 100 validation images per known class from the official training split;
 all 10,000 official test images), and scikit-learn's 1,797 handwritten
@@ -58,9 +64,12 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
-SCORES = ("knn", "relative_mahalanobis", "msp", "max_logit", "energy", "mahalanobis", "vim",
-          "tta")
-SHIPPED = ("knn", "relative_mahalanobis")
+SCORES = ("knn", "relative_mahalanobis", "mahalanobis_pool", "msp", "max_logit", "energy",
+          "mahalanobis", "vim", "tta")
+#: The scores `fit_trust` ships: name -> (ood_method, ood_layer).
+SHIPPED = {"knn": ("knn", "feature_map"),
+           "relative_mahalanobis": ("relative_mahalanobis", "feature_map"),
+           "mahalanobis_pool": ("mahalanobis", "pool")}
 DIGIT_NAMES = [str(d) for d in range(10)]
 ACCEPT_RATE = 0.95
 
@@ -232,17 +241,24 @@ def score_metrics(known_scores, unseen_scores, threshold):
             "flagged_known": float((known_scores > threshold).mean())}
 
 
+def scores_measured(per_class):
+    """The scores every class's result holds, in `SCORES` order (a results
+    file written before a score was added lacks it)."""
+    return [s for s in SCORES if all(s in r["scores"] for r in per_class.values())]
+
+
 def choose_without_looking(per_class):
     """For each held-out class, the score with the best mean AUROC over the
     *other* classes (the class scored is never looked at), and its figures."""
+    measured = scores_measured(per_class)
     chosen = {}
     for held_out in per_class:
         others = [c for c in per_class if c != held_out]
         if not others:
             continue
         mean_auroc = {s: np.mean([per_class[c]["scores"][s]["auroc"] for c in others])
-                      for s in SCORES}
-        best = max(SCORES, key=lambda s: mean_auroc[s])
+                      for s in measured}
+        best = max(measured, key=lambda s: mean_auroc[s])
         chosen[held_out] = dict(score=best, **per_class[held_out]["scores"][best])
     return chosen
 
@@ -251,7 +267,7 @@ def summarize(per_class):
     """Per score: mean and worst AUROC (and which class), mean flag shares;
     the protocol's choice; the known-class accuracy."""
     summary = {"scores": {}}
-    for score in SCORES:
+    for score in scores_measured(per_class):
         rows = {c: r["scores"][score] for c, r in per_class.items()}
         worst = min(rows, key=lambda c: rows[c]["auroc"])
         summary["scores"][score] = {
@@ -276,7 +292,7 @@ def summarize(per_class):
 # === One held-out class ===
 
 
-def run_one(splits, class_names, settings, seed=0):
+def run_one(splits, class_names, settings, seed=0, train_options=None):
     """Trains on the known classes and scores every method on the test images."""
     import keras
 
@@ -295,7 +311,7 @@ def run_one(splits, class_names, settings, seed=0):
         result = train(dict(backbone="smallcnn", weights=None, image_size=28, channels=1,
                             epochs=settings["epochs"],
                             fine_tune_epochs=settings["fine_tune_epochs"], seed=seed,
-                            tensorboard=False),
+                            tensorboard=False, **(train_options or {})),
                        train_data=(train_x, train_y), val_data=(val_x, val_y),
                        class_names=names, run_dir=run_dir, verbose=0)
     train_seconds = time.perf_counter() - start
@@ -307,17 +323,17 @@ def run_one(splits, class_names, settings, seed=0):
         kernel, bias = model.get_layer("predictions").get_weights()
         return features, features @ kernel + bias, probabilities
 
-    def shipped(method):
-        fit_trust(model, val_x, val_y, ood_method=method, seed=seed)
+    def shipped(method, layer):
+        fit_trust(model, val_x, val_y, ood_method=method, ood_layer=layer, seed=seed)
         return [predict_with_trust(model, x, batch_size=256) for x in (val_x, known_x, unseen_x)]
 
     raw = {name: {} for name in ("val", "known", "unseen")}
     thresholds = {}
-    for method in SHIPPED:
-        outputs = shipped(method)
+    for name, (method, layer) in SHIPPED.items():
+        outputs = shipped(method, layer)
         for part, out in zip(raw, outputs):
-            raw[part][method] = out["ood_score"]
-        thresholds[method] = float(get_threshold(model))
+            raw[part][name] = out["ood_score"]
+        thresholds[name] = float(get_threshold(model))
     train_features, train_logits, _ = pooled_and_logits(train_x)
     kernel, bias = model.get_layer("predictions").get_weights()
     vim = fit_vim(train_features, kernel, bias, train_logits)
@@ -368,6 +384,8 @@ def render_table(results):
                   "| score | mean AUROC | worst AUROC (class) | unseen flagged | known flagged |",
                   "|---|---|---|---|---|"]
         for score in SCORES:
+            if score not in summary["scores"]:
+                continue
             row = summary["scores"][score]
             mark = " (default)" if score == "knn" else ""
             lines.append(f"| {score}{mark} | {row['mean_auroc']:.3f} | {row['worst_auroc']:.3f} "
@@ -385,9 +403,10 @@ def render_table(results):
         lines.append(f"Default (`knn`) AUROC per held-out class: {per_class}.")
         lines.append("")
     settings = results["settings"]
+    options = "".join(f", {k}={v}" for k, v in settings.get("train_options", {}).items())
     lines.append(
         f"`benchmarks/bench_unseen.py` ({settings['epochs']} + {settings['fine_tune_epochs']} "
-        f"epochs, smallcnn at 28x28, seed {settings['seed']}; thresholds accept "
+        f"epochs{options}, smallcnn at 28x28, seed {settings['seed']}; thresholds accept "
         f"{ACCEPT_RATE:.0%} of validation images), measured {results['machine']['date'][:10]}"
         + (" (**partial run**)" if results.get("partial") else "") + ".")
     return "\n".join(lines)
@@ -409,7 +428,7 @@ def render_summary(results):
                 f"{default['flagged_known']:.0%} of known")
         protocol = summary.get("protocol")
         if protocol:
-            best = max(SCORES, key=lambda s: summary["scores"][s]["mean_auroc"])
+            best = max(summary["scores"], key=lambda s: summary["scores"][s]["mean_auroc"])
             line += (f"; the best score measured, `{best}`, mean AUROC "
                      f"{summary['scores'][best]['mean_auroc']:.3f}; chosen class by class "
                      f"without looking at it, {protocol['mean_auroc']:.3f}")
@@ -423,11 +442,30 @@ def render_summary(results):
 # === Main ===
 
 
+def parse_settings(pairs):
+    """`["augment=true", ...]` as `{"augment": True, ...}` (values read as JSON,
+    else kept as text); the keys are checked by `train`'s config."""
+    import json
+
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set takes KEY=VALUE. Received: {pair!r}")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
 def main(argv=None):
     parser = common.argument_parser(__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="fashion,digits")
     parser.add_argument("--classes", default=",".join(map(str, range(10))))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="one of train's settings for every model (VALUE read as JSON)")
     args = parser.parse_args(argv)
     import bench_realdata
 
@@ -435,6 +473,12 @@ def main(argv=None):
         epochs=10, fine_tune_epochs=5)
     settings.update(seed=args.seed, datasets=args.datasets.split(","),
                     classes=[int(c) for c in args.classes.split(",")])
+    train_options = parse_settings(args.set)
+    if train_options:  # recorded only when given: earlier results files resume as before
+        settings["train_options"] = train_options
+        from medivision_tf.training import TrainConfig
+
+        TrainConfig.from_dict(train_options)  # an unknown key or bad value: refused now
     results = None
     if args.json and os.path.exists(args.json) and not args.quick:
         import json
@@ -472,7 +516,8 @@ def main(argv=None):
             if names[k] in block["classes"]:
                 continue
             print(f"{dataset}: holding out {names[k]} ...", flush=True)
-            block["classes"][names[k]] = run_one(split(k), names, settings, seed=args.seed)
+            block["classes"][names[k]] = run_one(split(k), names, settings, seed=args.seed,
+                                                 train_options=train_options)
             block["summary"] = summarize(block["classes"])
             common.write_results(results, args.json)  # after each class: resumable
     results["partial"] = False

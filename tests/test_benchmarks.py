@@ -421,3 +421,17 @@ def test_bench_unseen_scores_protocol_and_table():
     summary_lines = bench_unseen.render_summary(results)
     assert "- digits, 3 classes held out in turn: the shipped flag (`knn`)" in summary_lines
     assert "partial run" in summary_lines
+    # A results file written before a score was added: that score is left out.
+    for row in per_class.values():
+        del row["scores"]["mahalanobis_pool"]
+    older = bench_unseen.summarize(per_class)
+    assert "mahalanobis_pool" not in older["scores"] and older["protocol"]["worst_auroc"] == 0.6
+    results["datasets"]["digits"]["summary"] = older
+    assert "| mahalanobis_pool |" not in bench_unseen.render_table(results)
+    # --set: train options read as JSON, recorded, named under the table.
+    assert bench_unseen.parse_settings(["augment=true", "label_smoothing=0", "loss=focal"]) == {
+        "augment": True, "label_smoothing": 0, "loss": "focal"}
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        bench_unseen.parse_settings(["augment"])
+    results["settings"]["train_options"] = {"augment": True}
+    assert "(10 + 5 epochs, augment=True, smallcnn" in bench_unseen.render_table(results)
