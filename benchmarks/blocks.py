@@ -564,6 +564,11 @@ def _unseen_summary(results):
     return bench_module("bench_unseen").render_summary(results)
 
 
+@renderer("unseen-augment", "unseen_augment.json")
+def _unseen_augment(results):
+    return bench_module("bench_unseen").render_table(results)
+
+
 @renderer("gradcam-upsampling", "demo.json")
 def _gradcam_upsampling(results):
     zoom, native = results["tf_keras_vis_zoom"], results["faithfulness"]["methods"]["gradcam"]
