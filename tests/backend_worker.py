@@ -11,10 +11,11 @@ KERAS_BACKEND=jax python tests/backend_worker.py OUT_DIR tensorflow,jax,torch
 (the second argument: the backends whose workers run, whose files it loads)
 
 - first (after checking that importing the package and building a model
-  import no TensorFlow, see below) it trains a tiny smallcnn MediVision (32x32 gray, 3 classes) on
-  synthetic blobs and writes `OUT_DIR/<backend>.keras` with its predictions
-  on fixed images (`<backend>_saved.npz`), then `<backend>.saved` (or
-  `<backend>.failed` with the error);
+  import no TensorFlow, see below) it trains a tiny smallcnn MediVision
+  (32x32 gray, 3 classes) on synthetic blobs and writes
+  `OUT_DIR/<backend>.keras` with its predictions on fixed images
+  (`<backend>_saved.npz`), then `<backend>.saved` (or `<backend>.failed`
+  with the error);
 - then it checks everything the model core promises on this backend (see
   `check()`), each result under its own key in `OUT_DIR/<backend>.json`
   (arrays in `<backend>_check.npz`); a step that reads another backend's
