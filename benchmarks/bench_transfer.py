@@ -54,9 +54,10 @@ of seed 0 (train/ and the 2,000 test images in test/), and records its
 per-epoch training accuracy and test accuracy.
 
 The results record the phase-2 peak row (b) and the command-line runs used
-(`settings["phase2_peak"]`, and each run's `fine_tune_learning_rate`). `results/transfer_peak_1e-4.json` is this script's run when
-that peak was 1e-4 (rows a, c, d, e are the same runs);
-`render_peak_comparison` sets the two side by side.
+(`settings["phase2_peak"]`, and each run's `fine_tune_learning_rate`).
+`results/transfer_peak_1e-4.json` is this script's run when that peak was
+1e-4 (rows a, c, d, e are the same runs); `render_peak_comparison` sets the
+two side by side.
 
 With `--json` the file is rewritten after every run (`"partial": true` until
 the last) and a rerun with the same settings resumes it.

@@ -29,21 +29,24 @@ import sys
 FLAGS = ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false")
 
 
+def _starts_with(flags):
+    """Whether a small JAX process starts with `XLA_FLAGS` set to `flags`."""
+    probe = "import jax.numpy as jnp; jnp.zeros(2).block_until_ready()"
+    env = dict(os.environ, XLA_FLAGS=" ".join(flags), JAX_PLATFORMS="cpu")
+    try:
+        return subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                              timeout=120).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
 @functools.lru_cache(maxsize=None)
 def supported_flags():
-    """The `FLAGS` this machine's jaxlib starts with (one probe process per flag)."""
-    probe = "import jax.numpy as jnp; jnp.zeros(2).block_until_ready()"
-    kept = []
-    for flag in FLAGS:
-        env = dict(os.environ, XLA_FLAGS=flag, JAX_PLATFORMS="cpu")
-        try:
-            ok = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
-                                timeout=120).returncode == 0
-        except subprocess.TimeoutExpired:
-            ok = False
-        if ok:
-            kept.append(flag)
-    return tuple(kept)
+    """The `FLAGS` this machine's jaxlib starts with: all of them in one probe
+    process when it starts (the usual case), else each tried alone."""
+    if _starts_with(FLAGS):
+        return FLAGS
+    return tuple(flag for flag in FLAGS if _starts_with((flag,)))
 
 
 def fast_compile_env(environ=None):
