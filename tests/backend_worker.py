@@ -410,7 +410,8 @@ def _trust(out_dir):
     noise = np.random.default_rng(5).uniform(0, 255, (4, SIZE, SIZE, 1)).astype("float32")
     images = np.concatenate([probe_images(), noise])
     values, arrays = {}, {}
-    for ood_method, conformal_method in (("knn", "lac"), ("relative_mahalanobis", "aps")):
+    for ood_method, conformal_method in (("knn", "lac"), ("relative_mahalanobis", "aps"),
+                                         ("combined", "lac")):
         name = f"{ood_method}_{conformal_method}"
         trust.fit_trust(model, val_images, val_labels, ood_method=ood_method,
                         conformal_method=conformal_method, batch_size=32)

@@ -207,7 +207,7 @@ def test_trust_fits_and_outputs_equal_tensorflow(runs, backend):
     reference_values, reference, _ = _get(runs, "tensorflow")
     values, arrays, _ = _get(runs, backend)
     fits, reference_fits = _value(values, "trust"), _value(reference_values, "trust")
-    assert set(fits) == {"knn_lac", "relative_mahalanobis_aps"}
+    assert set(fits) == {"knn_lac", "relative_mahalanobis_aps", "combined_lac"}
     for name, fit in fits.items():
         for key, value in fit.items():
             assert value == pytest.approx(reference_fits[name][key], rel=1e-3, abs=1e-4), (
@@ -227,6 +227,7 @@ def test_trust_fits_and_outputs_equal_tensorflow(runs, backend):
                                       reference[f"trust.{name}.prediction_set"], err_msg=name)
     # The noise images are flagged on every backend (the score means something here).
     assert arrays["trust.knn_lac.out_of_distribution"][-4:].all()
+    assert arrays["trust.combined_lac.out_of_distribution"][-4:].all()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -435,3 +435,14 @@ def test_bench_unseen_scores_protocol_and_table():
         bench_unseen.parse_settings(["augment"])
     results["settings"]["train_options"] = {"augment": True}
     assert "(10 + 5 epochs, augment=True, smallcnn" in bench_unseen.render_table(results)
+    # Unrelated images scored too (Fashion-MNIST's models on the digits): two
+    # more columns, averaged over the held-out classes, and what they were.
+    for far, row in zip((0.9, 0.7, 0.8), per_class.values()):
+        for score in row["scores"].values():
+            score.update(unrelated_auroc=far, flagged_unrelated=far - 0.1)
+    results["datasets"]["digits"].update(summary=bench_unseen.summarize(per_class),
+                                         num_unrelated=1797)
+    table = bench_unseen.render_table(results)
+    assert "| unrelated AUROC | unrelated flagged |" in table
+    assert "| 0.800 | 70.0% |" in table.split("| combined |")[1].splitlines()[0]
+    assert "scikit-learn's 1,797 handwritten digits" in table

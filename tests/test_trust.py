@@ -184,13 +184,14 @@ def test_knn_bank_is_capped_and_sampled(rng, monkeypatch):
     monkeypatch.setattr(core, "MAX_BANK_ROWS", 50)
     features = rng.normal(size=(120, 16)).astype("float32")
     labels = np.arange(120) % 3
-    ood = core._fit_knn(features, labels, 3, accept_rate=0.9, seed=0)
+    ood, held_out = core._fit_knn(features, labels, 3, seed=0)
     assert ood["num_bank"] == 50 and ood["bank"]["shape"] == [50, 16]
+    assert held_out.shape == (120,) and np.isfinite(held_out).all()  # every image scored
     # A wide feature map keeps fewer rows (MAX_BANK_VALUES floats in all).
     monkeypatch.setattr(core, "MAX_BANK_VALUES", 16 * 20)
-    assert core._fit_knn(features, labels, 3, 0.9, 0)["num_bank"] == 20
+    assert core._fit_knn(features, labels, 3, 0)[0]["num_bank"] == 20
     # Two images: the nearest other one is the only neighbour.
-    tiny = core._fit_knn(features[:2], labels[:2], 3, 0.9, 0)
+    tiny, _ = core._fit_knn(features[:2], labels[:2], 3, 0)
     assert tiny["k"] == 1 and tiny["num_bank"] == 2
 
 
@@ -374,7 +375,47 @@ def test_mahalanobis_fit_scores_the_nearest_class_mean_with_an_out_of_fold_thres
     assert out["out_of_distribution"].mean() <= 0.15
 
 
-@pytest.mark.parametrize("ood_method", ["knn", "mahalanobis"])
+def test_combined_score_is_the_larger_standardized_component(trusted, data):
+    """`ood_method="combined"`: kNN on the feature map and Mahalanobis on
+    `pool`, each standardized by its held-out validation scores; the score is
+    the larger of the two, and its threshold flags about 5% of new
+    in-distribution images."""
+    from medivision_tf.trust import feature_model, knn_scores
+    from medivision_tf.trust.apply import decode_array, mahalanobis_scores
+
+    _, val, test = data
+    twin = keras.models.clone_model(trusted)
+    twin.set_weights(trusted.get_weights())
+    fit_trust(twin, val.images, val.labels, ood_method="combined")
+    ood = get_trust(twin)["ood"]
+    assert ood["layer"] == "feature_map+pool"
+    knn, gaussian = ood["components"]
+    assert (knn["method"], gaussian["method"]) == ("knn", "mahalanobis")
+    # Each component reads its own layer: the feature map (averaged), then pool.
+    feature_map = np.asarray(feature_model(twin, "feature_map")(test.images)[0])
+    pooled = np.asarray(feature_model(twin, "pool")(test.images)[0])
+    assert knn["columns"] == [0, feature_map.shape[1]]
+    assert gaussian["columns"] == [feature_map.shape[1], feature_map.shape[1] + pooled.shape[1]]
+    by_hand = np.maximum(
+        (np.asarray(knn_scores(feature_map, decode_array(knn["bank"]), knn["k"]))
+         - knn["center"]) / knn["scale"],
+        (np.asarray(mahalanobis_scores(pooled, decode_array(gaussian["whitening"]),
+                                       decode_array(gaussian["centers"])))
+         - gaussian["center"]) / gaussian["scale"])
+    out = predict_with_trust(twin, test.images)
+    np.testing.assert_allclose(out["ood_score"], by_hand, rtol=1e-3, atol=1e-3)
+    assert 0 < knn["scale"] and 0 < gaussian["scale"]
+    assert out["out_of_distribution"].mean() <= 0.15
+    np.testing.assert_array_equal(out["out_of_distribution"], out["ood_score"] > ood["threshold"])
+    # The other scores can read the two layers together too.
+    fit_trust(twin, val.images, val.labels, ood_method="knn", ood_layer="feature_map+pool")
+    assert get_trust(twin)["ood"]["layer"] == "feature_map+pool"
+    assert predict_with_trust(twin, test.images[:2])["ood_score"].shape == (2,)
+    with pytest.raises(ValueError, match="'combined' reads the layers.*Received: ood_layer='pool'"):
+        fit_trust(twin, val.images, val.labels, ood_method="combined", ood_layer="pool")
+
+
+@pytest.mark.parametrize("ood_method", ["knn", "mahalanobis", "combined"])
 def test_export_and_server_agree_with_predict_with_trust(trusted, data, tmp_path, ood_method):
     """The same PNG through predict_with_trust, the SavedModel and medivision serve."""
     import tensorflow as tf
@@ -387,7 +428,8 @@ def test_export_and_server_agree_with_predict_with_trust(trusted, data, tmp_path
         twin = keras.models.clone_model(trusted)
         twin.set_weights(trusted.get_weights())
         trusted = fit_trust(twin, data[1].images, data[1].labels, alpha=0.2,
-                            ood_method=ood_method, ood_layer="pool")
+                            ood_method=ood_method,
+                            ood_layer="pool" if ood_method == "mahalanobis" else "auto")
     # One image the flag catches: the exported graph must flag it too.
     image = np.concatenate([image, np.full_like(image[:1], 255)])
     pngs.append(_png(image[-1]))
@@ -460,6 +502,10 @@ def test_train_fits_and_saves_trust_with_validation_data(tmp_path, data):
         train({**config, "conformal_alpha": 1.5}, run_dir=tmp_path / "bad", **args)
     with pytest.raises(ValueError, match="ood_method.*'energy'"):
         train({**config, "ood_method": "energy"}, run_dir=tmp_path / "bad", **args)
+    # Refused before any training: combined reads its own two layers.
+    with pytest.raises(ValueError, match="'combined' reads 'feature_map\\+pool'.*'pool'"):
+        train({**config, "ood_method": "combined", "ood_layer": "pool"},
+              run_dir=tmp_path / "bad", **args)
 
 
 def test_config_choices_and_default_follow_the_trust_module():

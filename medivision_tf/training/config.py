@@ -60,8 +60,8 @@ CHOICES = {
     "nifti_axis": ("axial", "coronal", "sagittal"),
     "augment_on": ("auto", "pipeline", "model"),
     "conformal_method": ("aps", "lac"),
-    "ood_method": ("knn", "mahalanobis", "relative_mahalanobis"),
-    "ood_layer": ("feature_map", "pool"),
+    "ood_method": ("knn", "mahalanobis", "relative_mahalanobis", "combined"),
+    "ood_layer": ("auto", "feature_map", "pool", "feature_map+pool"),
     "fine_tune_lr_schedule": LR_SCHEDULES,
 }
 
@@ -196,14 +196,17 @@ class TrainConfig:
         ood_method: the out-of-distribution score `fit_trust` fits and the
             model carries: `"knn"` (default; cosine distance to the 5th
             nearest validation image), `"mahalanobis"` (distance to the
-            nearest class mean; with `ood_layer="pool"` the best score
-            `benchmarks/bench_unseen.py` measured for an unseen class that
-            looks like a known one, see docs/trust.md) or
-            `"relative_mahalanobis"`.
-        ood_layer: the features the OOD score reads: `"feature_map"`
-            (default; the backbone's, averaged) or `"pool"` (the head's
+            nearest class mean; with `ood_layer="pool"` a better score than
+            kNN for an unseen class that looks like a known one),
+            `"relative_mahalanobis"`, or `"combined"` (kNN on the feature
+            map and Mahalanobis on `pool`, the larger standardized score:
+            close to the better of the two on both kinds of unfamiliar
+            image in `benchmarks/bench_unseen.py`, see docs/trust.md).
+        ood_layer: the features the OOD score reads: `"auto"` (default;
+            `"feature_map+pool"` for `"combined"`, else `"feature_map"`),
+            `"feature_map"` (the backbone's, averaged), `"pool"` (the head's
             pooled features; for the pooling baseline the same as
-            `"feature_map"`).
+            `"feature_map"`) or `"feature_map+pool"` (both, concatenated).
         seed: seed of the split, the weights, the shuffling and augmentation.
         dicom_window: DICOM window: `"auto"` (the file's VOI LUT / window),
             `"minmax"` or `"center,width"`, e.g. `"40,400"` (CT soft tissue).
@@ -268,7 +271,7 @@ class TrainConfig:
     conformal_alpha: float = 0.1
     conformal_method: str = "lac"
     ood_method: str = "knn"
-    ood_layer: str = "feature_map"
+    ood_layer: str = "auto"
     seed: int = 0
     dicom_window: str = "auto"
     bit_depth_16: str = "auto"
@@ -330,6 +333,12 @@ class TrainConfig:
                     f"Config key {key!r}: unknown value {getattr(self, key)!r}. "
                     f"Choose one of: {', '.join(allowed)}."
                 )
+        if self.ood_method == "combined" and self.ood_layer not in ("auto", "feature_map+pool"):
+            raise ValueError(  # refused before training, not after it (fit_trust)
+                "Config key 'ood_layer': ood_method 'combined' reads 'feature_map+pool' (kNN "
+                f"on the first, Mahalanobis on the second). Received: {self.ood_layer!r}; "
+                "use 'auto' or 'feature_map+pool'."
+            )
         for key in ("val_split", "test_split", "label_smoothing"):
             if not 0 <= getattr(self, key) < 1:
                 raise ValueError(

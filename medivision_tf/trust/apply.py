@@ -34,6 +34,10 @@ TRUST_VERSION = 1
 #: 0.957: docs/trust.md). The layer is stored with the fit
 #: (`trust["ood"]["layer"]`): earlier fits read `pool`, and still do.
 FEATURE_LAYER = "feature_map"
+#: The features of the `"combined"` score: the backbone's feature map
+#: (averaged) and the head's pooled features, concatenated in that order
+#: (`feature_model(model, COMBINED_LAYER)`).
+COMBINED_LAYER = "feature_map+pool"
 #: Names of the extra outputs (Python dict keys, SavedModel output names).
 OUTPUT_NAMES = ("calibrated_probabilities", "prediction_set", "ood_score",
                 "out_of_distribution")
@@ -186,7 +190,37 @@ def knn_scores(features, bank, k, exclude_self=False):
 
 
 #: OOD scores by `trust["ood"]["method"]`.
-OOD_METHODS = ("knn", "relative_mahalanobis", "mahalanobis")
+OOD_METHODS = ("knn", "relative_mahalanobis", "mahalanobis", "combined")
+
+
+def combined_scores(features, ood):
+    """The `"combined"` score: the larger of its components' standardized scores.
+
+    Each stored component (`ood["components"]`: a kNN and a Mahalanobis fit)
+    reads its own columns of `features` (`"columns": [start, stop]`) and its
+    score is standardized by the mean and standard deviation of its held-out
+    validation scores (`"center"`, `"scale"`), so the two scales compare; an
+    image is as unusual as its more surprised component. The kNN score on
+    the backbone's features catches images unlike any validation image
+    (another modality, another dataset); the class-conditional Mahalanobis
+    score on the head's pooled features catches images between or beside
+    the known classes (benchmarks/bench_unseen.py, docs/trust.md). Written
+    here: no library this project uses combines OOD detectors.
+
+    Args:
+        features: `(n, d)` features of `COMBINED_LAYER`.
+        ood: the stored `trust["ood"]` values of a `"combined"` fit.
+    """
+    standardized = []
+    for component in ood["components"]:
+        start, stop = (int(c) for c in component["columns"])
+        score = ood_scores(features[:, start:stop], component)
+        standardized.append((score - _float32(component["center"]))
+                            / _float32(component["scale"]))
+    combined = standardized[0]
+    for score in standardized[1:]:
+        combined = keras.ops.maximum(combined, score)
+    return combined
 
 
 def ood_scores(features, ood):
@@ -194,9 +228,9 @@ def ood_scores(features, ood):
 
     `"knn"` (`fit_trust`'s default: `knn_scores` against the stored bank of
     validation features), `"mahalanobis"` (`fit_trust(..., ood_method=
-    "mahalanobis")`, and the first fits) or `"relative_mahalanobis"`
-    (earlier fits, or `fit_trust(..., ood_method="relative_mahalanobis")`);
-    a stored fit keeps its score.
+    "mahalanobis")`, and the first fits), `"relative_mahalanobis"`
+    (earlier fits, or `fit_trust(..., ood_method="relative_mahalanobis")`)
+    or `"combined"` (`combined_scores`); a stored fit keeps its score.
 
     Example:
 
@@ -215,6 +249,8 @@ def ood_scores(features, ood):
             features, decode_array(ood["whitening"]), decode_array(ood["centers"]),
             decode_array(ood["background_whitening"]), decode_array(ood["background_center"]),
         )
+    if method == "combined":
+        return combined_scores(features, ood)
     raise ValueError(
         f"Unknown OOD method {method!r} in the stored trust values. Known: "
         f"{', '.join(OOD_METHODS)}."

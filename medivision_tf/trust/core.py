@@ -36,7 +36,8 @@ def feature_model(model, layer=None):
 
     It shares the model's layers and weights (nothing is copied). The
     features are the output of `layer`, averaged over positions when it is a
-    feature map.
+    feature map; layer names joined by `+` (`apply.COMBINED_LAYER`,
+    `"feature_map+pool"`) give their features concatenated in that order.
 
     Args:
         model: a MediVision model.
@@ -55,6 +56,15 @@ def feature_model(model, layer=None):
     if layer is None:
         trust = get_trust(model)
         layer = (trust or {}).get("ood", {}).get("layer", apply.FEATURE_LAYER)
+    parts = [_pooled_output(model, name) for name in layer.split("+")]
+    output = parts[0] if len(parts) == 1 else keras.ops.concatenate(parts, axis=-1)
+    return keras.Model(model.inputs, [output, model.output])
+
+
+def _pooled_output(model, layer):
+    """The symbolic output of `layer` as `(batch, width)` float32 features."""
+    import keras
+
     try:
         output = model.get_layer(layer).output
     except ValueError as error:
@@ -62,9 +72,15 @@ def feature_model(model, layer=None):
             f"Model {model.name!r} has no layer {layer!r} (the features the OOD score "
             "reads): build it with build_medivision or build_pooling_baseline."
         ) from error
+    output = keras.ops.cast(output, "float32")
     if len(output.shape) == 4:  # a feature map: its mean over positions
-        output = keras.ops.mean(keras.ops.cast(output, "float32"), axis=(1, 2))
-    return keras.Model(model.inputs, [output, model.output])
+        output = keras.ops.mean(output, axis=(1, 2))
+    return output
+
+
+def layer_widths(model, layer):
+    """The feature width of each part of `layer` (`"feature_map+pool"`: two)."""
+    return [int(_pooled_output(model, name).shape[-1]) for name in layer.split("+")]
 
 
 def _forward(model, images, labels=None, batch_size=32, layer=None):
@@ -110,7 +126,7 @@ def _forward(model, images, labels=None, batch_size=32, layer=None):
 
 def fit_trust(model, val_images, val_labels=None, alpha=0.1, *, accept_rate=0.95,
               conformal_method=apply.DEFAULT_CONFORMAL_METHOD, ood_method="knn",
-              ood_layer=apply.FEATURE_LAYER, batch_size=32, seed=0):
+              ood_layer="auto", batch_size=32, seed=0):
     """Fits temperature, conformal threshold and OOD score on validation data.
 
     The values are stored in the model itself (`ModelConfig.trust`, inside the
@@ -140,18 +156,25 @@ def fit_trust(model, val_images, val_labels=None, alpha=0.1, *, accept_rate=0.95
             nearest class mean under one shared (Ledoit-Wolf) covariance (Lee
             et al. 2018; with `ood_layer="pool"` the better near-OOD score of
             `benchmarks/bench_unseen.py`, there fitted on the training
-            images, see docs/trust.md); or `"relative_mahalanobis"`: that minus the
-            distance under one Gaussian over all images (Ren et al. 2021).
-            Both Gaussian fits take their threshold from 5-fold out-of-fold
-            scores. See
+            images, see docs/trust.md); `"relative_mahalanobis"`: that minus the
+            distance under one Gaussian over all images (Ren et al. 2021);
+            or `"combined"`: the kNN score on the feature map and the
+            Mahalanobis score on `pool`, each standardized by its held-out
+            validation scores, the larger of the two (it kept most of the
+            kNN score's flags on unrelated images and the Mahalanobis
+            score's on unseen classes: docs/trust.md). The Gaussian fits take
+            their threshold from 5-fold out-of-fold scores. See
             `medivision_tf.trust.apply.ood_scores`.
-        ood_layer: the features the OOD score reads: `"feature_map"`
-            (default: the backbone's feature map, averaged over positions) or
-            `"pool"` (the head's pooled features, after the LSTM and
-            attention in MediVision, where `benchmarks/bench_unseen.py`
-            measured the Mahalanobis score; for the pooling baseline the
-            same as `"feature_map"`). Stored with the fit, so
-            `predict`, exports and the server read the same layer.
+        ood_layer: the features the OOD score reads: `"auto"` (default:
+            `"feature_map+pool"` for `"combined"`, else `"feature_map"`),
+            `"feature_map"` (the backbone's feature map, averaged over
+            positions), `"pool"` (the head's pooled features, after the
+            LSTM and attention in MediVision, where
+            `benchmarks/bench_unseen.py` measured the Mahalanobis score;
+            for the pooling baseline the same as `"feature_map"`) or
+            `"feature_map+pool"` (both, concatenated). Stored with the fit
+            (resolved), so `predict`, exports and the server read the same
+            layer.
         batch_size: images per forward pass.
         seed: seed of the bank's sample and of the OOD folds.
 
@@ -160,8 +183,9 @@ def fit_trust(model, val_images, val_labels=None, alpha=0.1, *, accept_rate=0.95
 
     Raises:
         ValueError: a multi-label model, `alpha`/`accept_rate` outside (0, 1),
-            an unknown `conformal_method`, `ood_method` or `ood_layer`, or fewer than 2
-            (labelled) images.
+            an unknown `conformal_method`, `ood_method` or `ood_layer`,
+            `"combined"` with a layer other than `"auto"` or
+            `"feature_map+pool"`, or fewer than 2 (labelled) images.
 
     Example:
 
@@ -196,10 +220,7 @@ def fit_trust(model, val_images, val_labels=None, alpha=0.1, *, accept_rate=0.95
         raise ValueError(
             f"Unknown `ood_method` {ood_method!r}. Known: {', '.join(OOD_FITS)}."
         )
-    if ood_layer not in OOD_LAYERS:
-        raise ValueError(
-            f"Unknown `ood_layer` {ood_layer!r}. Known: {', '.join(OOD_LAYERS)}."
-        )
+    ood_layer = resolve_ood_layer(ood_method, ood_layer)
     features, probabilities, labels = _forward(model, val_images, val_labels, batch_size,
                                                layer=ood_layer)
     if labels is None:
@@ -219,7 +240,12 @@ def fit_trust(model, val_images, val_labels=None, alpha=0.1, *, accept_rate=0.95
     scores = keras.ops.convert_to_numpy(apply.conformal_scores(calibrated, conformal_method))[np.arange(n), labels]
     threshold = fitting.conformal_threshold(scores, alpha)
 
-    ood = OOD_FITS[ood_method](features, labels, num_classes, accept_rate, seed)
+    if ood_method == "combined":
+        ood, held_out = _fit_combined(features, labels, num_classes, seed,
+                                      layer_widths(model, ood_layer))
+    else:
+        ood, held_out = OOD_FITS[ood_method](features, labels, num_classes, seed)
+    ood["threshold"] = _threshold(held_out, accept_rate)
 
     trust = {
         "version": apply.TRUST_VERSION,
@@ -242,8 +268,8 @@ def _threshold(scores, accept_rate):
     return float(np.quantile(np.asarray(scores), accept_rate, method="higher"))
 
 
-def _fit_knn(features, labels, num_classes, accept_rate, seed):
-    """The kNN bank (normalized validation features) and its threshold.
+def _fit_knn(features, labels, num_classes, seed):
+    """The kNN bank (normalized validation features) and held-out scores.
 
     Written here, not with scikit-learn's `NearestNeighbors`: the exported
     graph must find the neighbours with TensorFlow ops (a matrix product and
@@ -266,7 +292,7 @@ def _fit_knn(features, labels, num_classes, accept_rate, seed):
         part = rest[start: start + MAX_BANK_ROWS]
         scores[part] = keras.ops.convert_to_numpy(apply.knn_scores(features[part], bank, k))
     return {"method": "knn", "k": int(k), "bank": apply.encode_array(bank),
-            "num_bank": int(rows), "threshold": _threshold(scores, accept_rate)}
+            "num_bank": int(rows)}, scores
 
 
 def _mahalanobis_values(features, labels, num_classes):
@@ -285,14 +311,14 @@ def _relative_mahalanobis_values(features, labels, num_classes):
 
 
 def _out_of_fold_fit(values_of):
-    """A Gaussian fit whose threshold comes from 5-fold out-of-fold scores.
+    """A Gaussian fit with 5-fold out-of-fold scores of its images.
 
     In-sample Mahalanobis distances are optimistic in a wide feature space
     (each image pulled its own class mean and covariance), so a threshold
     taken from them would flag new in-distribution images far more often
     than `1 - accept_rate`.
     """
-    def fit(features, labels, num_classes, accept_rate, seed):
+    def fit(features, labels, num_classes, seed):
         n = len(features)
         folds = fitting.fold_ids(n, OOD_FOLDS, seed)
         out_of_fold = np.zeros(n, np.float32)
@@ -301,19 +327,68 @@ def _out_of_fold_fit(values_of):
             fit_on = held if held.all() else ~held  # one image: score it in-sample
             values = values_of(features[fit_on], labels[fit_on], num_classes)
             out_of_fold[held] = keras.ops.convert_to_numpy(apply.ood_scores(features[held], values))
-        values = values_of(features, labels, num_classes)
-        return {**values, "threshold": _threshold(out_of_fold, accept_rate)}
+        return values_of(features, labels, num_classes), out_of_fold
 
     return fit
 
 
-#: `fit_trust(ood_layer=...)`: the backbone's feature map (averaged) or the head's pooled features.
-OOD_LAYERS = (apply.FEATURE_LAYER, "pool")
+#: The `"combined"` score's components, in the order of `apply.COMBINED_LAYER`'s parts.
+COMBINED_COMPONENTS = ("knn", "mahalanobis")
 
-#: `fit_trust(ood_method=...)`: fits returning the `trust["ood"]` values.
+
+def _fit_combined(features, labels, num_classes, seed, widths):
+    """Each component fitted on its columns, standardized by its held-out scores.
+
+    The held-out score of an image is the larger standardized held-out score
+    of its components (see `apply.combined_scores`), so the threshold is
+    taken, as for each component alone, from scores of images no fit saw.
+    """
+    components, standardized, start = [], [], 0
+    for method, width in zip(COMBINED_COMPONENTS, widths):
+        stop = start + width
+        values, scores = OOD_FITS[method](features[:, start:stop], labels, num_classes, seed)
+        scores = scores.astype(np.float64)
+        center, scale = float(scores.mean()), float(max(scores.std(), 1e-6))
+        components.append({**values, "columns": [start, stop], "center": center,
+                           "scale": scale})
+        standardized.append((scores - center) / scale)
+        start = stop
+    return {"method": "combined", "components": components}, np.max(standardized, axis=0)
+
+
+#: `fit_trust(ood_layer=...)`: `"auto"` (the method's own: `COMBINED_LAYER`
+#: for `"combined"`, else the feature map), the backbone's feature map
+#: (averaged), the head's pooled features, or both concatenated.
+OOD_LAYERS = ("auto", apply.FEATURE_LAYER, "pool", apply.COMBINED_LAYER)
+
+#: `fit_trust(ood_method=...)`: fits returning the `trust["ood"]` values and
+#: the held-out scores of the validation images.
 OOD_FITS = {"knn": _fit_knn,
             "mahalanobis": _out_of_fold_fit(_mahalanobis_values),
-            "relative_mahalanobis": _out_of_fold_fit(_relative_mahalanobis_values)}
+            "relative_mahalanobis": _out_of_fold_fit(_relative_mahalanobis_values),
+            "combined": _fit_combined}
+
+
+def resolve_ood_layer(ood_method, ood_layer):
+    """The layer `ood_method` reads for `ood_layer` (`"auto"` resolved).
+
+    Raises:
+        ValueError: an unknown `ood_layer`, or `"combined"` with a layer
+            other than `"auto"` or `apply.COMBINED_LAYER`.
+    """
+    if ood_layer not in OOD_LAYERS:
+        raise ValueError(
+            f"Unknown `ood_layer` {ood_layer!r}. Known: {', '.join(OOD_LAYERS)}."
+        )
+    if ood_method == "combined":
+        if ood_layer not in ("auto", apply.COMBINED_LAYER):
+            raise ValueError(
+                f"ood_method='combined' reads the layers {apply.COMBINED_LAYER!r} (kNN on the "
+                f"first, Mahalanobis on the second). Received: ood_layer={ood_layer!r}; pass "
+                f"'auto' or {apply.COMBINED_LAYER!r}."
+            )
+        return apply.COMBINED_LAYER
+    return apply.FEATURE_LAYER if ood_layer == "auto" else ood_layer
 
 
 def store_trust(model, trust):
