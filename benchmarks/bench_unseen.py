@@ -454,6 +454,13 @@ def render_summary(results):
                 f"{default['worst_auroc']:.3f} ({default['worst_class']}), "
                 f"{default['flagged_unseen']:.0%} of unseen-class images flagged, "
                 f"{default['flagged_known']:.0%} of known")
+        combined = summary["scores"].get("combined")
+        if combined:
+            line += (f"; the option `combined` mean AUROC {combined['mean_auroc']:.3f}, worst "
+                     f"{combined['worst_auroc']:.3f}, {combined['flagged_unseen']:.0%} flagged")
+            if "flagged_unrelated" in combined:
+                line += (f" (unrelated images: {combined['flagged_unrelated']:.0%} flagged, "
+                         f"`knn` {default['flagged_unrelated']:.0%})")
         protocol = summary.get("protocol")
         if protocol:
             best = max(summary["scores"], key=lambda s: summary["scores"][s]["mean_auroc"])

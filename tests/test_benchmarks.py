@@ -446,3 +446,5 @@ def test_bench_unseen_scores_protocol_and_table():
     assert "| unrelated AUROC | unrelated flagged |" in table
     assert "| 0.800 | 70.0% |" in table.split("| combined |")[1].splitlines()[0]
     assert "scikit-learn's 1,797 handwritten digits" in table
+    assert ("; the option `combined` mean AUROC 0.500, worst 0.500, 50% flagged (unrelated "
+            "images: 70% flagged, `knn` 70%)") in bench_unseen.render_summary(results)

@@ -106,6 +106,14 @@ def test_rerun_with_another_config_is_refused(tmp_path, small_data):
     with pytest.raises(ValueError, match="keys ood_method differ"):
         train(_config(steps_per_epoch=1, ood_method="mahalanobis"), **args)
     assert train(_config(steps_per_epoch=1), **args).epochs == first.epochs  # not refused
+    # A run begun before `ood_layer="auto"` recorded the layer it stands for: same run.
+    saved = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**saved, "ood_layer": "feature_map"}))
+    (tmp_path / "state.json").write_text("{}")
+    assert train(_config(steps_per_epoch=1), **args).epochs == first.epochs
+    (tmp_path / "state.json").write_text("{}")
+    with pytest.raises(ValueError, match="keys ood_layer differ"):
+        train(_config(steps_per_epoch=1, ood_layer="pool"), **args)
 
 
 def test_head_sizes_reach_the_model(tmp_path, small_data):

@@ -522,4 +522,10 @@ def test_config_choices_and_default_follow_the_trust_module():
     assert CHOICES["ood_layer"] == OOD_LAYERS and TrainConfig().ood_layer == OOD_LAYERS[0]
     assert set(OOD_FITS) <= set(apply.OOD_METHODS)
     assert TrainConfig().ood_method in OOD_FITS
+    # config.py's "auto" (for resuming without Keras) is the trust module's.
+    from medivision_tf.training.config import resolved_ood_layer
+    from medivision_tf.trust.core import resolve_ood_layer
+
+    for method in OOD_FITS:
+        assert resolved_ood_layer(method, "auto") == resolve_ood_layer(method, "auto")
     assert TrainConfig().conformal_method == apply.DEFAULT_CONFORMAL_METHOD

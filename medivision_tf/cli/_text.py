@@ -43,7 +43,8 @@ def trust_legend(trust):
 
     The OOD score's scale depends on its method (kNN's cosine distance is in
     [0, 2], Mahalanobis distances are in whitened units, the relative one can
-    be negative), so the number alone cannot be read without the method and
+    be negative, the combined one counts standard deviations of the
+    validation images' scores), so the number alone cannot be read without the method and
     the threshold the model carries.
 
     Args:
@@ -63,10 +64,12 @@ def trust_legend(trust):
     if not trust:
         return ""
     ood = trust["ood"]
+    unit = (" (kNN or Mahalanobis, whichever is higher, in standard deviations of the "
+            "validation images' scores)" if ood["method"] == "combined" else "")
     return (
         f"Probabilities are calibrated (temperature {trust['temperature']:.3g}); sets cover "
         f"about {1 - trust['conformal']['alpha']:.0%} of images like the validation images; "
-        f"ood is the {ood['method']} score on layer {ood.get('layer', 'feature_map')!r}, "
+        f"ood is the {ood['method']} score on layer {ood.get('layer', 'feature_map')!r}{unit}, "
         f"OUT-OF-DISTRIBUTION above {ood['threshold']:.4g} (set to flag about "
         f"{1 - ood.get('accept_rate', 0.95):.0%} of new images like the validation images)."
     )

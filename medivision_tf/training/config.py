@@ -66,6 +66,19 @@ CHOICES = {
 }
 
 
+def resolved_ood_layer(ood_method, ood_layer):
+    """The layer `ood_layer="auto"` stands for with `ood_method` (others as given).
+
+    The same rule as `medivision_tf.trust.core.resolve_ood_layer` (which also
+    checks the value), here without importing Keras: a run folder's
+    config.json from before `"auto"` existed says `"feature_map"`, the same
+    layer, and must still resume.
+    """
+    if ood_layer != "auto":
+        return ood_layer
+    return "feature_map+pool" if ood_method == "combined" else "feature_map"
+
+
 @dataclasses.dataclass
 class TrainConfig:
     """Everything a training run needs; written to `run_dir/config.json`.

@@ -28,6 +28,8 @@ import shutil
 
 import pandas as pd
 
+from medivision_tf.training.config import resolved_ood_layer
+
 
 @contextlib.contextmanager
 def atomic_path(path):
@@ -196,6 +198,10 @@ def changed_keys(previous, config):
     current = json.loads(json.dumps(config.to_dict()))
     defaults = json.loads(json.dumps(type(config)().to_dict()))
     saved = {**{k: v for k, v in defaults.items() if k not in previous}, **previous}
+    for values in (saved, current):  # "auto" and the layer it stands for are the same
+        if "ood_layer" in values:
+            values["ood_layer"] = resolved_ood_layer(values.get("ood_method"),
+                                                     values["ood_layer"])
     return sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
 
 

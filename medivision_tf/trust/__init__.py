@@ -14,9 +14,12 @@ so `.keras` files, SavedModels and the server carry them:
   features (layer `"feature_map"`, averaged over positions) to the 5th
   nearest of a stored bank of validation images (deep nearest neighbours);
   the flag `out_of_distribution` is set above a threshold that accepts 95%
-  of in-distribution validation images (leave-one-out distances). A
-  relative Mahalanobis score is the alternative
-  (`fit_trust(..., ood_method="relative_mahalanobis")`).
+  of in-distribution validation images (leave-one-out distances). The
+  alternatives: class-conditional Mahalanobis (`ood_method="mahalanobis"`,
+  best with `ood_layer="pool"` for an unseen class that looks like a known
+  one), its relative form (`"relative_mahalanobis"`), or both kinds at once
+  (`"combined"`: kNN on the feature map and Mahalanobis on `pool`, the
+  larger standardized score).
 
 Why the values live in the config (a dict) and not in layer weights: the
 config already travels in `.keras` files and export metadata and is readable
