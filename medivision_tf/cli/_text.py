@@ -64,8 +64,9 @@ def trust_legend(trust):
     if not trust:
         return ""
     ood = trust["ood"]
-    unit = (" (kNN or Mahalanobis, whichever is higher, in standard deviations of the "
-            "validation images' scores)" if ood["method"] == "combined" else "")
+    unit = (" (kNN or Mahalanobis, whichever is higher, in standard deviations from the "
+            "validation images' mean score: 0 is typical, negative more typical still)"
+            if ood["method"] == "combined" else "")
     return (
         f"Probabilities are calibrated (temperature {trust['temperature']:.3g}); sets cover "
         f"about {1 - trust['conformal']['alpha']:.0%} of images like the validation images; "
