@@ -213,8 +213,8 @@ class TrainConfig:
             kNN for an unseen class that looks like a known one),
             `"relative_mahalanobis"`, or `"combined"` (kNN on the feature
             map and Mahalanobis on `pool`, the larger standardized score:
-            close to the better of the two on both kinds of unfamiliar
-            image in `benchmarks/bench_unseen.py`, see docs/trust.md).
+            in `benchmarks/bench_unseen.py` between the two on both kinds
+            of unfamiliar image, see docs/trust.md).
         ood_layer: the features the OOD score reads: `"auto"` (default;
             `"feature_map+pool"` for `"combined"`, else `"feature_map"`),
             `"feature_map"` (the backbone's, averaged), `"pool"` (the head's
