@@ -14,14 +14,15 @@ place of ImageNet's EfficientNetB0 at 224x224. Then every score below is
 computed on the same model, for the official test images of the held-out
 class (positives) and of the known classes (negatives):
 
-- `knn` (the shipped default: `fit_trust`'s cosine kNN on the backbone's
-  pooled feature map), `relative_mahalanobis` (on the same features),
-  `mahalanobis_pool` (`fit_trust(..., ood_method="mahalanobis",
-  ood_layer="pool")`: the shipped option, fitted on the validation images)
-  and `combined` (`fit_trust(..., ood_method="combined")`: the larger of the
-  kNN and the `pool` Mahalanobis scores, each standardized by its held-out
-  validation scores), all through `predict_with_trust`, as `predict` and the
-  exported model compute them;
+- the scores `fit_trust` ships, fitted on the validation images: `knn`
+  (the earlier default: cosine kNN on the backbone's pooled feature map),
+  `relative_mahalanobis` (on the same features), `mahalanobis_pool`
+  (`ood_method="mahalanobis", ood_layer="pool"`) and `combined` (the
+  default, `DEFAULT_SCORE`: the larger of the kNN and the `pool`
+  Mahalanobis scores, each standardized by its held-out validation
+  scores), all through `predict_with_trust`, as `predict` and the exported
+  model compute them (which score `train` fits does not change the model,
+  so a results file measured under the earlier default stays valid);
 - the softmax and logit scores: maximum softmax probability (`msp`),
   maximum logit, energy (`-logsumexp` of the logits; the logits are the
   `predictions` layer's input times its kernel plus bias);
@@ -79,6 +80,12 @@ SHIPPED = {"knn": ("knn", "feature_map"),
            "combined": ("combined", "auto")}
 DIGIT_NAMES = [str(d) for d in range(10)]
 ACCEPT_RATE = 0.95
+#: The score `fit_trust` and `train` fit by default (the tables mark it;
+#: `medivision_tf.config.DEFAULT_OOD_METHOD`, not imported: rendering imports
+#: no package, and a test checks the two agree); the earlier default, `knn`,
+#: is named beside it.
+DEFAULT_SCORE = "combined"
+EARLIER_DEFAULT = "knn"
 
 
 # === Data ===
@@ -409,7 +416,7 @@ def render_table(results):
             if score not in summary["scores"]:
                 continue
             row = summary["scores"][score]
-            mark = " (default)" if score == "knn" else ""
+            mark = " (default)" if score == DEFAULT_SCORE else ""
             lines.append(f"| {score}{mark} | {row['mean_auroc']:.3f} | {row['worst_auroc']:.3f} "
                          f"({row['worst_class']}) | {row['flagged_unseen']:.1%} | "
                          f"{row['flagged_known']:.1%} |"
@@ -426,10 +433,13 @@ def render_table(results):
         if far:
             lines += [f"Unrelated: scikit-learn's {block['num_unrelated']:,} handwritten digits, "
                       "scored by every model against its known test images.", ""]
-        per_class = ", ".join(f"{c} {r['scores']['knn']['auroc']:.2f}"
-                              for c, r in block["classes"].items())
-        lines.append(f"Default (`knn`) AUROC per held-out class: {per_class}.")
-        lines.append("")
+        for score in (DEFAULT_SCORE, EARLIER_DEFAULT):
+            if score not in summary["scores"]:
+                continue  # a results file from before the score existed
+            per_class = ", ".join(f"{c} {r['scores'][score]['auroc']:.2f}"
+                                  for c, r in block["classes"].items())
+            label = "Default" if score == DEFAULT_SCORE else "Earlier default"
+            lines += [f"{label} (`{score}`) AUROC per held-out class: {per_class}.", ""]
     settings = results["settings"]
     options = "".join(f", {k}={v}" for k, v in settings.get("train_options", {}).items())
     lines.append(
@@ -440,38 +450,47 @@ def render_table(results):
     return "\n".join(lines)
 
 
-def render_summary(results):
-    """The README's lines: the default score and the protocol's choice per
-    dataset (no TensorFlow)."""
+def render_summary(results, *checks):
+    """The README's lines: the default score, the earlier default and the
+    protocol's choice per dataset, for `results` and for each further run in
+    `checks` (another seed, say; no TensorFlow)."""
     lines = []
-    for block in results["datasets"].values():
-        summary = block.get("summary")
-        if not summary:
-            continue
-        default = summary["scores"]["knn"]
-        line = (f"- {block['title']}, {len(block['classes'])} classes held out in turn: the "
-                f"shipped flag (`knn`) mean AUROC {default['mean_auroc']:.3f}, worst "
-                f"{default['worst_auroc']:.3f} ({default['worst_class']}), "
-                f"{default['flagged_unseen']:.0%} of unseen-class images flagged, "
-                f"{default['flagged_known']:.0%} of known")
-        combined = summary["scores"].get("combined")
-        if combined:
-            line += (f"; the option `combined` mean AUROC {combined['mean_auroc']:.3f}, worst "
-                     f"{combined['worst_auroc']:.3f}, {combined['flagged_unseen']:.0%} flagged")
-            if "flagged_unrelated" in combined:
-                line += (f" (unrelated images: {combined['flagged_unrelated']:.0%} flagged, "
-                         f"`knn` {default['flagged_unrelated']:.0%})")
-        protocol = summary.get("protocol")
-        if protocol:
-            best = max(summary["scores"], key=lambda s: summary["scores"][s]["mean_auroc"])
-            line += (f"; the best score measured, `{best}`, mean AUROC "
-                     f"{summary['scores'][best]['mean_auroc']:.3f}; chosen class by class "
-                     f"without looking at it, {protocol['mean_auroc']:.3f}")
-        lines.append(line + ".")
-    lines.append(f"(`benchmarks/bench_unseen.py`, `benchmarks/results/unseen.json`, "
-                 f"{results['machine']['date'][:10]}"
-                 + ("; **partial run**" if results.get("partial") else "") + ".)")
+    for run in (results,) + checks:
+        seed = run["settings"]["seed"]
+        for block in run["datasets"].values():
+            summary = block.get("summary")
+            if summary:
+                lines.append(_summary_line(block, summary, seed if run is not results else None))
+    files = ", ".join(f"seed {run['settings']['seed']}: {run['machine']['date'][:10]}"
+                      + ("; **partial run**" if run.get("partial") else "")
+                      for run in (results,) + checks)
+    lines.append(f"(`benchmarks/bench_unseen.py`, `benchmarks/results/unseen*.json`; {files}.)")
     return "\n".join(lines)
+
+
+def _summary_line(block, summary, seed=None):
+    default = summary["scores"][DEFAULT_SCORE]
+    earlier = summary["scores"][EARLIER_DEFAULT]
+    title = block["title"] + (f" with seed {seed} (an independent check)" if seed is not None
+                              else "")
+    line = (f"- {title}, {len(block['classes'])} classes held out in turn: the "
+            f"shipped flag (`{DEFAULT_SCORE}`, the default) mean AUROC "
+            f"{default['mean_auroc']:.3f}, worst {default['worst_auroc']:.3f} "
+            f"({default['worst_class']}), {default['flagged_unseen']:.0%} of unseen-class "
+            f"images flagged, {default['flagged_known']:.0%} of known; the earlier default "
+            f"`{EARLIER_DEFAULT}` mean AUROC {earlier['mean_auroc']:.3f}, worst "
+            f"{earlier['worst_auroc']:.3f}, {earlier['flagged_unseen']:.0%} flagged")
+    if "flagged_unrelated" in default:
+        line += (f" (unrelated images flagged: `{DEFAULT_SCORE}` "
+                 f"{default['flagged_unrelated']:.0%}, `{EARLIER_DEFAULT}` "
+                 f"{earlier['flagged_unrelated']:.0%})")
+    protocol = summary.get("protocol")
+    if protocol:
+        best = max(summary["scores"], key=lambda s: summary["scores"][s]["mean_auroc"])
+        line += (f"; the best score measured, `{best}`, mean AUROC "
+                 f"{summary['scores'][best]['mean_auroc']:.3f}; chosen class by class "
+                 f"without looking at it, {protocol['mean_auroc']:.3f}")
+    return line + "."
 
 
 # === Main ===

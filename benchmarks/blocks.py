@@ -559,9 +559,14 @@ def _unseen(results):
     return bench_module("bench_unseen").render_table(results)
 
 
-@renderer("unseen-summary", "unseen.json")
-def _unseen_summary(results):
-    return bench_module("bench_unseen").render_summary(results)
+@renderer("unseen-summary", "unseen.json", "unseen_seed1.json")
+def _unseen_summary(results, check):
+    return bench_module("bench_unseen").render_summary(results, check)
+
+
+@renderer("unseen-seed1", "unseen_seed1.json")
+def _unseen_seed1(results):
+    return bench_module("bench_unseen").render_table(results)
 
 
 @renderer("unseen-augment", "unseen_augment.json")

@@ -25,6 +25,45 @@ import typing
 
 #: How the feature map becomes a sequence (see `build_medivision`).
 SEQUENCE_MODES = ("spatial", "rows")
+
+#: The out-of-distribution score `ood_method="auto"` stands for
+#: (`medivision_tf.trust.fit_trust`, `TrainConfig`): in
+#: benchmarks/bench_unseen.py it flagged more images of an unseen class than
+#: `"knn"` (the earlier default) on two independent sets of models, at a
+#: smaller cost on unrelated images than the Mahalanobis score alone
+#: (docs/trust.md).
+DEFAULT_OOD_METHOD = "combined"
+#: The layers the combined score reads (kNN on the first, Mahalanobis on the second).
+COMBINED_OOD_LAYER = "feature_map+pool"
+
+
+def resolved_ood_method(ood_method, ood_layer="auto"):
+    """The score `ood_method="auto"` stands for (others as given).
+
+    `"combined"`, or `"knn"` where `ood_layer` names a single layer (what
+    such a request meant before `"combined"` became the default). Here, not
+    in `medivision_tf.trust`, so the command line and a run folder's checks
+    resolve it without importing Keras.
+
+    Example:
+
+    ```python
+    resolved_ood_method("auto")           # 'combined'
+    resolved_ood_method("auto", "pool")   # 'knn'
+    ```
+    """
+    if ood_method != "auto":
+        return ood_method
+    return DEFAULT_OOD_METHOD if ood_layer in ("auto", COMBINED_OOD_LAYER) else "knn"
+
+
+def resolved_ood_layer(ood_method, ood_layer):
+    """The layer `ood_layer="auto"` stands for with `ood_method` (others as given):
+    `COMBINED_OOD_LAYER` for the combined score, else `"feature_map"`."""
+    if ood_layer != "auto":
+        return ood_layer
+    combined = resolved_ood_method(ood_method, ood_layer) == "combined"
+    return COMBINED_OOD_LAYER if combined else "feature_map"
 # The same choices as `medivision_tf.data.io.options` (not imported here: no TF).
 _WINDOWS = ("auto", "minmax")
 _BIT_DEPTH_16 = ("auto", "scale", "12bit", "minmax")

@@ -416,11 +416,25 @@ def test_bench_unseen_scores_protocol_and_table():
                "datasets": {"digits": {"title": "digits", "classes": per_class,
                                        "summary": summary}}}
     table = bench_unseen.render_table(results)
-    assert "| knn (default) |" in table and "(3 of 10 classes held out" in table
-    assert "**partial run**" in table
+    # The default is marked (the package's, read without TensorFlow), the
+    # earlier default named beside it.
+    from medivision_tf.config import DEFAULT_OOD_METHOD
+
+    assert bench_unseen.DEFAULT_SCORE == DEFAULT_OOD_METHOD == "combined"
+    assert "| combined (default) |" in table and "| knn |" in table
+    assert "(3 of 10 classes held out" in table and "**partial run**" in table
+    assert "Default (`combined`) AUROC per held-out class: a 0.50, b 0.50, c 0.50." in table
+    assert "Earlier default (`knn`) AUROC per held-out class" in table
     summary_lines = bench_unseen.render_summary(results)
-    assert "- digits, 3 classes held out in turn: the shipped flag (`knn`)" in summary_lines
+    assert ("- digits, 3 classes held out in turn: the shipped flag (`combined`, the default) "
+            "mean AUROC 0.500") in summary_lines
+    assert "the earlier default `knn` mean AUROC 0.500" in summary_lines
     assert "partial run" in summary_lines
+    # A second run (another seed) adds its own line, named as a check.
+    check = {**results, "settings": {**results["settings"], "seed": 1}, "partial": False}
+    both = bench_unseen.render_summary(results, check).splitlines()
+    assert both[1].startswith("- digits with seed 1 (an independent check), 3 classes")
+    assert "seed 0: 2026-12-07; **partial run**, seed 1: 2026-12-07." in both[-1]
     # A results file written before a score was added: that score is left out.
     for row in per_class.values():
         del row["scores"]["mahalanobis_pool"]
@@ -428,6 +442,14 @@ def test_bench_unseen_scores_protocol_and_table():
     assert "mahalanobis_pool" not in older["scores"] and older["protocol"]["worst_auroc"] == 0.6
     results["datasets"]["digits"]["summary"] = older
     assert "| mahalanobis_pool |" not in bench_unseen.render_table(results)
+    # One from before the default score existed (unseen_augment.json): no default row.
+    without = {c: {**r, "scores": {k: v for k, v in r["scores"].items() if k != "combined"}}
+               for c, r in per_class.items()}
+    results["datasets"]["digits"]["summary"] = bench_unseen.summarize(without)
+    old_table = bench_unseen.render_table({**results, "datasets": {"digits": {
+        **results["datasets"]["digits"], "classes": without}}})
+    assert "(default)" not in old_table and "Earlier default (`knn`)" in old_table
+    results["datasets"]["digits"]["summary"] = older
     # --set: train options read as JSON, recorded, named under the table.
     assert bench_unseen.parse_settings(["augment=true", "label_smoothing=0", "loss=focal"]) == {
         "augment": True, "label_smoothing": 0, "loss": "focal"}
@@ -444,7 +466,7 @@ def test_bench_unseen_scores_protocol_and_table():
                                          num_unrelated=1797)
     table = bench_unseen.render_table(results)
     assert "| unrelated AUROC | unrelated flagged |" in table
-    assert "| 0.800 | 70.0% |" in table.split("| combined |")[1].splitlines()[0]
+    assert "| 0.800 | 70.0% |" in table.split("| combined (default) |")[1].splitlines()[0]
     assert "scikit-learn's 1,797 handwritten digits" in table
-    assert ("; the option `combined` mean AUROC 0.500, worst 0.500, 50% flagged (unrelated "
-            "images: 70% flagged, `knn` 70%)") in bench_unseen.render_summary(results)
+    assert ("`knn` mean AUROC 0.500, worst 0.500, 50% flagged (unrelated images flagged: "
+            "`combined` 70%, `knn` 70%)") in bench_unseen.render_summary(results)

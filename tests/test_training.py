@@ -103,17 +103,24 @@ def test_rerun_with_another_config_is_refused(tmp_path, small_data):
     for key in ("ood_method", "ood_layer"):
         del saved[key]
     (tmp_path / "config.json").write_text(json.dumps(saved))
-    with pytest.raises(ValueError, match="keys ood_method differ"):
+    with pytest.raises(ValueError, match="keys ood_layer, ood_method differ"):
         train(_config(steps_per_epoch=1, ood_method="mahalanobis"), **args)
     assert train(_config(steps_per_epoch=1), **args).epochs == first.epochs  # not refused
-    # A run begun before `ood_layer="auto"` recorded the layer it stands for: same run.
+    # A run begun under the earlier defaults recorded the score and layer they
+    # stood for ("knn", "feature_map"): left at "auto", it resumes with them.
     saved = json.loads((tmp_path / "config.json").read_text())
-    (tmp_path / "config.json").write_text(json.dumps({**saved, "ood_layer": "feature_map"}))
+    (tmp_path / "config.json").write_text(
+        json.dumps({**saved, "ood_method": "knn", "ood_layer": "feature_map"}))
     (tmp_path / "state.json").write_text("{}")
-    assert train(_config(steps_per_epoch=1), **args).epochs == first.epochs
+    resumed = train(_config(steps_per_epoch=1), **args)
+    assert resumed.epochs == first.epochs
+    assert resumed.config.ood_method == "knn"  # what fit_trust fits once trained
+    assert finished_run(tmp_path, TrainConfig(**_config(steps_per_epoch=1))) is not None
     (tmp_path / "state.json").write_text("{}")
     with pytest.raises(ValueError, match="keys ood_layer differ"):
         train(_config(steps_per_epoch=1, ood_layer="pool"), **args)
+    with pytest.raises(ValueError, match="keys ood_layer, ood_method differ"):
+        train(_config(steps_per_epoch=1, ood_method="combined"), **args)
 
 
 def test_head_sizes_reach_the_model(tmp_path, small_data):

@@ -1,5 +1,6 @@
 """medivision_tf.trust: temperature, conformal sets, OOD score; stored, exported, served."""
 
+import inspect
 import json
 import os
 
@@ -155,8 +156,12 @@ def test_predict_with_trust_outputs(trusted, data):
 def test_knn_score_matches_numpy_and_its_threshold_is_leave_one_out(rng, trusted, data):
     from medivision_tf.trust import feature_model, knn_scores, ood_scores
 
-    ood = get_trust(trusted)["ood"]
     val = data[1]
+    twin = keras.models.clone_model(trusted)
+    twin.set_weights(trusted.get_weights())
+    # A single layer asked for with the default method: kNN (as before "combined").
+    trusted = fit_trust(twin, val.images, val.labels, alpha=0.2, ood_layer="feature_map")
+    ood = get_trust(trusted)["ood"]
     assert ood["method"] == "knn" and ood["layer"] == "feature_map"
     assert ood["k"] == 5 and ood["num_bank"] == len(val.images)
     # The bank is the validation images' mean feature-map vectors, normalized.
@@ -424,7 +429,7 @@ def test_export_and_server_agree_with_predict_with_trust(trusted, data, tmp_path
 
     image = data[2].images[:2].astype("uint8")
     pngs = [_png(im) for im in image]
-    if ood_method != "knn":
+    if ood_method != "combined":  # the `trusted` fixture's, fit_trust's default
         twin = keras.models.clone_model(trusted)
         twin.set_weights(trusted.get_weights())
         trusted = fit_trust(twin, data[1].images, data[1].labels, alpha=0.2,
@@ -487,6 +492,7 @@ def test_train_fits_and_saves_trust_with_validation_data(tmp_path, data):
     assert trust is not None and trust["conformal"]["alpha"] == 0.2
     assert trust["conformal"]["num_calibration"] == len(val.images)
     assert trust["conformal"]["method"] == "lac"
+    assert (trust["ood"]["method"], trust["ood"]["layer"]) == ("combined", "feature_map+pool")
     # Both choices in one run: the conformal score and the OOD score.
     aps = train({**config, "conformal_method": "aps", "ood_method": "mahalanobis",
                  "ood_layer": "pool"},
@@ -518,14 +524,18 @@ def test_config_choices_and_default_follow_the_trust_module():
     assert CHOICES["conformal_method"] == apply.CONFORMAL_METHODS
     from medivision_tf.trust.core import OOD_FITS, OOD_LAYERS
 
-    assert CHOICES["ood_method"] == tuple(OOD_FITS)
+    assert CHOICES["ood_method"] == ("auto",) + tuple(OOD_FITS)
     assert CHOICES["ood_layer"] == OOD_LAYERS and TrainConfig().ood_layer == OOD_LAYERS[0]
     assert set(OOD_FITS) <= set(apply.OOD_METHODS)
-    assert TrainConfig().ood_method in OOD_FITS
-    # config.py's "auto" (for resuming without Keras) is the trust module's.
-    from medivision_tf.training.config import resolved_ood_layer
+    # The same default in TrainConfig and fit_trust, resolved by the same rule.
+    defaults = inspect.signature(fit_trust).parameters
+    assert TrainConfig().ood_method == defaults["ood_method"].default == "auto"
+    assert TrainConfig().ood_layer == defaults["ood_layer"].default == "auto"
+    assert TrainConfig().resolved().ood_method == "combined"
+    assert TrainConfig(ood_layer="pool").resolved().ood_method == "knn"
     from medivision_tf.trust.core import resolve_ood_layer
 
     for method in OOD_FITS:
-        assert resolved_ood_layer(method, "auto") == resolve_ood_layer(method, "auto")
+        resolved = resolve_ood_layer(method, "auto")
+        assert resolved == ("feature_map+pool" if method == "combined" else "feature_map")
     assert TrainConfig().conformal_method == apply.DEFAULT_CONFORMAL_METHOD

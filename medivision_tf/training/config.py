@@ -23,7 +23,11 @@ import os
 import typing
 
 from medivision_tf import backbones
-from medivision_tf.config import SEQUENCE_MODES
+from medivision_tf.config import (  # noqa: F401 (resolved_ood_layer: for run_dir)
+    SEQUENCE_MODES,
+    resolved_ood_layer,
+    resolved_ood_method,
+)
 
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
@@ -60,23 +64,10 @@ CHOICES = {
     "nifti_axis": ("axial", "coronal", "sagittal"),
     "augment_on": ("auto", "pipeline", "model"),
     "conformal_method": ("aps", "lac"),
-    "ood_method": ("knn", "mahalanobis", "relative_mahalanobis", "combined"),
+    "ood_method": ("auto", "knn", "mahalanobis", "relative_mahalanobis", "combined"),
     "ood_layer": ("auto", "feature_map", "pool", "feature_map+pool"),
     "fine_tune_lr_schedule": LR_SCHEDULES,
 }
-
-
-def resolved_ood_layer(ood_method, ood_layer):
-    """The layer `ood_layer="auto"` stands for with `ood_method` (others as given).
-
-    The same rule as `medivision_tf.trust.core.resolve_ood_layer` (which also
-    checks the value), here without importing Keras: a run folder's
-    config.json from before `"auto"` existed says `"feature_map"`, the same
-    layer, and must still resume.
-    """
-    if ood_layer != "auto":
-        return ood_layer
-    return "feature_map+pool" if ood_method == "combined" else "feature_map"
 
 
 @dataclasses.dataclass
@@ -207,14 +198,19 @@ class TrainConfig:
             also when the model is more accurate than that; some sets
             empty) or `"aps"` (never empty; coverage at least the accuracy).
         ood_method: the out-of-distribution score `fit_trust` fits and the
-            model carries: `"knn"` (default; cosine distance to the 5th
-            nearest validation image), `"mahalanobis"` (distance to the
-            nearest class mean; with `ood_layer="pool"` a better score than
-            kNN for an unseen class that looks like a known one),
-            `"relative_mahalanobis"`, or `"combined"` (kNN on the feature
-            map and Mahalanobis on `pool`, the larger standardized score:
-            in `benchmarks/bench_unseen.py` between the two on both kinds
-            of unfamiliar image, see docs/trust.md).
+            model carries: `"auto"` (default: `"combined"`, or `"knn"` when
+            `ood_layer` names a single layer; recorded so in config.json; a run folder that recorded another score, as runs
+            begun under the earlier default recorded `"knn"`, resumes with
+            it),
+            `"combined"` (kNN on the feature map and Mahalanobis on `pool`,
+            the larger, each in standard deviations of its validation
+            scores), `"knn"` (cosine distance to the 5th nearest validation
+            image; of the three the best on images unlike every training
+            image, the worst on an unseen class that looks like a known
+            one), `"mahalanobis"` (distance to the nearest class mean; with
+            `ood_layer="pool"` the other way round) or
+            `"relative_mahalanobis"`. Measured side by side in
+            `benchmarks/bench_unseen.py`, see docs/trust.md.
         ood_layer: the features the OOD score reads: `"auto"` (default;
             `"feature_map+pool"` for `"combined"`, else `"feature_map"`),
             `"feature_map"` (the backbone's, averaged), `"pool"` (the head's
@@ -283,7 +279,7 @@ class TrainConfig:
     trust: bool = True
     conformal_alpha: float = 0.1
     conformal_method: str = "lac"
-    ood_method: str = "knn"
+    ood_method: str = "auto"
     ood_layer: str = "auto"
     seed: int = 0
     dicom_window: str = "auto"
@@ -499,7 +495,8 @@ class TrainConfig:
         `batchnorm_momentum=None` becomes 0.9 from scratch,
         `calibrate_before_validation=None` becomes True from scratch and
         `fine_tune_learning_rate=None` becomes 3e-5 for pretrained weights,
-        1e-4 from scratch.
+        1e-4 from scratch, and `ood_method="auto"` becomes `"combined"` (`"knn"`
+        when `ood_layer` names a single layer).
 
         Example:
 
@@ -518,6 +515,8 @@ class TrainConfig:
             changes["fine_tune_learning_rate"] = (
                 FROM_SCRATCH_FINE_TUNE_LEARNING_RATE if self.weights is None
                 else PRETRAINED_FINE_TUNE_LEARNING_RATE)
+        if self.ood_method == "auto":
+            changes["ood_method"] = resolved_ood_method(self.ood_method, self.ood_layer)
         return self.replace(**changes) if changes else self
 
 

@@ -76,6 +76,7 @@ from medivision_tf.training.run_dir import (
     tidy_history,
     with_recorded_augment_on,
     with_recorded_fine_tune_rate,
+    with_recorded_ood_method,
 )
 
 
@@ -222,6 +223,7 @@ def train(
     previous = read_json(os.path.join(work_dir, "config.json")) or {}
     config = with_recorded_augment_on(config, previous)
     config = with_recorded_fine_tune_rate(config, requested.fine_tune_learning_rate, previous)
+    config = with_recorded_ood_method(config, requested.ood_method, previous)
     if config.augment_on == "auto" and previous.get("augment_on") != "auto":
         # A new run settles "auto" on this machine (config.json records it);
         # an "auto" recorded by an older version stays as it was.

@@ -28,7 +28,7 @@ import shutil
 
 import pandas as pd
 
-from medivision_tf.training.config import resolved_ood_layer
+from medivision_tf.training.config import resolved_ood_layer, resolved_ood_method
 
 
 @contextlib.contextmanager
@@ -198,10 +198,12 @@ def changed_keys(previous, config):
     current = json.loads(json.dumps(config.to_dict()))
     defaults = json.loads(json.dumps(type(config)().to_dict()))
     saved = {**{k: v for k, v in defaults.items() if k not in previous}, **previous}
-    for values in (saved, current):  # "auto" and the layer it stands for are the same
+    for values in (saved, current):  # "auto" and what it stands for are the same
+        method, layer = values.get("ood_method"), values.get("ood_layer", "auto")
+        if method is not None:
+            values["ood_method"] = resolved_ood_method(method, layer)
         if "ood_layer" in values:
-            values["ood_layer"] = resolved_ood_layer(values.get("ood_method"),
-                                                     values["ood_layer"])
+            values["ood_layer"] = resolved_ood_layer(method, layer)
     return sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
 
 
@@ -226,6 +228,20 @@ def with_recorded_fine_tune_rate(config, requested, previous):
     recorded = (previous or {}).get("fine_tune_learning_rate")
     if requested is None and recorded is not None:
         return dataclasses.replace(config, fine_tune_learning_rate=recorded)
+    return config
+
+
+def with_recorded_ood_method(config, requested, previous):
+    """`config` with the OOD score its run folder recorded, when the caller
+    left `ood_method` at `"auto"` (`requested`).
+
+    The default changed (`"knn"`, now `"combined"`): a run begun under the
+    old default resumes, and is reused, with the score it began with rather
+    than being refused; one that asked for a score by name keeps it.
+    """
+    recorded = (previous or {}).get("ood_method")
+    if requested == "auto" and recorded not in (None, "auto"):
+        return dataclasses.replace(config, ood_method=recorded)
     return config
 
 
@@ -257,6 +273,7 @@ def finished_run(run_dir, config):
         return None
     resolved = with_recorded_fine_tune_rate(config.resolved(), config.fine_tune_learning_rate,
                                             previous)
+    resolved = with_recorded_ood_method(resolved, config.ood_method, previous)
     changed = changed_keys(previous, with_recorded_augment_on(resolved, previous))
     if changed:
         raise ValueError(

@@ -10,16 +10,17 @@ so `.keras` files, SavedModels and the server carry them:
   APS; level `alpha`): a set of classes holding the true one for about
   `1 - alpha` of new images; small when the model is sure, larger when it
   is not, empty (LAC) when no class is plausible enough.
-- **out-of-distribution score**: cosine distance of the backbone's pooled
-  features (layer `"feature_map"`, averaged over positions) to the 5th
-  nearest of a stored bank of validation images (deep nearest neighbours);
-  the flag `out_of_distribution` is set above a threshold that accepts 95%
-  of in-distribution validation images (leave-one-out distances). The
-  alternatives: class-conditional Mahalanobis (`ood_method="mahalanobis"`,
-  best with `ood_layer="pool"` for an unseen class that looks like a known
-  one), its relative form (`"relative_mahalanobis"`), or both kinds at once
-  (`"combined"`: kNN on the feature map and Mahalanobis on `pool`, the
-  larger standardized score).
+- **out-of-distribution score** (`ood_method="combined"`, the default):
+  two detectors, and the more surprised one counts. The cosine distance of
+  the backbone's pooled features (layer `"feature_map"`, averaged over
+  positions) to the 5th nearest of a stored bank of validation images (deep
+  nearest neighbours), and the class-conditional Mahalanobis distance of
+  the head's pooled features (layer `"pool"`) to the nearest class center,
+  each in standard deviations of its held-out validation scores; the flag
+  `out_of_distribution` is set above a threshold that accepts 95% of
+  in-distribution validation images. Each alone is an option (`"knn"`, the
+  earlier default; `"mahalanobis"`, with `ood_layer="pool"`), and so is
+  the relative Mahalanobis form (`"relative_mahalanobis"`).
 
 Why the values live in the config (a dict) and not in layer weights: the
 config already travels in `.keras` files and export metadata and is readable

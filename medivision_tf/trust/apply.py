@@ -27,8 +27,10 @@ import base64
 import keras
 import numpy as np
 
+from medivision_tf.config import COMBINED_OOD_LAYER
+
 TRUST_VERSION = 1
-#: The features of the OOD score `fit_trust` fits: the backbone's last
+#: The features of the kNN and Mahalanobis scores by default: the backbone's last
 #: feature map, averaged over its positions (kNN on these separated
 #: Fashion-MNIST from digits at AUROC 0.995, on the head's `pool` output at
 #: 0.957: docs/trust.md). The layer is stored with the fit
@@ -36,8 +38,9 @@ TRUST_VERSION = 1
 FEATURE_LAYER = "feature_map"
 #: The features of the `"combined"` score: the backbone's feature map
 #: (averaged) and the head's pooled features, concatenated in that order
-#: (`feature_model(model, COMBINED_LAYER)`).
-COMBINED_LAYER = "feature_map+pool"
+#: (`feature_model(model, COMBINED_LAYER)`; the name lives in the Keras-free
+#: `medivision_tf.config`, which resolves `"auto"`).
+COMBINED_LAYER = COMBINED_OOD_LAYER
 #: Names of the extra outputs (Python dict keys, SavedModel output names).
 OUTPUT_NAMES = ("calibrated_probabilities", "prediction_set", "ood_score",
                 "out_of_distribution")
@@ -226,11 +229,12 @@ def combined_scores(features, ood):
 def ood_scores(features, ood):
     """The OOD score of pooled `features` under the stored `trust["ood"]` values.
 
-    `"knn"` (`fit_trust`'s default: `knn_scores` against the stored bank of
-    validation features), `"mahalanobis"` (`fit_trust(..., ood_method=
-    "mahalanobis")`, and the first fits), `"relative_mahalanobis"`
-    (earlier fits, or `fit_trust(..., ood_method="relative_mahalanobis")`)
-    or `"combined"` (`combined_scores`); a stored fit keeps its score.
+    `"combined"` (`fit_trust`'s default: `combined_scores`), `"knn"`
+    (`knn_scores` against the stored bank of validation features; the
+    default of earlier fits), `"mahalanobis"` (`fit_trust(..., ood_method=
+    "mahalanobis")`, and the first fits) or `"relative_mahalanobis"`
+    (earlier fits, or `fit_trust(..., ood_method="relative_mahalanobis")`);
+    a stored fit keeps its score.
 
     Example:
 

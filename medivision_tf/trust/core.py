@@ -5,6 +5,7 @@ import sys
 import keras
 import numpy as np
 
+from medivision_tf.config import resolved_ood_layer, resolved_ood_method
 from medivision_tf.model import CLASS_LABELS_LAYER, get_model_config
 from medivision_tf.trust import apply, fitting
 
@@ -125,7 +126,7 @@ def _forward(model, images, labels=None, batch_size=32, layer=None):
 
 
 def fit_trust(model, val_images, val_labels=None, alpha=0.1, *, accept_rate=0.95,
-              conformal_method=apply.DEFAULT_CONFORMAL_METHOD, ood_method="knn",
+              conformal_method=apply.DEFAULT_CONFORMAL_METHOD, ood_method="auto",
               ood_layer="auto", batch_size=32, seed=0):
     """Fits temperature, conformal threshold and OOD score on validation data.
 
@@ -148,22 +149,23 @@ def fit_trust(model, val_images, val_labels=None, alpha=0.1, *, accept_rate=0.95
             also for a model more accurate than that, some sets empty) or
             `"aps"` (never empty, so the coverage is at least the accuracy).
             See `medivision_tf.trust.apply.conformal_scores`.
-        ood_method: `"knn"` (default): cosine distance to the 5th nearest
-            validation image in the backbone's pooled features, the images
-            stored as a bank of at most `MAX_BANK_ROWS` (fewer for wide
-            backbones: `MAX_BANK_VALUES`) and the threshold taken from
+        ood_method: `"auto"` (default): `"combined"`, or `"knn"` when
+            `ood_layer` names a single layer (`medivision_tf.config.
+            resolved_ood_method`). `"combined"`: the kNN score on the feature
+            map and the Mahalanobis score on `pool`, each standardized by its
+            held-out validation scores, the larger of the two (in
+            `benchmarks/bench_unseen.py` it flagged more images of an unseen
+            class than `"knn"` and more unrelated images than the Mahalanobis
+            score alone: docs/trust.md); `"knn"`: cosine distance to the 5th
+            nearest validation image in the backbone's pooled features, the
+            images stored as a bank of at most `MAX_BANK_ROWS` (fewer for
+            wide backbones: `MAX_BANK_VALUES`) and the threshold taken from
             leave-one-out distances; `"mahalanobis"`: the distance to the
             nearest class mean under one shared (Ledoit-Wolf) covariance (Lee
             et al. 2018; with `ood_layer="pool"` the better near-OOD score of
-            `benchmarks/bench_unseen.py`, there fitted on the training
-            images, see docs/trust.md); `"relative_mahalanobis"`: that minus the
-            distance under one Gaussian over all images (Ren et al. 2021);
-            or `"combined"`: the kNN score on the feature map and the
-            Mahalanobis score on `pool`, each standardized by its held-out
-            validation scores, the larger of the two (it kept most of the
-            kNN score's flags on unrelated images and the Mahalanobis
-            score's on unseen classes: docs/trust.md). The Gaussian fits take
-            their threshold from 5-fold out-of-fold scores. See
+            the two); `"relative_mahalanobis"`: that minus the distance under
+            one Gaussian over all images (Ren et al. 2021). The Gaussian fits
+            take their threshold from 5-fold out-of-fold scores. See
             `medivision_tf.trust.apply.ood_scores`.
         ood_layer: the features the OOD score reads: `"auto"` (default:
             `"feature_map+pool"` for `"combined"`, else `"feature_map"`),
@@ -216,9 +218,10 @@ def fit_trust(model, val_images, val_labels=None, alpha=0.1, *, accept_rate=0.95
             f"Unknown `conformal_method` {conformal_method!r}. Known: "
             f"{', '.join(apply.CONFORMAL_METHODS)}."
         )
+    ood_method = resolved_ood_method(ood_method, ood_layer)
     if ood_method not in OOD_FITS:
         raise ValueError(
-            f"Unknown `ood_method` {ood_method!r}. Known: {', '.join(OOD_FITS)}."
+            f"Unknown `ood_method` {ood_method!r}. Known: auto, {', '.join(OOD_FITS)}."
         )
     ood_layer = resolve_ood_layer(ood_method, ood_layer)
     features, probabilities, labels = _forward(model, val_images, val_labels, batch_size,
@@ -388,7 +391,7 @@ def resolve_ood_layer(ood_method, ood_layer):
                 f"'auto' or {apply.COMBINED_LAYER!r}."
             )
         return apply.COMBINED_LAYER
-    return apply.FEATURE_LAYER if ood_layer == "auto" else ood_layer
+    return resolved_ood_layer(ood_method, ood_layer)
 
 
 def store_trust(model, trust):
