@@ -1019,9 +1019,11 @@ def explain_with_gradcam():
             * a **prediction set** (split-conformal, LAC by default): the classes that, together, hold
               the true class for 1 - alpha of new images: one class when the model is sure, more when it
               is not, and none ("no class is plausible enough") for an image the model cannot place;
-            * an **out-of-distribution flag**: how far the image's backbone features are from the
-              5th nearest validation image (cosine distance), flagged above a threshold that
-              accepts 95% of validation images.
+            * an **out-of-distribution flag**: two detectors, the more surprised one counting: how far
+              the image's backbone features are from the 5th nearest validation image (cosine
+              distance), and how far its pooled head features are from the nearest class center
+              (Mahalanobis), each in standard deviations of the validation images' scores; flagged
+              above a threshold that accepts 95% of validation images.
 
             `medivision train` fits them itself when it has a validation split.
             """

@@ -183,6 +183,25 @@ def test_knn_score_matches_numpy_and_its_threshold_is_leave_one_out(rng, trusted
     np.testing.assert_allclose(knn_scores(features, bank, 5, exclude_self=True), loo, atol=1e-5)
 
 
+def test_too_few_images_for_the_default_fit_knn_and_a_named_gaussian_is_refused(trusted,
+                                                                                data):
+    """Two validation images: the Mahalanobis part of the default cannot be
+    fitted out of fold, so "auto" falls back to kNN (which needs 2) and says so."""
+    val = data[1]
+    twin = keras.models.clone_model(trusted)
+    twin.set_weights(trusted.get_weights())
+    with pytest.warns(UserWarning, match="2 validation images are too few.*fitting 'knn'"):
+        fit_trust(twin, val.images[:2], val.labels[:2])
+    assert (get_trust(twin)["ood"]["method"], get_trust(twin)["ood"]["layer"]) == (
+        "knn", "feature_map")
+    for method in ("combined", "mahalanobis"):
+        with pytest.raises(ValueError, match=f"ood_method='{method}'.*at least 3 validation "
+                                             "images; received 2"):
+            fit_trust(twin, val.images[:2], val.labels[:2], ood_method=method)
+    fit_trust(twin, val.images[:3], val.labels[:3])  # three are enough
+    assert get_trust(twin)["ood"]["method"] == "combined"
+
+
 def test_knn_bank_is_capped_and_sampled(rng, monkeypatch):
     from medivision_tf.trust import core
 
@@ -298,7 +317,7 @@ def test_predict_files_and_cli_columns(trusted, data, tmp_path):
     for column in ("prediction_set", "ood_score", "out_of_distribution"):
         assert column in table
     out = predict_with_trust(trusted, data[2].images[:3])
-    np.testing.assert_allclose(table["ood_score"], out["ood_score"], atol=1e-5)
+    np.testing.assert_allclose(table["ood_score"], out["ood_score"], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(table["probability"], out["probabilities"].max(1), atol=1e-5)
 
 
@@ -325,7 +344,7 @@ def test_explain_gives_the_answer_predict_gives(trusted, data, tmp_path, capsys)
         assert row["prediction"] == expected["class"]
         assert row["probability"] == pytest.approx(expected["probability"], abs=1e-5)
         assert row["prediction_set"] == expected["prediction_set"]
-        assert row["ood_score"] == pytest.approx(expected["ood_score"], abs=1e-5)
+        assert row["ood_score"] == pytest.approx(expected["ood_score"], rel=1e-5, abs=1e-5)
         assert row["out_of_distribution"] == expected["out_of_distribution"]
     assert main(["predict", model_path, *paths, "--quiet"]) == 0
     predicted = capsys.readouterr().out.strip().splitlines()
@@ -444,7 +463,7 @@ def test_export_and_server_agree_with_predict_with_trust(trusted, data, tmp_path
     path = export_saved_model(trusted, tmp_path / "trusted")
     out = tf.saved_model.load(path).signatures["predict_images"](image_bytes=tf.constant(pngs))
     np.testing.assert_allclose(out["calibrated_probabilities"], expected["probabilities"], atol=1e-5)
-    np.testing.assert_allclose(out["ood_score"], expected["ood_score"], atol=1e-5)
+    np.testing.assert_allclose(out["ood_score"], expected["ood_score"], rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(out["prediction_set"], expected["prediction_set"])
     np.testing.assert_array_equal(out["out_of_distribution"], expected["out_of_distribution"])
 
@@ -463,7 +482,8 @@ def test_export_and_server_agree_with_predict_with_trust(trusted, data, tmp_path
     assert len(rows) == 3 and {"probabilities", "class_name", "prediction_set"} <= set(rows[0])
     np.testing.assert_allclose([r["calibrated_probabilities"] for r in rows],
                                expected["probabilities"], atol=1e-5)
-    np.testing.assert_allclose([r["ood_score"] for r in rows], expected["ood_score"], atol=1e-5)
+    np.testing.assert_allclose([r["ood_score"] for r in rows], expected["ood_score"],
+                               rtol=1e-5, atol=1e-5)
     assert [r["prediction_set"] for r in rows] == expected["prediction_set"].tolist()
     assert [r["out_of_distribution"] for r in rows] == expected["out_of_distribution"].tolist()
 

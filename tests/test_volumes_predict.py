@@ -142,7 +142,7 @@ def test_volume_rows_carry_volume_level_trust_values(volumes):
     out = predict_with_trust(model, images)
     first = table[(table["path"] == paths[0]) & (table["slice"] != VOLUME_ROW)]
     np.testing.assert_allclose(first[probs].to_numpy(float), out["probabilities"], atol=1e-5)
-    np.testing.assert_allclose(first["ood_score"], out["ood_score"], atol=1e-4)
+    np.testing.assert_allclose(first["ood_score"], out["ood_score"], rtol=1e-5, atol=1e-4)
 
 
 def test_the_models_decode_options_cut_the_volume(volumes):

@@ -23,11 +23,7 @@ import os
 import typing
 
 from medivision_tf import backbones
-from medivision_tf.config import (  # noqa: F401 (resolved_ood_layer: for run_dir)
-    SEQUENCE_MODES,
-    resolved_ood_layer,
-    resolved_ood_method,
-)
+from medivision_tf.config import SEQUENCE_MODES, resolved_ood_method
 
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
@@ -199,9 +195,9 @@ class TrainConfig:
             empty) or `"aps"` (never empty; coverage at least the accuracy).
         ood_method: the out-of-distribution score `fit_trust` fits and the
             model carries: `"auto"` (default: `"combined"`, or `"knn"` when
-            `ood_layer` names a single layer; recorded so in config.json; a run folder that recorded another score, as runs
-            begun under the earlier default recorded `"knn"`, resumes with
-            it),
+            `ood_layer` names a single layer; recorded so in config.json; a
+            run folder that recorded another score, as runs begun under the
+            earlier default recorded `"knn"`, resumes with it),
             `"combined"` (kNN on the feature map and Mahalanobis on `pool`,
             the larger, each in standard deviations of its validation
             scores), `"knn"` (cosine distance to the 5th nearest validation

@@ -28,7 +28,7 @@ import shutil
 
 import pandas as pd
 
-from medivision_tf.training.config import resolved_ood_layer, resolved_ood_method
+from medivision_tf.config import resolved_ood_layer, resolved_ood_method
 
 
 @contextlib.contextmanager

@@ -1,6 +1,7 @@
 """`fit_trust` and `predict_with_trust`: fit on validation, store in the model, apply."""
 
 import sys
+import warnings
 
 import keras
 import numpy as np
@@ -187,7 +188,9 @@ def fit_trust(model, val_images, val_labels=None, alpha=0.1, *, accept_rate=0.95
         ValueError: a multi-label model, `alpha`/`accept_rate` outside (0, 1),
             an unknown `conformal_method`, `ood_method` or `ood_layer`,
             `"combined"` with a layer other than `"auto"` or
-            `"feature_map+pool"`, or fewer than 2 (labelled) images.
+            `"feature_map+pool"`, fewer than 2 (labelled) images, or fewer
+            than `MIN_GAUSSIAN_IMAGES` for a Mahalanobis or combined score
+            asked for by name (`"auto"` then fits `"knn"`, with a warning).
 
     Example:
 
@@ -218,6 +221,7 @@ def fit_trust(model, val_images, val_labels=None, alpha=0.1, *, accept_rate=0.95
             f"Unknown `conformal_method` {conformal_method!r}. Known: "
             f"{', '.join(apply.CONFORMAL_METHODS)}."
         )
+    requested_method, requested_layer = ood_method, ood_layer
     ood_method = resolved_ood_method(ood_method, ood_layer)
     if ood_method not in OOD_FITS:
         raise ValueError(
@@ -232,6 +236,21 @@ def fit_trust(model, val_images, val_labels=None, alpha=0.1, *, accept_rate=0.95
         raise ValueError(
             f"fit_trust needs at least 2 validation images; received {len(labels)}."
         )
+    if ood_method != "knn" and len(labels) < MIN_GAUSSIAN_IMAGES:
+        if requested_method != "auto":
+            raise ValueError(
+                f"ood_method={ood_method!r} fits a Gaussian on out-of-fold splits and needs at "
+                f"least {MIN_GAUSSIAN_IMAGES} validation images; received {len(labels)}. Use "
+                "ood_method='knn' (2 images are enough) or more validation images."
+            )
+        # "auto" on too few images for the default: the kNN score, which needs 2.
+        warnings.warn(f"fit_trust: {len(labels)} validation images are too few for the "
+                      f"{ood_method!r} OOD score (at least {MIN_GAUSSIAN_IMAGES}); fitting "
+                      "'knn' instead.", stacklevel=2)
+        ood_method = "knn"
+        ood_layer = resolve_ood_layer(ood_method, requested_layer)
+        features, probabilities, labels = _forward(model, val_images, val_labels, batch_size,
+                                                   layer=ood_layer)
     probabilities, labels = fitting._check_probabilities(probabilities, labels)
     n, num_classes = probabilities.shape
 
@@ -334,6 +353,10 @@ def _out_of_fold_fit(values_of):
 
     return fit
 
+
+#: The fewest validation images a Gaussian (Mahalanobis) fit takes: each of
+#: its out-of-fold fits needs 2.
+MIN_GAUSSIAN_IMAGES = 3
 
 #: The `"combined"` score's components, in the order of `apply.COMBINED_LAYER`'s parts.
 COMBINED_COMPONENTS = ("knn", "mahalanobis")
