@@ -554,24 +554,19 @@ def _explain_pretrained(results):
     return bench_module("bench_explain_pretrained").render_table(results)
 
 
-@renderer("unseen", "unseen.json")
-def _unseen(results):
+def _unseen_table(results):
     return bench_module("bench_unseen").render_table(results)
+
+
+# One table per leave-one-class-out run: the default settings, another seed, augmentation.
+for _block, _source in (("unseen", "unseen.json"), ("unseen-seed1", "unseen_seed1.json"),
+                        ("unseen-augment", "unseen_augment.json")):
+    renderer(_block, _source)(_unseen_table)
 
 
 @renderer("unseen-summary", "unseen.json", "unseen_seed1.json")
 def _unseen_summary(results, check):
     return bench_module("bench_unseen").render_summary(results, check)
-
-
-@renderer("unseen-seed1", "unseen_seed1.json")
-def _unseen_seed1(results):
-    return bench_module("bench_unseen").render_table(results)
-
-
-@renderer("unseen-augment", "unseen_augment.json")
-def _unseen_augment(results):
-    return bench_module("bench_unseen").render_table(results)
 
 
 @renderer("gradcam-upsampling", "demo.json")
