@@ -469,21 +469,26 @@ def render_summary(results, *checks):
 
 
 def _summary_line(block, summary, seed=None):
-    default = summary["scores"][DEFAULT_SCORE]
+    # A results file from before the default score existed describes the earlier one.
+    default_score = DEFAULT_SCORE if DEFAULT_SCORE in summary["scores"] else EARLIER_DEFAULT
+    default = summary["scores"][default_score]
     earlier = summary["scores"][EARLIER_DEFAULT]
     title = block["title"] + (f" with seed {seed} (an independent check)" if seed is not None
                               else "")
     line = (f"- {title}, {len(block['classes'])} classes held out in turn: the "
-            f"shipped flag (`{DEFAULT_SCORE}`, the default) mean AUROC "
+            f"shipped flag (`{default_score}`, the default"
+            f"{'' if default_score == DEFAULT_SCORE else ' when measured'}) mean AUROC "
             f"{default['mean_auroc']:.3f}, worst {default['worst_auroc']:.3f} "
             f"({default['worst_class']}), {default['flagged_unseen']:.0%} of unseen-class "
-            f"images flagged, {default['flagged_known']:.0%} of known; the earlier default "
-            f"`{EARLIER_DEFAULT}` mean AUROC {earlier['mean_auroc']:.3f}, worst "
-            f"{earlier['worst_auroc']:.3f}, {earlier['flagged_unseen']:.0%} flagged")
-    if "flagged_unrelated" in default:
-        line += (f" (unrelated images flagged: `{DEFAULT_SCORE}` "
-                 f"{default['flagged_unrelated']:.0%}, `{EARLIER_DEFAULT}` "
-                 f"{earlier['flagged_unrelated']:.0%})")
+            f"images flagged, {default['flagged_known']:.0%} of known")
+    if default_score != EARLIER_DEFAULT:
+        line += (f"; the earlier default `{EARLIER_DEFAULT}` mean AUROC "
+                 f"{earlier['mean_auroc']:.3f}, worst {earlier['worst_auroc']:.3f}, "
+                 f"{earlier['flagged_unseen']:.0%} flagged")
+        if "flagged_unrelated" in default:
+            line += (f" (unrelated images flagged: `{default_score}` "
+                     f"{default['flagged_unrelated']:.0%}, `{EARLIER_DEFAULT}` "
+                     f"{earlier['flagged_unrelated']:.0%})")
     protocol = summary.get("protocol")
     if protocol:
         best = max(summary["scores"], key=lambda s: summary["scores"][s]["mean_auroc"])

@@ -562,6 +562,7 @@ def _unseen_table(results):
 for _block, _source in (("unseen", "unseen.json"), ("unseen-seed1", "unseen_seed1.json"),
                         ("unseen-augment", "unseen_augment.json")):
     renderer(_block, _source)(_unseen_table)
+del _block, _source
 
 
 @renderer("unseen-summary", "unseen.json", "unseen_seed1.json")

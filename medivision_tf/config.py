@@ -33,6 +33,8 @@ SEQUENCE_MODES = ("spatial", "rows")
 #: smaller cost on unrelated images than the Mahalanobis score alone
 #: (docs/trust.md).
 DEFAULT_OOD_METHOD = "combined"
+#: The default before it (run folders that recorded it resume with it).
+EARLIER_DEFAULT_OOD_METHOD = "knn"
 #: The layers the combined score reads (kNN on the first, Mahalanobis on the second).
 COMBINED_OOD_LAYER = "feature_map+pool"
 
@@ -54,7 +56,9 @@ def resolved_ood_method(ood_method, ood_layer="auto"):
     """
     if ood_method != "auto":
         return ood_method
-    return DEFAULT_OOD_METHOD if ood_layer in ("auto", COMBINED_OOD_LAYER) else "knn"
+    if ood_layer in ("auto", COMBINED_OOD_LAYER):
+        return DEFAULT_OOD_METHOD
+    return EARLIER_DEFAULT_OOD_METHOD
 
 
 def resolved_ood_layer(ood_method, ood_layer):
@@ -64,6 +68,8 @@ def resolved_ood_layer(ood_method, ood_layer):
         return ood_layer
     combined = resolved_ood_method(ood_method, ood_layer) == "combined"
     return COMBINED_OOD_LAYER if combined else "feature_map"
+
+
 # The same choices as `medivision_tf.data.io.options` (not imported here: no TF).
 _WINDOWS = ("auto", "minmax")
 _BIT_DEPTH_16 = ("auto", "scale", "12bit", "minmax")

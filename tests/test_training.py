@@ -123,6 +123,20 @@ def test_rerun_with_another_config_is_refused(tmp_path, small_data):
         train(_config(steps_per_epoch=1, ood_method="combined"), **args)
 
 
+def test_too_few_validation_images_for_the_default_ood_score_fit_knn(tmp_path, small_data):
+    """Two validation images: the default's Mahalanobis part cannot be fitted
+    out of fold, so training ends with the kNN score (and says so)."""
+    from medivision_tf.trust import get_trust
+
+    data = small_data["train"]
+    with pytest.warns(UserWarning, match="2 validation images are too few"):
+        result = train(_config(steps_per_epoch=1), train_data=(data.images[:32],
+                                                               data.labels[:32]),
+                       val_data=(data.images[40:42], data.labels[40:42]),
+                       class_names=data.class_names, run_dir=tmp_path, verbose=0)
+    assert get_trust(result.model)["ood"]["method"] == "knn"
+
+
 def test_head_sizes_reach_the_model(tmp_path, small_data):
     data = small_data["train"]
     args = dict(train_data=(data.images[:64], data.labels[:64]), class_names=data.class_names,
@@ -366,6 +380,27 @@ def test_train_from_source_folder_with_cosine_schedule(tmp_path, lesion_folder, 
     again = training.train_and_evaluate(config, run_dir=tmp_path / "run", reuse=True, verbose=0)
     assert again.reused and again.train_seconds is None
     assert again.report.summary["accuracy"] == pytest.approx(result.report.summary["accuracy"])
+    # The command line's path: a folder begun under the earlier OOD default
+    # (knn) is reused with it when the request leaves ood_method at "auto"...
+    path = tmp_path / "run" / "config.json"
+    recorded = json.loads(path.read_text())
+    assert recorded["ood_method"] == "combined"
+    path.write_text(json.dumps({**recorded, "ood_method": "knn", "ood_layer": "auto"}))
+    requested = _config(source=lesion_folder, image_size=32, batch_size=8, lr_schedule="cosine",
+                        val_split=0.2, test_split=0.2)
+    old = training.train_and_evaluate(requested, run_dir=tmp_path / "run", reuse=True, verbose=0)
+    assert old.reused and old.config.ood_method == "knn"
+    # ... and another layer is refused, with both values named.
+    with pytest.raises(ValueError, match="keys ood_layer differ: ood_layer 'feature_map' in "
+                                         "the folder, 'pool' now"):
+        training.train_and_evaluate({**requested, "ood_layer": "pool"},
+                                    run_dir=tmp_path / "run", reuse=True, verbose=0)
+    path.write_text(json.dumps(recorded))  # a run of the new default: its layer changed
+    with pytest.raises(ValueError, match="keys ood_layer, ood_method differ: ood_layer "
+                                         "'feature_map\\+pool' in the folder, 'pool' now; "
+                                         "ood_method 'combined' in the folder, 'knn' now"):
+        training.train_and_evaluate({**requested, "ood_layer": "pool"},
+                                    run_dir=tmp_path / "run", reuse=True, verbose=0)
 
 
 def test_arrays_go_through_the_data_pipeline(tmp_path, small_data, monkeypatch):

@@ -553,6 +553,7 @@ def test_config_choices_and_default_follow_the_trust_module():
     assert TrainConfig().ood_layer == defaults["ood_layer"].default == "auto"
     assert TrainConfig().resolved().ood_method == "combined"
     assert TrainConfig(ood_layer="pool").resolved().ood_method == "knn"
+    assert TrainConfig(ood_layer="feature_map+pool").resolved().ood_method == "combined"
     from medivision_tf.trust.core import resolve_ood_layer
 
     for method in OOD_FITS:

@@ -57,6 +57,7 @@ from medivision_tf.model import (
 )
 from medivision_tf.training.callbacks import make_callbacks, reseed_random_layers
 from medivision_tf.training.compile import compile_model
+from medivision_tf.config import resolved_ood_method
 from medivision_tf.training.config import TrainConfig, load_config
 from medivision_tf.training.distribute import (
     choose_precision,
@@ -75,8 +76,7 @@ from medivision_tf.training.run_dir import (
     tidy_finished_run,
     tidy_history,
     with_recorded_augment_on,
-    with_recorded_fine_tune_rate,
-    with_recorded_ood_method,
+    with_recorded_defaults,
 )
 
 
@@ -152,6 +152,17 @@ def resolve_config(config=None, **overrides):
     return config.resolved()
 
 
+def fit_ood_method(config, requested):
+    """The `ood_method` `train` gives `fit_trust`: `"auto"` where the caller
+    left it so and the run uses what it stands for (`fit_trust` then fits
+    kNN on too few validation images for the default, and says so), else
+    the run's own."""
+    if requested.ood_method == "auto" and config.ood_method == resolved_ood_method(
+            "auto", config.ood_layer):
+        return "auto"
+    return config.ood_method
+
+
 def train(
     config=None,
     *,
@@ -222,8 +233,7 @@ def train(
               file=sys.stderr, flush=True)
     previous = read_json(os.path.join(work_dir, "config.json")) or {}
     config = with_recorded_augment_on(config, previous)
-    config = with_recorded_fine_tune_rate(config, requested.fine_tune_learning_rate, previous)
-    config = with_recorded_ood_method(config, requested.ood_method, previous)
+    config = with_recorded_defaults(config, requested, previous)
     if config.augment_on == "auto" and previous.get("augment_on") != "auto":
         # A new run settles "auto" on this machine (config.json records it);
         # an "auto" recorded by an older version stays as it was.
@@ -311,7 +321,8 @@ def train(
 
             fit_trust(model, inputs.val, alpha=config.conformal_alpha,
                       conformal_method=config.conformal_method,
-                      ood_method=config.ood_method, ood_layer=config.ood_layer,
+                      ood_method=fit_ood_method(config, requested),
+                      ood_layer=config.ood_layer,
                       seed=config.seed)
         with atomic_path(model_path) as partial:
             model.save(partial)
@@ -488,7 +499,10 @@ def train_and_evaluate(config=None, *, run_dir="runs/train", evaluate=True, requ
     from medivision_tf.data.checks.source_splits import load_source
     from medivision_tf.evaluation import evaluate_model, plot_history
 
-    config = resolve_config(config, **overrides)
+    # `requested` keeps "auto" and None as given: a run folder begun under an
+    # earlier default is reused and resumed with it (finished_run, train).
+    requested = load_config(config, **overrides)
+    config = requested.resolved()
     run_dir = os.fspath(run_dir)
     splits, class_names = load_source(config)
     test = splits["test"] if len(splits["test"]) else None
@@ -497,7 +511,7 @@ def train_and_evaluate(config=None, *, run_dir="runs/train", evaluate=True, requ
             f"Source {config.source!r} has no test images: it has a split column without "
             f"'test' rows, or test_split is 0. Received: test_split={config.test_split}"
         )
-    model_path = finished_run(run_dir, config)
+    model_path = finished_run(run_dir, requested)
     # Before anything is trained or evaluated: the folder's data must be this data.
     check_same_split(run_dir, splits, class_names)
     state = RunState(run_dir)
@@ -510,13 +524,15 @@ def train_and_evaluate(config=None, *, run_dir="runs/train", evaluate=True, requ
             model=keras.saving.load_model(model_path, compile=False, safe_mode=True),
             history=history, run_dir=run_dir, model_path=model_path,
             best_path=os.path.join(run_dir, "checkpoints", "best.keras"),
-            config=config, class_names=list(class_names), epochs=len(history), reused=True,
+            config=with_recorded_defaults(config, requested,
+                                          read_json(os.path.join(run_dir, "config.json"))),
+            class_names=list(class_names), epochs=len(history), reused=True,
             best_epoch=state.get("best_epoch"), best_value=state.get("best_value"),
         )
     else:
         start = time.perf_counter()
         result = train(
-            config, train_data=splits["train"],
+            requested, train_data=splits["train"],
             val_data=splits["val"] if len(splits["val"]) else None,
             class_names=class_names, run_dir=run_dir, verbose=verbose,
         )

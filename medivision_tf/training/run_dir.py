@@ -28,7 +28,11 @@ import shutil
 
 import pandas as pd
 
-from medivision_tf.config import resolved_ood_layer, resolved_ood_method
+from medivision_tf.config import (
+    EARLIER_DEFAULT_OOD_METHOD,
+    resolved_ood_layer,
+    resolved_ood_method,
+)
 
 
 @contextlib.contextmanager
@@ -188,8 +192,9 @@ def tidy_history(path, epochs=None):
     return history
 
 
-def changed_keys(previous, config):
-    """Config keys whose values differ between a saved config.json and `config`.
+def changed_values(previous, config):
+    """`{key: (value in a saved config.json, value in config)}` for the keys
+    whose values differ ("auto" OOD values resolved first).
 
     A key the saved file lacks (a run begun by a release before the key
     existed) counts as its default, which keeps that release's behaviour:
@@ -204,7 +209,15 @@ def changed_keys(previous, config):
             values["ood_method"] = resolved_ood_method(method, layer)
         if "ood_layer" in values:
             values["ood_layer"] = resolved_ood_layer(method, layer)
-    return sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    return {k: (saved.get(k), current.get(k)) for k in set(saved) | set(current)
+            if saved.get(k) != current.get(k)}
+
+
+def _differences(changed):
+    """`keys a, b differ: a 1 in the folder, 2 now; ...` for an error message."""
+    values = "; ".join(f"{key} {old!r} in the folder, {new!r} now"
+                       for key, (old, new) in sorted(changed.items()))
+    return f"keys {', '.join(sorted(changed))} differ: {values}"
 
 
 def with_recorded_augment_on(config, previous):
@@ -232,17 +245,27 @@ def with_recorded_fine_tune_rate(config, requested, previous):
 
 
 def with_recorded_ood_method(config, requested, previous):
-    """`config` with the OOD score its run folder recorded, when the caller
-    left `ood_method` at `"auto"` (`requested`).
+    """`config` with `"knn"`, when its run folder recorded that earlier
+    default and the caller left `ood_method` at `"auto"` (`requested`).
 
     The default changed (`"knn"`, now `"combined"`): a run begun under the
     old default resumes, and is reused, with the score it began with rather
-    than being refused; one that asked for a score by name keeps it.
+    than being refused. Any other recorded score is compared as usual (a
+    changed request is refused and named).
     """
     recorded = (previous or {}).get("ood_method")
-    if requested == "auto" and recorded not in (None, "auto"):
+    if requested == "auto" and recorded == EARLIER_DEFAULT_OOD_METHOD:
         return dataclasses.replace(config, ood_method=recorded)
     return config
+
+
+def with_recorded_defaults(config, requested, previous):
+    """`config` (resolved) with the values of defaults that changed since its
+    run folder (`previous`: its config.json, a dict or None) was begun,
+    where the caller left them unset (`requested`: the config before
+    `resolved()`): the phase-2 peak and the OOD score."""
+    config = with_recorded_fine_tune_rate(config, requested.fine_tune_learning_rate, previous)
+    return with_recorded_ood_method(config, requested.ood_method, previous)
 
 
 def finished_run(run_dir, config):
@@ -271,14 +294,12 @@ def finished_run(run_dir, config):
     model_path = os.path.join(run_dir, "model.keras")
     if not (state and state.get("complete") and previous and os.path.isfile(model_path)):
         return None
-    resolved = with_recorded_fine_tune_rate(config.resolved(), config.fine_tune_learning_rate,
-                                            previous)
-    resolved = with_recorded_ood_method(resolved, config.ood_method, previous)
-    changed = changed_keys(previous, with_recorded_augment_on(resolved, previous))
+    resolved = with_recorded_defaults(config.resolved(), config, previous)
+    changed = changed_values(previous, with_recorded_augment_on(resolved, previous))
     if changed:
         raise ValueError(
-            f"Run folder {run_dir!r} holds a finished run with another config (keys "
-            f"{', '.join(changed)} differ). Choose another folder or remove it."
+            f"Run folder {run_dir!r} holds a finished run with another config "
+            f"({_differences(changed)}). Choose another folder or remove it."
         )
     return model_path
 
@@ -306,12 +327,12 @@ def claim_run_dir(run_dir, config):
             raise ValueError(
                 f"Run folder {run_dir!r} already holds a finished run. Choose another folder."
             )
-        changed = changed_keys(previous, config)
+        changed = changed_values(previous, config)
         if changed:
             raise ValueError(
                 f"Run folder {run_dir!r} holds an interrupted run with another config "
-                f"(keys {', '.join(changed)} differ); resume it with the same config or "
-                "choose another folder."
+                f"({_differences(changed)}); resume it with the same config or choose "
+                "another folder."
             )
         return
     write_json_atomic(path, config.to_dict())

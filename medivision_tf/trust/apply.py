@@ -30,10 +30,10 @@ import numpy as np
 from medivision_tf.config import COMBINED_OOD_LAYER
 
 TRUST_VERSION = 1
-#: The features of the kNN and Mahalanobis scores by default: the backbone's last
-#: feature map, averaged over its positions (kNN on these separated
-#: Fashion-MNIST from digits at AUROC 0.995, on the head's `pool` output at
-#: 0.957: docs/trust.md). The layer is stored with the fit
+#: The features `ood_layer="auto"` gives every score but `"combined"`: the
+#: backbone's last feature map, averaged over its positions (the head's
+#: layers are trained to separate the classes and discard what makes an
+#: image unlike all of them). The layer is stored with the fit
 #: (`trust["ood"]["layer"]`): earlier fits read `pool`, and still do.
 FEATURE_LAYER = "feature_map"
 #: The features of the `"combined"` score: the backbone's feature map

@@ -247,8 +247,9 @@ def fit_trust(model, val_images, val_labels=None, alpha=0.1, *, accept_rate=0.95
         warnings.warn(f"fit_trust: {len(labels)} validation images are too few for the "
                       f"{ood_method!r} OOD score (at least {MIN_GAUSSIAN_IMAGES}); fitting "
                       "'knn' instead.", stacklevel=2)
-        ood_method = "knn"
-        ood_layer = resolve_ood_layer(ood_method, requested_layer)
+        ood_method = "knn"  # on its own layer when the combined one was asked for
+        ood_layer = resolve_ood_layer(
+            ood_method, "auto" if requested_layer == apply.COMBINED_LAYER else requested_layer)
         features, probabilities, labels = _forward(model, val_images, val_labels, batch_size,
                                                    layer=ood_layer)
     probabilities, labels = fitting._check_probabilities(probabilities, labels)
@@ -437,9 +438,9 @@ def predict_with_trust(model, images, batch_size=32):
     Returns:
         dict of NumPy arrays: `probabilities` (calibrated, `(n, classes)`),
         `uncalibrated_probabilities`, `prediction_set` (bool `(n, classes)`),
-        `ood_score` (`(n,)`; by default the cosine distance of the
-        backbone's pooled features to the 5th nearest validation image, see
-        `apply.ood_scores`) and
+        `ood_score` (`(n,)`; higher is more unusual; the scale is the stored
+        method's: for the default `"combined"`, standard deviations from the
+        validation images' mean score; see `apply.ood_scores`) and
         `out_of_distribution` (bool `(n,)`).
 
     Raises:
