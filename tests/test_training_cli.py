@@ -133,6 +133,8 @@ def test_rerun_of_a_finished_run_trains_nothing_and_writes_a_missing_evaluation(
     code, rerun, stderr = _run(args)
     assert code == 0, stderr[-3000:]
     assert "not trained again" in rerun and "balanced_accuracy=" in rerun
+    # Which OOD score the model carries, and its threshold (the default: combined).
+    assert "ood is the combined score (kNN on layer 'feature_map', Mahalanobis" in rerun
     assert (copy / "history.csv").read_text() == history  # no epoch trained again
     # The evaluation of the model the run saved: the figures of the first one.
     metrics = json.loads((copy / "evaluation" / "metrics.json").read_text())["summary"]

@@ -366,8 +366,17 @@ def test_explain_gives_the_answer_predict_gives(trusted, data, tmp_path, capsys)
         legend = [line for line in capsys.readouterr().err.splitlines()
                   if line.startswith("Probabilities are calibrated")]
         assert len(legend) == 1, command
-        assert f"ood is the {ood['method']} score on layer '{ood['layer']}'" in legend[0]
+        assert ood["method"] == "combined"  # the default: both layers named, and the unit
+        assert ("ood is the combined score (kNN on layer 'feature_map', Mahalanobis on layer "
+                "'pool', whichever is higher, in standard deviations") in legend[0]
         assert f"OUT-OF-DISTRIBUTION above {ood['threshold']:.4g}" in legend[0]
+    # A single score says what its number measures.
+    from medivision_tf.cli._text import trust_legend
+
+    knn = trust_legend({**get_trust(trusted), "ood": {"method": "knn", "layer": "pool",
+                                                      "threshold": 0.3}})
+    assert ("ood is the knn score on layer 'pool' (cosine distance to the 5th nearest "
+            "validation image, 0 to 2), OUT-OF-DISTRIBUTION above 0.3") in knn
 
 
 def test_mahalanobis_fit_scores_the_nearest_class_mean_with_an_out_of_fold_threshold(

@@ -38,6 +38,15 @@ def quote(name):
     return json.dumps(text)  # ensure_ascii: every non-ASCII character escaped too
 
 
+#: What each single OOD score's number measures, for the legend.
+_SCALES = {
+    "knn": "cosine distance to the 5th nearest validation image, 0 to 2",
+    "mahalanobis": "distance to the nearest class center, in whitened units",
+    "relative_mahalanobis": "distance to the nearest class center minus that to all images; "
+                            "can be negative",
+}
+
+
 def trust_legend(trust):
     """One line saying what `predict` and `explain` print next to each image.
 
@@ -64,13 +73,19 @@ def trust_legend(trust):
     if not trust:
         return ""
     ood = trust["ood"]
-    unit = (" (kNN or Mahalanobis, whichever is higher, in standard deviations from the "
-            "validation images' mean score: 0 is typical, negative more typical still)"
-            if ood["method"] == "combined" else "")
+    if ood["method"] == "combined":
+        # The components read the stored layer's parts, in order (trust.core).
+        knn_layer, gaussian_layer = ood.get("layer", "feature_map+pool").split("+")
+        score = (f"ood is the combined score (kNN on layer {knn_layer!r}, Mahalanobis on layer "
+                 f"{gaussian_layer!r}, whichever is higher, in standard deviations from the "
+                 "validation images' mean score: 0 is typical, negative more typical still)")
+    else:
+        score = (f"ood is the {ood['method']} score on layer "
+                 f"{ood.get('layer', 'feature_map')!r} ({_SCALES[ood['method']]})")
     return (
         f"Probabilities are calibrated (temperature {trust['temperature']:.3g}); sets cover "
         f"about {1 - trust['conformal']['alpha']:.0%} of images like the validation images; "
-        f"ood is the {ood['method']} score on layer {ood.get('layer', 'feature_map')!r}{unit}, "
+        f"{score}, "
         f"OUT-OF-DISTRIBUTION above {ood['threshold']:.4g} (set to flag about "
         f"{1 - ood.get('accept_rate', 0.95):.0%} of new images like the validation images)."
     )

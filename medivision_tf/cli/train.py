@@ -57,7 +57,9 @@ def print_summary(summary):
 
 
 def run_train(args):
+    from medivision_tf.cli._text import trust_legend
     from medivision_tf.training import TrainConfig, load_config, train_and_evaluate
+    from medivision_tf.trust import get_trust
 
     overrides = config_overrides(args, TrainConfig, skip=("source",))
     if args.source is not None:
@@ -69,6 +71,9 @@ def run_train(args):
         print(f"{args.out} holds a finished run of this config: not trained again.")
     if result.report is not None:
         print_summary(result.report.summary)
+    legend = trust_legend(get_trust(result.model))
+    if legend:  # which OOD score the model carries, and its threshold
+        print(legend)
     print(json.dumps({"run_dir": result.run_dir, "model": result.model_path,
                       "epochs": result.epochs, "best_epoch": result.best_epoch}))
     return 0

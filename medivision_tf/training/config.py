@@ -208,7 +208,8 @@ class TrainConfig:
             `"relative_mahalanobis"`. Measured side by side in
             `benchmarks/bench_unseen.py`, see docs/trust.md.
         ood_layer: the features the OOD score reads: `"auto"` (default;
-            `"feature_map+pool"` for `"combined"`, else `"feature_map"`),
+            `"feature_map+pool"` for `"combined"`, else `"feature_map"`;
+            naming a single layer with `ood_method="auto"` fits `"knn"` on it),
             `"feature_map"` (the backbone's, averaged), `"pool"` (the head's
             pooled features; for the pooling baseline the same as
             `"feature_map"`) or `"feature_map+pool"` (both, concatenated).
