@@ -80,8 +80,9 @@ def trust_legend(trust):
                  f"{gaussian_layer!r}, whichever is higher, in standard deviations from the "
                  "validation images' mean score: 0 is typical, negative more typical still)")
     else:
+        scale = _SCALES.get(ood["method"])  # a method this version does not know: no scale
         score = (f"ood is the {ood['method']} score on layer "
-                 f"{ood.get('layer', 'feature_map')!r} ({_SCALES[ood['method']]})")
+                 f"{ood.get('layer', 'feature_map')!r}" + (f" ({scale})" if scale else ""))
     return (
         f"Probabilities are calibrated (temperature {trust['temperature']:.3g}); sets cover "
         f"about {1 - trust['conformal']['alpha']:.0%} of images like the validation images; "

@@ -46,6 +46,7 @@ import pandas as pd
 import tensorflow as tf
 
 from medivision_tf import compat
+from medivision_tf.config import resolved_ood_method
 from medivision_tf.data.checks.split_record import check_same_split, write_split_file
 from medivision_tf.data.pipeline.training_inputs import training_inputs
 from medivision_tf.data.pipeline.augment import augmentation_model
@@ -57,7 +58,6 @@ from medivision_tf.model import (
 )
 from medivision_tf.training.callbacks import make_callbacks, reseed_random_layers
 from medivision_tf.training.compile import compile_model
-from medivision_tf.config import resolved_ood_method
 from medivision_tf.training.config import TrainConfig, load_config
 from medivision_tf.training.distribute import (
     choose_precision,
